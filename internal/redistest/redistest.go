@@ -1,0 +1,148 @@
+// Package redistest gives a test a store of its own to run against: by default a real
+// redis-server started on a free loopback port, or, with HERALD_TEST_STORE=memory, the
+// in-process store that heraldd's dev mode uses, so one suite tests both.
+//
+// A missing redis-server fails the test rather than skipping it: the project's test
+// command installs it, and a skipped suite would prove nothing.
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/memstore"
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is a store started for one test.
+type Server struct {
+	// URL is the redis:// URL to give to heraldd or redis.ParseURL.
+	URL string
+	// Addr is host:port.
+	Addr string
+	// Client is a client connected to it, closed when the test ends.
+	Client *redis.Client
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	memory  *memstore.Store
+	args    []string
+	logs    *bytes.Buffer
+	stopped bool
+}
+
+// Memory reports whether tests run on the in-process store instead of redis-server.
+func Memory() bool { return os.Getenv("HERALD_TEST_STORE") == "memory" }
+
+// Start starts a fresh, empty store for t and stops it when t ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{}
+	if Memory() {
+		m, err := memstore.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.memory, s.URL, s.Addr = m, m.URL(), m.Addr()
+		t.Cleanup(m.Close)
+	} else {
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Addr = "127.0.0.1:" + strconv.Itoa(port)
+		s.URL = "redis://" + s.Addr
+		s.args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+			"--appendonly", "no", "--protected-mode", "no"}
+		if err := s.start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Stop)
+	}
+	s.Client = redis.NewClient(&redis.Options{Addr: s.Addr})
+	t.Cleanup(func() { s.Client.Close() })
+	return s
+}
+
+func (s *Server) start() error {
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		return fmt.Errorf("redis-server is not installed (run scripts/test, which installs it, or `apt-get install redis-server`): %w", err)
+	}
+	s.logs = &bytes.Buffer{}
+	cmd := exec.Command(path, s.args...)
+	cmd.Stdout, cmd.Stderr = s.logs, s.logs
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	s.cmd = cmd
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return fmt.Errorf("redis-server did not answer on %s: %v; its output: %s", s.Addr, err, s.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop stops the server (a test of Redis going away calls it; Restart brings it back on
+// the same address, empty).
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	if s.memory != nil {
+		s.memory.Close()
+		return
+	}
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+}
+
+// Restart starts a stopped real redis-server again on the same address. On the
+// in-process store it fails the test: that store cannot come back on the same port.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if s.memory != nil {
+		t.Skip("the in-process store cannot be restarted on the same address")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stopped {
+		return
+	}
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+	s.stopped = false
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,231 @@
+// Package business keeps businesses and their API keys.
+//
+// Guarantees:
+//   - An API key is shown once, at issue; Redis keeps only its SHA-256.
+//   - A verified key is trusted from a local cache for at most KeyCacheTTL, so a revoked
+//     key stops working on every gateway within that time.
+package business
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// KeyCacheTTL bounds how long a gateway trusts a verified API key without asking Redis
+// again, and so how long a revoked key may still work.
+const KeyCacheTTL = 2 * time.Second
+
+// nameCacheTTL bounds how stale a display name on a delivery can be.
+const nameCacheTTL = time.Minute
+
+// Errors for callers to branch on.
+var (
+	ErrNotFound  = errors.New("no such business")
+	ErrBadKey    = errors.New("invalid or revoked API key")
+	ErrNoSuchKey = errors.New("no such API key")
+)
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// Business is a business's record.
+type Business struct {
+	ID          string
+	DisplayName string
+	Created     time.Time
+	ActiveKeys  []string
+}
+
+// Store keeps businesses and keys.
+type Store struct {
+	rdb redis.UniversalClient
+
+	mu    sync.Mutex
+	keys  map[string]keyEntry  // key hash -> business
+	names map[string]nameEntry // business id -> display name
+}
+
+type keyEntry struct {
+	business string
+	exp      time.Time
+}
+
+type nameEntry struct {
+	name string
+	exp  time.Time
+}
+
+// New returns a Store on rdb.
+func New(rdb redis.UniversalClient) *Store {
+	return &Store{rdb: rdb, keys: map[string]keyEntry{}, names: map[string]nameEntry{}}
+}
+
+// Create makes a business.
+func (s *Store) Create(ctx context.Context, name string, now time.Time) (string, error) {
+	id := "biz_" + strings.ToLower(b32.EncodeToString(random(10)))
+	ok, err := s.rdb.HSetNX(ctx, keys.Business(id).Record(), "display_name", name).Result()
+	if err != nil {
+		return "", fmt.Errorf("create business: %w", err)
+	}
+	if !ok {
+		return "", errors.New("create business: id collision")
+	}
+	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), "created", now.UnixMilli()).Err(); err != nil {
+		return "", fmt.Errorf("create business: %w", err)
+	}
+	return id, nil
+}
+
+// Get returns a business, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (Business, error) {
+	b := keys.Business(id)
+	var rec *redis.MapStringStringCmd
+	var ks *redis.StringSliceCmd
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rec = p.HGetAll(ctx, b.Record())
+		ks = p.SMembers(ctx, b.APIKeys())
+		return nil
+	}); err != nil {
+		return Business{}, fmt.Errorf("get business: %w", err)
+	}
+	h := rec.Val()
+	if h["display_name"] == "" {
+		return Business{}, ErrNotFound
+	}
+	ms, _ := strconv.ParseInt(h["created"], 10, 64)
+	active := ks.Val()
+	slices.Sort(active)
+	return Business{ID: id, DisplayName: h["display_name"], Created: time.UnixMilli(ms), ActiveKeys: active}, nil
+}
+
+// Exists reports whether the business exists.
+func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
+	_, err := s.Name(ctx, id, time.Now())
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Name returns the business's display name, from a cache of up to a minute.
+func (s *Store) Name(ctx context.Context, id string, now time.Time) (string, error) {
+	s.mu.Lock()
+	e, ok := s.names[id]
+	s.mu.Unlock()
+	if ok && now.Before(e.exp) {
+		return e.name, nil
+	}
+	name, err := s.rdb.HGet(ctx, keys.Business(id).Record(), "display_name").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("business name: %w", err)
+	}
+	s.mu.Lock()
+	if len(s.names) > 100_000 {
+		clear(s.names)
+	}
+	s.names[id] = nameEntry{name: name, exp: now.Add(nameCacheTTL)}
+	s.mu.Unlock()
+	return name, nil
+}
+
+// IssueKey makes a new API key for the business: `hk_<key id>_<secret>`.
+func (s *Store) IssueKey(ctx context.Context, business string, now time.Time) (key, id string, err error) {
+	if _, err := s.Get(ctx, business); err != nil {
+		return "", "", err
+	}
+	id = strings.ToLower(b32.EncodeToString(random(10)))
+	key = "hk_" + id + "_" + strings.ToLower(b32.EncodeToString(random(20)))
+	if _, err := s.rdb.HSet(ctx, keys.APIKey(id), "business", business, "hash", hash(key), "created", now.UnixMilli()).Result(); err != nil {
+		return "", "", fmt.Errorf("issue key: %w", err)
+	}
+	if err := s.rdb.SAdd(ctx, keys.Business(business).APIKeys(), id).Err(); err != nil {
+		return "", "", fmt.Errorf("issue key: %w", err)
+	}
+	return key, id, nil
+}
+
+// KeyID returns the id part of an API key, or "" if it is not shaped like one.
+func KeyID(key string) string {
+	parts := strings.Split(key, "_")
+	if len(parts) != 3 || parts[0] != "hk" || parts[1] == "" {
+		return ""
+	}
+	return parts[1]
+}
+
+// RevokeKey revokes the key with the given id; every gateway refuses it within
+// KeyCacheTTL. Revoking a revoked key is not an error.
+func (s *Store) RevokeKey(ctx context.Context, id string, now time.Time) error {
+	business, err := s.rdb.HGet(ctx, keys.APIKey(id), "business").Result()
+	if errors.Is(err, redis.Nil) {
+		return ErrNoSuchKey
+	}
+	if err != nil {
+		return fmt.Errorf("revoke key: %w", err)
+	}
+	if err := s.rdb.HSet(ctx, keys.APIKey(id), "revoked", now.UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("revoke key: %w", err)
+	}
+	if err := s.rdb.SRem(ctx, keys.Business(business).APIKeys(), id).Err(); err != nil {
+		return fmt.Errorf("revoke key: %w", err)
+	}
+	return nil
+}
+
+// Authenticate returns the business the key belongs to, or ErrBadKey.
+func (s *Store) Authenticate(ctx context.Context, key string, now time.Time) (string, error) {
+	h := hash(key)
+	s.mu.Lock()
+	e, ok := s.keys[h]
+	s.mu.Unlock()
+	if ok && now.Before(e.exp) {
+		return e.business, nil
+	}
+	id := KeyID(key)
+	if id == "" {
+		return "", ErrBadKey
+	}
+	rec, err := s.rdb.HMGet(ctx, keys.APIKey(id), "business", "hash", "revoked").Result()
+	if err != nil {
+		return "", fmt.Errorf("authenticate key: %w", err)
+	}
+	business, _ := rec[0].(string)
+	stored, _ := rec[1].(string)
+	if business == "" || rec[2] != nil || subtle.ConstantTimeCompare([]byte(stored), []byte(h)) != 1 {
+		return "", ErrBadKey
+	}
+	s.mu.Lock()
+	if len(s.keys) > 100_000 {
+		clear(s.keys)
+	}
+	s.keys[h] = keyEntry{business: business, exp: now.Add(KeyCacheTTL)}
+	s.mu.Unlock()
+	return business, nil
+}
+
+func hash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func random(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}

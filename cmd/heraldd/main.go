@@ -1,0 +1,230 @@
+// Command heraldd is the Herald gateway.
+//
+// With no --redis it runs in dev mode on an in-process store (data is lost on exit),
+// so it starts on a machine that has only Go. Every flag has an environment variable
+// equivalent (shown in -help); a flag given on the command line wins.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/heraldhq/herald/internal/memstore"
+	"github.com/heraldhq/herald/server"
+	"github.com/redis/go-redis/v9"
+)
+
+// Config is heraldd's configuration.
+type Config struct {
+	// Listen is the gRPC address.
+	Listen string
+	// Redis is a redis:// or rediss:// URL; empty means dev mode on the in-process store.
+	Redis string
+	// RedisCluster treats Redis as a Redis Cluster seed URL
+	// (redis://host:port?addr=host2:port2).
+	RedisCluster bool
+	// Secret keys the phone-number HMAC; at least 16 bytes, the same on every gateway.
+	Secret string
+	// AdminToken authorises AdminService; at least 16 bytes.
+	AdminToken string
+	// Dev relaxes the above: a missing secret or admin token is generated (and the
+	// admin token printed), logs are at debug level.
+	Dev bool
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout time.Duration
+}
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "heraldd:", err)
+		os.Exit(2)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "heraldd:", err)
+		os.Exit(1)
+	}
+}
+
+func parseConfig(args []string, getenv func(string) string) (Config, error) {
+	fs := flag.NewFlagSet("heraldd", flag.ContinueOnError)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var c Config
+	fs.StringVar(&c.Listen, "listen", env("HERALD_LISTEN", "127.0.0.1:7400"), "gRPC listen address (HERALD_LISTEN)")
+	fs.StringVar(&c.Redis, "redis", env("HERALD_REDIS", ""), "Redis URL, redis://[user:pass@]host:port[/db] or rediss://…; empty runs dev mode on an in-process store (HERALD_REDIS)")
+	cluster, _ := strconv.ParseBool(env("HERALD_REDIS_CLUSTER", "false"))
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", cluster, "the Redis URL is a Redis Cluster seed: redis://host:port?addr=host2:port2 (HERALD_REDIS_CLUSTER)")
+	fs.StringVar(&c.Secret, "secret", env("HERALD_SECRET", ""), "secret for the phone-number HMAC, at least 16 bytes, the same on every gateway (HERALD_SECRET)")
+	fs.StringVar(&c.AdminToken, "admin-token", env("HERALD_ADMIN_TOKEN", ""), "admin token for AdminService, at least 16 bytes (HERALD_ADMIN_TOKEN)")
+	dev, _ := strconv.ParseBool(env("HERALD_DEV", "false"))
+	fs.BoolVar(&c.Dev, "dev", dev, "dev mode: generate a missing secret and admin token, log at debug level (HERALD_DEV)")
+	fs.StringVar(&c.LogLevel, "log-level", env("HERALD_LOG_LEVEL", ""), "debug, info, warn or error; default info, debug in dev mode (HERALD_LOG_LEVEL)")
+	timeout, err := time.ParseDuration(env("HERALD_SHUTDOWN_TIMEOUT", "15s"))
+	if err != nil {
+		return c, fmt.Errorf("HERALD_SHUTDOWN_TIMEOUT: %w", err)
+	}
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", timeout, "how long a graceful shutdown may take (HERALD_SHUTDOWN_TIMEOUT)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.Redis == "" {
+		c.Dev = true
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen %q: %w", c.Listen, err)
+	}
+	if c.Redis != "" {
+		var err error
+		if c.RedisCluster {
+			_, err = redis.ParseClusterURL(c.Redis)
+		} else {
+			_, err = redis.ParseURL(c.Redis)
+		}
+		if err != nil {
+			return fmt.Errorf("--redis: %w", err)
+		}
+	}
+	if c.RedisCluster && c.Redis == "" {
+		return errors.New("--redis-cluster needs --redis")
+	}
+	if c.Secret == "" && !c.Dev {
+		return errors.New("--secret (HERALD_SECRET) is required outside dev mode: at least 16 bytes, the same on every gateway")
+	}
+	if c.Secret != "" && len(c.Secret) < 16 {
+		return errors.New("--secret must be at least 16 bytes")
+	}
+	if c.AdminToken == "" && !c.Dev {
+		return errors.New("--admin-token (HERALD_ADMIN_TOKEN) is required outside dev mode: at least 16 bytes")
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		return errors.New("--admin-token must be at least 16 bytes")
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return errors.New("--shutdown-timeout must be positive")
+	}
+	return nil
+}
+
+func run(cfg Config) error {
+	level := slog.LevelInfo
+	if cfg.Dev {
+		level = slog.LevelDebug
+	}
+	if cfg.LogLevel != "" {
+		level.UnmarshalText([]byte(cfg.LogLevel))
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	url := cfg.Redis
+	if url == "" {
+		store, err := memstore.Start()
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		url = store.URL()
+		log.Warn("DEV MODE: running on an in-process store; all data is lost on exit. Give --redis for real use.")
+	}
+	if cfg.Secret == "" {
+		cfg.Secret = randomHex(32)
+		log.Warn("dev mode: generated a random --secret; recipients' data is unreadable after a restart with another secret")
+	}
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = "ha_" + randomHex(16)
+		// Printed on stdout so scripts can capture it; it is the one token heraldd
+		// ever prints, and only in dev mode, where it made it.
+		fmt.Printf("admin token: %s\n", cfg.AdminToken)
+	}
+	rdb, err := connect(url, cfg.RedisCluster)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		log.Warn("Redis is not reachable yet; calls fail with UNAVAILABLE until it is", "err", err)
+	}
+	cancel()
+
+	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	log.Info("heraldd listening", "addr", lis.Addr().String(), "dev", cfg.Dev)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	select {
+	case err := <-served:
+		return err
+	case s := <-sig:
+		log.Info("shutting down", "signal", s.String())
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	srv.Shutdown(ctx)
+	log.Info("stopped")
+	return nil
+}
+
+// connect makes a Redis client with short timeouts: when Redis is down, calls fail
+// fast with UNAVAILABLE instead of hanging, and recover by themselves when it returns.
+func connect(url string, cluster bool) (redis.UniversalClient, error) {
+	if cluster {
+		o, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("--redis: %w", err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries = time.Second, 2*time.Second, 2*time.Second, 1
+		return redis.NewClusterClient(o), nil
+	}
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("--redis: %w", err)
+	}
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries = time.Second, 2*time.Second, 2*time.Second, 1
+	return redis.NewClient(o), nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

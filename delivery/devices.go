@@ -1,0 +1,201 @@
+package delivery
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	_ "embed"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed register.lua
+var registerSource string
+
+var registerScript = redis.NewScript(registerSource)
+
+// Verification code rules.
+const (
+	CodeTTL    = 10 * time.Minute
+	CodeTries  = 5
+	MaxDevices = 16
+)
+
+// Errors of device registration and authentication, for callers to branch on.
+var (
+	ErrNoCode         = errors.New("no verification code was issued for this number, or it expired")
+	ErrBadCode        = errors.New("wrong verification code")
+	ErrTooManyDevices = errors.New("the number has the most devices allowed")
+	ErrBadToken       = errors.New("invalid device token")
+)
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// Device is a registered device as businesses see it.
+type Device struct {
+	ID        string
+	PublicKey []byte
+	Algorithm int
+	Created   time.Time
+	tokenHash string
+}
+
+// Principal is the device a token belongs to.
+type Principal struct {
+	UID      string
+	DeviceID string
+}
+
+// Devices registers devices and authenticates their tokens.
+type Devices struct {
+	rdb redis.UniversalClient
+
+	mu    sync.Mutex
+	cache map[string]cached // token hash -> principal, for cacheTTL
+}
+
+type cached struct {
+	p   Principal
+	exp time.Time
+}
+
+// cacheTTL bounds how long a verified token is trusted without asking Redis.
+const cacheTTL = 5 * time.Second
+
+// NewDevices returns a Devices on rdb.
+func NewDevices(rdb redis.UniversalClient) *Devices {
+	return &Devices{rdb: rdb, cache: map[string]cached{}}
+}
+
+// IssueCode makes a fresh one-time code for uid, replacing any earlier one.
+func (d *Devices) IssueCode(ctx context.Context, uid string, now time.Time) (string, time.Time, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(100_000_000))
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	code := fmt.Sprintf("%08d", n.Int64())
+	u := keys.Recipient(uid)
+	exp := now.Add(CodeTTL)
+	_, err = d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, u.Code())
+		p.HSet(ctx, u.Code(), "h", hash(code), "n", 0)
+		p.PExpireAt(ctx, u.Code(), exp)
+		return nil
+	})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("issue code: %w", err)
+	}
+	return code, exp, nil
+}
+
+// Register spends code and adds a device with the public key for uid. It returns the
+// device's id and bearer token; only the token's hash is stored.
+func (d *Devices) Register(ctx context.Context, uid, code string, pub []byte, alg int, now time.Time) (string, string, error) {
+	id := "d" + strings.ToLower(b32.EncodeToString(random(8)))
+	token := "hd_" + uid + "_" + id + "_" + strings.ToLower(b32.EncodeToString(random(20)))
+	rec := strings.Join([]string{strconv.Itoa(alg), base64.StdEncoding.EncodeToString(pub), hash(token),
+		strconv.FormatInt(now.UnixMilli(), 10)}, "|")
+	u := keys.Recipient(uid)
+	res, err := registerScript.Run(ctx, d.rdb, []string{u.Code(), u.Devices()},
+		hash(code), id, rec, CodeTries, MaxDevices).Text()
+	if err != nil {
+		return "", "", fmt.Errorf("register: %w", err)
+	}
+	switch res {
+	case "ok":
+		return id, token, nil
+	case "no_code":
+		return "", "", ErrNoCode
+	case "bad_code":
+		return "", "", ErrBadCode
+	case "too_many":
+		return "", "", ErrTooManyDevices
+	}
+	return "", "", fmt.Errorf("register: unexpected reply %q", res)
+}
+
+// Authenticate returns the device a token belongs to, or ErrBadToken.
+func (d *Devices) Authenticate(ctx context.Context, token string, now time.Time) (Principal, error) {
+	h := hash(token)
+	d.mu.Lock()
+	c, ok := d.cache[h]
+	d.mu.Unlock()
+	if ok && now.Before(c.exp) {
+		return c.p, nil
+	}
+	parts := strings.Split(token, "_")
+	if len(parts) != 4 || parts[0] != "hd" || len(parts[1]) != 26 {
+		return Principal{}, ErrBadToken
+	}
+	p := Principal{UID: parts[1], DeviceID: parts[2]}
+	rec, err := d.rdb.HGet(ctx, keys.Recipient(p.UID).Devices(), p.DeviceID).Result()
+	if errors.Is(err, redis.Nil) {
+		return Principal{}, ErrBadToken
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("authenticate device: %w", err)
+	}
+	dev, err := parseDevice(p.DeviceID, rec)
+	if err != nil || subtle.ConstantTimeCompare([]byte(dev.tokenHash), []byte(h)) != 1 {
+		return Principal{}, ErrBadToken
+	}
+	d.mu.Lock()
+	if len(d.cache) > 100_000 {
+		clear(d.cache)
+	}
+	d.cache[h] = cached{p: p, exp: now.Add(cacheTTL)}
+	d.mu.Unlock()
+	return p, nil
+}
+
+// ParseDevices turns the device hash of a recipient into devices, ordered by id.
+func ParseDevices(records map[string]string) ([]Device, error) {
+	out := make([]Device, 0, len(records))
+	for id, rec := range records {
+		dev, err := parseDevice(id, rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dev)
+	}
+	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func parseDevice(id, rec string) (Device, error) {
+	f := strings.Split(rec, "|")
+	if len(f) != 4 {
+		return Device{}, fmt.Errorf("device %s: malformed record", id)
+	}
+	alg, err1 := strconv.Atoi(f[0])
+	pub, err2 := base64.StdEncoding.DecodeString(f[1])
+	ms, err3 := strconv.ParseInt(f[3], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return Device{}, fmt.Errorf("device %s: malformed record: %w", id, err)
+	}
+	return Device{ID: id, PublicKey: pub, Algorithm: alg, Created: time.UnixMilli(ms), tokenHash: f[2]}, nil
+}
+
+func hash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func random(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}

@@ -1,0 +1,144 @@
+package delivery
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/heraldhq/herald/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed fetch.lua
+var fetchSource string
+
+//go:embed ack.lua
+var ackSource string
+
+var (
+	fetchScript = redis.NewScript(fetchSource)
+	ackScript   = redis.NewScript(ackSource)
+)
+
+// PollInterval is how often a waiting stream looks at Redis even without a
+// notification, in case one was lost while the pub/sub connection was down.
+var PollInterval = 5 * time.Second
+
+// fetchLimit is how many deliveries one fetch returns.
+const fetchLimit = 64
+
+// Delivery is one queued message for one device.
+type Delivery struct {
+	MessageID       string
+	Business        string
+	Category        string
+	Kind            string
+	ClientMessageID string
+	Sent            time.Time
+	Expires         time.Time
+	Ciphertext      []byte
+}
+
+// Mailboxes reads device mailboxes and records acknowledgements.
+type Mailboxes struct {
+	rdb redis.UniversalClient
+	hub *Hub
+	out *Forwarder
+	now func() time.Time
+}
+
+// NewMailboxes returns Mailboxes on rdb, woken by hub, whose status events out
+// forwards.
+func NewMailboxes(rdb redis.UniversalClient, hub *Hub, out *Forwarder, now func() time.Time) *Mailboxes {
+	return &Mailboxes{rdb: rdb, hub: hub, out: out, now: now}
+}
+
+// Stream sends every queued delivery of the device, oldest first, then each new one
+// as it is admitted, until ctx ends or send fails. A delivery is sent once per Stream;
+// one not acknowledged is sent again by the next Stream. It returns nil when ctx ends.
+func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery) error) error {
+	u := keys.Recipient(p.UID)
+	wake, stop := m.hub.Watch(ctx, u.Channel())
+	defer stop()
+	// Events a crashed gateway left behind for this recipient go out now.
+	m.out.Kick(p.UID)
+	poll := time.NewTicker(PollInterval)
+	defer poll.Stop()
+	after := "-inf"
+	for {
+		ds, last, err := m.fetch(ctx, p, after)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if last != "" {
+			after = "(" + last
+		}
+		for _, d := range ds {
+			if err := send(d); err != nil {
+				return err
+			}
+		}
+		if last != "" {
+			continue // the mailbox may hold more right now
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-poll.C:
+		}
+	}
+}
+
+func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Delivery, string, error) {
+	u := keys.Recipient(p.UID)
+	reply, err := fetchScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox()},
+		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix()).Slice()
+	if err != nil {
+		return nil, "", fmt.Errorf("fetch: %w", err)
+	}
+	last, _ := reply[0].(string)
+	if n, _ := reply[1].(int64); n > 0 {
+		m.out.Kick(p.UID)
+	}
+	var ds []Delivery
+	for i := 2; i+7 < len(reply); i += 8 {
+		f := make([]string, 8)
+		for j := range f {
+			f[j], _ = reply[i+j].(string)
+		}
+		sent, _ := strconv.ParseInt(f[5], 10, 64)
+		exp, _ := strconv.ParseInt(f[6], 10, 64)
+		ds = append(ds, Delivery{MessageID: f[0], Business: f[1], Category: f[2], Kind: f[3],
+			ClientMessageID: f[4], Sent: time.UnixMilli(sent), Expires: time.UnixMilli(exp), Ciphertext: []byte(f[7])})
+	}
+	return ds, last, nil
+}
+
+// Ack records that the device received (or read) the messages. It returns the ids
+// that are not deliveries to this device or that expired first. The business's status
+// events are durable in the recipient's outbox when Ack returns, and forwarded soon
+// after.
+func (m *Mailboxes) Ack(ctx context.Context, p Principal, ids []string, read bool) ([]string, error) {
+	u := keys.Recipient(p.UID)
+	r := "0"
+	if read {
+		r = "1"
+	}
+	args := []any{p.DeviceID, r, m.now().UnixMilli(), u.MessagePrefix()}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	unknown, err := ackScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox()}, args...).StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("ack: %w", err)
+	}
+	m.out.Kick(p.UID)
+	return unknown, nil
+}

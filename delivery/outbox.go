@@ -1,0 +1,212 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// StatusStreamLen bounds each business's status stream (approximately).
+const StatusStreamLen = 1_000_000
+
+// Status event letters as stored in outboxes.
+const (
+	StatusAccepted  = "A"
+	StatusDelivered = "D"
+	StatusRead      = "R"
+	StatusExpired   = "X"
+)
+
+// Forwarder moves status events from recipients' outboxes to businesses' status
+// streams. Scripts on a recipient's slot cannot write a business's stream (another
+// slot), so they append events to the recipient's outbox in the same atomic step as
+// the change they report; the forwarder then copies each to the business stream and
+// only then removes it from the outbox. An event is therefore never lost, and is
+// repeated only if a gateway dies between the copy and the removal.
+//
+// Who forwards: the gateway that caused the event is kicked at once; events a crashed
+// gateway left behind go out on the recipient's next admission, ack or Receive.
+type Forwarder struct {
+	rdb     redis.UniversalClient
+	mu      sync.Mutex
+	pending map[string]struct{}
+	wake    chan struct{}
+}
+
+// NewForwarder returns a forwarder on rdb; Run runs it.
+func NewForwarder(rdb redis.UniversalClient) *Forwarder {
+	return &Forwarder{rdb: rdb, pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+}
+
+// Kick asks for uid's outbox to be forwarded soon. It never blocks.
+func (f *Forwarder) Kick(uid string) {
+	f.mu.Lock()
+	f.pending[uid] = struct{}{}
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run forwards kicked outboxes until ctx ends, then makes a last attempt for what is
+// pending, so a graceful shutdown leaves nothing behind that it could send.
+func (f *Forwarder) Run(ctx context.Context) {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			f.drain(final)
+			cancel()
+			return
+		case <-f.wake:
+		case <-retry.C:
+		}
+		f.drain(ctx)
+	}
+}
+
+func (f *Forwarder) drain(ctx context.Context) {
+	for {
+		f.mu.Lock()
+		if len(f.pending) == 0 {
+			f.mu.Unlock()
+			return
+		}
+		uids := make([]string, 0, min(len(f.pending), 256))
+		for u := range f.pending {
+			uids = append(uids, u)
+			delete(f.pending, u)
+			if len(uids) == cap(uids) {
+				break
+			}
+		}
+		f.mu.Unlock()
+		if err := f.Flush(ctx, uids); err != nil {
+			// Put them back for the retry tick; the events are safe in the outboxes.
+			f.mu.Lock()
+			for _, u := range uids {
+				f.pending[u] = struct{}{}
+			}
+			f.mu.Unlock()
+			if ctx.Err() == nil {
+				slog.Warn("forwarding status events failed; will retry", "err", err)
+			}
+			return
+		}
+	}
+}
+
+// outboxBatch is how many events one flush takes from one outbox.
+const outboxBatch = 500
+
+// Flush forwards the outboxes of uids now: three pipelined round trips however many
+// recipients (read, copy, remove).
+func (f *Forwarder) Flush(ctx context.Context, uids []string) error {
+	reads := make([]*redis.StringSliceCmd, len(uids))
+	if _, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, u := range uids {
+			reads[i] = p.LRange(ctx, keys.Recipient(u).Outbox(), 0, outboxBatch-1)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read outboxes: %w", err)
+	}
+	type item struct {
+		uid, raw string
+		add      *redis.StringCmd
+	}
+	var items []item
+	more := false
+	touched := map[string]bool{}
+	_, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, u := range uids {
+			evs := reads[i].Val()
+			more = more || len(evs) == outboxBatch
+			for _, raw := range evs {
+				e, err := parseOutbox(raw)
+				if err != nil {
+					slog.Error("dropping malformed outbox entry", "err", err)
+					p.LRem(ctx, keys.Recipient(u).Outbox(), 1, raw)
+					continue
+				}
+				b := keys.Business(e.Business)
+				add := p.XAdd(ctx, &redis.XAddArgs{Stream: b.Statuses(), MaxLen: StatusStreamLen, Approx: true,
+					Values: []any{"s", e.Status, "m", e.MessageID, "cm", e.ClientMessageID, "d", e.DeviceID,
+						"t", e.Time.UnixMilli()}})
+				items = append(items, item{uid: u, raw: raw, add: add})
+				touched[e.Business] = true
+			}
+		}
+		for b := range touched {
+			p.Publish(ctx, keys.Business(b).Channel(), "s")
+		}
+		return nil
+	})
+	if len(items) == 0 {
+		return err
+	}
+	var firstErr error
+	if _, err2 := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, it := range items {
+			if it.add.Err() != nil {
+				firstErr = cmp(firstErr, it.add.Err())
+				continue
+			}
+			p.LRem(ctx, keys.Recipient(it.uid).Outbox(), 1, it.raw)
+		}
+		return nil
+	}); err2 != nil {
+		return fmt.Errorf("clear outboxes: %w", err2)
+	}
+	if firstErr != nil {
+		return fmt.Errorf("copy status events: %w", firstErr)
+	}
+	if more {
+		for _, u := range uids {
+			f.Kick(u)
+		}
+	}
+	return nil
+}
+
+func cmp(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// Event is one status event.
+type Event struct {
+	// Cursor is the event's position in its business's stream.
+	Cursor          string
+	Status          string
+	Business        string
+	MessageID       string
+	ClientMessageID string
+	DeviceID        string
+	Time            time.Time
+}
+
+func parseOutbox(raw string) (Event, error) {
+	f := strings.Split(raw, "|")
+	if len(f) != 6 {
+		return Event{}, errors.New("outbox entry has the wrong number of fields")
+	}
+	ms, err := strconv.ParseInt(f[5], 10, 64)
+	if err != nil {
+		return Event{}, fmt.Errorf("outbox entry time: %w", err)
+	}
+	return Event{Status: f[0], Business: f[1], MessageID: f[2], ClientMessageID: f[3], DeviceID: f[4], Time: time.UnixMilli(ms)}, nil
+}

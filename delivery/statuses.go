@@ -1,0 +1,72 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/heraldhq/herald/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// Statuses reads businesses' status streams.
+type Statuses struct {
+	rdb redis.UniversalClient
+	hub *Hub
+}
+
+// NewStatuses returns Statuses on rdb, woken by hub.
+func NewStatuses(rdb redis.UniversalClient, hub *Hub) *Statuses {
+	return &Statuses{rdb: rdb, hub: hub}
+}
+
+// Stream sends the business's events after cursor ("" for the oldest kept), then new
+// ones as they come, until ctx ends (it then returns nil) or send fails.
+func (s *Statuses) Stream(ctx context.Context, business, cursor string, send func(Event) error) error {
+	b := keys.Business(business)
+	wake, stop := s.hub.Watch(ctx, b.Channel())
+	defer stop()
+	poll := time.NewTicker(PollInterval)
+	defer poll.Stop()
+	if cursor == "" {
+		cursor = "0-0"
+	}
+	for {
+		res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{b.Statuses(), cursor}, Count: 256, Block: -1}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read statuses: %w", err)
+		}
+		n := 0
+		for _, st := range res {
+			for _, m := range st.Messages {
+				n++
+				cursor = m.ID
+				ms, _ := strconv.ParseInt(str(m.Values["t"]), 10, 64)
+				if err := send(Event{Cursor: m.ID, Status: str(m.Values["s"]), Business: business,
+					MessageID: str(m.Values["m"]), ClientMessageID: str(m.Values["cm"]), DeviceID: str(m.Values["d"]),
+					Time: time.UnixMilli(ms)}); err != nil {
+					return err
+				}
+			}
+		}
+		if n > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-poll.C:
+		}
+	}
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}

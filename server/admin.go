@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"github.com/heraldhq/herald/business"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// adminService is the operator's AdminService.
+type adminService struct {
+	*Server
+	heraldv1.UnimplementedAdminServiceServer
+}
+
+// CreateBusiness creates a business.
+func (a *adminService) CreateBusiness(ctx context.Context, req *heraldv1.CreateBusinessRequest) (*heraldv1.CreateBusinessResponse, error) {
+	c := &checker{}
+	c.text("display_name", req.GetDisplayName(), 1, maxDisplayName)
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	id, err := a.businesses.Create(ctx, req.GetDisplayName(), a.now())
+	if err != nil {
+		return nil, a.storeError(ctx, "create business", err)
+	}
+	return &heraldv1.CreateBusinessResponse{BusinessId: id}, nil
+}
+
+// GetBusiness shows a business.
+func (a *adminService) GetBusiness(ctx context.Context, req *heraldv1.GetBusinessRequest) (*heraldv1.GetBusinessResponse, error) {
+	c := &checker{}
+	c.id("business_id", req.GetBusinessId())
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	b, err := a.businesses.Get(ctx, req.GetBusinessId())
+	if errors.Is(err, business.ErrNotFound) {
+		return nil, notFound("no business " + req.GetBusinessId())
+	}
+	if err != nil {
+		return nil, a.storeError(ctx, "get business", err)
+	}
+	return &heraldv1.GetBusinessResponse{Business: &heraldv1.Business{BusinessId: b.ID, DisplayName: b.DisplayName,
+		CreateTime: timestamppb.New(b.Created), ActiveKeyIds: b.ActiveKeys}}, nil
+}
+
+// IssueApiKey issues a key for a business.
+func (a *adminService) IssueApiKey(ctx context.Context, req *heraldv1.IssueApiKeyRequest) (*heraldv1.IssueApiKeyResponse, error) {
+	c := &checker{}
+	c.id("business_id", req.GetBusinessId())
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	key, id, err := a.businesses.IssueKey(ctx, req.GetBusinessId(), a.now())
+	if errors.Is(err, business.ErrNotFound) {
+		return nil, notFound("no business " + req.GetBusinessId())
+	}
+	if err != nil {
+		return nil, a.storeError(ctx, "issue api key", err)
+	}
+	return &heraldv1.IssueApiKeyResponse{ApiKey: key, KeyId: id}, nil
+}
+
+// RevokeApiKey revokes a key by id or by the key itself.
+func (a *adminService) RevokeApiKey(ctx context.Context, req *heraldv1.RevokeApiKeyRequest) (*heraldv1.RevokeApiKeyResponse, error) {
+	c := &checker{}
+	id := req.GetKeyId()
+	switch {
+	case id != "" && req.GetApiKey() != "":
+		c.bad("key_id", "give key_id or api_key, not both")
+	case id != "":
+		c.id("key_id", id)
+	case req.GetApiKey() != "":
+		if id = business.KeyID(req.GetApiKey()); id == "" {
+			c.bad("api_key", "not an API key")
+		}
+	default:
+		c.bad("key_id", "required: key_id or api_key")
+	}
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	err := a.businesses.RevokeKey(ctx, id, a.now())
+	if errors.Is(err, business.ErrNoSuchKey) {
+		return nil, notFound("no API key " + id)
+	}
+	if err != nil {
+		return nil, a.storeError(ctx, "revoke api key", err)
+	}
+	return &heraldv1.RevokeApiKeyResponse{}, nil
+}
+
+// IssueVerificationCode issues a one-time code for RegisterDevice.
+func (a *adminService) IssueVerificationCode(ctx context.Context, req *heraldv1.IssueVerificationCodeRequest) (*heraldv1.IssueVerificationCodeResponse, error) {
+	c := &checker{}
+	e164 := c.phone("phone_number", req.GetPhoneNumber())
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	code, exp, err := a.devices.IssueCode(ctx, a.uid(e164), a.now())
+	if err != nil {
+		return nil, a.storeError(ctx, "issue verification code", err)
+	}
+	return &heraldv1.IssueVerificationCodeResponse{Code: code, ExpireTime: timestamppb.New(exp)}, nil
+}

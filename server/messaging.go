@@ -1,0 +1,256 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/blocklist"
+	"github.com/heraldhq/herald/delivery"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/keys"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newMessageID makes a message id: the recipient's uid (so an ack names whose mailbox
+// it touches), a dot, then the admission time in ms and 64 random bits, so ids sort by
+// time and never collide.
+func newMessageID(uid string, now time.Time) string {
+	var b [14]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	rand.Read(b[6:])
+	return uid + "." + strings.ToLower(b32.EncodeToString(b[:]))
+}
+
+// uidOfMessage is the recipient uid inside a message id, or "".
+func uidOfMessage(id string) string {
+	uid, rest, ok := strings.Cut(id, ".")
+	if !ok || len(uid) != 26 || len(rest) != 23 {
+		return ""
+	}
+	return uid
+}
+
+func (s *Server) uid(e164 string) string { return keys.UID(s.cfg.Secret, e164) }
+
+func (s *Server) toAdmission(business string, m message, now time.Time) blocklist.Admission {
+	uid := s.uid(m.e164)
+	return blocklist.Admission{UID: uid, Business: business, Category: m.category, Kind: m.kind,
+		ClientMessageID: m.clientID, MessageID: newMessageID(uid, now), Now: now, Expires: now.Add(m.ttl),
+		Envelopes: m.envelopes}
+}
+
+// Send admits one message.
+func (s *Server) Send(ctx context.Context, req *heraldv1.SendRequest) (*heraldv1.SendResponse, error) {
+	c := &checker{prefix: "message."}
+	m := c.message(req.GetMessage())
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	now := s.now()
+	ds, err := s.admission.Admit(ctx, []blocklist.Admission{s.toAdmission(businessFrom(ctx), m, now)})
+	if err != nil {
+		return nil, s.storeError(ctx, "send", err)
+	}
+	s.admitted(ds)
+	return &heraldv1.SendResponse{Result: result(ds[0])}, nil
+}
+
+// SendBatch admits up to 1000 messages in one pipelined round trip.
+func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) (*heraldv1.SendBatchResponse, error) {
+	msgs := req.GetMessages()
+	switch {
+	case len(msgs) == 0:
+		return nil, invalid([]*violation{badField("messages", "required: 1 to 1000 messages")})
+	case len(msgs) > maxBatch:
+		return nil, invalid([]*violation{badField("messages", fmt.Sprintf("at most %d messages, got %d", maxBatch, len(msgs)))})
+	}
+	now := s.now()
+	business := businessFrom(ctx)
+	results := make([]*heraldv1.Result, len(msgs))
+	var as []blocklist.Admission
+	var at []int
+	for i, pm := range msgs {
+		c := &checker{prefix: fmt.Sprintf("messages[%d].", i)}
+		m := c.message(pm)
+		if len(c.vs) > 0 {
+			r := &heraldv1.Result{Outcome: heraldv1.Outcome_OUTCOME_INVALID}
+			for _, v := range c.vs {
+				r.Violations = append(r.Violations, &heraldv1.FieldViolation{Field: v.Field, Description: v.Description})
+			}
+			results[i] = r
+			continue
+		}
+		as = append(as, s.toAdmission(business, m, now))
+		at = append(at, i)
+	}
+	if len(as) > 0 {
+		ds, err := s.admission.Admit(ctx, as)
+		if err != nil {
+			return nil, s.storeError(ctx, "send batch", err)
+		}
+		s.admitted(ds)
+		for j, d := range ds {
+			results[at[j]] = result(d)
+		}
+	}
+	return &heraldv1.SendBatchResponse{Results: results}, nil
+}
+
+// admitted kicks the forwarder for the ACCEPTED events the admissions queued.
+func (s *Server) admitted(ds []blocklist.Decision) {
+	for _, d := range ds {
+		if d.Outcome == blocklist.Accepted && !d.Duplicate {
+			s.forwarder.Kick(uidOfMessage(d.MessageID))
+		}
+	}
+}
+
+var outcomes = map[blocklist.Outcome]heraldv1.Outcome{
+	blocklist.Accepted:         heraldv1.Outcome_OUTCOME_ACCEPTED,
+	blocklist.Blocked:          heraldv1.Outcome_OUTCOME_BLOCKED,
+	blocklist.NotOptedIn:       heraldv1.Outcome_OUTCOME_NOT_OPTED_IN,
+	blocklist.OptedOut:         heraldv1.Outcome_OUTCOME_OPTED_OUT,
+	blocklist.UnknownRecipient: heraldv1.Outcome_OUTCOME_UNKNOWN_RECIPIENT,
+	blocklist.StaleDevices:     heraldv1.Outcome_OUTCOME_STALE_DEVICES,
+}
+
+func result(d blocklist.Decision) *heraldv1.Result {
+	return &heraldv1.Result{Outcome: outcomes[d.Outcome], MessageId: d.MessageID, Duplicate: d.Duplicate,
+		MissingDeviceIds: d.Missing, UnknownDeviceIds: d.Unknown}
+}
+
+// LookupRecipient returns the devices to encrypt to, or the outcome that would
+// reject a message; a business that would be rejected learns no keys.
+func (s *Server) LookupRecipient(ctx context.Context, req *heraldv1.LookupRecipientRequest) (*heraldv1.LookupRecipientResponse, error) {
+	c := &checker{}
+	e164 := c.phone("recipient", req.GetRecipient())
+	cat := c.category("category", req.GetCategory())
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	o, recs, err := s.admission.Check(ctx, s.uid(e164), businessFrom(ctx), cat)
+	if err != nil {
+		return nil, s.storeError(ctx, "lookup recipient", err)
+	}
+	resp := &heraldv1.LookupRecipientResponse{Outcome: outcomes[o]}
+	if o != blocklist.Accepted {
+		return resp, nil
+	}
+	devs, err := delivery.ParseDevices(recs)
+	if err != nil {
+		return nil, s.storeError(ctx, "lookup recipient", err)
+	}
+	for _, d := range devs {
+		resp.Devices = append(resp.Devices, &heraldv1.Device{DeviceId: d.ID, PublicKey: d.PublicKey,
+			KeyAlgorithm: heraldv1.KeyAlgorithm(d.Algorithm)})
+	}
+	return resp, nil
+}
+
+// RecordConsent stores a consent the business collected.
+func (s *Server) RecordConsent(ctx context.Context, req *heraldv1.RecordConsentRequest) (*heraldv1.RecordConsentResponse, error) {
+	c := &checker{}
+	e164 := c.phone("recipient", req.GetRecipient())
+	cat := c.category("category", req.GetCategory())
+	v := c.consent("consent", req.GetConsent())
+	now := s.now()
+	ev := req.GetEvidence()
+	var evidence blocklist.Evidence
+	if ev == nil {
+		c.bad("evidence", "required: source and collected_time of the consent")
+	} else {
+		c.text("evidence.source", ev.GetSource(), 1, maxSourceLen)
+		if len(ev.GetReference()) > 0 {
+			c.text("evidence.reference", ev.GetReference(), 0, maxReferenceLen)
+		}
+		switch t := ev.GetCollectedTime(); {
+		case t == nil:
+			c.bad("evidence.collected_time", "required")
+		case t.CheckValid() != nil:
+			c.bad("evidence.collected_time", "not a valid time")
+		case t.AsTime().After(now.Add(consentClockSkew)):
+			c.bad("evidence.collected_time", "is in the future")
+		default:
+			evidence = blocklist.Evidence{Source: ev.GetSource(), Reference: ev.GetReference(), Collected: t.AsTime()}
+		}
+	}
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	r, err := s.admission.RecordConsent(ctx, s.uid(e164), businessFrom(ctx), cat, v, evidence, now)
+	if err != nil {
+		return nil, s.storeError(ctx, "record consent", err)
+	}
+	return &heraldv1.RecordConsentResponse{EffectiveConsent: consentProto(r.Effective), OverriddenByRecipient: r.Overridden}, nil
+}
+
+func consentProto(c blocklist.Consent) heraldv1.Consent {
+	switch c {
+	case blocklist.ConsentIn:
+		return heraldv1.Consent_CONSENT_OPTED_IN
+	case blocklist.ConsentOut:
+		return heraldv1.Consent_CONSENT_OPTED_OUT
+	}
+	return heraldv1.Consent_CONSENT_UNSPECIFIED
+}
+
+var statusProto = map[string]heraldv1.Status{
+	delivery.StatusAccepted:  heraldv1.Status_STATUS_ACCEPTED,
+	delivery.StatusDelivered: heraldv1.Status_STATUS_DELIVERED,
+	delivery.StatusRead:      heraldv1.Status_STATUS_READ,
+	delivery.StatusExpired:   heraldv1.Status_STATUS_EXPIRED,
+}
+
+// StreamStatus streams the business's status events from a cursor. A cursor names
+// the business it belongs to: another business's cursor is PERMISSION_DENIED.
+func (s *Server) StreamStatus(req *heraldv1.StreamStatusRequest, stream grpc.ServerStreamingServer[heraldv1.StatusEvent]) error {
+	business := businessFrom(stream.Context())
+	after := ""
+	if cur := req.GetCursor(); cur != "" {
+		owner, pos, ok := strings.Cut(cur, ".")
+		if !ok || !validStreamID(pos) {
+			return invalid([]*violation{badField("cursor", "not a cursor from a StatusEvent")})
+		}
+		if owner != business {
+			return permissionDenied("the cursor belongs to another business's status stream")
+		}
+		after = pos
+	}
+	ctx, cancel := s.streamContext(stream.Context())
+	defer cancel()
+	err := s.statuses.Stream(ctx, business, after, func(e delivery.Event) error {
+		return stream.Send(&heraldv1.StatusEvent{Cursor: business + "." + e.Cursor, MessageId: e.MessageID,
+			ClientMessageId: e.ClientMessageID, Status: statusProto[e.Status], DeviceId: e.DeviceID,
+			Time: timestamppb.New(e.Time)})
+	})
+	if err != nil && stream.Context().Err() == nil {
+		return s.storeError(ctx, "stream status", err)
+	}
+	return nil
+}
+
+// validStreamID checks the "<ms>-<seq>" shape of a Redis stream id.
+func validStreamID(v string) bool {
+	a, b, ok := strings.Cut(v, "-")
+	return ok && isDigits(a) && isDigits(b)
+}
+
+func isDigits(v string) bool {
+	if v == "" || len(v) > 20 {
+		return false
+	}
+	for _, r := range v {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}

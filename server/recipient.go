@@ -1,0 +1,214 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/heraldhq/herald/blocklist"
+	"github.com/heraldhq/herald/business"
+	"github.com/heraldhq/herald/delivery"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// recipientService is the RecipientService: a person's device.
+type recipientService struct {
+	*Server
+	heraldv1.UnimplementedRecipientServiceServer
+}
+
+var kindProto = map[string]heraldv1.Kind{}
+
+func init() {
+	for k, v := range kinds {
+		kindProto[v.name] = k
+	}
+}
+
+var categoryProto = map[string]heraldv1.Category{
+	string(blocklist.Transactional): heraldv1.Category_CATEGORY_TRANSACTIONAL,
+	string(blocklist.Marketing):     heraldv1.Category_CATEGORY_MARKETING,
+}
+
+// RegisterDevice spends a verification code and registers the device's public key.
+func (r *recipientService) RegisterDevice(ctx context.Context, req *heraldv1.RegisterDeviceRequest) (*heraldv1.RegisterDeviceResponse, error) {
+	c := &checker{}
+	e164 := c.phone("phone_number", req.GetPhoneNumber())
+	if req.GetCode() == "" {
+		c.bad("code", "required: the one-time code issued for this number")
+	} else if len(req.GetCode()) > 16 {
+		c.bad("code", "too long")
+	}
+	switch n := len(req.GetPublicKey()); {
+	case n == 0:
+		c.bad("public_key", "required")
+	case n < minPublicKey || n > maxPublicKey:
+		c.bad("public_key", "must be %d to %d bytes, got %d", minPublicKey, maxPublicKey, n)
+	}
+	switch a := req.GetKeyAlgorithm(); a {
+	case heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_MLKEM768_X25519, heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519:
+	case heraldv1.KeyAlgorithm_KEY_ALGORITHM_UNSPECIFIED:
+		c.bad("key_algorithm", "required")
+	default:
+		c.bad("key_algorithm", "unknown value %d", a)
+	}
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	id, token, err := r.devices.Register(ctx, r.uid(e164), req.GetCode(), req.GetPublicKey(), int(req.GetKeyAlgorithm()), r.now())
+	switch {
+	case errors.Is(err, delivery.ErrNoCode), errors.Is(err, delivery.ErrBadCode):
+		return nil, withInfo(codes.PermissionDenied, "the verification code is wrong or expired", "BAD_VERIFICATION_CODE")
+	case errors.Is(err, delivery.ErrTooManyDevices):
+		return nil, withInfo(codes.FailedPrecondition, fmt.Sprintf("the number has %d devices, the most allowed", delivery.MaxDevices), "TOO_MANY_DEVICES")
+	case err != nil:
+		return nil, r.storeError(ctx, "register device", err)
+	}
+	return &heraldv1.RegisterDeviceResponse{DeviceId: id, DeviceToken: token}, nil
+}
+
+// Receive streams the device's deliveries.
+func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.ServerStreamingServer[heraldv1.Delivery]) error {
+	p := deviceFrom(stream.Context())
+	ctx, cancel := r.streamContext(stream.Context())
+	defer cancel()
+	err := r.mailboxes.Stream(ctx, p, func(d delivery.Delivery) error {
+		name, err := r.businesses.Name(ctx, d.Business, r.now())
+		if err != nil && !errors.Is(err, business.ErrNotFound) {
+			return err
+		}
+		return stream.Send(&heraldv1.Delivery{MessageId: d.MessageID, BusinessId: d.Business,
+			BusinessDisplayName: name, Category: categoryProto[d.Category], Kind: kindProto[d.Kind],
+			SentTime: timestamppb.New(d.Sent), ExpireTime: timestamppb.New(d.Expires), Ciphertext: d.Ciphertext,
+			ClientMessageId: d.ClientMessageID})
+	})
+	if err != nil && stream.Context().Err() == nil {
+		return r.storeError(ctx, "receive", err)
+	}
+	return nil
+}
+
+// Ack acknowledges deliveries. Ids of another person's messages are
+// PERMISSION_DENIED, and nothing is changed.
+func (r *recipientService) Ack(ctx context.Context, req *heraldv1.AckRequest) (*heraldv1.AckResponse, error) {
+	p := deviceFrom(ctx)
+	c := &checker{}
+	ids := req.GetMessageIds()
+	switch {
+	case len(ids) == 0:
+		c.bad("message_ids", "required: 1 to %d message ids", maxAckIDs)
+	case len(ids) > maxAckIDs:
+		c.bad("message_ids", "at most %d message ids, got %d", maxAckIDs, len(ids))
+	}
+	foreign := false
+	for i, id := range ids {
+		if len(ids) > maxAckIDs {
+			break
+		}
+		switch uid := uidOfMessage(id); {
+		case uid == "":
+			c.bad(fmt.Sprintf("message_ids[%d]", i), "not a message id")
+		case uid != p.UID:
+			foreign = true
+		}
+	}
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	if foreign {
+		return nil, permissionDenied("a message id belongs to another person's mailbox")
+	}
+	unknown, err := r.mailboxes.Ack(ctx, p, ids, req.GetRead())
+	if err != nil {
+		return nil, r.storeError(ctx, "ack", err)
+	}
+	return &heraldv1.AckResponse{UnknownMessageIds: unknown}, nil
+}
+
+// existingBusiness validates a business id field and checks the business exists.
+func (r *recipientService) existingBusiness(ctx context.Context, c *checker, field, id string) error {
+	c.id(field, id)
+	if len(c.vs) > 0 {
+		return invalid(c.vs)
+	}
+	_, err := r.businesses.Name(ctx, id, r.now())
+	if errors.Is(err, business.ErrNotFound) {
+		return notFound("no business " + id)
+	}
+	if err != nil {
+		return r.storeError(ctx, "business", err)
+	}
+	return nil
+}
+
+// Block blocks a business; once it returns, no later admission from it succeeds.
+func (r *recipientService) Block(ctx context.Context, req *heraldv1.BlockRequest) (*heraldv1.BlockResponse, error) {
+	if err := r.existingBusiness(ctx, &checker{}, "business_id", req.GetBusinessId()); err != nil {
+		return nil, err
+	}
+	if err := r.admission.Block(ctx, deviceFrom(ctx).UID, req.GetBusinessId(), r.now()); err != nil {
+		return nil, r.storeError(ctx, "block", err)
+	}
+	return &heraldv1.BlockResponse{}, nil
+}
+
+// Unblock lifts a block.
+func (r *recipientService) Unblock(ctx context.Context, req *heraldv1.UnblockRequest) (*heraldv1.UnblockResponse, error) {
+	if err := r.existingBusiness(ctx, &checker{}, "business_id", req.GetBusinessId()); err != nil {
+		return nil, err
+	}
+	if err := r.admission.Unblock(ctx, deviceFrom(ctx).UID, req.GetBusinessId(), r.now()); err != nil {
+		return nil, r.storeError(ctx, "unblock", err)
+	}
+	return &heraldv1.UnblockResponse{}, nil
+}
+
+// SetConsent records the person's own choice.
+func (r *recipientService) SetConsent(ctx context.Context, req *heraldv1.SetConsentRequest) (*heraldv1.SetConsentResponse, error) {
+	c := &checker{}
+	cat := c.category("category", req.GetCategory())
+	v := c.consent("consent", req.GetConsent())
+	if err := r.existingBusiness(ctx, c, "business_id", req.GetBusinessId()); err != nil {
+		return nil, err
+	}
+	if err := r.admission.SetConsent(ctx, deviceFrom(ctx).UID, req.GetBusinessId(), cat, v, r.now()); err != nil {
+		return nil, r.storeError(ctx, "set consent", err)
+	}
+	return &heraldv1.SetConsentResponse{}, nil
+}
+
+// ListPreferences lists the person's businesses and choices.
+func (r *recipientService) ListPreferences(ctx context.Context, _ *heraldv1.ListPreferencesRequest) (*heraldv1.ListPreferencesResponse, error) {
+	prefs, err := r.admission.Preferences(ctx, deviceFrom(ctx).UID)
+	if err != nil {
+		return nil, r.storeError(ctx, "list preferences", err)
+	}
+	resp := &heraldv1.ListPreferencesResponse{}
+	for _, p := range prefs {
+		name, err := r.businesses.Name(ctx, p.Business, r.now())
+		if err != nil && !errors.Is(err, business.ErrNotFound) {
+			return nil, r.storeError(ctx, "list preferences", err)
+		}
+		bp := &heraldv1.BusinessPreference{BusinessId: p.Business, DisplayName: name, Blocked: p.Blocked}
+		if !p.LastMessage.IsZero() {
+			bp.LastMessageTime = timestamppb.New(p.LastMessage)
+		}
+		for _, cc := range p.Consents {
+			pc := &heraldv1.CategoryConsent{Category: categoryProto[string(cc.Category)], Consent: consentProto(cc.Consent),
+				Source: cc.Source, Reference: cc.Reference}
+			if cc.Consent != "" {
+				pc.SetBy = heraldv1.Setter_SETTER_BUSINESS
+				if cc.ByRecipient {
+					pc.SetBy = heraldv1.Setter_SETTER_RECIPIENT
+				}
+				pc.UpdateTime = timestamppb.New(cc.At)
+			}
+			bp.Consents = append(bp.Consents, pc)
+		}
+		resp.Businesses = append(resp.Businesses, bp)
+	}
+	return resp, nil
+}

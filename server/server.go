@@ -1,0 +1,224 @@
+// Package server is Herald's gRPC edge: the MessagingService, RecipientService and
+// AdminService, their interceptors (recovery, logging, authentication), health and
+// reflection. Handlers validate, translate between protos and the domain packages
+// (blocklist, delivery, business), and map errors to gRPC statuses with google.rpc
+// details; they decide nothing themselves.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/blocklist"
+	"github.com/heraldhq/herald/business"
+	"github.com/heraldhq/herald/delivery"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+)
+
+// Config is what a Server needs.
+type Config struct {
+	// Redis is where all state lives: a *redis.Client or a *redis.ClusterClient.
+	Redis redis.UniversalClient
+	// Secret keys the HMAC that turns phone numbers into recipient ids. Changing it
+	// orphans every recipient's data.
+	Secret []byte
+	// AdminToken authorises AdminService calls.
+	AdminToken string
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. Tests move it.
+	Now func() time.Time
+}
+
+// Server is a Herald gateway.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	now        func() time.Time
+	grpc       *grpc.Server
+	health     *health.Server
+	admission  *blocklist.Store
+	businesses *business.Store
+	devices    *delivery.Devices
+	mailboxes  *delivery.Mailboxes
+	statuses   *delivery.Statuses
+	forwarder  *delivery.Forwarder
+	hub        *delivery.Hub
+
+	// streams is canceled at shutdown so that long-lived streams end and the server
+	// can stop gracefully.
+	streams        context.Context
+	stopStreams    context.CancelFunc
+	background     sync.WaitGroup
+	stopBackground context.CancelFunc
+
+	heraldv1.UnimplementedMessagingServiceServer
+}
+
+// New builds a Server and starts its background work (status forwarding, Redis
+// health watching). Serve it with Serve; stop it with Shutdown.
+func New(cfg Config) (*Server, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("server: Config.Redis is required")
+	}
+	if len(cfg.Secret) < 16 {
+		return nil, errors.New("server: Config.Secret must be at least 16 bytes")
+	}
+	if cfg.AdminToken == "" {
+		return nil, errors.New("server: Config.AdminToken is required")
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.admission = blocklist.New(cfg.Redis)
+	s.businesses = business.New(cfg.Redis)
+	s.devices = delivery.NewDevices(cfg.Redis)
+	s.hub = delivery.NewHub(cfg.Redis)
+	s.forwarder = delivery.NewForwarder(cfg.Redis)
+	s.mailboxes = delivery.NewMailboxes(cfg.Redis, s.hub, s.forwarder, s.now)
+	s.statuses = delivery.NewStatuses(cfg.Redis, s.hub)
+	s.streams, s.stopStreams = context.WithCancel(context.Background())
+
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxMessageRequest),
+		grpc.ChainUnaryInterceptor(s.unaryRecover, s.unaryLog, s.unaryAuth),
+		grpc.ChainStreamInterceptor(s.streamRecover, s.streamLog, s.streamAuth),
+	)
+	heraldv1.RegisterMessagingServiceServer(s.grpc, s)
+	heraldv1.RegisterRecipientServiceServer(s.grpc, &recipientService{Server: s})
+	heraldv1.RegisterAdminServiceServer(s.grpc, &adminService{Server: s})
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	bg, stop := context.WithCancel(context.Background())
+	s.stopBackground = stop
+	s.background.Add(2)
+	go func() { defer s.background.Done(); s.forwarder.Run(bg) }()
+	go func() { defer s.background.Done(); s.watchRedis(bg) }()
+	return s, nil
+}
+
+// GRPC is the underlying gRPC server, for tests that serve it on their own listener.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// Serve serves on lis until Shutdown.
+func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
+
+// Shutdown stops the server gracefully: it reports NOT_SERVING, ends open streams,
+// lets unary calls in flight finish (each is one atomic Redis step, so none is left
+// half-written), forwards pending status events and releases Redis. ctx bounds the
+// wait; past it, remaining calls are cut off.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.health.Shutdown()
+	s.stopStreams()
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+	}
+	s.stopBackground()
+	s.background.Wait()
+	s.hub.Close()
+}
+
+// watchRedis keeps the health service's status in step with Redis, so load
+// balancers route around a gateway that cannot reach it.
+func (s *Server) watchRedis(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := s.cfg.Redis.Ping(pctx).Err()
+		cancel()
+		st := healthpb.HealthCheckResponse_SERVING
+		if err != nil {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.health.SetServingStatus("", st)
+		for _, svc := range []string{"herald.v1.MessagingService", "herald.v1.RecipientService", "herald.v1.AdminService"} {
+			s.health.SetServingStatus(svc, st)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// streamContext ends when either the call or the server's stream lifetime ends.
+func (s *Server) streamContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.streams, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+func (s *Server) unaryRecover(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return h(ctx, req)
+}
+
+func (s *Server) streamRecover(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return h(srv, ss)
+}
+
+// The logs name the method, code and duration: never tokens, numbers or ciphertext.
+func (s *Server) unaryLog(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	s.logCall(ctx, info.FullMethod, start, err)
+	return resp, err
+}
+
+func (s *Server) streamLog(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	err := h(srv, ss)
+	s.logCall(ss.Context(), info.FullMethod, start, err)
+	return err
+}
+
+func (s *Server) logCall(ctx context.Context, method string, start time.Time, err error) {
+	code := status.Code(err)
+	lvl := slog.LevelDebug
+	switch code {
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		lvl = slog.LevelError
+	case codes.Unavailable:
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(ctx, lvl, "rpc", "method", method, "code", code.String(), "duration", time.Since(start))
+}

@@ -1,0 +1,214 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/heraldhq/herald/blocklist"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/phone"
+)
+
+// The field rules documented in the protos. Every request is checked here, in one
+// place, before any Redis call; a failure is INVALID_ARGUMENT naming the field (or,
+// for a batch entry, an OUTCOME_INVALID result naming it).
+const (
+	maxBatch          = 1000
+	maxEnvelopes      = 16
+	maxCiphertext     = 64 << 10
+	maxClientIDLen    = 128
+	maxTTL            = 30 * 24 * time.Hour
+	minTTL            = time.Second
+	maxAckIDs         = 1000
+	maxDisplayName    = 100
+	maxSourceLen      = 64
+	maxReferenceLen   = 256
+	minPublicKey      = 32
+	maxPublicKey      = 4096
+	consentClockSkew  = 5 * time.Minute
+	maxIDLen          = 64
+	maxMessageRequest = 64 << 20
+)
+
+// kinds maps each kind to its category and stored name.
+var kinds = map[heraldv1.Kind]struct {
+	category heraldv1.Category
+	name     string
+}{
+	heraldv1.Kind_KIND_RECEIPT:         {heraldv1.Category_CATEGORY_TRANSACTIONAL, "receipt"},
+	heraldv1.Kind_KIND_RESERVATION:     {heraldv1.Category_CATEGORY_TRANSACTIONAL, "reservation"},
+	heraldv1.Kind_KIND_DELIVERY_STATUS: {heraldv1.Category_CATEGORY_TRANSACTIONAL, "delivery_status"},
+	heraldv1.Kind_KIND_ACCOUNT_UPDATE:  {heraldv1.Category_CATEGORY_TRANSACTIONAL, "account_update"},
+	heraldv1.Kind_KIND_OFFER:           {heraldv1.Category_CATEGORY_MARKETING, "offer"},
+}
+
+// message is a validated Message.
+type message struct {
+	e164      string
+	category  blocklist.Category
+	kind      string
+	clientID  string
+	ttl       time.Duration
+	envelopes []blocklist.Envelope
+}
+
+// checker collects violations under a path prefix.
+type checker struct {
+	prefix string
+	vs     []*violation
+}
+
+func (c *checker) bad(field, format string, args ...any) {
+	c.vs = append(c.vs, badField(c.prefix+field, fmt.Sprintf(format, args...)))
+}
+
+func (c *checker) phone(field, v string) string {
+	if v == "" {
+		c.bad(field, "required: an E.164 phone number, e.g. +14155550123")
+		return ""
+	}
+	n, err := phone.Parse(v)
+	if err != nil {
+		c.bad(field, "%v", err)
+	}
+	return n
+}
+
+func (c *checker) category(field string, v heraldv1.Category) blocklist.Category {
+	switch v {
+	case heraldv1.Category_CATEGORY_TRANSACTIONAL:
+		return blocklist.Transactional
+	case heraldv1.Category_CATEGORY_MARKETING:
+		return blocklist.Marketing
+	case heraldv1.Category_CATEGORY_UNSPECIFIED:
+		c.bad(field, "required: CATEGORY_TRANSACTIONAL or CATEGORY_MARKETING")
+	default:
+		c.bad(field, "unknown value %d: want CATEGORY_TRANSACTIONAL or CATEGORY_MARKETING", v)
+	}
+	return ""
+}
+
+func (c *checker) consent(field string, v heraldv1.Consent) blocklist.Consent {
+	switch v {
+	case heraldv1.Consent_CONSENT_OPTED_IN:
+		return blocklist.ConsentIn
+	case heraldv1.Consent_CONSENT_OPTED_OUT:
+		return blocklist.ConsentOut
+	case heraldv1.Consent_CONSENT_UNSPECIFIED:
+		c.bad(field, "required: CONSENT_OPTED_IN or CONSENT_OPTED_OUT")
+	default:
+		c.bad(field, "unknown value %d: want CONSENT_OPTED_IN or CONSENT_OPTED_OUT", v)
+	}
+	return ""
+}
+
+// id checks an id Herald issued (business, device): short, lower-case letters, digits
+// and '_'.
+func (c *checker) id(field, v string) {
+	if v == "" {
+		c.bad(field, "required")
+		return
+	}
+	if len(v) > maxIDLen || strings.IndexFunc(v, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_')
+	}) >= 0 {
+		c.bad(field, "not an id Herald issued")
+	}
+}
+
+func (c *checker) text(field, v string, min, max int) {
+	n := utf8.RuneCountInString(v)
+	switch {
+	case !utf8.ValidString(v):
+		c.bad(field, "must be UTF-8")
+	case n < min && min == 1:
+		c.bad(field, "required")
+	case n < min || n > max:
+		c.bad(field, "must be %d to %d characters, got %d", min, max, n)
+	case strings.IndexFunc(v, unicode.IsControl) >= 0:
+		c.bad(field, "must not contain control characters")
+	}
+}
+
+func validClientID(v string) bool {
+	if len(v) == 0 || len(v) > maxClientIDLen {
+		return false
+	}
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._:-", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkMessage validates one Message; c.prefix names where it sits in the request.
+func (c *checker) message(m *heraldv1.Message) message {
+	if m == nil {
+		c.vs = append(c.vs, badField(strings.TrimSuffix(c.prefix, "."), "required"))
+		return message{}
+	}
+	var out message
+	out.e164 = c.phone("recipient", m.GetRecipient())
+	out.category = c.category("category", m.GetCategory())
+	switch k, ok := kinds[m.GetKind()]; {
+	case m.GetKind() == heraldv1.Kind_KIND_UNSPECIFIED:
+		c.bad("kind", "required")
+	case !ok:
+		c.bad("kind", "unknown value %d", m.GetKind())
+	case out.category != "" && k.category != m.GetCategory():
+		c.bad("kind", "%s does not belong to %s", m.GetKind(), m.GetCategory())
+	default:
+		out.kind = k.name
+	}
+	switch id := m.GetClientMessageId(); {
+	case id == "":
+		c.bad("client_message_id", "required: an idempotency key of 1 to %d characters of [A-Za-z0-9._:-]", maxClientIDLen)
+	case !validClientID(id):
+		c.bad("client_message_id", "must be 1 to %d characters of [A-Za-z0-9._:-]", maxClientIDLen)
+	default:
+		out.clientID = id
+	}
+	envs := m.GetEnvelopes()
+	switch {
+	case len(envs) == 0:
+		c.bad("envelopes", "required: one envelope per recipient device (see LookupRecipient)")
+	case len(envs) > maxEnvelopes:
+		c.bad("envelopes", "at most %d envelopes, got %d", maxEnvelopes, len(envs))
+	}
+	seen := map[string]bool{}
+	for i, e := range envs {
+		if len(envs) > maxEnvelopes {
+			break
+		}
+		f := fmt.Sprintf("envelopes[%d].", i)
+		before := len(c.vs)
+		c.id(f+"device_id", e.GetDeviceId())
+		if seen[e.GetDeviceId()] {
+			c.bad(f+"device_id", "device %q has two envelopes", e.GetDeviceId())
+		}
+		seen[e.GetDeviceId()] = true
+		switch n := len(e.GetCiphertext()); {
+		case n == 0:
+			c.bad(f+"ciphertext", "required")
+		case n > maxCiphertext:
+			c.bad(f+"ciphertext", "at most %d bytes (64 KiB), got %d", maxCiphertext, n)
+		}
+		if len(c.vs) == before {
+			out.envelopes = append(out.envelopes, blocklist.Envelope{DeviceID: e.GetDeviceId(), Ciphertext: e.GetCiphertext()})
+		}
+	}
+	out.ttl = maxTTL
+	if m.Ttl != nil {
+		d := m.GetTtl()
+		if err := d.CheckValid(); err != nil || d.AsDuration() < minTTL || d.AsDuration() > maxTTL {
+			c.bad("ttl", "must be from 1s to 720h (30 days)")
+		} else {
+			out.ttl = d.AsDuration()
+		}
+	}
+	return out
+}

@@ -1,0 +1,272 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+const testAdminToken = "test-admin-token-0123456789"
+
+// gateway is a real Herald server on a real loopback socket, on a real store.
+type gateway struct {
+	t         *testing.T
+	redis     *redistest.Server
+	rdb       *redis.Client
+	srv       *Server
+	conn      *grpc.ClientConn
+	admin     heraldv1.AdminServiceClient
+	messaging heraldv1.MessagingServiceClient
+	recipient heraldv1.RecipientServiceClient
+}
+
+func startGateway(t *testing.T) *gateway {
+	t.Helper()
+	rs := redistest.Start(t)
+	return startGatewayOn(t, rs)
+}
+
+// startGatewayOn starts a gateway on an existing store, as a second replica would.
+func startGatewayOn(t *testing.T, rs *redistest.Server) *gateway {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second,
+		WriteTimeout: 2 * time.Second, MaxRetries: 1})
+	srv, err := New(Config{Redis: rdb, Secret: []byte("test-secret-0123456789"), AdminToken: testAdminToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		rdb.Close()
+	})
+	return &gateway{t: t, redis: rs, rdb: rs.Client, srv: srv, conn: conn,
+		admin:     heraldv1.NewAdminServiceClient(conn),
+		messaging: heraldv1.NewMessagingServiceClient(conn),
+		recipient: heraldv1.NewRecipientServiceClient(conn)}
+}
+
+func as(token string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+}
+
+func (g *gateway) adminCtx() context.Context { return as(testAdminToken) }
+
+// newBusiness creates a business and returns its id and API key.
+func (g *gateway) newBusiness(name string) (string, string) {
+	g.t.Helper()
+	b, err := g.admin.CreateBusiness(g.adminCtx(), &heraldv1.CreateBusinessRequest{DisplayName: name})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	k, err := g.admin.IssueApiKey(g.adminCtx(), &heraldv1.IssueApiKeyRequest{BusinessId: b.BusinessId})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return b.BusinessId, k.ApiKey
+}
+
+// device is a registered device: its id and token.
+type device struct {
+	id, token string
+}
+
+func (g *gateway) register(number string) device {
+	g.t.Helper()
+	code, err := g.admin.IssueVerificationCode(g.adminCtx(), &heraldv1.IssueVerificationCodeRequest{PhoneNumber: number})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	pub := make([]byte, 32)
+	rand.Read(pub)
+	r, err := g.recipient.RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{PhoneNumber: number,
+		Code: code.Code, PublicKey: pub, KeyAlgorithm: heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return device{id: r.DeviceId, token: r.DeviceToken}
+}
+
+// seal stands in for the business SDK's encryption: the envelope must not contain
+// the plaintext, so that the Redis scan below can look for it.
+func seal(plaintext, deviceID string) []byte {
+	b := []byte(deviceID + ":" + plaintext)
+	for i := range b {
+		b[i] ^= 0x5a
+	}
+	return b
+}
+
+func open(ct []byte) string {
+	b := append([]byte(nil), ct...)
+	for i := range b {
+		b[i] ^= 0x5a
+	}
+	return string(b)
+}
+
+func msg(to string, cat heraldv1.Category, kind heraldv1.Kind, id, text string, devs ...device) *heraldv1.Message {
+	m := &heraldv1.Message{Recipient: to, Category: cat, Kind: kind, ClientMessageId: id}
+	for _, d := range devs {
+		m.Envelopes = append(m.Envelopes, &heraldv1.Envelope{DeviceId: d.id, Ciphertext: seal(text, d.id)})
+	}
+	return m
+}
+
+func (g *gateway) send(key string, m *heraldv1.Message) *heraldv1.Result {
+	g.t.Helper()
+	r, err := g.messaging.Send(as(key), &heraldv1.SendRequest{Message: m})
+	if err != nil {
+		g.t.Fatalf("Send: %v", err)
+	}
+	return r.Result
+}
+
+// receiver is an open Receive stream.
+type receiver struct {
+	t      *testing.T
+	cancel context.CancelFunc
+	ch     chan *heraldv1.Delivery
+	errc   chan error
+}
+
+func (g *gateway) receive(d device) *receiver {
+	g.t.Helper()
+	ctx, cancel := context.WithCancel(as(d.token))
+	st, err := g.recipient.Receive(ctx, &heraldv1.ReceiveRequest{})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	r := &receiver{t: g.t, cancel: cancel, ch: make(chan *heraldv1.Delivery, 1000), errc: make(chan error, 1)}
+	go func() {
+		for {
+			m, err := st.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && status.Code(err) != codes.Canceled {
+					r.errc <- err
+				}
+				close(r.ch)
+				return
+			}
+			r.ch <- m
+		}
+	}()
+	g.t.Cleanup(cancel)
+	return r
+}
+
+// next waits for the next delivery.
+func (r *receiver) next() *heraldv1.Delivery {
+	r.t.Helper()
+	select {
+	case d, ok := <-r.ch:
+		if !ok {
+			select {
+			case err := <-r.errc:
+				r.t.Fatalf("receive stream ended: %v", err)
+			default:
+			}
+			r.t.Fatal("receive stream ended")
+		}
+		return d
+	case <-time.After(10 * time.Second):
+		r.t.Fatal("no delivery within 10s")
+	}
+	return nil
+}
+
+// none checks that nothing arrives within d.
+func (r *receiver) none(d time.Duration) {
+	r.t.Helper()
+	select {
+	case m, ok := <-r.ch:
+		if ok {
+			r.t.Fatalf("unexpected delivery %s (%s)", m.MessageId, open(m.Ciphertext))
+		}
+	case <-time.After(d):
+	}
+}
+
+// requireCode checks a gRPC error's code and, for INVALID_ARGUMENT, that a
+// BadRequest names field.
+func requireCode(t *testing.T, err error, code codes.Code, field string) {
+	t.Helper()
+	if status.Code(err) != code {
+		t.Fatalf("got %v, want %s", err, code)
+	}
+	if field == "" {
+		return
+	}
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.FieldViolations {
+				if v.Field == field {
+					return
+				}
+			}
+			t.Fatalf("BadRequest names %v, want %s", br.FieldViolations, field)
+		}
+	}
+	t.Fatalf("%v has no BadRequest detail", err)
+}
+
+// snapshot returns every key and value in the store, rendered as text.
+func snapshot(t *testing.T, rdb *redis.Client) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		typ := rdb.Type(ctx, k).Val()
+		var v any
+		switch typ {
+		case "string":
+			v = rdb.Get(ctx, k).Val()
+		case "hash":
+			v = rdb.HGetAll(ctx, k).Val()
+		case "set":
+			v = rdb.SMembers(ctx, k).Val()
+		case "zset":
+			v = rdb.ZRangeWithScores(ctx, k, 0, -1).Val()
+		case "list":
+			v = rdb.LRange(ctx, k, 0, -1).Val()
+		case "stream":
+			v = rdb.XRange(ctx, k, "-", "+").Val()
+		default:
+			t.Fatalf("key %s has unexpected type %s", k, typ)
+		}
+		out[k] = typeString(typ, v)
+	}
+	return out
+}
+
+func typeString(typ string, v any) string { return typ + " " + fmt.Sprint(v) }

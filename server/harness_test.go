@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +20,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
+	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 const testAdminToken = "test-admin-token-0123456789"
@@ -35,18 +38,22 @@ type gateway struct {
 	recipient heraldv1.RecipientServiceClient
 }
 
-func startGateway(t *testing.T) *gateway {
+func startGateway(t *testing.T, opts ...func(*Config)) *gateway {
 	t.Helper()
 	rs := redistest.Start(t)
-	return startGatewayOn(t, rs)
+	return startGatewayOn(t, rs, opts...)
 }
 
 // startGatewayOn starts a gateway on an existing store, as a second replica would.
-func startGatewayOn(t *testing.T, rs *redistest.Server) *gateway {
+func startGatewayOn(t *testing.T, rs *redistest.Server, opts ...func(*Config)) *gateway {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second,
 		WriteTimeout: 2 * time.Second, MaxRetries: 1})
-	srv, err := New(Config{Redis: rdb, Secret: []byte("test-secret-0123456789"), AdminToken: testAdminToken})
+	cfg := Config{Redis: rdb, Secret: []byte("test-secret-0123456789"), AdminToken: testAdminToken}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +175,7 @@ func (g *gateway) receive(d device) *receiver {
 		for {
 			m, err := st.Recv()
 			if err != nil {
-				if !errors.Is(err, io.EOF) && status.Code(err) != codes.Canceled {
+				if !errors.Is(err, io.EOF) && grpcstatus.Code(err) != codes.Canceled {
 					r.errc <- err
 				}
 				close(r.ch)
@@ -217,13 +224,13 @@ func (r *receiver) none(d time.Duration) {
 // BadRequest names field.
 func requireCode(t *testing.T, err error, code codes.Code, field string) {
 	t.Helper()
-	if status.Code(err) != code {
+	if grpcstatus.Code(err) != code {
 		t.Fatalf("got %v, want %s", err, code)
 	}
 	if field == "" {
 		return
 	}
-	for _, d := range status.Convert(err).Details() {
+	for _, d := range grpcstatus.Convert(err).Details() {
 		if br, ok := d.(*errdetails.BadRequest); ok {
 			for _, v := range br.FieldViolations {
 				if v.Field == field {
@@ -270,3 +277,63 @@ func snapshot(t *testing.T, rdb *redis.Client) map[string]string {
 }
 
 func typeString(typ string, v any) string { return typ + " " + fmt.Sprint(v) }
+
+// clock is a test clock that moves only when told.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Now()} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func withClock(c *clock) func(*Config) { return func(cfg *Config) { cfg.Now = c.Now } }
+
+// quiet waits until the store stops changing (background forwarding done) and
+// returns its snapshot.
+func quiet(t *testing.T, rdb *redis.Client) map[string]string {
+	t.Helper()
+	prev := snapshot(t, rdb)
+	for range 50 {
+		time.Sleep(100 * time.Millisecond)
+		cur := snapshot(t, rdb)
+		if maps.Equal(prev, cur) {
+			return cur
+		}
+		prev = cur
+	}
+	t.Fatal("the store kept changing")
+	return nil
+}
+
+// unchanged fails if the store differs from before.
+func unchanged(t *testing.T, rdb *redis.Client, before map[string]string) {
+	t.Helper()
+	time.Sleep(50 * time.Millisecond)
+	after := snapshot(t, rdb)
+	for k, v := range after {
+		if before[k] != v {
+			t.Errorf("state changed: %s = %s (was %q)", k, v, before[k])
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			t.Errorf("state changed: %s was deleted", k)
+		}
+	}
+}
+
+func nowPB() *timestamppb.Timestamp { return timestamppb.Now() }
+
+func codeOf(err error) codes.Code { return grpcstatus.Code(err) }

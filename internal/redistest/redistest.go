@@ -45,6 +45,19 @@ func Memory() bool { return os.Getenv("HERALD_TEST_STORE") == "memory" }
 // Start starts a fresh, empty store for t and stops it when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, false)
+}
+
+// StartDurable is Start with Redis persisting every write before it replies
+// (appendfsync always), so data survives Stop and Restart as in production. On the
+// in-process store it is Start.
+func StartDurable(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, durable bool) *Server {
+	t.Helper()
 	s := &Server{}
 	if Memory() {
 		m, err := memstore.Start()
@@ -62,6 +75,9 @@ func Start(t testing.TB) *Server {
 		s.URL = "redis://" + s.Addr
 		s.args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
 			"--appendonly", "no", "--protected-mode", "no"}
+		if durable {
+			s.args = append(s.args, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
+		}
 		if err := s.start(); err != nil {
 			t.Fatal(err)
 		}

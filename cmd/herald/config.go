@@ -1,0 +1,165 @@
+package main
+
+import (
+	"flag"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// defaultAddr is where `go run ./cmd/heraldd` listens in dev mode.
+const defaultAddr = "127.0.0.1:7400"
+
+// Config is the CLI's global settings. Each comes from its environment variable
+// first and then from its flag, so a flag always beats the environment. Global flags
+// may be given before the command or among the command's own flags.
+type Config struct {
+	// Addr is the gateway's host:port (--addr, HERALD_ADDR).
+	Addr string
+	// TLS says whether to speak TLS, verified against the system roots (--tls). Left
+	// unset, it is plaintext for a loopback Addr (the dev gateway) and TLS for
+	// anything else, so a token is never sent in clear over a network by default.
+	TLS optionalBool
+	// Token is the --token flag only: an admin token, API key or device token,
+	// whichever the command needs. Tokens from the environment are resolved per
+	// command group by token, so that one shell can hold all three kinds.
+	Token string
+	// StateDir holds one file per registered device (--state, HERALD_STATE).
+	StateDir string
+	// JSON asks for machine-readable output: each response as one line of JSON (--json).
+	JSON bool
+
+	// addrExplicit is true when Addr was chosen by flag or environment; device
+	// commands otherwise use the address the device registered with.
+	addrExplicit bool
+	getenv       func(string) string
+}
+
+// loadConfig reads the environment; flags are applied later by bind and noteFlags.
+func loadConfig(getenv func(string) string) Config {
+	c := Config{Addr: defaultAddr, StateDir: getenv("HERALD_STATE"), getenv: getenv}
+	if a := getenv("HERALD_ADDR"); a != "" {
+		c.Addr, c.addrExplicit = a, true
+	}
+	if c.StateDir == "" {
+		c.StateDir = defaultStateDir(getenv)
+	}
+	return c
+}
+
+// defaultStateDir follows the XDG base directory spec, which ignores a relative
+// XDG_CONFIG_HOME. It returns "" when there is no home to put state in; device
+// commands then ask for --state.
+func defaultStateDir(getenv func(string) string) string {
+	if x := getenv("XDG_CONFIG_HOME"); filepath.IsAbs(x) {
+		return filepath.Join(x, "herald")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".config", "herald")
+	}
+	return ""
+}
+
+// globalFlags names the flags bind registers, so a command's usage can leave them out.
+var globalFlags = map[string]bool{"addr": true, "tls": true, "token": true, "state": true, "json": true}
+
+// bind registers the global flags on fs with the current values as defaults, so that
+// parsing fs changes only what is given on its command line.
+func (c *Config) bind(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", c.Addr, "gateway `host:port` (HERALD_ADDR)")
+	fs.Var(&c.TLS, "tls", "use TLS with the system roots; default: only for non-loopback addresses")
+	fs.StringVar(&c.Token, "token", c.Token, "admin token, API key or device token (HERALD_TOKEN)")
+	fs.StringVar(&c.StateDir, "state", c.StateDir, "`dir`ectory of device state (HERALD_STATE)")
+	fs.BoolVar(&c.JSON, "json", c.JSON, "print machine-readable JSON, one object per line")
+}
+
+// noteFlags records what parsing fs decided that the values alone do not tell.
+func (c *Config) noteFlags(fs *flag.FlagSet) {
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "addr" {
+			c.addrExplicit = true
+		}
+	})
+}
+
+// useTLS applies the TLS rule of Config.TLS to addr.
+func (c *Config) useTLS(addr string) bool {
+	if c.TLS.set {
+		return c.TLS.value
+	}
+	return !isLoopback(addr)
+}
+
+// isLoopback reports whether addr can only reach this machine.
+func isLoopback(addr string) bool {
+	if strings.HasPrefix(addr, "unix:") || strings.HasPrefix(addr, "unix-abstract:") {
+		return true
+	}
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// tokenKind is one of the three credentials; each has its own environment variable
+// that beats HERALD_TOKEN for the commands that need it.
+type tokenKind struct {
+	env  string // e.g. HERALD_API_KEY
+	what string // for messages: "API key"
+}
+
+var (
+	adminToken  = tokenKind{env: "HERALD_ADMIN_TOKEN", what: "admin token"}
+	apiKey      = tokenKind{env: "HERALD_API_KEY", what: "API key"}
+	deviceToken = tokenKind{env: "HERALD_DEVICE_TOKEN", what: "device token"}
+)
+
+// specificToken is the token chosen for kind on purpose: --token, then kind's own
+// environment variable.
+func (c *Config) specificToken(kind tokenKind) string {
+	if c.Token != "" {
+		return c.Token
+	}
+	return c.getenv(kind.env)
+}
+
+// token is the token for kind: --token, kind's environment variable, HERALD_TOKEN.
+// It returns "" when there is none; callers say which variable to set.
+func (c *Config) token(kind tokenKind) string {
+	if t := c.specificToken(kind); t != "" {
+		return t
+	}
+	return c.getenv("HERALD_TOKEN")
+}
+
+// optionalBool is a boolean flag that knows whether it was given, for settings
+// whose default depends on another setting.
+type optionalBool struct {
+	set, value bool
+}
+
+func (b *optionalBool) String() string {
+	if b == nil || !b.set {
+		return "auto"
+	}
+	return strconv.FormatBool(b.value)
+}
+
+func (b *optionalBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	b.set, b.value = true, v
+	return nil
+}
+
+// IsBoolFlag lets --tls stand alone, as a bool flag does.
+func (b *optionalBool) IsBoolFlag() bool { return true }

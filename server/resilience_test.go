@@ -1,0 +1,174 @@
+package server
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/redistest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// TestRedisDownFailsClosedAndRecovers stops Redis mid-way: calls fail with
+// UNAVAILABLE and nothing is admitted; when Redis returns (with its data, as with
+// appendfsync always), the same gateway works again by itself and nothing that was
+// acknowledged is lost.
+func TestRedisDownFailsClosedAndRecovers(t *testing.T) {
+	if redistest.Memory() {
+		t.Skip("needs a redis-server that can be stopped and restarted")
+	}
+	rs := redistest.StartDurable(t)
+	g := startGatewayOn(t, rs)
+	_, key := g.newBusiness("Acme")
+	phone := g.register(alice)
+	before := g.send(key, msg(alice, tx, rcpt, "before", "hi", phone))
+
+	rs.Stop()
+	ctx, cancel := context.WithTimeout(as(key), 10*time.Second)
+	defer cancel()
+	_, err := g.messaging.Send(ctx, &heraldv1.SendRequest{Message: msg(alice, tx, rcpt, "during", "hi", phone)})
+	requireCode(t, err, codes.Unavailable, "")
+	_, err = g.recipient.Block(as(phone.token), &heraldv1.BlockRequest{BusinessId: "biz_x"})
+	if c := codes.Unavailable; err == nil || (codeOf(err) != c && codeOf(err) != codes.Unauthenticated) {
+		t.Fatalf("block while Redis is down: %v", err)
+	}
+	waitHealth(t, g, grpc_health_v1.HealthCheckResponse_NOT_SERVING)
+
+	rs.Restart(t)
+	waitHealth(t, g, grpc_health_v1.HealthCheckResponse_SERVING)
+	after := g.send(key, msg(alice, tx, rcpt, "after", "hi", phone))
+	if after.Outcome != heraldv1.Outcome_OUTCOME_ACCEPTED {
+		t.Fatalf("after recovery: %v", after)
+	}
+	rc := g.receive(phone)
+	if a, b := rc.next(), rc.next(); a.MessageId != before.MessageId || b.MessageId != after.MessageId {
+		t.Fatalf("got %s, %s; want the message from before the outage, then the one after", a.MessageId, b.MessageId)
+	}
+	rc.none(300 * time.Millisecond) // "during" was never admitted
+}
+
+func waitHealth(t *testing.T, g *gateway, want grpc_health_v1.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	h := grpc_health_v1.NewHealthClient(g.conn)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r, err := h.Check(context.Background(), &grpc_health_v1.HealthCheckRequest{Service: "herald.v1.MessagingService"})
+		if err == nil && r.Status == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health = %v, %v; want %v", r, err, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestExpiredMessagesAreDroppedAndReported moves the clock past a message's ttl:
+// the offline device never receives it, and the business sees STATUS_EXPIRED.
+func TestExpiredMessagesAreDroppedAndReported(t *testing.T) {
+	c := newClock()
+	g := startGateway(t, withClock(c))
+	_, key := g.newBusiness("Acme")
+	phone := g.register(alice)
+	short := msg(alice, tx, heraldv1.Kind_KIND_DELIVERY_STATUS, "short", "out for delivery", phone)
+	short.Ttl = durationpb.New(time.Minute)
+	rs := g.send(key, short)
+	rl := g.send(key, msg(alice, tx, rcpt, "long", "receipt", phone))
+	events := g.statuses(key, "")
+
+	c.Add(2 * time.Minute)
+	rc := g.receive(phone)
+	if d := rc.next(); d.MessageId != rl.MessageId {
+		t.Fatalf("got %s, want only the unexpired %s", d.MessageId, rl.MessageId)
+	}
+	rc.none(200 * time.Millisecond)
+	events.waitFor(t, rs.MessageId, heraldv1.Status_STATUS_EXPIRED, phone.id)
+
+	// An ack of the expired message is reported as unknown and changes nothing.
+	r, err := g.recipient.Ack(as(phone.token), &heraldv1.AckRequest{MessageIds: []string{rs.MessageId, rl.MessageId}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.UnknownMessageIds) != 1 || r.UnknownMessageIds[0] != rs.MessageId {
+		t.Fatalf("unknown = %v, want the expired one", r.UnknownMessageIds)
+	}
+}
+
+// TestConsentPolicy checks the policy table: a business can record consent, but the
+// person's own choice wins whatever the order.
+func TestConsentPolicy(t *testing.T) {
+	g := startGateway(t)
+	biz, key := g.newBusiness("Acme")
+	phone := g.register(alice)
+	record := func(cat heraldv1.Category, v heraldv1.Consent) *heraldv1.RecordConsentResponse {
+		t.Helper()
+		r, err := g.messaging.RecordConsent(as(key), &heraldv1.RecordConsentRequest{Recipient: alice, Category: cat, Consent: v,
+			Evidence: &heraldv1.ConsentEvidence{Source: "checkout-form", Reference: "form-77", CollectedTime: nowPB()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	set := func(cat heraldv1.Category, v heraldv1.Consent) {
+		t.Helper()
+		if _, err := g.recipient.SetConsent(as(phone.token), &heraldv1.SetConsentRequest{BusinessId: biz, Category: cat, Consent: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	outcome := func(cat heraldv1.Category) heraldv1.Outcome {
+		t.Helper()
+		n++
+		kind := rcpt
+		if cat == mk {
+			kind = offr
+		}
+		return g.send(key, msg(alice, cat, kind, "c"+string(rune('a'+n)), "x", phone)).Outcome
+	}
+	in, out := heraldv1.Consent_CONSENT_OPTED_IN, heraldv1.Consent_CONSENT_OPTED_OUT
+
+	// A business-recorded opt-in opens marketing when the person made no choice.
+	if r := record(mk, in); r.EffectiveConsent != in || r.OverriddenByRecipient {
+		t.Fatalf("record opt-in = %v", r)
+	}
+	if o := outcome(mk); o != heraldv1.Outcome_OUTCOME_ACCEPTED {
+		t.Fatalf("marketing after business opt-in: %v", o)
+	}
+	// The person opts out: that wins, and a new business record cannot undo it.
+	set(mk, out)
+	if o := outcome(mk); o != heraldv1.Outcome_OUTCOME_OPTED_OUT {
+		t.Fatalf("marketing after the person opted out: %v", o)
+	}
+	if r := record(mk, in); r.EffectiveConsent != out || !r.OverriddenByRecipient {
+		t.Fatalf("record over the person's opt-out = %v, want overridden", r)
+	}
+	if o := outcome(mk); o != heraldv1.Outcome_OUTCOME_OPTED_OUT {
+		t.Fatalf("marketing after the business tried to override: %v", o)
+	}
+	// Transactional is allowed by default; a business-recorded opt-out stops it.
+	if o := outcome(tx); o != heraldv1.Outcome_OUTCOME_ACCEPTED {
+		t.Fatalf("transactional by default: %v", o)
+	}
+	record(tx, out)
+	if o := outcome(tx); o != heraldv1.Outcome_OUTCOME_OPTED_OUT {
+		t.Fatalf("transactional after a business-recorded opt-out: %v", o)
+	}
+	// The person's own opt-in beats the business's record.
+	set(tx, in)
+	if o := outcome(tx); o != heraldv1.Outcome_OUTCOME_ACCEPTED {
+		t.Fatalf("transactional after the person opted in: %v", o)
+	}
+	// The preferences show who set what, with the evidence.
+	prefs, err := g.recipient.ListPreferences(as(phone.token), &heraldv1.ListPreferencesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range prefs.Businesses[0].Consents {
+		if c.SetBy != heraldv1.Setter_SETTER_RECIPIENT || c.UpdateTime == nil {
+			t.Fatalf("consent %v: want set by the recipient", c)
+		}
+	}
+}

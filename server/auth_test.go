@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/business"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"google.golang.org/grpc/codes"
 )
 

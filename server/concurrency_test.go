@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/delivery"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 )
 
 // TestBlockStopsLaterAdmissions blocks a business while eight senders on another

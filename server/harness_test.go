@@ -28,7 +28,7 @@ const testAdminToken = "test-admin-token-0123456789"
 
 // gateway is a real Herald server on a real loopback socket, on a real store.
 type gateway struct {
-	t         *testing.T
+	t         testing.TB
 	redis     *redistest.Server
 	rdb       *redis.Client
 	srv       *Server
@@ -38,14 +38,14 @@ type gateway struct {
 	recipient heraldv1.RecipientServiceClient
 }
 
-func startGateway(t *testing.T, opts ...func(*Config)) *gateway {
+func startGateway(t testing.TB, opts ...func(*Config)) *gateway {
 	t.Helper()
 	rs := redistest.Start(t)
 	return startGatewayOn(t, rs, opts...)
 }
 
 // startGatewayOn starts a gateway on an existing store, as a second replica would.
-func startGatewayOn(t *testing.T, rs *redistest.Server, opts ...func(*Config)) *gateway {
+func startGatewayOn(t testing.TB, rs *redistest.Server, opts ...func(*Config)) *gateway {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second,
 		WriteTimeout: 2 * time.Second, MaxRetries: 1})
@@ -157,7 +157,7 @@ func (g *gateway) send(key string, m *heraldv1.Message) *heraldv1.Result {
 
 // receiver is an open Receive stream.
 type receiver struct {
-	t      *testing.T
+	t      testing.TB
 	cancel context.CancelFunc
 	ch     chan *heraldv1.Delivery
 	errc   chan error

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+)
+
+// roundTrips counts Redis round trips (a pipeline is one), split by whether they
+// were made while serving an RPC or by background work (status forwarding, health).
+type roundTrips struct {
+	rpc, background atomic.Int64
+}
+
+func (r *roundTrips) count(ctx context.Context) {
+	if _, ok := grpc.Method(ctx); ok {
+		r.rpc.Add(1)
+	} else {
+		r.background.Add(1)
+	}
+}
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r.count(ctx)
+		return next(ctx, cmd)
+	}
+}
+
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.count(ctx)
+		return next(ctx, cmds)
+	}
+}
+
+// benchGateway is a gateway with n registered recipients of one device each.
+func benchGateway(b *testing.B, n int) (*gateway, string, []string, []device, *roundTrips) {
+	b.Helper()
+	g := startGateway(b)
+	_, key := g.newBusiness("Bench")
+	numbers := make([]string, n)
+	devs := make([]device, n)
+	for i := range n {
+		numbers[i] = fmt.Sprintf("+1415555%04d", i)
+		devs[i] = g.register(numbers[i])
+	}
+	rt := &roundTrips{}
+	g.srv.cfg.Redis.AddHook(rt)
+	return g, key, numbers, devs, rt
+}
+
+// BenchmarkSend sends single messages from 32 concurrent callers through a real gRPC
+// server on real Redis.
+func BenchmarkSend(b *testing.B) {
+	g, key, numbers, devs, rt := benchGateway(b, 64)
+	var seq atomic.Int64
+	ctx := as(key)
+	b.SetParallelism(16)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(1)
+			r := int(i) % len(numbers)
+			res, err := g.messaging.Send(ctx, &heraldv1.SendRequest{Message: msg(numbers[r], tx, rcpt,
+				fmt.Sprint("s", i), "benchmark body", devs[r])})
+			if err != nil || res.Result.Outcome != heraldv1.Outcome_OUTCOME_ACCEPTED {
+				b.Fatalf("send: %v %v", res, err)
+			}
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	report(b, float64(b.N), elapsed, rt)
+}
+
+// BenchmarkSendBatch sends batches of 100 messages to 100 people.
+func BenchmarkSendBatch(b *testing.B) {
+	const size = 100
+	g, key, numbers, devs, rt := benchGateway(b, size)
+	ctx := as(key)
+	var seq atomic.Int64
+	b.SetParallelism(2)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(1)
+			req := &heraldv1.SendBatchRequest{Messages: make([]*heraldv1.Message, size)}
+			for j := range size {
+				req.Messages[j] = msg(numbers[j], tx, rcpt, fmt.Sprintf("b%d-%d", i, j), "benchmark body", devs[j])
+			}
+			res, err := g.messaging.SendBatch(ctx, req)
+			if err != nil || res.Results[size-1].Outcome != heraldv1.Outcome_OUTCOME_ACCEPTED {
+				b.Fatalf("send batch: %v", err)
+			}
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	report(b, float64(b.N*size), elapsed, rt)
+}
+
+func report(b *testing.B, msgs float64, elapsed time.Duration, rt *roundTrips) {
+	b.ReportMetric(msgs/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(rt.rpc.Load())/msgs, "rpc_rt/msg")
+	b.ReportMetric(float64(rt.rpc.Load()+rt.background.Load())/msgs, "all_rt/msg")
+}

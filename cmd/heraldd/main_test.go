@@ -1,0 +1,47 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseConfig(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+		check   func(Config) bool
+	}{
+		{name: "no redis is dev mode", check: func(c Config) bool { return c.Dev && c.Listen == "127.0.0.1:7400" }},
+		{name: "env is read", env: map[string]string{"HERALD_LISTEN": "127.0.0.1:9", "HERALD_REDIS": "redis://127.0.0.1:6379",
+			"HERALD_SECRET": "0123456789abcdef0", "HERALD_ADMIN_TOKEN": "0123456789abcdef0"},
+			check: func(c Config) bool { return !c.Dev && c.Listen == "127.0.0.1:9" }},
+		{name: "flag beats env", args: []string{"--listen", "127.0.0.1:8"}, env: map[string]string{"HERALD_LISTEN": "127.0.0.1:9"},
+			check: func(c Config) bool { return c.Listen == "127.0.0.1:8" }},
+		{name: "redis without secret", args: []string{"--redis", "redis://127.0.0.1:6379", "--admin-token", "0123456789abcdef0"}, wantErr: "--secret"},
+		{name: "redis without admin token", args: []string{"--redis", "redis://127.0.0.1:6379", "--secret", "0123456789abcdef0"}, wantErr: "--admin-token"},
+		{name: "short secret", args: []string{"--secret", "short"}, wantErr: "--secret must be at least 16 bytes"},
+		{name: "bad redis url", args: []string{"--redis", "http://x"}, wantErr: "--redis"},
+		{name: "bad listen", args: []string{"--listen", "nope"}, wantErr: "--listen"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConfig(tc.args, env(tc.env))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(c) {
+				t.Fatalf("config = %+v", c)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 
@@ -170,5 +171,43 @@ func TestConsentPolicy(t *testing.T) {
 		if c.SetBy != heraldv1.Setter_SETTER_RECIPIENT || c.UpdateTime == nil {
 			t.Fatalf("consent %v: want set by the recipient", c)
 		}
+	}
+}
+
+// TestShutdownEndsStreamsAndLosesNothing shuts a gateway down under an open Receive:
+// the stream ends cleanly, and the unacked delivery is there for the device on
+// another gateway.
+func TestShutdownEndsStreamsAndLosesNothing(t *testing.T) {
+	a := startGateway(t)
+	b := startGatewayOn(t, a.redis)
+	_, key := a.newBusiness("Acme")
+	phone := a.register(alice)
+	ctx, cancel := context.WithCancel(as(phone.token))
+	defer cancel()
+	st, err := a.recipient.Receive(ctx, &heraldv1.ReceiveRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := a.send(key, msg(alice, tx, rcpt, "s-1", "hi", phone))
+	if d, err := st.Recv(); err != nil || d.MessageId != r.MessageId {
+		t.Fatalf("recv = %v, %v", d, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		a.srv.Shutdown(sctx)
+		close(done)
+	}()
+	if _, err := st.Recv(); err != io.EOF {
+		t.Fatalf("stream ended with %v, want a clean end (EOF)", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	if d := b.receive(phone).next(); d.MessageId != r.MessageId {
+		t.Fatalf("after shutdown the other gateway delivered %s, want %s", d.MessageId, r.MessageId)
 	}
 }

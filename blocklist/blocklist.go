@@ -56,6 +56,10 @@ const (
 	OptedOut
 	UnknownRecipient
 	StaleDevices
+	// RecipientCapped: over the recipient's marketing cap or the pair rate.
+	RecipientCapped
+	// NewRecipientLimited: a person new to the business, beyond its allowance.
+	NewRecipientLimited
 )
 
 func (o Outcome) String() string {
@@ -72,8 +76,56 @@ func (o Outcome) String() string {
 		return "unknown_recipient"
 	case StaleDevices:
 		return "stale_devices"
+	case RecipientCapped:
+		return "recipient_capped"
+	case NewRecipientLimited:
+		return "new_recipient_limited"
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Caps are the recipient's protections that no business limit lifts, and the window
+// of the "new recipient" decision. The zero value of a field turns it off.
+type Caps struct {
+	// MarketingPerWindow is how many marketing messages one person may get from all
+	// businesses together in MarketingWindow.
+	MarketingPerWindow int
+	MarketingWindow    time.Duration
+	// PairInterval and PairBurst rate one business to one person, every category:
+	// at most one message per PairInterval, with bursts of PairBurst.
+	PairInterval time.Duration
+	PairBurst    int
+	// NewWindow is how long a person stays "already contacted" for a business after
+	// a message or lookup: the window of the daily unique recipient limit.
+	NewWindow time.Duration
+}
+
+// DefaultCaps are the recipient caps heraldd runs with unless the operator says
+// otherwise.
+var DefaultCaps = Caps{MarketingPerWindow: 3, MarketingWindow: 24 * time.Hour, PairInterval: 6 * time.Second,
+	PairBurst: 3, NewWindow: 24 * time.Hour}
+
+// NewAllowance says whether an admission may start a new recipient for its business.
+type NewAllowance int
+
+// The allowances.
+const (
+	// NewUnlimited: the business has no new-recipient limit.
+	NewUnlimited NewAllowance = iota
+	// NewAllowed: the caller holds one unit of the business's allowance for it.
+	NewAllowed
+	// NewRefused: the caller holds none; a new recipient is NewRecipientLimited.
+	NewRefused
+)
+
+func (a NewAllowance) arg() string {
+	switch a {
+	case NewAllowed:
+		return "1"
+	case NewRefused:
+		return "0"
+	}
+	return "-"
 }
 
 // Envelope is a message's ciphertext for one device.
@@ -94,6 +146,8 @@ type Admission struct {
 	Now       time.Time
 	Expires   time.Time
 	Envelopes []Envelope
+	// New says whether the admission may start a new recipient.
+	New NewAllowance
 }
 
 // Decision is what happened to one Admission.
@@ -108,6 +162,11 @@ type Decision struct {
 	Missing []string
 	// Unknown are envelope devices the recipient does not have (StaleDevices only).
 	Unknown []string
+	// StartedNew is true when the admission used its new-recipient allowance (the
+	// person was new to the business), whatever the outcome.
+	StartedNew bool
+	// RetryAfter is when a retry can pass the recipient's caps (RecipientCapped).
+	RetryAfter time.Duration
 }
 
 // Redis is the part of a Redis client the package needs.
@@ -117,11 +176,19 @@ type Redis interface {
 
 // Store keeps the recipient's preferences and admits messages.
 type Store struct {
-	rdb Redis
+	rdb  Redis
+	caps Caps
 }
 
-// New returns a Store on rdb.
-func New(rdb Redis) *Store { return &Store{rdb: rdb} }
+// New returns a Store on rdb that enforces caps.
+func New(rdb Redis, caps Caps) *Store { return &Store{rdb: rdb, caps: caps} }
+
+// capArgs are ARGV[11..16] of admit.lua.
+func (s *Store) capArgs(a NewAllowance) []any {
+	c := s.caps
+	return []any{a.arg(), max(c.NewWindow.Milliseconds(), 1), c.MarketingPerWindow, c.MarketingWindow.Milliseconds(),
+		c.PairInterval.Milliseconds(), max(c.PairBurst, 1)}
+}
 
 // Admit decides every admission, in one pipelined round trip, and appends the admitted
 // ones to their devices' mailboxes. The error is for Redis failing, in which case
@@ -130,12 +197,14 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 	calls := make([]rscript.Call, len(as))
 	for i, a := range as {
 		u := keys.Recipient(a.UID)
-		ks := make([]string, 0, 7+len(a.Envelopes))
+		ks := make([]string, 0, 9+len(a.Envelopes))
 		ks = append(ks, u.Devices(), u.Pref(a.Business), u.Businesses(),
-			u.Idempotency(a.Business, a.ClientMessageID), u.Message(a.MessageID), u.Sequence(), u.Outbox())
-		args := make([]any, 0, 10+2*len(a.Envelopes))
+			u.Idempotency(a.Business, a.ClientMessageID), u.Message(a.MessageID), u.Sequence(), u.Outbox(),
+			u.Seen(a.Business), u.MarketingLog())
+		args := make([]any, 0, 16+2*len(a.Envelopes))
 		args = append(args, "admit", a.Business, string(a.Category), a.Kind, a.ClientMessageID, a.MessageID,
 			a.Now.UnixMilli(), a.Expires.UnixMilli(), IdempotencyWindow.Milliseconds(), u.Channel())
+		args = append(args, s.capArgs(a.New)...)
 		for _, e := range a.Envelopes {
 			ks = append(ks, u.Mailbox(e.DeviceID))
 			args = append(args, e.DeviceID, e.Ciphertext)
@@ -162,27 +231,36 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 }
 
 func decision(reply []any) (Decision, error) {
-	if len(reply) == 0 {
-		return Decision{}, errors.New("admit: empty reply")
+	if len(reply) < 2 {
+		return Decision{}, errors.New("admit: short reply")
 	}
 	word, _ := reply[0].(string)
+	n, _ := reply[1].(int64)
+	d := Decision{StartedNew: n == 1}
 	switch word {
 	case "accepted":
-		return Decision{Outcome: Accepted, MessageID: reply[1].(string)}, nil
+		d.Outcome, d.MessageID = Accepted, reply[2].(string)
 	case "duplicate":
-		return Decision{Outcome: Accepted, MessageID: reply[1].(string), Duplicate: true}, nil
+		d.Outcome, d.MessageID, d.Duplicate = Accepted, reply[2].(string), true
 	case "stale":
-		return Decision{Outcome: StaleDevices, Missing: strings(reply[1]), Unknown: strings(reply[2])}, nil
+		d.Outcome, d.Missing, d.Unknown = StaleDevices, strings(reply[2]), strings(reply[3])
+	case "capped":
+		ms, _ := reply[2].(int64)
+		d.Outcome, d.RetryAfter = RecipientCapped, time.Duration(max(ms, 1))*time.Millisecond
+	case "new_limited":
+		d.Outcome = NewRecipientLimited
 	case "blocked":
-		return Decision{Outcome: Blocked}, nil
+		d.Outcome = Blocked
 	case "opted_out":
-		return Decision{Outcome: OptedOut}, nil
+		d.Outcome = OptedOut
 	case "not_opted_in":
-		return Decision{Outcome: NotOptedIn}, nil
+		d.Outcome = NotOptedIn
 	case "unknown_recipient":
-		return Decision{Outcome: UnknownRecipient}, nil
+		d.Outcome = UnknownRecipient
+	default:
+		return Decision{}, fmt.Errorf("admit: unexpected reply %q", word)
 	}
-	return Decision{}, fmt.Errorf("admit: unexpected reply %q", word)
+	return d, nil
 }
 
 func strings(v any) []string {
@@ -195,23 +273,43 @@ func strings(v any) []string {
 	return out
 }
 
-// Check decides as Admit would for a message of category c from business to uid,
-// writing nothing. When the outcome is Accepted it returns the recipient's device
-// records (device id -> record) too.
-func (s *Store) Check(ctx context.Context, uid, business string, c Category) (Outcome, map[string]string, error) {
+// Check decides as Admit would on policy for a message of category c from business
+// to uid, for LookupRecipient. It writes nothing but the mark that the business
+// contacted a new person (which counts against its new-recipient allowance like a
+// message). When the outcome is Accepted, Devices has the recipient's device records
+// (device id -> record).
+func (s *Store) Check(ctx context.Context, uid, business string, c Category, now time.Time, a NewAllowance) (Checked, error) {
 	u := keys.Recipient(uid)
-	reply, err := admitScript.Run(ctx, s.rdb, []string{u.Devices(), u.Pref(business)}, "check", business, string(c)).Slice()
+	ks := []string{u.Devices(), u.Pref(business), "", "", "", "", "", u.Seen(business), u.MarketingLog()}
+	// Unused key slots repeat a key of the same slot, so the call stays on one slot.
+	for i, k := range ks {
+		if k == "" {
+			ks[i] = u.Devices()
+		}
+	}
+	args := append([]any{"check", business, string(c), "", "", "", now.UnixMilli(), 0, 0, ""}, s.capArgs(a)...)
+	reply, err := admitScript.Run(ctx, s.rdb, ks, args...).Slice()
 	if err != nil {
-		return 0, nil, fmt.Errorf("check: %w", err)
+		return Checked{}, fmt.Errorf("check: %w", err)
 	}
 	if w, _ := reply[0].(string); w == "ok" {
-		kv := strings(reply[1])
+		kv := strings(reply[2])
 		devs := make(map[string]string, len(kv)/2)
 		for i := 0; i+1 < len(kv); i += 2 {
 			devs[kv[i]] = kv[i+1]
 		}
-		return Accepted, devs, nil
+		n, _ := reply[1].(int64)
+		return Checked{Outcome: Accepted, Devices: devs, StartedNew: n == 1}, nil
 	}
 	d, err := decision(reply)
-	return d.Outcome, nil, err
+	return Checked{Outcome: d.Outcome, StartedNew: d.StartedNew}, err
+}
+
+// Checked is the result of Check.
+type Checked struct {
+	Outcome Outcome
+	// Devices are the recipient's device records, when Outcome is Accepted.
+	Devices map[string]string
+	// StartedNew is true when the lookup used its new-recipient allowance.
+	StartedNew bool
 }

@@ -32,6 +32,24 @@ const KeyCacheTTL = 2 * time.Second
 // nameCacheTTL bounds how stale a display name on a delivery can be.
 const nameCacheTTL = time.Minute
 
+// LimitsCacheTTL bounds how long a gateway uses a business's limits before reading
+// them again, and so how long a change by the operator takes to apply everywhere.
+const LimitsCacheTTL = 2 * time.Second
+
+// Limits are a business's sending limits, global across gateways.
+type Limits struct {
+	// PerSecond is the sustained rate of admitted messages.
+	PerSecond float64
+	// Burst is how many may go at once above the sustained rate.
+	Burst int
+	// DailyUnique is how many people the business may start messaging in a rolling
+	// window (24 h in production); 0 means no limit.
+	DailyUnique int
+}
+
+// DefaultLimits are a new business's limits: conservative, for the operator to raise.
+var DefaultLimits = Limits{PerSecond: 10, Burst: 20, DailyUnique: 1000}
+
 // Errors for callers to branch on.
 var (
 	ErrNotFound  = errors.New("no such business")
@@ -47,15 +65,22 @@ type Business struct {
 	DisplayName string
 	Created     time.Time
 	ActiveKeys  []string
+	Limits      Limits
 }
 
 // Store keeps businesses and keys.
 type Store struct {
 	rdb redis.UniversalClient
 
-	mu    sync.Mutex
-	keys  map[string]keyEntry  // key hash -> business
-	names map[string]nameEntry // business id -> display name
+	mu     sync.Mutex
+	keys   map[string]keyEntry   // key hash -> business
+	names  map[string]nameEntry  // business id -> display name
+	limits map[string]limitEntry // business id -> limits
+}
+
+type limitEntry struct {
+	limits Limits
+	exp    time.Time
 }
 
 type keyEntry struct {
@@ -70,7 +95,7 @@ type nameEntry struct {
 
 // New returns a Store on rdb.
 func New(rdb redis.UniversalClient) *Store {
-	return &Store{rdb: rdb, keys: map[string]keyEntry{}, names: map[string]nameEntry{}}
+	return &Store{rdb: rdb, keys: map[string]keyEntry{}, names: map[string]nameEntry{}, limits: map[string]limitEntry{}}
 }
 
 // Create makes a business.
@@ -83,7 +108,9 @@ func (s *Store) Create(ctx context.Context, name string, now time.Time) (string,
 	if !ok {
 		return "", errors.New("create business: id collision")
 	}
-	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), "created", now.UnixMilli()).Err(); err != nil {
+	d := DefaultLimits
+	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), "created", now.UnixMilli(),
+		"mps", d.PerSecond, "burst", d.Burst, "uniq", d.DailyUnique).Err(); err != nil {
 		return "", fmt.Errorf("create business: %w", err)
 	}
 	return id, nil
@@ -108,7 +135,62 @@ func (s *Store) Get(ctx context.Context, id string) (Business, error) {
 	ms, _ := strconv.ParseInt(h["created"], 10, 64)
 	active := ks.Val()
 	slices.Sort(active)
-	return Business{ID: id, DisplayName: h["display_name"], Created: time.UnixMilli(ms), ActiveKeys: active}, nil
+	return Business{ID: id, DisplayName: h["display_name"], Created: time.UnixMilli(ms), ActiveKeys: active,
+		Limits: parseLimits(h)}, nil
+}
+
+func parseLimits(h map[string]string) Limits {
+	l := DefaultLimits
+	if v, err := strconv.ParseFloat(h["mps"], 64); err == nil {
+		l.PerSecond = v
+	}
+	if v, err := strconv.Atoi(h["burst"]); err == nil {
+		l.Burst = v
+	}
+	if v, err := strconv.Atoi(h["uniq"]); err == nil {
+		l.DailyUnique = v
+	}
+	return l
+}
+
+// SetLimits sets the business's limits. Every gateway applies them within
+// LimitsCacheTTL.
+func (s *Store) SetLimits(ctx context.Context, id string, l Limits) error {
+	if _, err := s.Get(ctx, id); err != nil {
+		return err
+	}
+	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), "mps", l.PerSecond, "burst", l.Burst, "uniq", l.DailyUnique).Err(); err != nil {
+		return fmt.Errorf("set limits: %w", err)
+	}
+	s.mu.Lock()
+	delete(s.limits, id)
+	s.mu.Unlock()
+	return nil
+}
+
+// Limits returns the business's limits, from a cache of up to LimitsCacheTTL.
+func (s *Store) Limits(ctx context.Context, id string, now time.Time) (Limits, error) {
+	s.mu.Lock()
+	e, ok := s.limits[id]
+	s.mu.Unlock()
+	if ok && now.Before(e.exp) {
+		return e.limits, nil
+	}
+	h, err := s.rdb.HGetAll(ctx, keys.Business(id).Record()).Result()
+	if err != nil {
+		return Limits{}, fmt.Errorf("business limits: %w", err)
+	}
+	if h["display_name"] == "" {
+		return Limits{}, ErrNotFound
+	}
+	l := parseLimits(h)
+	s.mu.Lock()
+	if len(s.limits) > 100_000 {
+		clear(s.limits)
+	}
+	s.limits[id] = limitEntry{limits: l, exp: now.Add(LimitsCacheTTL)}
+	s.mu.Unlock()
+	return l, nil
 }
 
 // Exists reports whether the business exists.

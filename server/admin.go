@@ -43,8 +43,48 @@ func (a *adminService) GetBusiness(ctx context.Context, req *heraldv1.GetBusines
 	if err != nil {
 		return nil, a.storeError(ctx, "get business", err)
 	}
-	return &heraldv1.GetBusinessResponse{Business: &heraldv1.Business{BusinessId: b.ID, DisplayName: b.DisplayName,
-		CreateTime: timestamppb.New(b.Created), ActiveKeyIds: b.ActiveKeys}}, nil
+	return &heraldv1.GetBusinessResponse{Business: businessProto(b)}, nil
+}
+
+func businessProto(b business.Business) *heraldv1.Business {
+	return &heraldv1.Business{BusinessId: b.ID, DisplayName: b.DisplayName, CreateTime: timestamppb.New(b.Created),
+		ActiveKeyIds: b.ActiveKeys, Limits: &heraldv1.BusinessLimits{MessagesPerSecond: b.Limits.PerSecond,
+			Burst: uint32(b.Limits.Burst), DailyUniqueRecipients: uint32(b.Limits.DailyUnique),
+			UnlimitedUniqueRecipients: b.Limits.DailyUnique == 0}}
+}
+
+// SetBusinessLimits sets a business's limits.
+func (a *adminService) SetBusinessLimits(ctx context.Context, req *heraldv1.SetBusinessLimitsRequest) (*heraldv1.SetBusinessLimitsResponse, error) {
+	c := &checker{}
+	c.id("business_id", req.GetBusinessId())
+	if r := req.GetMessagesPerSecond(); !(r >= 0.001 && r <= 1e6) {
+		c.bad("messages_per_second", "must be from 0.001 to 1000000, got %v", r)
+	}
+	if b := req.GetBurst(); b < 1 || b > 1e6 {
+		c.bad("burst", "must be from 1 to 1000000, got %d", b)
+	}
+	if n := req.GetDailyUniqueRecipients(); !req.GetUnlimitedUniqueRecipients() && (n < 1 || n > 1e8) {
+		c.bad("daily_unique_recipients", "must be from 1 to 100000000 (or set unlimited_unique_recipients), got %d", n)
+	}
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	l := business.Limits{PerSecond: req.GetMessagesPerSecond(), Burst: int(req.GetBurst()), DailyUnique: int(req.GetDailyUniqueRecipients())}
+	if req.GetUnlimitedUniqueRecipients() {
+		l.DailyUnique = 0
+	}
+	err := a.businesses.SetLimits(ctx, req.GetBusinessId(), l)
+	if errors.Is(err, business.ErrNotFound) {
+		return nil, notFound("no business " + req.GetBusinessId())
+	}
+	if err != nil {
+		return nil, a.storeError(ctx, "set business limits", err)
+	}
+	b, err := a.businesses.Get(ctx, req.GetBusinessId())
+	if err != nil {
+		return nil, a.storeError(ctx, "set business limits", err)
+	}
+	return &heraldv1.SetBusinessLimitsResponse{Business: businessProto(b)}, nil
 }
 
 // IssueApiKey issues a key for a business.

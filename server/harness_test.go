@@ -96,7 +96,18 @@ func (g *gateway) newBusiness(name string) (string, string) {
 	if err != nil {
 		g.t.Fatal(err)
 	}
+	// Limits so high they never bind, unless a test of limits sets its own.
+	g.setLimits(b.BusinessId, 1e6, 1e6, 0)
 	return b.BusinessId, k.ApiKey
+}
+
+// setLimits sets a business's limits; daily 0 means unlimited.
+func (g *gateway) setLimits(biz string, perSecond float64, burst, daily uint32) {
+	g.t.Helper()
+	if _, err := g.admin.SetBusinessLimits(g.adminCtx(), &heraldv1.SetBusinessLimitsRequest{BusinessId: biz,
+		MessagesPerSecond: perSecond, Burst: burst, DailyUniqueRecipients: daily, UnlimitedUniqueRecipients: daily == 0}); err != nil {
+		g.t.Fatal(err)
+	}
 }
 
 // device is a registered device: its id and token.

@@ -13,6 +13,7 @@ import (
 	"github.com/heraldhq/herald/delivery"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/ratelimit"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -47,23 +48,27 @@ func (s *Server) toAdmission(business string, m message, now time.Time) blocklis
 		Envelopes: m.envelopes}
 }
 
-// Send admits one message.
+// Send admits one message. Over the business's rate it fails with
+// RESOURCE_EXHAUSTED and a RetryInfo saying when a retry will pass.
 func (s *Server) Send(ctx context.Context, req *heraldv1.SendRequest) (*heraldv1.SendResponse, error) {
 	c := &checker{prefix: "message."}
 	m := c.message(req.GetMessage())
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
-	now := s.now()
-	ds, err := s.admission.Admit(ctx, []blocklist.Admission{s.toAdmission(businessFrom(ctx), m, now)})
+	rs, retry, err := s.admit(ctx, businessFrom(ctx), []message{m})
 	if err != nil {
-		return nil, s.storeError(ctx, "send", err)
+		return nil, err
 	}
-	s.admitted(ds)
-	return &heraldv1.SendResponse{Result: result(ds[0])}, nil
+	if rs[0].Outcome == heraldv1.Outcome_OUTCOME_RATE_LIMITED {
+		return nil, exhausted("over the business's rate limit; retry after the RetryInfo delay", retry)
+	}
+	return &heraldv1.SendResponse{Result: rs[0]}, nil
 }
 
-// SendBatch admits up to 1000 messages in one pipelined round trip.
+// SendBatch admits up to 1000 messages in one pipelined round trip. Over the
+// business's rate, it admits what the limit allows, in order, and gives the rest
+// OUTCOME_RATE_LIMITED with retry_after.
 func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) (*heraldv1.SendBatchResponse, error) {
 	msgs := req.GetMessages()
 	switch {
@@ -72,10 +77,8 @@ func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) 
 	case len(msgs) > maxBatch:
 		return nil, invalid([]*violation{badField("messages", fmt.Sprintf("at most %d messages, got %d", maxBatch, len(msgs)))})
 	}
-	now := s.now()
-	business := businessFrom(ctx)
 	results := make([]*heraldv1.Result, len(msgs))
-	var as []blocklist.Admission
+	var valid []message
 	var at []int
 	for i, pm := range msgs {
 		c := &checker{prefix: fmt.Sprintf("messages[%d].", i)}
@@ -88,17 +91,16 @@ func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) 
 			results[i] = r
 			continue
 		}
-		as = append(as, s.toAdmission(business, m, now))
+		valid = append(valid, m)
 		at = append(at, i)
 	}
-	if len(as) > 0 {
-		ds, err := s.admission.Admit(ctx, as)
+	if len(valid) > 0 {
+		rs, _, err := s.admit(ctx, businessFrom(ctx), valid)
 		if err != nil {
-			return nil, s.storeError(ctx, "send batch", err)
+			return nil, err
 		}
-		s.admitted(ds)
-		for j, d := range ds {
-			results[at[j]] = result(d)
+		for j, r := range rs {
+			results[at[j]] = r
 		}
 	}
 	return &heraldv1.SendBatchResponse{Results: results}, nil
@@ -114,12 +116,14 @@ func (s *Server) admitted(ds []blocklist.Decision) {
 }
 
 var outcomes = map[blocklist.Outcome]heraldv1.Outcome{
-	blocklist.Accepted:         heraldv1.Outcome_OUTCOME_ACCEPTED,
-	blocklist.Blocked:          heraldv1.Outcome_OUTCOME_BLOCKED,
-	blocklist.NotOptedIn:       heraldv1.Outcome_OUTCOME_NOT_OPTED_IN,
-	blocklist.OptedOut:         heraldv1.Outcome_OUTCOME_OPTED_OUT,
-	blocklist.UnknownRecipient: heraldv1.Outcome_OUTCOME_UNKNOWN_RECIPIENT,
-	blocklist.StaleDevices:     heraldv1.Outcome_OUTCOME_STALE_DEVICES,
+	blocklist.Accepted:            heraldv1.Outcome_OUTCOME_ACCEPTED,
+	blocklist.Blocked:             heraldv1.Outcome_OUTCOME_BLOCKED,
+	blocklist.NotOptedIn:          heraldv1.Outcome_OUTCOME_NOT_OPTED_IN,
+	blocklist.OptedOut:            heraldv1.Outcome_OUTCOME_OPTED_OUT,
+	blocklist.UnknownRecipient:    heraldv1.Outcome_OUTCOME_UNKNOWN_RECIPIENT,
+	blocklist.StaleDevices:        heraldv1.Outcome_OUTCOME_STALE_DEVICES,
+	blocklist.RecipientCapped:     heraldv1.Outcome_OUTCOME_RECIPIENT_CAPPED,
+	blocklist.NewRecipientLimited: heraldv1.Outcome_OUTCOME_NEW_RECIPIENT_LIMITED,
 }
 
 func result(d blocklist.Decision) *heraldv1.Result {
@@ -136,15 +140,15 @@ func (s *Server) LookupRecipient(ctx context.Context, req *heraldv1.LookupRecipi
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
-	o, recs, err := s.admission.Check(ctx, s.uid(e164), businessFrom(ctx), cat)
+	chk, err := s.lookup(ctx, businessFrom(ctx), s.uid(e164), cat)
 	if err != nil {
-		return nil, s.storeError(ctx, "lookup recipient", err)
+		return nil, err
 	}
-	resp := &heraldv1.LookupRecipientResponse{Outcome: outcomes[o]}
-	if o != blocklist.Accepted {
+	resp := &heraldv1.LookupRecipientResponse{Outcome: outcomes[chk.Outcome]}
+	if chk.Outcome != blocklist.Accepted {
 		return resp, nil
 	}
-	devs, err := delivery.ParseDevices(recs)
+	devs, err := delivery.ParseDevices(chk.Devices)
 	if err != nil {
 		return nil, s.storeError(ctx, "lookup recipient", err)
 	}
@@ -153,6 +157,47 @@ func (s *Server) LookupRecipient(ctx context.Context, req *heraldv1.LookupRecipi
 			KeyAlgorithm: heraldv1.KeyAlgorithm(d.Algorithm)})
 	}
 	return resp, nil
+}
+
+// lookup checks policy for LookupRecipient. A lookup of a person the business has not
+// contacted in the window spends its new-recipient allowance like a message, since it
+// tells whether the number is registered.
+func (s *Server) lookup(ctx context.Context, biz, uid string, cat blocklist.Category) (blocklist.Checked, error) {
+	now := s.now()
+	lim, err := s.businesses.Limits(ctx, biz, now)
+	if err != nil {
+		return blocklist.Checked{}, s.storeError(ctx, "business limits", err)
+	}
+	var units ratelimit.Units
+	if lim.DailyUnique > 0 {
+		units = s.newRecipients.Take(biz, lim.DailyUnique, s.caps.NewWindow, 1)
+	}
+	chk, err := s.admission.Check(ctx, uid, biz, cat, now, allowance(lim, len(units) > 0))
+	if err != nil {
+		s.newRecipients.Return(biz, units)
+		return chk, s.storeError(ctx, "lookup recipient", err)
+	}
+	if chk.StartedNew {
+		units = units[1:]
+	}
+	s.newRecipients.Return(biz, units)
+	if chk.Outcome == blocklist.NewRecipientLimited && len(units) == 0 && lim.DailyUnique > 0 {
+		got, _, err := s.newRecipients.Lease(ctx, biz, lim.DailyUnique, s.caps.NewWindow, 1)
+		if err != nil {
+			return chk, s.storeError(ctx, "new-recipient allowance", err)
+		}
+		if len(got) == 1 {
+			chk, err = s.admission.Check(ctx, uid, biz, cat, now, blocklist.NewAllowed)
+			if err != nil {
+				s.newRecipients.Return(biz, got)
+				return chk, s.storeError(ctx, "lookup recipient", err)
+			}
+			if !chk.StartedNew {
+				s.newRecipients.Return(biz, got)
+			}
+		}
+	}
+	return chk, nil
 }
 
 // RecordConsent stores a consent the business collected.

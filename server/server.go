@@ -19,6 +19,8 @@ import (
 	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/delivery"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/ratelimit"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -41,6 +43,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
+	// Caps are the recipient caps (blocklist.DefaultCaps in heraldd); a zero field
+	// turns that cap off. A zero NewWindow means 24 h.
+	Caps blocklist.Caps
+	// Unlimited switches business limits off, for benchmarks that measure what the
+	// limits cost.
+	Unlimited bool
 }
 
 // Server is a Herald gateway.
@@ -57,6 +65,10 @@ type Server struct {
 	statuses   *delivery.Statuses
 	forwarder  *delivery.Forwarder
 	hub        *delivery.Hub
+	caps       blocklist.Caps
+	// rate is the business rate limit; nil when Config.Unlimited.
+	rate          rateLimiter
+	newRecipients *ratelimit.NewRecipients
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
 	// can stop gracefully.
@@ -87,7 +99,15 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.admission = blocklist.New(cfg.Redis)
+	s.caps = cfg.Caps
+	if s.caps.NewWindow <= 0 {
+		s.caps.NewWindow = 24 * time.Hour
+	}
+	s.admission = blocklist.New(cfg.Redis, s.caps)
+	s.newRecipients = ratelimit.NewNewRecipients(cfg.Redis, func(b string) string { return keys.Business(b).NewRecipients() }, s.now)
+	if !cfg.Unlimited {
+		s.rate = newRateLimiter(cfg.Redis, s.now)
+	}
 	s.businesses = business.New(cfg.Redis)
 	s.devices = delivery.NewDevices(cfg.Redis)
 	s.hub = delivery.NewHub(cfg.Redis)
@@ -110,9 +130,10 @@ func New(cfg Config) (*Server, error) {
 
 	bg, stop := context.WithCancel(context.Background())
 	s.stopBackground = stop
-	s.background.Add(2)
+	s.background.Add(3)
 	go func() { defer s.background.Done(); s.forwarder.Run(bg) }()
 	go func() { defer s.background.Done(); s.watchRedis(bg) }()
+	go func() { defer s.background.Done(); s.sweepLeases(bg) }()
 	return s, nil
 }
 
@@ -165,6 +186,26 @@ func (s *Server) watchRedis(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// sweepLeases hands unused leased allowance back to Redis, so a quiet gateway does
+// not hold what busy ones need.
+func (s *Server) sweepLeases(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s.newRecipients.Sweep(final, s.cfg.Redis)
+			cancel()
+			return
+		case <-t.C:
+			if err := s.newRecipients.Sweep(ctx, s.cfg.Redis); err != nil && ctx.Err() == nil {
+				s.log.Warn("returning leased allowance failed", "err", err)
+			}
 		}
 	}
 }

@@ -24,12 +24,17 @@
 //	hr:{u:U}:mb:D       zset   device D's mailbox: queued message ids by admission sequence
 //	hr:{u:U}:seq        string admission sequence
 //	hr:{u:U}:out        list   status events waiting to be forwarded to business streams
+//	hr:{u:U}:seen:B     string when business B last contacted U (message or lookup), for its
+//	                           new-recipient limit; expires with the window
+//	hr:{u:U}:mk         zset   marketing messages admitted for U in the cap window, by time
 //
 // Business keys ({b:<id>}):
 //
-//	hr:{b:B}            hash   display_name, created
+//	hr:{b:B}            hash   display_name, created, mps, burst, uniq (limits)
 //	hr:{b:B}:keys       set    ids of the business's active API keys
 //	hr:{b:B}:st         stream status events for the business (StreamStatus)
+//	hr:{b:B}:new        zset   leased units of its new-recipient allowance, by lease time
+//	hr:{b:B}:rate       string its global rate state (see package ratelimit)
 //
 // API keys ({k:<key id>}): hr:{k:K} hash: business, hash (sha256 of the key), created, revoked.
 //
@@ -95,6 +100,12 @@ func (u Recipient) Sequence() string { return u.prefix() + "seq" }
 // Outbox is the recipient's list of status events not yet forwarded.
 func (u Recipient) Outbox() string { return u.prefix() + "out" }
 
+// Seen is when business b last contacted the recipient.
+func (u Recipient) Seen(b string) string { return u.prefix() + "seen:" + b }
+
+// MarketingLog holds the recipient's recent marketing admissions.
+func (u Recipient) MarketingLog() string { return u.prefix() + "mk" }
+
 // Channel is where admissions for the recipient are announced.
 func (u Recipient) Channel() string { return "hr:n:u:" + string(u) }
 
@@ -109,6 +120,12 @@ func (b Business) APIKeys() string { return "hr:{b:" + string(b) + "}:keys" }
 
 // Statuses is the business's status event stream.
 func (b Business) Statuses() string { return "hr:{b:" + string(b) + "}:st" }
+
+// NewRecipients is the business's new-recipient allowance.
+func (b Business) NewRecipients() string { return "hr:{b:" + string(b) + "}:new" }
+
+// Rate is the business's global rate state.
+func (b Business) Rate() string { return "hr:{b:" + string(b) + "}:rate" }
 
 // Channel is where new status events of the business are announced.
 func (b Business) Channel() string { return "hr:n:b:" + string(b) }

@@ -166,7 +166,9 @@ type Business struct {
 	DisplayName string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	CreateTime  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Ids of its keys that are not revoked.
-	ActiveKeyIds  []string `protobuf:"bytes,4,rep,name=active_key_ids,json=activeKeyIds,proto3" json:"active_key_ids,omitempty"`
+	ActiveKeyIds []string `protobuf:"bytes,4,rep,name=active_key_ids,json=activeKeyIds,proto3" json:"active_key_ids,omitempty"`
+	// Its limits.
+	Limits        *BusinessLimits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +231,218 @@ func (x *Business) GetActiveKeyIds() []string {
 	return nil
 }
 
+func (x *Business) GetLimits() *BusinessLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+// BusinessLimits are the limits a business sends under. They hold across all gateways
+// together, not per gateway.
+type BusinessLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sustained messages per second (every admitted message counts, in a batch too);
+	// from 0.001 to 1,000,000.
+	MessagesPerSecond float64 `protobuf:"fixed64,1,opt,name=messages_per_second,json=messagesPerSecond,proto3" json:"messages_per_second,omitempty"`
+	// How many messages may go at once above the sustained rate; 1 to 1,000,000.
+	Burst uint32 `protobuf:"varint,2,opt,name=burst,proto3" json:"burst,omitempty"`
+	// How many distinct people the business may start messaging in a rolling 24 h:
+	// people it has not messaged (or looked up) in the last 24 h. Tiers in the spirit of
+	// 1,000 / 10,000 / 100,000 / unlimited; from 1 to 100,000,000. Ignored when
+	// unlimited_unique_recipients is set.
+	DailyUniqueRecipients uint32 `protobuf:"varint,3,opt,name=daily_unique_recipients,json=dailyUniqueRecipients,proto3" json:"daily_unique_recipients,omitempty"`
+	// No limit on new recipients (the top tier).
+	UnlimitedUniqueRecipients bool `protobuf:"varint,4,opt,name=unlimited_unique_recipients,json=unlimitedUniqueRecipients,proto3" json:"unlimited_unique_recipients,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *BusinessLimits) Reset() {
+	*x = BusinessLimits{}
+	mi := &file_herald_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BusinessLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BusinessLimits) ProtoMessage() {}
+
+func (x *BusinessLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BusinessLimits.ProtoReflect.Descriptor instead.
+func (*BusinessLimits) Descriptor() ([]byte, []int) {
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BusinessLimits) GetMessagesPerSecond() float64 {
+	if x != nil {
+		return x.MessagesPerSecond
+	}
+	return 0
+}
+
+func (x *BusinessLimits) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *BusinessLimits) GetDailyUniqueRecipients() uint32 {
+	if x != nil {
+		return x.DailyUniqueRecipients
+	}
+	return 0
+}
+
+func (x *BusinessLimits) GetUnlimitedUniqueRecipients() bool {
+	if x != nil {
+		return x.UnlimitedUniqueRecipients
+	}
+	return false
+}
+
+// SetBusinessLimitsRequest sets a business's limits.
+type SetBusinessLimitsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required.
+	BusinessId string `protobuf:"bytes,1,opt,name=business_id,json=businessId,proto3" json:"business_id,omitempty"`
+	// Required: from 0.001 to 1,000,000.
+	MessagesPerSecond float64 `protobuf:"fixed64,2,opt,name=messages_per_second,json=messagesPerSecond,proto3" json:"messages_per_second,omitempty"`
+	// Required: 1 to 1,000,000.
+	Burst uint32 `protobuf:"varint,3,opt,name=burst,proto3" json:"burst,omitempty"`
+	// Required unless unlimited_unique_recipients: 1 to 100,000,000.
+	DailyUniqueRecipients uint32 `protobuf:"varint,4,opt,name=daily_unique_recipients,json=dailyUniqueRecipients,proto3" json:"daily_unique_recipients,omitempty"`
+	// Lift the limit on new recipients.
+	UnlimitedUniqueRecipients bool `protobuf:"varint,5,opt,name=unlimited_unique_recipients,json=unlimitedUniqueRecipients,proto3" json:"unlimited_unique_recipients,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *SetBusinessLimitsRequest) Reset() {
+	*x = SetBusinessLimitsRequest{}
+	mi := &file_herald_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetBusinessLimitsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetBusinessLimitsRequest) ProtoMessage() {}
+
+func (x *SetBusinessLimitsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetBusinessLimitsRequest.ProtoReflect.Descriptor instead.
+func (*SetBusinessLimitsRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SetBusinessLimitsRequest) GetBusinessId() string {
+	if x != nil {
+		return x.BusinessId
+	}
+	return ""
+}
+
+func (x *SetBusinessLimitsRequest) GetMessagesPerSecond() float64 {
+	if x != nil {
+		return x.MessagesPerSecond
+	}
+	return 0
+}
+
+func (x *SetBusinessLimitsRequest) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *SetBusinessLimitsRequest) GetDailyUniqueRecipients() uint32 {
+	if x != nil {
+		return x.DailyUniqueRecipients
+	}
+	return 0
+}
+
+func (x *SetBusinessLimitsRequest) GetUnlimitedUniqueRecipients() bool {
+	if x != nil {
+		return x.UnlimitedUniqueRecipients
+	}
+	return false
+}
+
+// SetBusinessLimitsResponse shows the business with its new limits.
+type SetBusinessLimitsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Business      *Business              `protobuf:"bytes,1,opt,name=business,proto3" json:"business,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetBusinessLimitsResponse) Reset() {
+	*x = SetBusinessLimitsResponse{}
+	mi := &file_herald_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetBusinessLimitsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetBusinessLimitsResponse) ProtoMessage() {}
+
+func (x *SetBusinessLimitsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetBusinessLimitsResponse.ProtoReflect.Descriptor instead.
+func (*SetBusinessLimitsResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SetBusinessLimitsResponse) GetBusiness() *Business {
+	if x != nil {
+		return x.Business
+	}
+	return nil
+}
+
 // GetBusinessResponse carries the business.
 type GetBusinessResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -239,7 +453,7 @@ type GetBusinessResponse struct {
 
 func (x *GetBusinessResponse) Reset() {
 	*x = GetBusinessResponse{}
-	mi := &file_herald_v1_admin_proto_msgTypes[4]
+	mi := &file_herald_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -251,7 +465,7 @@ func (x *GetBusinessResponse) String() string {
 func (*GetBusinessResponse) ProtoMessage() {}
 
 func (x *GetBusinessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[4]
+	mi := &file_herald_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -264,7 +478,7 @@ func (x *GetBusinessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBusinessResponse.ProtoReflect.Descriptor instead.
 func (*GetBusinessResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetBusinessResponse) GetBusiness() *Business {
@@ -285,7 +499,7 @@ type IssueApiKeyRequest struct {
 
 func (x *IssueApiKeyRequest) Reset() {
 	*x = IssueApiKeyRequest{}
-	mi := &file_herald_v1_admin_proto_msgTypes[5]
+	mi := &file_herald_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +511,7 @@ func (x *IssueApiKeyRequest) String() string {
 func (*IssueApiKeyRequest) ProtoMessage() {}
 
 func (x *IssueApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[5]
+	mi := &file_herald_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +524,7 @@ func (x *IssueApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*IssueApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *IssueApiKeyRequest) GetBusinessId() string {
@@ -333,7 +547,7 @@ type IssueApiKeyResponse struct {
 
 func (x *IssueApiKeyResponse) Reset() {
 	*x = IssueApiKeyResponse{}
-	mi := &file_herald_v1_admin_proto_msgTypes[6]
+	mi := &file_herald_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -345,7 +559,7 @@ func (x *IssueApiKeyResponse) String() string {
 func (*IssueApiKeyResponse) ProtoMessage() {}
 
 func (x *IssueApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[6]
+	mi := &file_herald_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -358,7 +572,7 @@ func (x *IssueApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*IssueApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IssueApiKeyResponse) GetApiKey() string {
@@ -389,7 +603,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_herald_v1_admin_proto_msgTypes[7]
+	mi := &file_herald_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +615,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[7]
+	mi := &file_herald_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +628,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RevokeApiKeyRequest) GetKeyId() string {
@@ -440,7 +654,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_herald_v1_admin_proto_msgTypes[8]
+	mi := &file_herald_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +666,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[8]
+	mi := &file_herald_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +679,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 // IssueVerificationCodeRequest names the phone number.
@@ -479,7 +693,7 @@ type IssueVerificationCodeRequest struct {
 
 func (x *IssueVerificationCodeRequest) Reset() {
 	*x = IssueVerificationCodeRequest{}
-	mi := &file_herald_v1_admin_proto_msgTypes[9]
+	mi := &file_herald_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +705,7 @@ func (x *IssueVerificationCodeRequest) String() string {
 func (*IssueVerificationCodeRequest) ProtoMessage() {}
 
 func (x *IssueVerificationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[9]
+	mi := &file_herald_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +718,7 @@ func (x *IssueVerificationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueVerificationCodeRequest.ProtoReflect.Descriptor instead.
 func (*IssueVerificationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IssueVerificationCodeRequest) GetPhoneNumber() string {
@@ -526,7 +740,7 @@ type IssueVerificationCodeResponse struct {
 
 func (x *IssueVerificationCodeResponse) Reset() {
 	*x = IssueVerificationCodeResponse{}
-	mi := &file_herald_v1_admin_proto_msgTypes[10]
+	mi := &file_herald_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +752,7 @@ func (x *IssueVerificationCodeResponse) String() string {
 func (*IssueVerificationCodeResponse) ProtoMessage() {}
 
 func (x *IssueVerificationCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[10]
+	mi := &file_herald_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +765,7 @@ func (x *IssueVerificationCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueVerificationCodeResponse.ProtoReflect.Descriptor instead.
 func (*IssueVerificationCodeResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *IssueVerificationCodeResponse) GetCode() string {
@@ -580,14 +794,29 @@ const file_herald_v1_admin_proto_rawDesc = "" +
 	"businessId\"5\n" +
 	"\x12GetBusinessRequest\x12\x1f\n" +
 	"\vbusiness_id\x18\x01 \x01(\tR\n" +
-	"businessId\"\xb1\x01\n" +
+	"businessId\"\xe4\x01\n" +
 	"\bBusiness\x12\x1f\n" +
 	"\vbusiness_id\x18\x01 \x01(\tR\n" +
 	"businessId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12$\n" +
-	"\x0eactive_key_ids\x18\x04 \x03(\tR\factiveKeyIds\"F\n" +
+	"\x0eactive_key_ids\x18\x04 \x03(\tR\factiveKeyIds\x121\n" +
+	"\x06limits\x18\x05 \x01(\v2\x19.herald.v1.BusinessLimitsR\x06limits\"\xce\x01\n" +
+	"\x0eBusinessLimits\x12.\n" +
+	"\x13messages_per_second\x18\x01 \x01(\x01R\x11messagesPerSecond\x12\x14\n" +
+	"\x05burst\x18\x02 \x01(\rR\x05burst\x126\n" +
+	"\x17daily_unique_recipients\x18\x03 \x01(\rR\x15dailyUniqueRecipients\x12>\n" +
+	"\x1bunlimited_unique_recipients\x18\x04 \x01(\bR\x19unlimitedUniqueRecipients\"\xf9\x01\n" +
+	"\x18SetBusinessLimitsRequest\x12\x1f\n" +
+	"\vbusiness_id\x18\x01 \x01(\tR\n" +
+	"businessId\x12.\n" +
+	"\x13messages_per_second\x18\x02 \x01(\x01R\x11messagesPerSecond\x12\x14\n" +
+	"\x05burst\x18\x03 \x01(\rR\x05burst\x126\n" +
+	"\x17daily_unique_recipients\x18\x04 \x01(\rR\x15dailyUniqueRecipients\x12>\n" +
+	"\x1bunlimited_unique_recipients\x18\x05 \x01(\bR\x19unlimitedUniqueRecipients\"L\n" +
+	"\x19SetBusinessLimitsResponse\x12/\n" +
+	"\bbusiness\x18\x01 \x01(\v2\x13.herald.v1.BusinessR\bbusiness\"F\n" +
 	"\x13GetBusinessResponse\x12/\n" +
 	"\bbusiness\x18\x01 \x01(\v2\x13.herald.v1.BusinessR\bbusiness\"5\n" +
 	"\x12IssueApiKeyRequest\x12\x1f\n" +
@@ -605,10 +834,11 @@ const file_herald_v1_admin_proto_rawDesc = "" +
 	"\x1dIssueVerificationCodeResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime2\xbe\x03\n" +
+	"expireTime2\x9e\x04\n" +
 	"\fAdminService\x12U\n" +
 	"\x0eCreateBusiness\x12 .herald.v1.CreateBusinessRequest\x1a!.herald.v1.CreateBusinessResponse\x12L\n" +
-	"\vGetBusiness\x12\x1d.herald.v1.GetBusinessRequest\x1a\x1e.herald.v1.GetBusinessResponse\x12L\n" +
+	"\vGetBusiness\x12\x1d.herald.v1.GetBusinessRequest\x1a\x1e.herald.v1.GetBusinessResponse\x12^\n" +
+	"\x11SetBusinessLimits\x12#.herald.v1.SetBusinessLimitsRequest\x1a$.herald.v1.SetBusinessLimitsResponse\x12L\n" +
 	"\vIssueApiKey\x12\x1d.herald.v1.IssueApiKeyRequest\x1a\x1e.herald.v1.IssueApiKeyResponse\x12O\n" +
 	"\fRevokeApiKey\x12\x1e.herald.v1.RevokeApiKeyRequest\x1a\x1f.herald.v1.RevokeApiKeyResponse\x12j\n" +
 	"\x15IssueVerificationCode\x12'.herald.v1.IssueVerificationCodeRequest\x1a(.herald.v1.IssueVerificationCodeResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
@@ -625,40 +855,47 @@ func file_herald_v1_admin_proto_rawDescGZIP() []byte {
 	return file_herald_v1_admin_proto_rawDescData
 }
 
-var file_herald_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_herald_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_herald_v1_admin_proto_goTypes = []any{
 	(*CreateBusinessRequest)(nil),         // 0: herald.v1.CreateBusinessRequest
 	(*CreateBusinessResponse)(nil),        // 1: herald.v1.CreateBusinessResponse
 	(*GetBusinessRequest)(nil),            // 2: herald.v1.GetBusinessRequest
 	(*Business)(nil),                      // 3: herald.v1.Business
-	(*GetBusinessResponse)(nil),           // 4: herald.v1.GetBusinessResponse
-	(*IssueApiKeyRequest)(nil),            // 5: herald.v1.IssueApiKeyRequest
-	(*IssueApiKeyResponse)(nil),           // 6: herald.v1.IssueApiKeyResponse
-	(*RevokeApiKeyRequest)(nil),           // 7: herald.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),          // 8: herald.v1.RevokeApiKeyResponse
-	(*IssueVerificationCodeRequest)(nil),  // 9: herald.v1.IssueVerificationCodeRequest
-	(*IssueVerificationCodeResponse)(nil), // 10: herald.v1.IssueVerificationCodeResponse
-	(*timestamppb.Timestamp)(nil),         // 11: google.protobuf.Timestamp
+	(*BusinessLimits)(nil),                // 4: herald.v1.BusinessLimits
+	(*SetBusinessLimitsRequest)(nil),      // 5: herald.v1.SetBusinessLimitsRequest
+	(*SetBusinessLimitsResponse)(nil),     // 6: herald.v1.SetBusinessLimitsResponse
+	(*GetBusinessResponse)(nil),           // 7: herald.v1.GetBusinessResponse
+	(*IssueApiKeyRequest)(nil),            // 8: herald.v1.IssueApiKeyRequest
+	(*IssueApiKeyResponse)(nil),           // 9: herald.v1.IssueApiKeyResponse
+	(*RevokeApiKeyRequest)(nil),           // 10: herald.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),          // 11: herald.v1.RevokeApiKeyResponse
+	(*IssueVerificationCodeRequest)(nil),  // 12: herald.v1.IssueVerificationCodeRequest
+	(*IssueVerificationCodeResponse)(nil), // 13: herald.v1.IssueVerificationCodeResponse
+	(*timestamppb.Timestamp)(nil),         // 14: google.protobuf.Timestamp
 }
 var file_herald_v1_admin_proto_depIdxs = []int32{
-	11, // 0: herald.v1.Business.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 1: herald.v1.GetBusinessResponse.business:type_name -> herald.v1.Business
-	11, // 2: herald.v1.IssueVerificationCodeResponse.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 3: herald.v1.AdminService.CreateBusiness:input_type -> herald.v1.CreateBusinessRequest
-	2,  // 4: herald.v1.AdminService.GetBusiness:input_type -> herald.v1.GetBusinessRequest
-	5,  // 5: herald.v1.AdminService.IssueApiKey:input_type -> herald.v1.IssueApiKeyRequest
-	7,  // 6: herald.v1.AdminService.RevokeApiKey:input_type -> herald.v1.RevokeApiKeyRequest
-	9,  // 7: herald.v1.AdminService.IssueVerificationCode:input_type -> herald.v1.IssueVerificationCodeRequest
-	1,  // 8: herald.v1.AdminService.CreateBusiness:output_type -> herald.v1.CreateBusinessResponse
-	4,  // 9: herald.v1.AdminService.GetBusiness:output_type -> herald.v1.GetBusinessResponse
-	6,  // 10: herald.v1.AdminService.IssueApiKey:output_type -> herald.v1.IssueApiKeyResponse
-	8,  // 11: herald.v1.AdminService.RevokeApiKey:output_type -> herald.v1.RevokeApiKeyResponse
-	10, // 12: herald.v1.AdminService.IssueVerificationCode:output_type -> herald.v1.IssueVerificationCodeResponse
-	8,  // [8:13] is the sub-list for method output_type
-	3,  // [3:8] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	14, // 0: herald.v1.Business.create_time:type_name -> google.protobuf.Timestamp
+	4,  // 1: herald.v1.Business.limits:type_name -> herald.v1.BusinessLimits
+	3,  // 2: herald.v1.SetBusinessLimitsResponse.business:type_name -> herald.v1.Business
+	3,  // 3: herald.v1.GetBusinessResponse.business:type_name -> herald.v1.Business
+	14, // 4: herald.v1.IssueVerificationCodeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 5: herald.v1.AdminService.CreateBusiness:input_type -> herald.v1.CreateBusinessRequest
+	2,  // 6: herald.v1.AdminService.GetBusiness:input_type -> herald.v1.GetBusinessRequest
+	5,  // 7: herald.v1.AdminService.SetBusinessLimits:input_type -> herald.v1.SetBusinessLimitsRequest
+	8,  // 8: herald.v1.AdminService.IssueApiKey:input_type -> herald.v1.IssueApiKeyRequest
+	10, // 9: herald.v1.AdminService.RevokeApiKey:input_type -> herald.v1.RevokeApiKeyRequest
+	12, // 10: herald.v1.AdminService.IssueVerificationCode:input_type -> herald.v1.IssueVerificationCodeRequest
+	1,  // 11: herald.v1.AdminService.CreateBusiness:output_type -> herald.v1.CreateBusinessResponse
+	7,  // 12: herald.v1.AdminService.GetBusiness:output_type -> herald.v1.GetBusinessResponse
+	6,  // 13: herald.v1.AdminService.SetBusinessLimits:output_type -> herald.v1.SetBusinessLimitsResponse
+	9,  // 14: herald.v1.AdminService.IssueApiKey:output_type -> herald.v1.IssueApiKeyResponse
+	11, // 15: herald.v1.AdminService.RevokeApiKey:output_type -> herald.v1.RevokeApiKeyResponse
+	13, // 16: herald.v1.AdminService.IssueVerificationCode:output_type -> herald.v1.IssueVerificationCodeResponse
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_admin_proto_init() }
@@ -672,7 +909,7 @@ func file_herald_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_admin_proto_rawDesc), len(file_herald_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AdminService_CreateBusiness_FullMethodName        = "/herald.v1.AdminService/CreateBusiness"
 	AdminService_GetBusiness_FullMethodName           = "/herald.v1.AdminService/GetBusiness"
+	AdminService_SetBusinessLimits_FullMethodName     = "/herald.v1.AdminService/SetBusinessLimits"
 	AdminService_IssueApiKey_FullMethodName           = "/herald.v1.AdminService/IssueApiKey"
 	AdminService_RevokeApiKey_FullMethodName          = "/herald.v1.AdminService/RevokeApiKey"
 	AdminService_IssueVerificationCode_FullMethodName = "/herald.v1.AdminService/IssueVerificationCode"
@@ -35,8 +36,11 @@ const (
 type AdminServiceClient interface {
 	// CreateBusiness creates a business with default limits.
 	CreateBusiness(ctx context.Context, in *CreateBusinessRequest, opts ...grpc.CallOption) (*CreateBusinessResponse, error)
-	// GetBusiness shows a business.
+	// GetBusiness shows a business, its limits and its quality figure.
 	GetBusiness(ctx context.Context, in *GetBusinessRequest, opts ...grpc.CallOption) (*GetBusinessResponse, error)
+	// SetBusinessLimits sets a business's limits; every gateway applies them within
+	// 5 seconds.
+	SetBusinessLimits(ctx context.Context, in *SetBusinessLimitsRequest, opts ...grpc.CallOption) (*SetBusinessLimitsResponse, error)
 	// IssueApiKey issues a new API key for a business; the key is shown once.
 	IssueApiKey(ctx context.Context, in *IssueApiKeyRequest, opts ...grpc.CallOption) (*IssueApiKeyResponse, error)
 	// RevokeApiKey revokes a key; every gateway refuses it within 5 seconds.
@@ -68,6 +72,16 @@ func (c *adminServiceClient) GetBusiness(ctx context.Context, in *GetBusinessReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetBusinessResponse)
 	err := c.cc.Invoke(ctx, AdminService_GetBusiness_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SetBusinessLimits(ctx context.Context, in *SetBusinessLimitsRequest, opts ...grpc.CallOption) (*SetBusinessLimitsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetBusinessLimitsResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetBusinessLimits_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -113,8 +127,11 @@ func (c *adminServiceClient) IssueVerificationCode(ctx context.Context, in *Issu
 type AdminServiceServer interface {
 	// CreateBusiness creates a business with default limits.
 	CreateBusiness(context.Context, *CreateBusinessRequest) (*CreateBusinessResponse, error)
-	// GetBusiness shows a business.
+	// GetBusiness shows a business, its limits and its quality figure.
 	GetBusiness(context.Context, *GetBusinessRequest) (*GetBusinessResponse, error)
+	// SetBusinessLimits sets a business's limits; every gateway applies them within
+	// 5 seconds.
+	SetBusinessLimits(context.Context, *SetBusinessLimitsRequest) (*SetBusinessLimitsResponse, error)
 	// IssueApiKey issues a new API key for a business; the key is shown once.
 	IssueApiKey(context.Context, *IssueApiKeyRequest) (*IssueApiKeyResponse, error)
 	// RevokeApiKey revokes a key; every gateway refuses it within 5 seconds.
@@ -137,6 +154,9 @@ func (UnimplementedAdminServiceServer) CreateBusiness(context.Context, *CreateBu
 }
 func (UnimplementedAdminServiceServer) GetBusiness(context.Context, *GetBusinessRequest) (*GetBusinessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBusiness not implemented")
+}
+func (UnimplementedAdminServiceServer) SetBusinessLimits(context.Context, *SetBusinessLimitsRequest) (*SetBusinessLimitsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetBusinessLimits not implemented")
 }
 func (UnimplementedAdminServiceServer) IssueApiKey(context.Context, *IssueApiKeyRequest) (*IssueApiKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueApiKey not implemented")
@@ -200,6 +220,24 @@ func _AdminService_GetBusiness_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).GetBusiness(ctx, req.(*GetBusinessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SetBusinessLimits_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetBusinessLimitsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetBusinessLimits(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetBusinessLimits_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetBusinessLimits(ctx, req.(*SetBusinessLimitsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -272,6 +310,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBusiness",
 			Handler:    _AdminService_GetBusiness_Handler,
+		},
+		{
+			MethodName: "SetBusinessLimits",
+			Handler:    _AdminService_SetBusinessLimits_Handler,
 		},
 		{
 			MethodName: "IssueApiKey",

@@ -168,7 +168,9 @@ type Business struct {
 	// Ids of its keys that are not revoked.
 	ActiveKeyIds []string `protobuf:"bytes,4,rep,name=active_key_ids,json=activeKeyIds,proto3" json:"active_key_ids,omitempty"`
 	// Its limits.
-	Limits        *BusinessLimits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
+	Limits *BusinessLimits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
+	// Its quality over the rolling window: reports per delivered message.
+	Quality       *Quality `protobuf:"bytes,6,opt,name=quality,proto3" json:"quality,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -238,6 +240,105 @@ func (x *Business) GetLimits() *BusinessLimits {
 	return nil
 }
 
+func (x *Business) GetQuality() *Quality {
+	if x != nil {
+		return x.Quality
+	}
+	return nil
+}
+
+// Quality is a business's spam-report figure over a rolling window.
+type Quality struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Messages delivered (acked by a device) in the window.
+	Delivered uint64 `protobuf:"varint,1,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	// Reports (spam or mislabelled) in the window.
+	Reports uint64 `protobuf:"varint,2,opt,name=reports,proto3" json:"reports,omitempty"`
+	// reports / delivered (0 when nothing was delivered).
+	ReportRate float64 `protobuf:"fixed64,3,opt,name=report_rate,json=reportRate,proto3" json:"report_rate,omitempty"`
+	// The operator's threshold; past it (with enough deliveries to judge) the limits
+	// step down one tier.
+	Threshold float64 `protobuf:"fixed64,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// When the limits last stepped down automatically; unset if never.
+	LastStepDownTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_step_down_time,json=lastStepDownTime,proto3" json:"last_step_down_time,omitempty"`
+	// The window the figures cover, in seconds.
+	WindowSeconds int64 `protobuf:"varint,6,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Quality) Reset() {
+	*x = Quality{}
+	mi := &file_herald_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Quality) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Quality) ProtoMessage() {}
+
+func (x *Quality) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Quality.ProtoReflect.Descriptor instead.
+func (*Quality) Descriptor() ([]byte, []int) {
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Quality) GetDelivered() uint64 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *Quality) GetReports() uint64 {
+	if x != nil {
+		return x.Reports
+	}
+	return 0
+}
+
+func (x *Quality) GetReportRate() float64 {
+	if x != nil {
+		return x.ReportRate
+	}
+	return 0
+}
+
+func (x *Quality) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *Quality) GetLastStepDownTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastStepDownTime
+	}
+	return nil
+}
+
+func (x *Quality) GetWindowSeconds() int64 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
 // BusinessLimits are the limits a business sends under. They hold across all gateways
 // together, not per gateway.
 type BusinessLimits struct {
@@ -260,7 +361,7 @@ type BusinessLimits struct {
 
 func (x *BusinessLimits) Reset() {
 	*x = BusinessLimits{}
-	mi := &file_herald_v1_admin_proto_msgTypes[4]
+	mi := &file_herald_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +373,7 @@ func (x *BusinessLimits) String() string {
 func (*BusinessLimits) ProtoMessage() {}
 
 func (x *BusinessLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[4]
+	mi := &file_herald_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +386,7 @@ func (x *BusinessLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BusinessLimits.ProtoReflect.Descriptor instead.
 func (*BusinessLimits) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BusinessLimits) GetMessagesPerSecond() float64 {
@@ -335,7 +436,7 @@ type SetBusinessLimitsRequest struct {
 
 func (x *SetBusinessLimitsRequest) Reset() {
 	*x = SetBusinessLimitsRequest{}
-	mi := &file_herald_v1_admin_proto_msgTypes[5]
+	mi := &file_herald_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +448,7 @@ func (x *SetBusinessLimitsRequest) String() string {
 func (*SetBusinessLimitsRequest) ProtoMessage() {}
 
 func (x *SetBusinessLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[5]
+	mi := &file_herald_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +461,7 @@ func (x *SetBusinessLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetBusinessLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetBusinessLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetBusinessLimitsRequest) GetBusinessId() string {
@@ -408,7 +509,7 @@ type SetBusinessLimitsResponse struct {
 
 func (x *SetBusinessLimitsResponse) Reset() {
 	*x = SetBusinessLimitsResponse{}
-	mi := &file_herald_v1_admin_proto_msgTypes[6]
+	mi := &file_herald_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +521,7 @@ func (x *SetBusinessLimitsResponse) String() string {
 func (*SetBusinessLimitsResponse) ProtoMessage() {}
 
 func (x *SetBusinessLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[6]
+	mi := &file_herald_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +534,7 @@ func (x *SetBusinessLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetBusinessLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetBusinessLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetBusinessLimitsResponse) GetBusiness() *Business {
@@ -453,7 +554,7 @@ type GetBusinessResponse struct {
 
 func (x *GetBusinessResponse) Reset() {
 	*x = GetBusinessResponse{}
-	mi := &file_herald_v1_admin_proto_msgTypes[7]
+	mi := &file_herald_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +566,7 @@ func (x *GetBusinessResponse) String() string {
 func (*GetBusinessResponse) ProtoMessage() {}
 
 func (x *GetBusinessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[7]
+	mi := &file_herald_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +579,7 @@ func (x *GetBusinessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBusinessResponse.ProtoReflect.Descriptor instead.
 func (*GetBusinessResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetBusinessResponse) GetBusiness() *Business {
@@ -499,7 +600,7 @@ type IssueApiKeyRequest struct {
 
 func (x *IssueApiKeyRequest) Reset() {
 	*x = IssueApiKeyRequest{}
-	mi := &file_herald_v1_admin_proto_msgTypes[8]
+	mi := &file_herald_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +612,7 @@ func (x *IssueApiKeyRequest) String() string {
 func (*IssueApiKeyRequest) ProtoMessage() {}
 
 func (x *IssueApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[8]
+	mi := &file_herald_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +625,7 @@ func (x *IssueApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*IssueApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IssueApiKeyRequest) GetBusinessId() string {
@@ -547,7 +648,7 @@ type IssueApiKeyResponse struct {
 
 func (x *IssueApiKeyResponse) Reset() {
 	*x = IssueApiKeyResponse{}
-	mi := &file_herald_v1_admin_proto_msgTypes[9]
+	mi := &file_herald_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +660,7 @@ func (x *IssueApiKeyResponse) String() string {
 func (*IssueApiKeyResponse) ProtoMessage() {}
 
 func (x *IssueApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[9]
+	mi := &file_herald_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +673,7 @@ func (x *IssueApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*IssueApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *IssueApiKeyResponse) GetApiKey() string {
@@ -603,7 +704,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_herald_v1_admin_proto_msgTypes[10]
+	mi := &file_herald_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +716,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[10]
+	mi := &file_herald_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +729,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RevokeApiKeyRequest) GetKeyId() string {
@@ -654,7 +755,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_herald_v1_admin_proto_msgTypes[11]
+	mi := &file_herald_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +767,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[11]
+	mi := &file_herald_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +780,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 // IssueVerificationCodeRequest names the phone number.
@@ -693,7 +794,7 @@ type IssueVerificationCodeRequest struct {
 
 func (x *IssueVerificationCodeRequest) Reset() {
 	*x = IssueVerificationCodeRequest{}
-	mi := &file_herald_v1_admin_proto_msgTypes[12]
+	mi := &file_herald_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +806,7 @@ func (x *IssueVerificationCodeRequest) String() string {
 func (*IssueVerificationCodeRequest) ProtoMessage() {}
 
 func (x *IssueVerificationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[12]
+	mi := &file_herald_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +819,7 @@ func (x *IssueVerificationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueVerificationCodeRequest.ProtoReflect.Descriptor instead.
 func (*IssueVerificationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *IssueVerificationCodeRequest) GetPhoneNumber() string {
@@ -740,7 +841,7 @@ type IssueVerificationCodeResponse struct {
 
 func (x *IssueVerificationCodeResponse) Reset() {
 	*x = IssueVerificationCodeResponse{}
-	mi := &file_herald_v1_admin_proto_msgTypes[13]
+	mi := &file_herald_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +853,7 @@ func (x *IssueVerificationCodeResponse) String() string {
 func (*IssueVerificationCodeResponse) ProtoMessage() {}
 
 func (x *IssueVerificationCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_admin_proto_msgTypes[13]
+	mi := &file_herald_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +866,7 @@ func (x *IssueVerificationCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueVerificationCodeResponse.ProtoReflect.Descriptor instead.
 func (*IssueVerificationCodeResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *IssueVerificationCodeResponse) GetCode() string {
@@ -794,7 +895,7 @@ const file_herald_v1_admin_proto_rawDesc = "" +
 	"businessId\"5\n" +
 	"\x12GetBusinessRequest\x12\x1f\n" +
 	"\vbusiness_id\x18\x01 \x01(\tR\n" +
-	"businessId\"\xe4\x01\n" +
+	"businessId\"\x92\x02\n" +
 	"\bBusiness\x12\x1f\n" +
 	"\vbusiness_id\x18\x01 \x01(\tR\n" +
 	"businessId\x12!\n" +
@@ -802,7 +903,16 @@ const file_herald_v1_admin_proto_rawDesc = "" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12$\n" +
 	"\x0eactive_key_ids\x18\x04 \x03(\tR\factiveKeyIds\x121\n" +
-	"\x06limits\x18\x05 \x01(\v2\x19.herald.v1.BusinessLimitsR\x06limits\"\xce\x01\n" +
+	"\x06limits\x18\x05 \x01(\v2\x19.herald.v1.BusinessLimitsR\x06limits\x12,\n" +
+	"\aquality\x18\x06 \x01(\v2\x12.herald.v1.QualityR\aquality\"\xf2\x01\n" +
+	"\aQuality\x12\x1c\n" +
+	"\tdelivered\x18\x01 \x01(\x04R\tdelivered\x12\x18\n" +
+	"\areports\x18\x02 \x01(\x04R\areports\x12\x1f\n" +
+	"\vreport_rate\x18\x03 \x01(\x01R\n" +
+	"reportRate\x12\x1c\n" +
+	"\tthreshold\x18\x04 \x01(\x01R\tthreshold\x12I\n" +
+	"\x13last_step_down_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x10lastStepDownTime\x12%\n" +
+	"\x0ewindow_seconds\x18\x06 \x01(\x03R\rwindowSeconds\"\xce\x01\n" +
 	"\x0eBusinessLimits\x12.\n" +
 	"\x13messages_per_second\x18\x01 \x01(\x01R\x11messagesPerSecond\x12\x14\n" +
 	"\x05burst\x18\x02 \x01(\rR\x05burst\x126\n" +
@@ -855,47 +965,50 @@ func file_herald_v1_admin_proto_rawDescGZIP() []byte {
 	return file_herald_v1_admin_proto_rawDescData
 }
 
-var file_herald_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_herald_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_herald_v1_admin_proto_goTypes = []any{
 	(*CreateBusinessRequest)(nil),         // 0: herald.v1.CreateBusinessRequest
 	(*CreateBusinessResponse)(nil),        // 1: herald.v1.CreateBusinessResponse
 	(*GetBusinessRequest)(nil),            // 2: herald.v1.GetBusinessRequest
 	(*Business)(nil),                      // 3: herald.v1.Business
-	(*BusinessLimits)(nil),                // 4: herald.v1.BusinessLimits
-	(*SetBusinessLimitsRequest)(nil),      // 5: herald.v1.SetBusinessLimitsRequest
-	(*SetBusinessLimitsResponse)(nil),     // 6: herald.v1.SetBusinessLimitsResponse
-	(*GetBusinessResponse)(nil),           // 7: herald.v1.GetBusinessResponse
-	(*IssueApiKeyRequest)(nil),            // 8: herald.v1.IssueApiKeyRequest
-	(*IssueApiKeyResponse)(nil),           // 9: herald.v1.IssueApiKeyResponse
-	(*RevokeApiKeyRequest)(nil),           // 10: herald.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),          // 11: herald.v1.RevokeApiKeyResponse
-	(*IssueVerificationCodeRequest)(nil),  // 12: herald.v1.IssueVerificationCodeRequest
-	(*IssueVerificationCodeResponse)(nil), // 13: herald.v1.IssueVerificationCodeResponse
-	(*timestamppb.Timestamp)(nil),         // 14: google.protobuf.Timestamp
+	(*Quality)(nil),                       // 4: herald.v1.Quality
+	(*BusinessLimits)(nil),                // 5: herald.v1.BusinessLimits
+	(*SetBusinessLimitsRequest)(nil),      // 6: herald.v1.SetBusinessLimitsRequest
+	(*SetBusinessLimitsResponse)(nil),     // 7: herald.v1.SetBusinessLimitsResponse
+	(*GetBusinessResponse)(nil),           // 8: herald.v1.GetBusinessResponse
+	(*IssueApiKeyRequest)(nil),            // 9: herald.v1.IssueApiKeyRequest
+	(*IssueApiKeyResponse)(nil),           // 10: herald.v1.IssueApiKeyResponse
+	(*RevokeApiKeyRequest)(nil),           // 11: herald.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),          // 12: herald.v1.RevokeApiKeyResponse
+	(*IssueVerificationCodeRequest)(nil),  // 13: herald.v1.IssueVerificationCodeRequest
+	(*IssueVerificationCodeResponse)(nil), // 14: herald.v1.IssueVerificationCodeResponse
+	(*timestamppb.Timestamp)(nil),         // 15: google.protobuf.Timestamp
 }
 var file_herald_v1_admin_proto_depIdxs = []int32{
-	14, // 0: herald.v1.Business.create_time:type_name -> google.protobuf.Timestamp
-	4,  // 1: herald.v1.Business.limits:type_name -> herald.v1.BusinessLimits
-	3,  // 2: herald.v1.SetBusinessLimitsResponse.business:type_name -> herald.v1.Business
-	3,  // 3: herald.v1.GetBusinessResponse.business:type_name -> herald.v1.Business
-	14, // 4: herald.v1.IssueVerificationCodeResponse.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 5: herald.v1.AdminService.CreateBusiness:input_type -> herald.v1.CreateBusinessRequest
-	2,  // 6: herald.v1.AdminService.GetBusiness:input_type -> herald.v1.GetBusinessRequest
-	5,  // 7: herald.v1.AdminService.SetBusinessLimits:input_type -> herald.v1.SetBusinessLimitsRequest
-	8,  // 8: herald.v1.AdminService.IssueApiKey:input_type -> herald.v1.IssueApiKeyRequest
-	10, // 9: herald.v1.AdminService.RevokeApiKey:input_type -> herald.v1.RevokeApiKeyRequest
-	12, // 10: herald.v1.AdminService.IssueVerificationCode:input_type -> herald.v1.IssueVerificationCodeRequest
-	1,  // 11: herald.v1.AdminService.CreateBusiness:output_type -> herald.v1.CreateBusinessResponse
-	7,  // 12: herald.v1.AdminService.GetBusiness:output_type -> herald.v1.GetBusinessResponse
-	6,  // 13: herald.v1.AdminService.SetBusinessLimits:output_type -> herald.v1.SetBusinessLimitsResponse
-	9,  // 14: herald.v1.AdminService.IssueApiKey:output_type -> herald.v1.IssueApiKeyResponse
-	11, // 15: herald.v1.AdminService.RevokeApiKey:output_type -> herald.v1.RevokeApiKeyResponse
-	13, // 16: herald.v1.AdminService.IssueVerificationCode:output_type -> herald.v1.IssueVerificationCodeResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	15, // 0: herald.v1.Business.create_time:type_name -> google.protobuf.Timestamp
+	5,  // 1: herald.v1.Business.limits:type_name -> herald.v1.BusinessLimits
+	4,  // 2: herald.v1.Business.quality:type_name -> herald.v1.Quality
+	15, // 3: herald.v1.Quality.last_step_down_time:type_name -> google.protobuf.Timestamp
+	3,  // 4: herald.v1.SetBusinessLimitsResponse.business:type_name -> herald.v1.Business
+	3,  // 5: herald.v1.GetBusinessResponse.business:type_name -> herald.v1.Business
+	15, // 6: herald.v1.IssueVerificationCodeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 7: herald.v1.AdminService.CreateBusiness:input_type -> herald.v1.CreateBusinessRequest
+	2,  // 8: herald.v1.AdminService.GetBusiness:input_type -> herald.v1.GetBusinessRequest
+	6,  // 9: herald.v1.AdminService.SetBusinessLimits:input_type -> herald.v1.SetBusinessLimitsRequest
+	9,  // 10: herald.v1.AdminService.IssueApiKey:input_type -> herald.v1.IssueApiKeyRequest
+	11, // 11: herald.v1.AdminService.RevokeApiKey:input_type -> herald.v1.RevokeApiKeyRequest
+	13, // 12: herald.v1.AdminService.IssueVerificationCode:input_type -> herald.v1.IssueVerificationCodeRequest
+	1,  // 13: herald.v1.AdminService.CreateBusiness:output_type -> herald.v1.CreateBusinessResponse
+	8,  // 14: herald.v1.AdminService.GetBusiness:output_type -> herald.v1.GetBusinessResponse
+	7,  // 15: herald.v1.AdminService.SetBusinessLimits:output_type -> herald.v1.SetBusinessLimitsResponse
+	10, // 16: herald.v1.AdminService.IssueApiKey:output_type -> herald.v1.IssueApiKeyResponse
+	12, // 17: herald.v1.AdminService.RevokeApiKey:output_type -> herald.v1.RevokeApiKeyResponse
+	14, // 18: herald.v1.AdminService.IssueVerificationCode:output_type -> herald.v1.IssueVerificationCodeResponse
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_admin_proto_init() }
@@ -909,7 +1022,7 @@ func file_herald_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_admin_proto_rawDesc), len(file_herald_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

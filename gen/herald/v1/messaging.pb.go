@@ -103,7 +103,12 @@ type Message struct {
 	Envelopes []*Envelope `protobuf:"bytes,5,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
 	// Optional time to live, from 1 s to 30 days; default 30 days. Undelivered after it,
 	// the message is dropped and reported STATUS_EXPIRED.
-	Ttl           *durationpb.Duration `protobuf:"bytes,6,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Ttl *durationpb.Duration `protobuf:"bytes,6,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// Optional, up to 64 KiB: the sealed body that every envelope's ciphertext unlocks
+	// (the e2e format: one body, one small wrap per device). Herald stores a body once,
+	// however many recipients and devices share it, and hands it to each device with its
+	// wrap. Without it, each envelope's ciphertext is the whole message for its device.
+	Body          []byte `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,13 +185,24 @@ func (x *Message) GetTtl() *durationpb.Duration {
 	return nil
 }
 
+func (x *Message) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
 // Envelope is the message encrypted for one device. Herald never reads it.
 type Envelope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. A device id from LookupRecipient.
 	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// Required, 1 byte to 64 KiB. Opaque to Herald.
-	Ciphertext    []byte `protobuf:"bytes,2,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	Ciphertext []byte `protobuf:"bytes,2,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	// Optional: the key_id (from LookupRecipient) of the device key this envelope was
+	// encrypted to. If the device has rotated its key since, the result is
+	// OUTCOME_STALE_DEVICES with the device in retired_key_device_ids.
+	KeyId         string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -235,6 +251,13 @@ func (x *Envelope) GetCiphertext() []byte {
 	return nil
 }
 
+func (x *Envelope) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
 // Result is what happened to one message.
 type Result struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -255,9 +278,12 @@ type Result struct {
 	// client_message_id; nothing was delivered again.
 	Duplicate bool `protobuf:"varint,6,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	// For OUTCOME_INVALID: what is wrong with the entry.
-	Violations    []*FieldViolation `protobuf:"bytes,7,rep,name=violations,proto3" json:"violations,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Violations []*FieldViolation `protobuf:"bytes,7,rep,name=violations,proto3" json:"violations,omitempty"`
+	// For OUTCOME_STALE_DEVICES: devices whose envelope was encrypted to a key they have
+	// since replaced; look them up again.
+	RetiredKeyDeviceIds []string `protobuf:"bytes,8,rep,name=retired_key_device_ids,json=retiredKeyDeviceIds,proto3" json:"retired_key_device_ids,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
@@ -335,6 +361,13 @@ func (x *Result) GetDuplicate() bool {
 func (x *Result) GetViolations() []*FieldViolation {
 	if x != nil {
 		return x.Violations
+	}
+	return nil
+}
+
+func (x *Result) GetRetiredKeyDeviceIds() []string {
+	if x != nil {
+		return x.RetiredKeyDeviceIds
 	}
 	return nil
 }
@@ -585,7 +618,9 @@ type Device struct {
 	// The device's public key, to encrypt to.
 	PublicKey []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	// The scheme public_key belongs to.
-	KeyAlgorithm  KeyAlgorithm `protobuf:"varint,3,opt,name=key_algorithm,json=keyAlgorithm,proto3,enum=herald.v1.KeyAlgorithm" json:"key_algorithm,omitempty"`
+	KeyAlgorithm KeyAlgorithm `protobuf:"varint,3,opt,name=key_algorithm,json=keyAlgorithm,proto3,enum=herald.v1.KeyAlgorithm" json:"key_algorithm,omitempty"`
+	// The key's id, to put in Envelope.key_id.
+	KeyId         string `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -639,6 +674,13 @@ func (x *Device) GetKeyAlgorithm() KeyAlgorithm {
 		return x.KeyAlgorithm
 	}
 	return KeyAlgorithm_KEY_ALGORITHM_UNSPECIFIED
+}
+
+func (x *Device) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
 }
 
 // LookupRecipientResponse is the recipient's devices, or why there are none to send to.
@@ -1028,23 +1070,108 @@ func (x *StatusEvent) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// SetSigningKeyRequest carries the business's signing key.
+type SetSigningKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: a 32-byte Ed25519 public key.
+	PublicKey     []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSigningKeyRequest) Reset() {
+	*x = SetSigningKeyRequest{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSigningKeyRequest) ProtoMessage() {}
+
+func (x *SetSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*SetSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetSigningKeyRequest) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+// SetSigningKeyResponse is empty.
+type SetSigningKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSigningKeyResponse) Reset() {
+	*x = SetSigningKeyResponse{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSigningKeyResponse) ProtoMessage() {}
+
+func (x *SetSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*SetSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{16}
+}
+
 var File_herald_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\n" +
-	"\x19herald/v1/messaging.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15herald/v1/types.proto\"\x89\x02\n" +
+	"\x19herald/v1/messaging.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15herald/v1/types.proto\"\x9d\x02\n" +
 	"\aMessage\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12/\n" +
 	"\bcategory\x18\x02 \x01(\x0e2\x13.herald.v1.CategoryR\bcategory\x12#\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x0f.herald.v1.KindR\x04kind\x12*\n" +
 	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\x121\n" +
 	"\tenvelopes\x18\x05 \x03(\v2\x13.herald.v1.EnvelopeR\tenvelopes\x12+\n" +
-	"\x03ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"G\n" +
+	"\x03ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x12\n" +
+	"\x04body\x18\a \x01(\fR\x04body\"^\n" +
 	"\bEnvelope\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x02 \x01(\fR\n" +
-	"ciphertext\"\xc6\x02\n" +
+	"ciphertext\x12\x15\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\xfb\x02\n" +
 	"\x06Result\x12,\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x12.herald.v1.OutcomeR\aoutcome\x12\x1d\n" +
 	"\n" +
@@ -1056,7 +1183,8 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\tduplicate\x18\x06 \x01(\bR\tduplicate\x129\n" +
 	"\n" +
 	"violations\x18\a \x03(\v2\x19.herald.v1.FieldViolationR\n" +
-	"violations\";\n" +
+	"violations\x123\n" +
+	"\x16retired_key_device_ids\x18\b \x03(\tR\x13retiredKeyDeviceIds\";\n" +
 	"\vSendRequest\x12,\n" +
 	"\amessage\x18\x01 \x01(\v2\x12.herald.v1.MessageR\amessage\"9\n" +
 	"\fSendResponse\x12)\n" +
@@ -1067,12 +1195,13 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\aresults\x18\x01 \x03(\v2\x11.herald.v1.ResultR\aresults\"g\n" +
 	"\x16LookupRecipientRequest\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12/\n" +
-	"\bcategory\x18\x02 \x01(\x0e2\x13.herald.v1.CategoryR\bcategory\"\x82\x01\n" +
+	"\bcategory\x18\x02 \x01(\x0e2\x13.herald.v1.CategoryR\bcategory\"\x99\x01\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x02 \x01(\fR\tpublicKey\x12<\n" +
-	"\rkey_algorithm\x18\x03 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\"t\n" +
+	"\rkey_algorithm\x18\x03 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\x12\x15\n" +
+	"\x06key_id\x18\x04 \x01(\tR\x05keyId\"t\n" +
 	"\x17LookupRecipientResponse\x12,\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x12.herald.v1.OutcomeR\aoutcome\x12+\n" +
 	"\adevices\x18\x02 \x03(\v2\x11.herald.v1.DeviceR\adevices\"\x8a\x01\n" +
@@ -1097,19 +1226,24 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\x11client_message_id\x18\x03 \x01(\tR\x0fclientMessageId\x12)\n" +
 	"\x06status\x18\x04 \x01(\x0e2\x11.herald.v1.StatusR\x06status\x12\x1b\n" +
 	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\x12.\n" +
-	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*p\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"5\n" +
+	"\x14SetSigningKeyRequest\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x01 \x01(\fR\tpublicKey\"\x17\n" +
+	"\x15SetSigningKeyResponse*p\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTATUS_ACCEPTED\x10\x01\x12\x14\n" +
 	"\x10STATUS_DELIVERED\x10\x02\x12\x0f\n" +
 	"\vSTATUS_READ\x10\x03\x12\x12\n" +
-	"\x0eSTATUS_EXPIRED\x10\x042\x8b\x03\n" +
+	"\x0eSTATUS_EXPIRED\x10\x042\xdf\x03\n" +
 	"\x10MessagingService\x127\n" +
 	"\x04Send\x12\x16.herald.v1.SendRequest\x1a\x17.herald.v1.SendResponse\x12F\n" +
 	"\tSendBatch\x12\x1b.herald.v1.SendBatchRequest\x1a\x1c.herald.v1.SendBatchResponse\x12X\n" +
 	"\x0fLookupRecipient\x12!.herald.v1.LookupRecipientRequest\x1a\".herald.v1.LookupRecipientResponse\x12R\n" +
 	"\rRecordConsent\x12\x1f.herald.v1.RecordConsentRequest\x1a .herald.v1.RecordConsentResponse\x12H\n" +
-	"\fStreamStatus\x12\x1e.herald.v1.StreamStatusRequest\x1a\x16.herald.v1.StatusEvent0\x01B3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\fStreamStatus\x12\x1e.herald.v1.StreamStatusRequest\x1a\x16.herald.v1.StatusEvent0\x01\x12R\n" +
+	"\rSetSigningKey\x12\x1f.herald.v1.SetSigningKeyRequest\x1a .herald.v1.SetSigningKeyResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_messaging_proto_rawDescOnce sync.Once
@@ -1124,7 +1258,7 @@ func file_herald_v1_messaging_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herald_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_herald_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_herald_v1_messaging_proto_goTypes = []any{
 	(Status)(0),                     // 0: herald.v1.Status
 	(*Message)(nil),                 // 1: herald.v1.Message
@@ -1142,50 +1276,54 @@ var file_herald_v1_messaging_proto_goTypes = []any{
 	(*RecordConsentResponse)(nil),   // 13: herald.v1.RecordConsentResponse
 	(*StreamStatusRequest)(nil),     // 14: herald.v1.StreamStatusRequest
 	(*StatusEvent)(nil),             // 15: herald.v1.StatusEvent
-	(Category)(0),                   // 16: herald.v1.Category
-	(Kind)(0),                       // 17: herald.v1.Kind
-	(*durationpb.Duration)(nil),     // 18: google.protobuf.Duration
-	(Outcome)(0),                    // 19: herald.v1.Outcome
-	(*FieldViolation)(nil),          // 20: herald.v1.FieldViolation
-	(KeyAlgorithm)(0),               // 21: herald.v1.KeyAlgorithm
-	(*timestamppb.Timestamp)(nil),   // 22: google.protobuf.Timestamp
-	(Consent)(0),                    // 23: herald.v1.Consent
+	(*SetSigningKeyRequest)(nil),    // 16: herald.v1.SetSigningKeyRequest
+	(*SetSigningKeyResponse)(nil),   // 17: herald.v1.SetSigningKeyResponse
+	(Category)(0),                   // 18: herald.v1.Category
+	(Kind)(0),                       // 19: herald.v1.Kind
+	(*durationpb.Duration)(nil),     // 20: google.protobuf.Duration
+	(Outcome)(0),                    // 21: herald.v1.Outcome
+	(*FieldViolation)(nil),          // 22: herald.v1.FieldViolation
+	(KeyAlgorithm)(0),               // 23: herald.v1.KeyAlgorithm
+	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
+	(Consent)(0),                    // 25: herald.v1.Consent
 }
 var file_herald_v1_messaging_proto_depIdxs = []int32{
-	16, // 0: herald.v1.Message.category:type_name -> herald.v1.Category
-	17, // 1: herald.v1.Message.kind:type_name -> herald.v1.Kind
+	18, // 0: herald.v1.Message.category:type_name -> herald.v1.Category
+	19, // 1: herald.v1.Message.kind:type_name -> herald.v1.Kind
 	2,  // 2: herald.v1.Message.envelopes:type_name -> herald.v1.Envelope
-	18, // 3: herald.v1.Message.ttl:type_name -> google.protobuf.Duration
-	19, // 4: herald.v1.Result.outcome:type_name -> herald.v1.Outcome
-	18, // 5: herald.v1.Result.retry_after:type_name -> google.protobuf.Duration
-	20, // 6: herald.v1.Result.violations:type_name -> herald.v1.FieldViolation
+	20, // 3: herald.v1.Message.ttl:type_name -> google.protobuf.Duration
+	21, // 4: herald.v1.Result.outcome:type_name -> herald.v1.Outcome
+	20, // 5: herald.v1.Result.retry_after:type_name -> google.protobuf.Duration
+	22, // 6: herald.v1.Result.violations:type_name -> herald.v1.FieldViolation
 	1,  // 7: herald.v1.SendRequest.message:type_name -> herald.v1.Message
 	3,  // 8: herald.v1.SendResponse.result:type_name -> herald.v1.Result
 	1,  // 9: herald.v1.SendBatchRequest.messages:type_name -> herald.v1.Message
 	3,  // 10: herald.v1.SendBatchResponse.results:type_name -> herald.v1.Result
-	16, // 11: herald.v1.LookupRecipientRequest.category:type_name -> herald.v1.Category
-	21, // 12: herald.v1.Device.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	19, // 13: herald.v1.LookupRecipientResponse.outcome:type_name -> herald.v1.Outcome
+	18, // 11: herald.v1.LookupRecipientRequest.category:type_name -> herald.v1.Category
+	23, // 12: herald.v1.Device.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	21, // 13: herald.v1.LookupRecipientResponse.outcome:type_name -> herald.v1.Outcome
 	9,  // 14: herald.v1.LookupRecipientResponse.devices:type_name -> herald.v1.Device
-	22, // 15: herald.v1.ConsentEvidence.collected_time:type_name -> google.protobuf.Timestamp
-	16, // 16: herald.v1.RecordConsentRequest.category:type_name -> herald.v1.Category
-	23, // 17: herald.v1.RecordConsentRequest.consent:type_name -> herald.v1.Consent
+	24, // 15: herald.v1.ConsentEvidence.collected_time:type_name -> google.protobuf.Timestamp
+	18, // 16: herald.v1.RecordConsentRequest.category:type_name -> herald.v1.Category
+	25, // 17: herald.v1.RecordConsentRequest.consent:type_name -> herald.v1.Consent
 	11, // 18: herald.v1.RecordConsentRequest.evidence:type_name -> herald.v1.ConsentEvidence
-	23, // 19: herald.v1.RecordConsentResponse.effective_consent:type_name -> herald.v1.Consent
+	25, // 19: herald.v1.RecordConsentResponse.effective_consent:type_name -> herald.v1.Consent
 	0,  // 20: herald.v1.StatusEvent.status:type_name -> herald.v1.Status
-	22, // 21: herald.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
+	24, // 21: herald.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
 	4,  // 22: herald.v1.MessagingService.Send:input_type -> herald.v1.SendRequest
 	6,  // 23: herald.v1.MessagingService.SendBatch:input_type -> herald.v1.SendBatchRequest
 	8,  // 24: herald.v1.MessagingService.LookupRecipient:input_type -> herald.v1.LookupRecipientRequest
 	12, // 25: herald.v1.MessagingService.RecordConsent:input_type -> herald.v1.RecordConsentRequest
 	14, // 26: herald.v1.MessagingService.StreamStatus:input_type -> herald.v1.StreamStatusRequest
-	5,  // 27: herald.v1.MessagingService.Send:output_type -> herald.v1.SendResponse
-	7,  // 28: herald.v1.MessagingService.SendBatch:output_type -> herald.v1.SendBatchResponse
-	10, // 29: herald.v1.MessagingService.LookupRecipient:output_type -> herald.v1.LookupRecipientResponse
-	13, // 30: herald.v1.MessagingService.RecordConsent:output_type -> herald.v1.RecordConsentResponse
-	15, // 31: herald.v1.MessagingService.StreamStatus:output_type -> herald.v1.StatusEvent
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
+	16, // 27: herald.v1.MessagingService.SetSigningKey:input_type -> herald.v1.SetSigningKeyRequest
+	5,  // 28: herald.v1.MessagingService.Send:output_type -> herald.v1.SendResponse
+	7,  // 29: herald.v1.MessagingService.SendBatch:output_type -> herald.v1.SendBatchResponse
+	10, // 30: herald.v1.MessagingService.LookupRecipient:output_type -> herald.v1.LookupRecipientResponse
+	13, // 31: herald.v1.MessagingService.RecordConsent:output_type -> herald.v1.RecordConsentResponse
+	15, // 32: herald.v1.MessagingService.StreamStatus:output_type -> herald.v1.StatusEvent
+	17, // 33: herald.v1.MessagingService.SetSigningKey:output_type -> herald.v1.SetSigningKeyResponse
+	28, // [28:34] is the sub-list for method output_type
+	22, // [22:28] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
 	22, // [22:22] is the sub-list for extension extendee
 	0,  // [0:22] is the sub-list for field type_name
@@ -1203,7 +1341,7 @@ func file_herald_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_messaging_proto_rawDesc), len(file_herald_v1_messaging_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	MessagingService_LookupRecipient_FullMethodName = "/herald.v1.MessagingService/LookupRecipient"
 	MessagingService_RecordConsent_FullMethodName   = "/herald.v1.MessagingService/RecordConsent"
 	MessagingService_StreamStatus_FullMethodName    = "/herald.v1.MessagingService/StreamStatus"
+	MessagingService_SetSigningKey_FullMethodName   = "/herald.v1.MessagingService/SetSigningKey"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -53,6 +54,10 @@ type MessagingServiceClient interface {
 	// received: nothing is lost or repeated.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	StreamStatus(ctx context.Context, in *StreamStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatusEvent], error)
+	// SetSigningKey registers the business's Ed25519 public key. Deliveries carry it, so
+	// that devices can check that a message really comes from the business; devices pin
+	// the first key they see and tell the person when it changes.
+	SetSigningKey(ctx context.Context, in *SetSigningKeyRequest, opts ...grpc.CallOption) (*SetSigningKeyResponse, error)
 }
 
 type messagingServiceClient struct {
@@ -122,6 +127,16 @@ func (c *messagingServiceClient) StreamStatus(ctx context.Context, in *StreamSta
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessagingService_StreamStatusClient = grpc.ServerStreamingClient[StatusEvent]
 
+func (c *messagingServiceClient) SetSigningKey(ctx context.Context, in *SetSigningKeyRequest, opts ...grpc.CallOption) (*SetSigningKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetSigningKeyResponse)
+	err := c.cc.Invoke(ctx, MessagingService_SetSigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -149,6 +164,10 @@ type MessagingServiceServer interface {
 	// received: nothing is lost or repeated.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	StreamStatus(*StreamStatusRequest, grpc.ServerStreamingServer[StatusEvent]) error
+	// SetSigningKey registers the business's Ed25519 public key. Deliveries carry it, so
+	// that devices can check that a message really comes from the business; devices pin
+	// the first key they see and tell the person when it changes.
+	SetSigningKey(context.Context, *SetSigningKeyRequest) (*SetSigningKeyResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -173,6 +192,9 @@ func (UnimplementedMessagingServiceServer) RecordConsent(context.Context, *Recor
 }
 func (UnimplementedMessagingServiceServer) StreamStatus(*StreamStatusRequest, grpc.ServerStreamingServer[StatusEvent]) error {
 	return status.Error(codes.Unimplemented, "method StreamStatus not implemented")
+}
+func (UnimplementedMessagingServiceServer) SetSigningKey(context.Context, *SetSigningKeyRequest) (*SetSigningKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSigningKey not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -278,6 +300,24 @@ func _MessagingService_StreamStatus_Handler(srv interface{}, stream grpc.ServerS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessagingService_StreamStatusServer = grpc.ServerStreamingServer[StatusEvent]
 
+func _MessagingService_SetSigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSigningKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).SetSigningKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_SetSigningKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).SetSigningKey(ctx, req.(*SetSigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -300,6 +340,10 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordConsent",
 			Handler:    _MessagingService_RecordConsent_Handler,
+		},
+		{
+			MethodName: "SetSigningKey",
+			Handler:    _MessagingService_SetSigningKey_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -74,6 +74,58 @@ func (Setter) EnumDescriptor() ([]byte, []int) {
 	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{0}
 }
 
+// ReportReason says what is wrong with a delivery.
+type ReportReason int32
+
+const (
+	ReportReason_REPORT_REASON_UNSPECIFIED ReportReason = 0
+	// Unwanted.
+	ReportReason_REPORT_REASON_SPAM ReportReason = 1
+	// Marketing dressed as transactional (or any category or kind that does not fit).
+	ReportReason_REPORT_REASON_MISLABELED_CATEGORY ReportReason = 2
+)
+
+// Enum value maps for ReportReason.
+var (
+	ReportReason_name = map[int32]string{
+		0: "REPORT_REASON_UNSPECIFIED",
+		1: "REPORT_REASON_SPAM",
+		2: "REPORT_REASON_MISLABELED_CATEGORY",
+	}
+	ReportReason_value = map[string]int32{
+		"REPORT_REASON_UNSPECIFIED":         0,
+		"REPORT_REASON_SPAM":                1,
+		"REPORT_REASON_MISLABELED_CATEGORY": 2,
+	}
+)
+
+func (x ReportReason) Enum() *ReportReason {
+	p := new(ReportReason)
+	*p = x
+	return p
+}
+
+func (x ReportReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReportReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_v1_recipient_proto_enumTypes[1].Descriptor()
+}
+
+func (ReportReason) Type() protoreflect.EnumType {
+	return &file_herald_v1_recipient_proto_enumTypes[1]
+}
+
+func (x ReportReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReportReason.Descriptor instead.
+func (ReportReason) EnumDescriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{1}
+}
+
 // RegisterDeviceRequest registers a device.
 type RegisterDeviceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -155,7 +207,9 @@ type RegisterDeviceResponse struct {
 	// The device's id, which businesses address envelopes to.
 	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// The device's bearer token, shown once. Herald keeps only its hash.
-	DeviceToken   string `protobuf:"bytes,2,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
+	DeviceToken string `protobuf:"bytes,2,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
+	// The id of the registered key.
+	KeyId         string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -200,6 +254,13 @@ func (x *RegisterDeviceResponse) GetDeviceId() string {
 func (x *RegisterDeviceResponse) GetDeviceToken() string {
 	if x != nil {
 		return x.DeviceToken
+	}
+	return ""
+}
+
+func (x *RegisterDeviceResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
 	}
 	return ""
 }
@@ -260,8 +321,16 @@ type Delivery struct {
 	Ciphertext []byte `protobuf:"bytes,8,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
 	// The business's idempotency key.
 	ClientMessageId string `protobuf:"bytes,9,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The sealed body that ciphertext (then this device's wrap) unlocks, when the business
+	// sent one (Message.body); empty otherwise.
+	Body []byte `protobuf:"bytes,10,opt,name=body,proto3" json:"body,omitempty"`
+	// The business's Ed25519 public key, if it registered one, to verify the message.
+	BusinessSigningKey []byte `protobuf:"bytes,11,opt,name=business_signing_key,json=businessSigningKey,proto3" json:"business_signing_key,omitempty"`
+	// The key_id the business gave for this device's envelope, if any: which of the
+	// device's keys opens it.
+	KeyId         string `protobuf:"bytes,12,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
@@ -353,6 +422,27 @@ func (x *Delivery) GetCiphertext() []byte {
 func (x *Delivery) GetClientMessageId() string {
 	if x != nil {
 		return x.ClientMessageId
+	}
+	return ""
+}
+
+func (x *Delivery) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *Delivery) GetBusinessSigningKey() []byte {
+	if x != nil {
+		return x.BusinessSigningKey
+	}
+	return nil
+}
+
+func (x *Delivery) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
 	}
 	return ""
 }
@@ -975,6 +1065,198 @@ func (x *ListPreferencesResponse) GetBusinesses() []*BusinessPreference {
 	return nil
 }
 
+// RotateKeyRequest carries the device's new key.
+type RotateKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required, 32 to 4096 bytes.
+	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// Required.
+	KeyAlgorithm  KeyAlgorithm `protobuf:"varint,2,opt,name=key_algorithm,json=keyAlgorithm,proto3,enum=herald.v1.KeyAlgorithm" json:"key_algorithm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyRequest) Reset() {
+	*x = RotateKeyRequest{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyRequest) ProtoMessage() {}
+
+func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RotateKeyRequest) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *RotateKeyRequest) GetKeyAlgorithm() KeyAlgorithm {
+	if x != nil {
+		return x.KeyAlgorithm
+	}
+	return KeyAlgorithm_KEY_ALGORITHM_UNSPECIFIED
+}
+
+// RotateKeyResponse carries the new key's id.
+type RotateKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyResponse) Reset() {
+	*x = RotateKeyResponse{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyResponse) ProtoMessage() {}
+
+func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RotateKeyResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// ReportSpamRequest reports one delivery.
+type ReportSpamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: a message delivered to this device.
+	MessageId string `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// Required.
+	Reason        ReportReason `protobuf:"varint,2,opt,name=reason,proto3,enum=herald.v1.ReportReason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportSpamRequest) Reset() {
+	*x = ReportSpamRequest{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSpamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSpamRequest) ProtoMessage() {}
+
+func (x *ReportSpamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSpamRequest.ProtoReflect.Descriptor instead.
+func (*ReportSpamRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReportSpamRequest) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *ReportSpamRequest) GetReason() ReportReason {
+	if x != nil {
+		return x.Reason
+	}
+	return ReportReason_REPORT_REASON_UNSPECIFIED
+}
+
+// ReportSpamResponse is empty.
+type ReportSpamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportSpamResponse) Reset() {
+	*x = ReportSpamResponse{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSpamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSpamResponse) ProtoMessage() {}
+
+func (x *ReportSpamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSpamResponse.ProtoReflect.Descriptor instead.
+func (*ReportSpamResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{19}
+}
+
 var File_herald_v1_recipient_proto protoreflect.FileDescriptor
 
 const file_herald_v1_recipient_proto_rawDesc = "" +
@@ -985,11 +1267,12 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x12<\n" +
-	"\rkey_algorithm\x18\x04 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\"X\n" +
+	"\rkey_algorithm\x18\x04 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\"o\n" +
 	"\x16RegisterDeviceResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12!\n" +
-	"\fdevice_token\x18\x02 \x01(\tR\vdeviceToken\"\x10\n" +
-	"\x0eReceiveRequest\"\x96\x03\n" +
+	"\fdevice_token\x18\x02 \x01(\tR\vdeviceToken\x12\x15\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\x10\n" +
+	"\x0eReceiveRequest\"\xf3\x03\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1f\n" +
@@ -1004,7 +1287,11 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\n" +
 	"ciphertext\x18\b \x01(\fR\n" +
 	"ciphertext\x12*\n" +
-	"\x11client_message_id\x18\t \x01(\tR\x0fclientMessageId\"A\n" +
+	"\x11client_message_id\x18\t \x01(\tR\x0fclientMessageId\x12\x12\n" +
+	"\x04body\x18\n" +
+	" \x01(\fR\x04body\x120\n" +
+	"\x14business_signing_key\x18\v \x01(\fR\x12businessSigningKey\x12\x15\n" +
+	"\x06key_id\x18\f \x01(\tR\x05keyId\"A\n" +
 	"\n" +
 	"AckRequest\x12\x1f\n" +
 	"\vmessage_ids\x18\x01 \x03(\tR\n" +
@@ -1045,11 +1332,26 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x17ListPreferencesResponse\x12=\n" +
 	"\n" +
 	"businesses\x18\x01 \x03(\v2\x1d.herald.v1.BusinessPreferenceR\n" +
-	"businesses*K\n" +
+	"businesses\"o\n" +
+	"\x10RotateKeyRequest\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x01 \x01(\fR\tpublicKey\x12<\n" +
+	"\rkey_algorithm\x18\x02 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\"*\n" +
+	"\x11RotateKeyResponse\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"c\n" +
+	"\x11ReportSpamRequest\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\tR\tmessageId\x12/\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x17.herald.v1.ReportReasonR\x06reason\"\x14\n" +
+	"\x12ReportSpamResponse*K\n" +
 	"\x06Setter\x12\x16\n" +
 	"\x12SETTER_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10SETTER_RECIPIENT\x10\x01\x12\x13\n" +
-	"\x0fSETTER_BUSINESS\x10\x022\xff\x03\n" +
+	"\x0fSETTER_BUSINESS\x10\x02*l\n" +
+	"\fReportReason\x12\x1d\n" +
+	"\x19REPORT_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12REPORT_REASON_SPAM\x10\x01\x12%\n" +
+	"!REPORT_REASON_MISLABELED_CATEGORY\x10\x022\x92\x05\n" +
 	"\x10RecipientService\x12U\n" +
 	"\x0eRegisterDevice\x12 .herald.v1.RegisterDeviceRequest\x1a!.herald.v1.RegisterDeviceResponse\x12;\n" +
 	"\aReceive\x12\x19.herald.v1.ReceiveRequest\x1a\x13.herald.v1.Delivery0\x01\x124\n" +
@@ -1058,7 +1360,10 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\aUnblock\x12\x19.herald.v1.UnblockRequest\x1a\x1a.herald.v1.UnblockResponse\x12I\n" +
 	"\n" +
 	"SetConsent\x12\x1c.herald.v1.SetConsentRequest\x1a\x1d.herald.v1.SetConsentResponse\x12X\n" +
-	"\x0fListPreferences\x12!.herald.v1.ListPreferencesRequest\x1a\".herald.v1.ListPreferencesResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\x0fListPreferences\x12!.herald.v1.ListPreferencesRequest\x1a\".herald.v1.ListPreferencesResponse\x12F\n" +
+	"\tRotateKey\x12\x1b.herald.v1.RotateKeyRequest\x1a\x1c.herald.v1.RotateKeyResponse\x12I\n" +
+	"\n" +
+	"ReportSpam\x12\x1c.herald.v1.ReportSpamRequest\x1a\x1d.herald.v1.ReportSpamResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_recipient_proto_rawDescOnce sync.Once
@@ -1072,66 +1377,77 @@ func file_herald_v1_recipient_proto_rawDescGZIP() []byte {
 	return file_herald_v1_recipient_proto_rawDescData
 }
 
-var file_herald_v1_recipient_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_herald_v1_recipient_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_herald_v1_recipient_proto_goTypes = []any{
 	(Setter)(0),                     // 0: herald.v1.Setter
-	(*RegisterDeviceRequest)(nil),   // 1: herald.v1.RegisterDeviceRequest
-	(*RegisterDeviceResponse)(nil),  // 2: herald.v1.RegisterDeviceResponse
-	(*ReceiveRequest)(nil),          // 3: herald.v1.ReceiveRequest
-	(*Delivery)(nil),                // 4: herald.v1.Delivery
-	(*AckRequest)(nil),              // 5: herald.v1.AckRequest
-	(*AckResponse)(nil),             // 6: herald.v1.AckResponse
-	(*BlockRequest)(nil),            // 7: herald.v1.BlockRequest
-	(*BlockResponse)(nil),           // 8: herald.v1.BlockResponse
-	(*UnblockRequest)(nil),          // 9: herald.v1.UnblockRequest
-	(*UnblockResponse)(nil),         // 10: herald.v1.UnblockResponse
-	(*SetConsentRequest)(nil),       // 11: herald.v1.SetConsentRequest
-	(*SetConsentResponse)(nil),      // 12: herald.v1.SetConsentResponse
-	(*ListPreferencesRequest)(nil),  // 13: herald.v1.ListPreferencesRequest
-	(*CategoryConsent)(nil),         // 14: herald.v1.CategoryConsent
-	(*BusinessPreference)(nil),      // 15: herald.v1.BusinessPreference
-	(*ListPreferencesResponse)(nil), // 16: herald.v1.ListPreferencesResponse
-	(KeyAlgorithm)(0),               // 17: herald.v1.KeyAlgorithm
-	(Category)(0),                   // 18: herald.v1.Category
-	(Kind)(0),                       // 19: herald.v1.Kind
-	(*timestamppb.Timestamp)(nil),   // 20: google.protobuf.Timestamp
-	(Consent)(0),                    // 21: herald.v1.Consent
+	(ReportReason)(0),               // 1: herald.v1.ReportReason
+	(*RegisterDeviceRequest)(nil),   // 2: herald.v1.RegisterDeviceRequest
+	(*RegisterDeviceResponse)(nil),  // 3: herald.v1.RegisterDeviceResponse
+	(*ReceiveRequest)(nil),          // 4: herald.v1.ReceiveRequest
+	(*Delivery)(nil),                // 5: herald.v1.Delivery
+	(*AckRequest)(nil),              // 6: herald.v1.AckRequest
+	(*AckResponse)(nil),             // 7: herald.v1.AckResponse
+	(*BlockRequest)(nil),            // 8: herald.v1.BlockRequest
+	(*BlockResponse)(nil),           // 9: herald.v1.BlockResponse
+	(*UnblockRequest)(nil),          // 10: herald.v1.UnblockRequest
+	(*UnblockResponse)(nil),         // 11: herald.v1.UnblockResponse
+	(*SetConsentRequest)(nil),       // 12: herald.v1.SetConsentRequest
+	(*SetConsentResponse)(nil),      // 13: herald.v1.SetConsentResponse
+	(*ListPreferencesRequest)(nil),  // 14: herald.v1.ListPreferencesRequest
+	(*CategoryConsent)(nil),         // 15: herald.v1.CategoryConsent
+	(*BusinessPreference)(nil),      // 16: herald.v1.BusinessPreference
+	(*ListPreferencesResponse)(nil), // 17: herald.v1.ListPreferencesResponse
+	(*RotateKeyRequest)(nil),        // 18: herald.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),       // 19: herald.v1.RotateKeyResponse
+	(*ReportSpamRequest)(nil),       // 20: herald.v1.ReportSpamRequest
+	(*ReportSpamResponse)(nil),      // 21: herald.v1.ReportSpamResponse
+	(KeyAlgorithm)(0),               // 22: herald.v1.KeyAlgorithm
+	(Category)(0),                   // 23: herald.v1.Category
+	(Kind)(0),                       // 24: herald.v1.Kind
+	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
+	(Consent)(0),                    // 26: herald.v1.Consent
 }
 var file_herald_v1_recipient_proto_depIdxs = []int32{
-	17, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	18, // 1: herald.v1.Delivery.category:type_name -> herald.v1.Category
-	19, // 2: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
-	20, // 3: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
-	20, // 4: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
-	18, // 5: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
-	21, // 6: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
-	18, // 7: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
-	21, // 8: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
+	22, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	23, // 1: herald.v1.Delivery.category:type_name -> herald.v1.Category
+	24, // 2: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
+	25, // 3: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
+	25, // 4: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
+	23, // 5: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
+	26, // 6: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
+	23, // 7: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
+	26, // 8: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
 	0,  // 9: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
-	20, // 10: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
-	14, // 11: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
-	20, // 12: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
-	15, // 13: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
-	1,  // 14: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
-	3,  // 15: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
-	5,  // 16: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
-	7,  // 17: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
-	9,  // 18: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
-	11, // 19: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
-	13, // 20: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
-	2,  // 21: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
-	4,  // 22: herald.v1.RecipientService.Receive:output_type -> herald.v1.Delivery
-	6,  // 23: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
-	8,  // 24: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
-	10, // 25: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
-	12, // 26: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
-	16, // 27: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	25, // 10: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
+	15, // 11: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
+	25, // 12: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
+	16, // 13: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
+	22, // 14: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	1,  // 15: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
+	2,  // 16: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
+	4,  // 17: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
+	6,  // 18: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
+	8,  // 19: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
+	10, // 20: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
+	12, // 21: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
+	14, // 22: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
+	18, // 23: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
+	20, // 24: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
+	3,  // 25: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
+	5,  // 26: herald.v1.RecipientService.Receive:output_type -> herald.v1.Delivery
+	7,  // 27: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
+	9,  // 28: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
+	11, // 29: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
+	13, // 30: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
+	17, // 31: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
+	19, // 32: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
+	21, // 33: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
+	25, // [25:34] is the sub-list for method output_type
+	16, // [16:25] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_recipient_proto_init() }
@@ -1145,8 +1461,8 @@ func file_herald_v1_recipient_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_recipient_proto_rawDesc), len(file_herald_v1_recipient_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   16,
+			NumEnums:      2,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,8 @@ const (
 	RecipientService_Unblock_FullMethodName         = "/herald.v1.RecipientService/Unblock"
 	RecipientService_SetConsent_FullMethodName      = "/herald.v1.RecipientService/SetConsent"
 	RecipientService_ListPreferences_FullMethodName = "/herald.v1.RecipientService/ListPreferences"
+	RecipientService_RotateKey_FullMethodName       = "/herald.v1.RecipientService/RotateKey"
+	RecipientService_ReportSpam_FullMethodName      = "/herald.v1.RecipientService/ReportSpam"
 )
 
 // RecipientServiceClient is the client API for RecipientService service.
@@ -59,6 +61,14 @@ type RecipientServiceClient interface {
 	// ListPreferences lists every business that has messaged this person or that the
 	// person set a preference for.
 	ListPreferences(ctx context.Context, in *ListPreferencesRequest, opts ...grpc.CallOption) (*ListPreferencesResponse, error)
+	// RotateKey replaces this device's public key. Messages already queued for the old
+	// key stay queued (the device keeps the old private key until they are delivered);
+	// new sends to the old key get OUTCOME_STALE_DEVICES.
+	RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error)
+	// ReportSpam reports a delivery as spam or as mislabelled (marketing sent as
+	// transactional). Reports feed the business's quality figure; past the operator's
+	// threshold its limits step down a tier.
+	ReportSpam(ctx context.Context, in *ReportSpamRequest, opts ...grpc.CallOption) (*ReportSpamResponse, error)
 }
 
 type recipientServiceClient struct {
@@ -148,6 +158,26 @@ func (c *recipientServiceClient) ListPreferences(ctx context.Context, in *ListPr
 	return out, nil
 }
 
+func (c *recipientServiceClient) RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateKeyResponse)
+	err := c.cc.Invoke(ctx, RecipientService_RotateKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *recipientServiceClient) ReportSpam(ctx context.Context, in *ReportSpamRequest, opts ...grpc.CallOption) (*ReportSpamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportSpamResponse)
+	err := c.cc.Invoke(ctx, RecipientService_ReportSpam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RecipientServiceServer is the server API for RecipientService service.
 // All implementations must embed UnimplementedRecipientServiceServer
 // for forward compatibility.
@@ -179,6 +209,14 @@ type RecipientServiceServer interface {
 	// ListPreferences lists every business that has messaged this person or that the
 	// person set a preference for.
 	ListPreferences(context.Context, *ListPreferencesRequest) (*ListPreferencesResponse, error)
+	// RotateKey replaces this device's public key. Messages already queued for the old
+	// key stay queued (the device keeps the old private key until they are delivered);
+	// new sends to the old key get OUTCOME_STALE_DEVICES.
+	RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error)
+	// ReportSpam reports a delivery as spam or as mislabelled (marketing sent as
+	// transactional). Reports feed the business's quality figure; past the operator's
+	// threshold its limits step down a tier.
+	ReportSpam(context.Context, *ReportSpamRequest) (*ReportSpamResponse, error)
 	mustEmbedUnimplementedRecipientServiceServer()
 }
 
@@ -209,6 +247,12 @@ func (UnimplementedRecipientServiceServer) SetConsent(context.Context, *SetConse
 }
 func (UnimplementedRecipientServiceServer) ListPreferences(context.Context, *ListPreferencesRequest) (*ListPreferencesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPreferences not implemented")
+}
+func (UnimplementedRecipientServiceServer) RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateKey not implemented")
+}
+func (UnimplementedRecipientServiceServer) ReportSpam(context.Context, *ReportSpamRequest) (*ReportSpamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportSpam not implemented")
 }
 func (UnimplementedRecipientServiceServer) mustEmbedUnimplementedRecipientServiceServer() {}
 func (UnimplementedRecipientServiceServer) testEmbeddedByValue()                          {}
@@ -350,6 +394,42 @@ func _RecipientService_ListPreferences_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RecipientService_RotateKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecipientServiceServer).RotateKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecipientService_RotateKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecipientServiceServer).RotateKey(ctx, req.(*RotateKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RecipientService_ReportSpam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportSpamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecipientServiceServer).ReportSpam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecipientService_ReportSpam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecipientServiceServer).ReportSpam(ctx, req.(*ReportSpamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RecipientService_ServiceDesc is the grpc.ServiceDesc for RecipientService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -380,6 +460,14 @@ var RecipientService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPreferences",
 			Handler:    _RecipientService_ListPreferences_Handler,
+		},
+		{
+			MethodName: "RotateKey",
+			Handler:    _RecipientService_RotateKey_Handler,
+		},
+		{
+			MethodName: "ReportSpam",
+			Handler:    _RecipientService_ReportSpam_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

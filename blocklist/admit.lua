@@ -16,11 +16,12 @@
 -- ARGV[12] new-recipient window (ms)
 -- ARGV[13] marketing cap per recipient (0: none)  ARGV[14] marketing window (ms)
 -- ARGV[15] pair interval (ms, 0: none)  ARGV[16] pair burst
--- ARGV[17..] device id, ciphertext, for each envelope
+-- ARGV[17] body hash ("" when the envelopes carry whole messages)
+-- ARGV[18..] device id, ciphertext, key id ("" to skip the check), for each envelope
 --
 -- Replies, {word, new, ...}, where new is 1 when the call started a new recipient
 -- (the caller spends one of its business's new-recipient allowance):
--- {"accepted", new, id} {"duplicate", 0, id} {"stale", new, missing, unknown}
+-- {"accepted", new, id} {"duplicate", 0, id} {"stale", new, missing, unknown, retired}
 -- {"blocked", new} {"opted_out", new} {"not_opted_in", new} {"unknown_recipient", new}
 -- {"new_limited", 0} {"capped", new, retry ms}
 -- and in check mode {"ok", new, {device id, record, ...}} when a message would pass.
@@ -73,29 +74,35 @@ if mode == "check" then
   return {"ok", new, redis.call("HGETALL", KEYS[1])}
 end
 
--- Envelopes must match the recipient's devices exactly (the Signal way): the sender
--- learns which device keys to fetch or drop and sends again.
-local first_env = 17
-local n = (#ARGV - first_env + 1) / 2
+-- Envelopes must match the recipient's devices and their current keys exactly (the
+-- Signal way): the sender learns which device keys to fetch or drop and sends again.
+local first_env = 18
+local n = (#ARGV - first_env + 1) / 3
 local given = {}
 for i = 1, n do
-  given[ARGV[first_env + 2 * (i - 1)]] = true
+  given[ARGV[first_env + 3 * (i - 1)]] = true
 end
-local missing, unknown, have = {}, {}, {}
-for _, d in ipairs(redis.call("HKEYS", KEYS[1])) do
-  have[d] = true
+local missing, unknown, retired, keyid = {}, {}, {}, {}
+local recs = redis.call("HGETALL", KEYS[1])
+for i = 1, #recs, 2 do
+  local d = recs[i]
+  -- A record is alg|public key|token hash|created|key id.
+  keyid[d] = string.match(recs[i + 1], "^[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)$") or ""
   if not given[d] then
     missing[#missing + 1] = d
   end
 end
 for i = 1, n do
-  local d = ARGV[first_env + 2 * (i - 1)]
-  if not have[d] then
+  local base = first_env + 3 * (i - 1)
+  local d, k = ARGV[base], ARGV[base + 2]
+  if not keyid[d] then
     unknown[#unknown + 1] = d
+  elseif k ~= "" and keyid[d] ~= "" and k ~= keyid[d] then
+    retired[#retired + 1] = d
   end
 end
-if #missing > 0 or #unknown > 0 then
-  return {"stale", new, missing, unknown}
+if #missing > 0 or #unknown > 0 or #retired > 0 then
+  return {"stale", new, missing, unknown, retired}
 end
 
 -- The recipient's caps, which no business limit lifts. Pair rate: a GCRA per
@@ -121,13 +128,18 @@ end
 
 local mid, expiry = ARGV[6], tonumber(ARGV[8])
 local seq = redis.call("INCR", KEYS[6])
-local fields = {"b", biz, "c", cat, "k", ARGV[4], "cm", ARGV[5], "t", ARGV[7], "x", ARGV[8]}
+local fields = {"b", biz, "c", cat, "k", ARGV[4], "cm", ARGV[5], "t", ARGV[7], "x", ARGV[8], "bd", ARGV[17]}
 for i = 1, n do
-  local d = ARGV[first_env + 2 * (i - 1)]
+  local base = first_env + 3 * (i - 1)
+  local d = ARGV[base]
   fields[#fields + 1] = "e:" .. d
-  fields[#fields + 1] = ARGV[first_env + 2 * (i - 1) + 1]
+  fields[#fields + 1] = ARGV[base + 1]
   fields[#fields + 1] = "s:" .. d
   fields[#fields + 1] = "q"
+  if ARGV[base + 2] ~= "" then
+    fields[#fields + 1] = "kid:" .. d
+    fields[#fields + 1] = ARGV[base + 2]
+  end
 end
 redis.call("HSET", KEYS[5], unpack(fields))
 -- The message outlives its expiry by a day so that a late Receive can still report it

@@ -16,7 +16,9 @@ package blocklist
 
 import (
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -30,7 +32,13 @@ import (
 //go:embed admit.lua
 var admitSource string
 
-var admitScript = redis.NewScript(admitSource)
+//go:embed body.lua
+var bodySource string
+
+var (
+	admitScript = redis.NewScript(admitSource)
+	bodyScript  = redis.NewScript(bodySource)
+)
 
 // IdempotencyWindow is how long a client message id is remembered per business and
 // recipient.
@@ -132,6 +140,8 @@ func (a NewAllowance) arg() string {
 type Envelope struct {
 	DeviceID   string
 	Ciphertext []byte
+	// KeyID is the device key it was encrypted to; "" skips the check.
+	KeyID string
 }
 
 // Admission is one message for one recipient, already validated.
@@ -148,6 +158,9 @@ type Admission struct {
 	Envelopes []Envelope
 	// New says whether the admission may start a new recipient.
 	New NewAllowance
+	// Body is the sealed body the envelopes unlock (nil when each envelope is the
+	// whole message). Admit stores each distinct body once, named by its hash.
+	Body []byte
 }
 
 // Decision is what happened to one Admission.
@@ -162,6 +175,8 @@ type Decision struct {
 	Missing []string
 	// Unknown are envelope devices the recipient does not have (StaleDevices only).
 	Unknown []string
+	// Retired are devices whose envelope was for a key they replaced (StaleDevices).
+	Retired []string
 	// StartedNew is true when the admission used its new-recipient allowance (the
 	// person was new to the business), whatever the outcome.
 	StartedNew bool
@@ -194,27 +209,66 @@ func (s *Store) capArgs(a NewAllowance) []any {
 // ones to their devices' mailboxes. The error is for Redis failing, in which case
 // nothing can be assumed admitted and the caller must fail closed.
 func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
-	calls := make([]rscript.Call, len(as))
-	for i, a := range as {
+	// Bodies first, in the same pipeline: a message is never admitted without its
+	// body being written in the same round trip. If a body write fails the call
+	// fails, and the business's retry (same client message ids: duplicates) writes it.
+	type body struct {
+		data []byte
+		keep int64
+		now  int64
+	}
+	bodies := map[string]*body{}
+	var order []string
+	for _, a := range as {
+		if len(a.Body) == 0 {
+			continue
+		}
+		h := BodyHash(a.Body)
+		keep := a.Expires.UnixMilli() + 86400000
+		if b, ok := bodies[h]; ok {
+			b.keep = max(b.keep, keep)
+			continue
+		}
+		bodies[h] = &body{data: a.Body, keep: keep, now: a.Now.UnixMilli()}
+		order = append(order, h)
+	}
+	calls := make([]rscript.Call, 0, len(order)+len(as))
+	for _, h := range order {
+		b := bodies[h]
+		calls = append(calls, rscript.Call{Script: bodyScript, Keys: []string{keys.Body(h)}, Args: []any{b.data, b.keep, b.now}})
+	}
+	nbodies := len(calls)
+	for _, a := range as {
 		u := keys.Recipient(a.UID)
 		ks := make([]string, 0, 9+len(a.Envelopes))
 		ks = append(ks, u.Devices(), u.Pref(a.Business), u.Businesses(),
 			u.Idempotency(a.Business, a.ClientMessageID), u.Message(a.MessageID), u.Sequence(), u.Outbox(),
 			u.Seen(a.Business), u.MarketingLog())
-		args := make([]any, 0, 16+2*len(a.Envelopes))
+		args := make([]any, 0, 17+3*len(a.Envelopes))
 		args = append(args, "admit", a.Business, string(a.Category), a.Kind, a.ClientMessageID, a.MessageID,
 			a.Now.UnixMilli(), a.Expires.UnixMilli(), IdempotencyWindow.Milliseconds(), u.Channel())
 		args = append(args, s.capArgs(a.New)...)
+		bh := ""
+		if len(a.Body) > 0 {
+			bh = BodyHash(a.Body)
+		}
+		args = append(args, bh)
 		for _, e := range a.Envelopes {
 			ks = append(ks, u.Mailbox(e.DeviceID))
-			args = append(args, e.DeviceID, e.Ciphertext)
+			args = append(args, e.DeviceID, e.Ciphertext, e.KeyID)
 		}
-		calls[i] = rscript.Call{Keys: ks, Args: args}
+		calls = append(calls, rscript.Call{Keys: ks, Args: args})
 	}
 	cmds, err := rscript.Run(ctx, s.rdb, admitScript, calls)
 	if err != nil {
 		return nil, fmt.Errorf("admit: %w", err)
 	}
+	for _, c := range cmds[:nbodies] {
+		if err := c.Err(); err != nil {
+			return nil, fmt.Errorf("store body: %w", err)
+		}
+	}
+	cmds = cmds[nbodies:]
 	out := make([]Decision, len(as))
 	for i, c := range cmds {
 		reply, err := c.Slice()
@@ -243,7 +297,7 @@ func decision(reply []any) (Decision, error) {
 	case "duplicate":
 		d.Outcome, d.MessageID, d.Duplicate = Accepted, reply[2].(string), true
 	case "stale":
-		d.Outcome, d.Missing, d.Unknown = StaleDevices, strings(reply[2]), strings(reply[3])
+		d.Outcome, d.Missing, d.Unknown, d.Retired = StaleDevices, strs(reply[2]), strs(reply[3]), strs(reply[4])
 	case "capped":
 		ms, _ := reply[2].(int64)
 		d.Outcome, d.RetryAfter = RecipientCapped, time.Duration(max(ms, 1))*time.Millisecond
@@ -263,7 +317,7 @@ func decision(reply []any) (Decision, error) {
 	return d, nil
 }
 
-func strings(v any) []string {
+func strs(v any) []string {
 	xs, _ := v.([]any)
 	out := make([]string, 0, len(xs))
 	for _, x := range xs {
@@ -271,6 +325,12 @@ func strings(v any) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// BodyHash names a sealed body: the hex SHA-256 of its bytes.
+func BodyHash(body []byte) string {
+	h := sha256.Sum256(body)
+	return hex.EncodeToString(h[:])
 }
 
 // Check decides as Admit would on policy for a message of category c from business
@@ -293,7 +353,7 @@ func (s *Store) Check(ctx context.Context, uid, business string, c Category, now
 		return Checked{}, fmt.Errorf("check: %w", err)
 	}
 	if w, _ := reply[0].(string); w == "ok" {
-		kv := strings(reply[2])
+		kv := strs(reply[2])
 		devs := make(map[string]string, len(kv)/2)
 		for i := 0; i+1 < len(kv); i += 2 {
 			devs[kv[i]] = kv[i+1]

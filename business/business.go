@@ -29,8 +29,8 @@ import (
 // again, and so how long a revoked key may still work.
 const KeyCacheTTL = 2 * time.Second
 
-// nameCacheTTL bounds how stale a display name on a delivery can be.
-const nameCacheTTL = time.Minute
+// profileCacheTTL bounds how stale a display name or signing key on a delivery can be.
+const profileCacheTTL = 5 * time.Second
 
 // LimitsCacheTTL bounds how long a gateway uses a business's limits before reading
 // them again, and so how long a change by the operator takes to apply everywhere.
@@ -89,8 +89,15 @@ type keyEntry struct {
 }
 
 type nameEntry struct {
-	name string
-	exp  time.Time
+	p   Profile
+	exp time.Time
+}
+
+// Profile is what deliveries tell devices about their sender.
+type Profile struct {
+	DisplayName string
+	// SigningKey is the business's Ed25519 public key, if it registered one.
+	SigningKey []byte
 }
 
 // New returns a Store on rdb.
@@ -202,28 +209,51 @@ func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
 	return err == nil, err
 }
 
-// Name returns the business's display name, from a cache of up to a minute.
+// Name returns the business's display name, from a cache of up to profileCacheTTL.
 func (s *Store) Name(ctx context.Context, id string, now time.Time) (string, error) {
+	p, err := s.Profile(ctx, id, now)
+	return p.DisplayName, err
+}
+
+// Profile returns the business's display name and signing key, from a cache of up to
+// profileCacheTTL.
+func (s *Store) Profile(ctx context.Context, id string, now time.Time) (Profile, error) {
 	s.mu.Lock()
 	e, ok := s.names[id]
 	s.mu.Unlock()
 	if ok && now.Before(e.exp) {
-		return e.name, nil
+		return e.p, nil
 	}
-	name, err := s.rdb.HGet(ctx, keys.Business(id).Record(), "display_name").Result()
-	if errors.Is(err, redis.Nil) {
-		return "", ErrNotFound
-	}
+	v, err := s.rdb.HMGet(ctx, keys.Business(id).Record(), "display_name", "sigkey").Result()
 	if err != nil {
-		return "", fmt.Errorf("business name: %w", err)
+		return Profile{}, fmt.Errorf("business profile: %w", err)
+	}
+	name, _ := v[0].(string)
+	if name == "" {
+		return Profile{}, ErrNotFound
+	}
+	p := Profile{DisplayName: name}
+	if k, _ := v[1].(string); k != "" {
+		p.SigningKey = []byte(k)
 	}
 	s.mu.Lock()
 	if len(s.names) > 100_000 {
 		clear(s.names)
 	}
-	s.names[id] = nameEntry{name: name, exp: now.Add(nameCacheTTL)}
+	s.names[id] = nameEntry{p: p, exp: now.Add(profileCacheTTL)}
 	s.mu.Unlock()
-	return name, nil
+	return p, nil
+}
+
+// SetSigningKey registers the business's Ed25519 public key.
+func (s *Store) SetSigningKey(ctx context.Context, id string, pub []byte) error {
+	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), "sigkey", pub).Err(); err != nil {
+		return fmt.Errorf("set signing key: %w", err)
+	}
+	s.mu.Lock()
+	delete(s.names, id)
+	s.mu.Unlock()
+	return nil
 }
 
 // IssueKey makes a new API key for the business: `hk_<key id>_<secret>`.

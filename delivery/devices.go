@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/e2e"
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/redis/go-redis/v9"
 )
@@ -49,6 +50,8 @@ type Device struct {
 	ID        string
 	PublicKey []byte
 	Algorithm int
+	// KeyID names PublicKey (e2e.KeyID): envelopes say which key they were sealed to.
+	KeyID     string
 	Created   time.Time
 	tokenHash string
 }
@@ -101,13 +104,17 @@ func (d *Devices) IssueCode(ctx context.Context, uid string, now time.Time) (str
 	return code, exp, nil
 }
 
+func record(alg int, pub []byte, tokenHash string, created time.Time) string {
+	return strings.Join([]string{strconv.Itoa(alg), base64.StdEncoding.EncodeToString(pub), tokenHash,
+		strconv.FormatInt(created.UnixMilli(), 10), e2e.KeyID(pub)}, "|")
+}
+
 // Register spends code and adds a device with the public key for uid. It returns the
 // device's id and bearer token; only the token's hash is stored.
 func (d *Devices) Register(ctx context.Context, uid, code string, pub []byte, alg int, now time.Time) (string, string, error) {
 	id := "d" + strings.ToLower(b32.EncodeToString(random(8)))
 	token := "hd_" + uid + "_" + id + "_" + strings.ToLower(b32.EncodeToString(random(20)))
-	rec := strings.Join([]string{strconv.Itoa(alg), base64.StdEncoding.EncodeToString(pub), hash(token),
-		strconv.FormatInt(now.UnixMilli(), 10)}, "|")
+	rec := record(alg, pub, hash(token), now)
 	u := keys.Recipient(uid)
 	res, err := registerScript.Run(ctx, d.rdb, []string{u.Code(), u.Devices()},
 		hash(code), id, rec, CodeTries, MaxDevices).Text()
@@ -125,6 +132,25 @@ func (d *Devices) Register(ctx context.Context, uid, code string, pub []byte, al
 		return "", "", ErrTooManyDevices
 	}
 	return "", "", fmt.Errorf("register: unexpected reply %q", res)
+}
+
+// RotateKey replaces the device's public key and returns the new key's id. Envelopes
+// already queued keep the key id they were sealed to; new sends to the old key are
+// refused as stale.
+func (d *Devices) RotateKey(ctx context.Context, p Principal, pub []byte, alg int) (string, error) {
+	u := keys.Recipient(p.UID)
+	rec, err := d.rdb.HGet(ctx, u.Devices(), p.DeviceID).Result()
+	if err != nil {
+		return "", fmt.Errorf("rotate key: %w", err)
+	}
+	dev, err := parseDevice(p.DeviceID, rec)
+	if err != nil {
+		return "", err
+	}
+	if err := d.rdb.HSet(ctx, u.Devices(), p.DeviceID, record(alg, pub, dev.tokenHash, dev.Created)).Err(); err != nil {
+		return "", fmt.Errorf("rotate key: %w", err)
+	}
+	return e2e.KeyID(pub), nil
 }
 
 // Authenticate returns the device a token belongs to, or ErrBadToken.
@@ -177,7 +203,7 @@ func ParseDevices(records map[string]string) ([]Device, error) {
 
 func parseDevice(id, rec string) (Device, error) {
 	f := strings.Split(rec, "|")
-	if len(f) != 4 {
+	if len(f) != 5 {
 		return Device{}, fmt.Errorf("device %s: malformed record", id)
 	}
 	alg, err1 := strconv.Atoi(f[0])
@@ -186,7 +212,7 @@ func parseDevice(id, rec string) (Device, error) {
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return Device{}, fmt.Errorf("device %s: malformed record: %w", id, err)
 	}
-	return Device{ID: id, PublicKey: pub, Algorithm: alg, Created: time.UnixMilli(ms), tokenHash: f[2]}, nil
+	return Device{ID: id, PublicKey: pub, Algorithm: alg, KeyID: f[4], Created: time.UnixMilli(ms), tokenHash: f[2]}, nil
 }
 
 func hash(s string) string {

@@ -4,7 +4,8 @@
 -- KEYS[1] mailbox  KEYS[2] outbox
 -- ARGV[1] device  ARGV[2] min score ("-inf" or "(<seq>")  ARGV[3] now (ms)
 -- ARGV[4] limit  ARGV[5] message key prefix
--- Reply: {last score seen, expired count, then per delivery: id, b, c, k, cm, t, x, ciphertext}
+-- Reply: {last score seen, expired count, then per delivery: id, b, c, k, cm, t, x,
+-- ciphertext, body hash, key id}
 local dev, now = ARGV[1], tonumber(ARGV[3])
 local got = redis.call("ZRANGEBYSCORE", KEYS[1], ARGV[2], "+inf", "WITHSCORES", "LIMIT", 0, tonumber(ARGV[4]))
 local out = {"", 0}
@@ -13,7 +14,7 @@ for i = 1, #got, 2 do
   local id = got[i]
   out[1] = got[i + 1]
   local key = ARGV[5] .. id
-  local m = redis.call("HMGET", key, "b", "c", "k", "cm", "t", "x", "e:" .. dev, "s:" .. dev)
+  local m = redis.call("HMGET", key, "b", "c", "k", "cm", "t", "x", "e:" .. dev, "s:" .. dev, "bd", "kid:" .. dev)
   if not m[1] or m[8] ~= "q" then
     redis.call("ZREM", KEYS[1], id)
   elseif tonumber(m[6]) <= now then
@@ -23,7 +24,7 @@ for i = 1, #got, 2 do
     redis.call("RPUSH", KEYS[2], "X|" .. m[1] .. "|" .. id .. "|" .. m[4] .. "|" .. dev .. "|" .. ARGV[3])
     expired = expired + 1
   else
-    for _, v in ipairs({id, m[1], m[2], m[3], m[4], m[5], m[6], m[7]}) do
+    for _, v in ipairs({id, m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[9] or "", m[10] or ""}) do
       out[#out + 1] = v
     end
   end

@@ -40,20 +40,25 @@ type Delivery struct {
 	Sent            time.Time
 	Expires         time.Time
 	Ciphertext      []byte
+	// Body is the sealed body Ciphertext unlocks, when the business sent one.
+	Body []byte
+	// KeyID is the device key the envelope was sealed to, if the business said.
+	KeyID string
 }
 
 // Mailboxes reads device mailboxes and records acknowledgements.
 type Mailboxes struct {
-	rdb redis.UniversalClient
-	hub *Hub
-	out *Forwarder
-	now func() time.Time
+	rdb    redis.UniversalClient
+	hub    *Hub
+	out    *Forwarder
+	now    func() time.Time
+	bodies *bodyCache
 }
 
 // NewMailboxes returns Mailboxes on rdb, woken by hub, whose status events out
 // forwards.
 func NewMailboxes(rdb redis.UniversalClient, hub *Hub, out *Forwarder, now func() time.Time) *Mailboxes {
-	return &Mailboxes{rdb: rdb, hub: hub, out: out, now: now}
+	return &Mailboxes{rdb: rdb, hub: hub, out: out, now: now, bodies: newBodyCache(64 << 20)}
 }
 
 // Stream sends every queued delivery of the device, oldest first, then each new one
@@ -108,17 +113,63 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Del
 		m.out.Kick(p.UID)
 	}
 	var ds []Delivery
-	for i := 2; i+7 < len(reply); i += 8 {
-		f := make([]string, 8)
+	for i := 2; i+9 < len(reply); i += 10 {
+		f := make([]string, 10)
 		for j := range f {
 			f[j], _ = reply[i+j].(string)
 		}
 		sent, _ := strconv.ParseInt(f[5], 10, 64)
 		exp, _ := strconv.ParseInt(f[6], 10, 64)
-		ds = append(ds, Delivery{MessageID: f[0], Business: f[1], Category: f[2], Kind: f[3],
-			ClientMessageID: f[4], Sent: time.UnixMilli(sent), Expires: time.UnixMilli(exp), Ciphertext: []byte(f[7])})
+		d := Delivery{MessageID: f[0], Business: f[1], Category: f[2], Kind: f[3],
+			ClientMessageID: f[4], Sent: time.UnixMilli(sent), Expires: time.UnixMilli(exp), Ciphertext: []byte(f[7]),
+			KeyID: f[9]}
+		if f[8] != "" {
+			d.Body = []byte(f[8]) // the hash, until loadBodies swaps in the body
+		}
+		ds = append(ds, d)
+	}
+	if err := m.loadBodies(ctx, ds); err != nil {
+		return nil, "", err
 	}
 	return ds, last, nil
+}
+
+// loadBodies replaces each delivery's body hash by the body, from the cache or in one
+// pipelined round trip for those it lacks.
+func (m *Mailboxes) loadBodies(ctx context.Context, ds []Delivery) error {
+	want := map[string]*redis.StringCmd{}
+	for _, d := range ds {
+		if h := string(d.Body); h != "" {
+			if _, ok := m.bodies.get(h); !ok {
+				want[h] = nil
+			}
+		}
+	}
+	if len(want) > 0 {
+		if _, err := m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for h := range want {
+				want[h] = p.Get(ctx, keys.Body(h))
+			}
+			return nil
+		}); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("load bodies: %w", err)
+		}
+		for h, c := range want {
+			if b, err := c.Bytes(); err == nil {
+				m.bodies.put(h, b)
+			}
+		}
+	}
+	for i, d := range ds {
+		if h := string(d.Body); h != "" {
+			b, ok := m.bodies.get(h)
+			if !ok {
+				return fmt.Errorf("load bodies: body %s of message %s is missing", h, d.MessageID)
+			}
+			ds[i].Body = b
+		}
+	}
+	return nil
 }
 
 // Ack records that the device received (or read) the messages. It returns the ids
@@ -141,4 +192,27 @@ func (m *Mailboxes) Ack(ctx context.Context, p Principal, ids []string, read boo
 	}
 	m.out.Kick(p.UID)
 	return unknown, nil
+}
+
+//go:embed report.lua
+var reportSource string
+
+var reportScript = redis.NewScript(reportSource)
+
+// ErrNotDelivered is returned for a report of a message that was not delivered to the
+// device (or is gone).
+var ErrNotDelivered = errors.New("no such message for this device")
+
+// Report records the device's report of a message. It returns the business to count
+// it against, or "" when the device had reported it already.
+func (m *Mailboxes) Report(ctx context.Context, p Principal, id, reason string) (string, error) {
+	res, err := reportScript.Run(ctx, m.rdb, []string{keys.Recipient(p.UID).Message(id)}, p.DeviceID, reason).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrNotDelivered
+	}
+	if err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	b, _ := res.(string)
+	return b, nil
 }

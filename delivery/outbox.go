@@ -35,6 +35,10 @@ const (
 // Who forwards: the gateway that caused the event is kicked at once; events a crashed
 // gateway left behind go out on the recipient's next admission, ack or Receive.
 type Forwarder struct {
+	// QualityBucket is the granularity of the per-business delivered counters that
+	// the quality figure is computed from (business.QualityPolicy.Bucket).
+	QualityBucket time.Duration
+
 	rdb     redis.UniversalClient
 	mu      sync.Mutex
 	pending map[string]struct{}
@@ -43,7 +47,7 @@ type Forwarder struct {
 
 // NewForwarder returns a forwarder on rdb; Run runs it.
 func NewForwarder(rdb redis.UniversalClient) *Forwarder {
-	return &Forwarder{rdb: rdb, pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+	return &Forwarder{QualityBucket: time.Minute, rdb: rdb, pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
 // Kick asks for uid's outbox to be forwarded soon. It never blocks.
@@ -146,6 +150,11 @@ func (f *Forwarder) Flush(ctx context.Context, uids []string) error {
 						"t", e.Time.UnixMilli()}})
 				items = append(items, item{uid: u, raw: raw, add: add})
 				touched[e.Business] = true
+				if e.Status == StatusDelivered {
+					// Repeated only if this flush is, like the event itself.
+					bucket := e.Time.UnixMilli() / f.QualityBucket.Milliseconds()
+					p.HIncrBy(ctx, b.Quality(), "d:"+strconv.FormatInt(bucket, 10), 1)
+				}
 			}
 		}
 		for b := range touched {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/heraldhq/herald/business"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
@@ -43,7 +44,17 @@ func (a *adminService) GetBusiness(ctx context.Context, req *heraldv1.GetBusines
 	if err != nil {
 		return nil, a.storeError(ctx, "get business", err)
 	}
-	return &heraldv1.GetBusinessResponse{Business: businessProto(b)}, nil
+	bp := businessProto(b)
+	q, err := a.businesses.Quality(ctx, b.ID, a.now(), a.quality)
+	if err != nil {
+		return nil, a.storeError(ctx, "get business", err)
+	}
+	bp.Quality = &heraldv1.Quality{Delivered: uint64(q.Delivered), Reports: uint64(q.Reports), ReportRate: q.Rate,
+		Threshold: a.quality.Threshold, WindowSeconds: int64(a.quality.Window / time.Second)}
+	if !q.LastStepDown.IsZero() {
+		bp.Quality.LastStepDownTime = timestamppb.New(q.LastStepDown)
+	}
+	return &heraldv1.GetBusinessResponse{Business: bp}, nil
 }
 
 func businessProto(b business.Business) *heraldv1.Business {

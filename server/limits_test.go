@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/blocklist"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 )
 
 func withCaps(c blocklist.Caps) func(*Config) { return func(cfg *Config) { cfg.Caps = c } }

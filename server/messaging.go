@@ -45,7 +45,7 @@ func (s *Server) toAdmission(business string, m message, now time.Time) blocklis
 	uid := s.uid(m.e164)
 	return blocklist.Admission{UID: uid, Business: business, Category: m.category, Kind: m.kind,
 		ClientMessageID: m.clientID, MessageID: newMessageID(uid, now), Now: now, Expires: now.Add(m.ttl),
-		Envelopes: m.envelopes}
+		Envelopes: m.envelopes, Body: m.body}
 }
 
 // Send admits one message. Over the business's rate it fails with
@@ -128,7 +128,7 @@ var outcomes = map[blocklist.Outcome]heraldv1.Outcome{
 
 func result(d blocklist.Decision) *heraldv1.Result {
 	return &heraldv1.Result{Outcome: outcomes[d.Outcome], MessageId: d.MessageID, Duplicate: d.Duplicate,
-		MissingDeviceIds: d.Missing, UnknownDeviceIds: d.Unknown}
+		MissingDeviceIds: d.Missing, UnknownDeviceIds: d.Unknown, RetiredKeyDeviceIds: d.Retired}
 }
 
 // LookupRecipient returns the devices to encrypt to, or the outcome that would
@@ -154,7 +154,7 @@ func (s *Server) LookupRecipient(ctx context.Context, req *heraldv1.LookupRecipi
 	}
 	for _, d := range devs {
 		resp.Devices = append(resp.Devices, &heraldv1.Device{DeviceId: d.ID, PublicKey: d.PublicKey,
-			KeyAlgorithm: heraldv1.KeyAlgorithm(d.Algorithm)})
+			KeyAlgorithm: heraldv1.KeyAlgorithm(d.Algorithm), KeyId: d.KeyID})
 	}
 	return resp, nil
 }
@@ -298,4 +298,15 @@ func isDigits(v string) bool {
 		}
 	}
 	return true
+}
+
+// SetSigningKey registers the business's Ed25519 public key, which deliveries carry.
+func (s *Server) SetSigningKey(ctx context.Context, req *heraldv1.SetSigningKeyRequest) (*heraldv1.SetSigningKeyResponse, error) {
+	if n := len(req.GetPublicKey()); n != 32 {
+		return nil, invalid([]*violation{badField("public_key", fmt.Sprintf("must be a 32-byte Ed25519 public key, got %d bytes", n))})
+	}
+	if err := s.businesses.SetSigningKey(ctx, businessFrom(ctx), req.GetPublicKey()); err != nil {
+		return nil, s.storeError(ctx, "set signing key", err)
+	}
+	return &heraldv1.SetSigningKeyResponse{}, nil
 }

@@ -42,19 +42,7 @@ func (r *recipientService) RegisterDevice(ctx context.Context, req *heraldv1.Reg
 	} else if len(req.GetCode()) > 16 {
 		c.bad("code", "too long")
 	}
-	switch n := len(req.GetPublicKey()); {
-	case n == 0:
-		c.bad("public_key", "required")
-	case n < minPublicKey || n > maxPublicKey:
-		c.bad("public_key", "must be %d to %d bytes, got %d", minPublicKey, maxPublicKey, n)
-	}
-	switch a := req.GetKeyAlgorithm(); a {
-	case heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_MLKEM768_X25519, heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519:
-	case heraldv1.KeyAlgorithm_KEY_ALGORITHM_UNSPECIFIED:
-		c.bad("key_algorithm", "required")
-	default:
-		c.bad("key_algorithm", "unknown value %d", a)
-	}
+	c.publicKey(req.GetPublicKey(), req.GetKeyAlgorithm())
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
@@ -76,14 +64,14 @@ func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.Serve
 	ctx, cancel := r.streamContext(stream.Context())
 	defer cancel()
 	err := r.mailboxes.Stream(ctx, p, func(d delivery.Delivery) error {
-		name, err := r.businesses.Name(ctx, d.Business, r.now())
+		prof, err := r.businesses.Profile(ctx, d.Business, r.now())
 		if err != nil && !errors.Is(err, business.ErrNotFound) {
 			return err
 		}
 		return stream.Send(&heraldv1.Delivery{MessageId: d.MessageID, BusinessId: d.Business,
-			BusinessDisplayName: name, Category: categoryProto[d.Category], Kind: kindProto[d.Kind],
+			BusinessDisplayName: prof.DisplayName, Category: categoryProto[d.Category], Kind: kindProto[d.Kind],
 			SentTime: timestamppb.New(d.Sent), ExpireTime: timestamppb.New(d.Expires), Ciphertext: d.Ciphertext,
-			ClientMessageId: d.ClientMessageID})
+			ClientMessageId: d.ClientMessageID, Body: d.Body, BusinessSigningKey: prof.SigningKey, KeyId: d.KeyID})
 	})
 	if err != nil && stream.Context().Err() == nil {
 		return r.storeError(ctx, "receive", err)
@@ -211,4 +199,62 @@ func (r *recipientService) ListPreferences(ctx context.Context, _ *heraldv1.List
 		resp.Businesses = append(resp.Businesses, bp)
 	}
 	return resp, nil
+}
+
+// RotateKey replaces the device's public key.
+func (r *recipientService) RotateKey(ctx context.Context, req *heraldv1.RotateKeyRequest) (*heraldv1.RotateKeyResponse, error) {
+	c := &checker{}
+	c.publicKey(req.GetPublicKey(), req.GetKeyAlgorithm())
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	id, err := r.devices.RotateKey(ctx, deviceFrom(ctx), req.GetPublicKey(), int(req.GetKeyAlgorithm()))
+	if err != nil {
+		return nil, r.storeError(ctx, "rotate key", err)
+	}
+	return &heraldv1.RotateKeyResponse{KeyId: id}, nil
+}
+
+var reportReasons = map[heraldv1.ReportReason]string{
+	heraldv1.ReportReason_REPORT_REASON_SPAM:                "spam",
+	heraldv1.ReportReason_REPORT_REASON_MISLABELED_CATEGORY: "mislabeled",
+}
+
+// ReportSpam records a report against the sender; past the operator's threshold the
+// sender's limits step down a tier.
+func (r *recipientService) ReportSpam(ctx context.Context, req *heraldv1.ReportSpamRequest) (*heraldv1.ReportSpamResponse, error) {
+	p := deviceFrom(ctx)
+	c := &checker{}
+	uid := uidOfMessage(req.GetMessageId())
+	if uid == "" {
+		c.bad("message_id", "not a message id")
+	}
+	reason, ok := reportReasons[req.GetReason()]
+	if !ok {
+		c.bad("reason", "required: REPORT_REASON_SPAM or REPORT_REASON_MISLABELED_CATEGORY")
+	}
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	if uid != p.UID {
+		return nil, permissionDenied("the message belongs to another person's mailbox")
+	}
+	biz, err := r.mailboxes.Report(ctx, p, req.GetMessageId(), reason)
+	if errors.Is(err, delivery.ErrNotDelivered) {
+		return nil, notFound("no message " + req.GetMessageId() + " for this device")
+	}
+	if err != nil {
+		return nil, r.storeError(ctx, "report", err)
+	}
+	if biz == "" {
+		return &heraldv1.ReportSpamResponse{}, nil // reported before: counted once
+	}
+	stepped, err := r.businesses.Report(ctx, biz, r.now(), r.quality)
+	if err != nil {
+		return nil, r.storeError(ctx, "report", err)
+	}
+	if stepped {
+		r.log.Info("business limits stepped down after reports", "business", biz)
+	}
+	return &heraldv1.ReportSpamResponse{}, nil
 }

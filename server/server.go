@@ -49,6 +49,9 @@ type Config struct {
 	// Unlimited switches business limits off, for benchmarks that measure what the
 	// limits cost.
 	Unlimited bool
+	// Quality is when spam reports step a business's limits down; zero fields take
+	// business.DefaultQualityPolicy's.
+	Quality business.QualityPolicy
 }
 
 // Server is a Herald gateway.
@@ -66,6 +69,7 @@ type Server struct {
 	forwarder  *delivery.Forwarder
 	hub        *delivery.Hub
 	caps       blocklist.Caps
+	quality    business.QualityPolicy
 	// rate is the business rate limit; nil when Config.Unlimited.
 	rate          rateLimiter
 	newRecipients *ratelimit.NewRecipients
@@ -111,7 +115,22 @@ func New(cfg Config) (*Server, error) {
 	s.businesses = business.New(cfg.Redis)
 	s.devices = delivery.NewDevices(cfg.Redis)
 	s.hub = delivery.NewHub(cfg.Redis)
+	s.quality = cfg.Quality
+	d := business.DefaultQualityPolicy
+	if s.quality.Threshold <= 0 {
+		s.quality.Threshold = d.Threshold
+	}
+	if s.quality.Window <= 0 {
+		s.quality.Window = d.Window
+	}
+	if s.quality.MinDelivered <= 0 {
+		s.quality.MinDelivered = d.MinDelivered
+	}
+	if s.quality.Bucket <= 0 {
+		s.quality.Bucket = d.Bucket
+	}
 	s.forwarder = delivery.NewForwarder(cfg.Redis)
+	s.forwarder.QualityBucket = s.quality.Bucket
 	s.mailboxes = delivery.NewMailboxes(cfg.Redis, s.hub, s.forwarder, s.now)
 	s.statuses = delivery.NewStatuses(cfg.Redis, s.hub)
 	s.streams, s.stopStreams = context.WithCancel(context.Background())

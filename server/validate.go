@@ -47,6 +47,7 @@ var kinds = map[heraldv1.Kind]struct {
 
 // message is a validated Message.
 type message struct {
+	body      []byte
 	e164      string
 	category  blocklist.Category
 	kind      string
@@ -145,6 +146,19 @@ func validClientID(v string) bool {
 	return true
 }
 
+// validKeyID checks the shape of an e2e key id: 26 lower-case base32 characters.
+func validKeyID(v string) bool {
+	if len(v) != 26 {
+		return false
+	}
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= '2' && r <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
 // checkMessage validates one Message; c.prefix names where it sits in the request.
 func (c *checker) message(m *heraldv1.Message) message {
 	if m == nil {
@@ -197,9 +211,17 @@ func (c *checker) message(m *heraldv1.Message) message {
 		case n > maxCiphertext:
 			c.bad(f+"ciphertext", "at most %d bytes (64 KiB), got %d", maxCiphertext, n)
 		}
-		if len(c.vs) == before {
-			out.envelopes = append(out.envelopes, blocklist.Envelope{DeviceID: e.GetDeviceId(), Ciphertext: e.GetCiphertext()})
+		if k := e.GetKeyId(); k != "" && !validKeyID(k) {
+			c.bad(f+"key_id", "not a key id from LookupRecipient")
 		}
+		if len(c.vs) == before {
+			out.envelopes = append(out.envelopes, blocklist.Envelope{DeviceID: e.GetDeviceId(), Ciphertext: e.GetCiphertext(), KeyID: e.GetKeyId()})
+		}
+	}
+	if len(m.GetBody()) > maxCiphertext {
+		c.bad("body", "at most %d bytes (64 KiB), got %d", maxCiphertext, len(m.GetBody()))
+	} else {
+		out.body = m.GetBody()
 	}
 	out.ttl = maxTTL
 	if m.Ttl != nil {
@@ -211,4 +233,22 @@ func (c *checker) message(m *heraldv1.Message) message {
 		}
 	}
 	return out
+}
+
+// publicKey checks a device key and its algorithm. Herald never uses the key, so it
+// checks the size only.
+func (c *checker) publicKey(key []byte, alg heraldv1.KeyAlgorithm) {
+	switch n := len(key); {
+	case n == 0:
+		c.bad("public_key", "required")
+	case n < minPublicKey || n > maxPublicKey:
+		c.bad("public_key", "must be %d to %d bytes, got %d", minPublicKey, maxPublicKey, n)
+	}
+	switch alg {
+	case heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_MLKEM768_X25519, heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519:
+	case heraldv1.KeyAlgorithm_KEY_ALGORITHM_UNSPECIFIED:
+		c.bad("key_algorithm", "required")
+	default:
+		c.bad("key_algorithm", "unknown value %d", alg)
+	}
 }

@@ -19,8 +19,9 @@
 //	hr:{u:U}:biz        set    businesses with a pref hash, for ListPreferences
 //	hr:{u:U}:clog       stream every consent change, with who, when and how
 //	hr:{u:U}:idem:B:C   string message id admitted for business B's client_message_id C (24 h)
-//	hr:{u:U}:msg:M      hash   message M: b, c, k, cm, t, x, and per device D: e:D (ciphertext,
-//	                           until delivered) and s:D (q queued, d delivered, r read, x expired)
+//	hr:{u:U}:msg:M      hash   message M: b, c, k, cm, t, x, bd (body hash or ""), and per device D:
+//	                           e:D (ciphertext, until delivered), kid:D (key id it was sealed to),
+//	                           s:D (q queued, d delivered, r read, x expired), rp:D (reported)
 //	hr:{u:U}:mb:D       zset   device D's mailbox: queued message ids by admission sequence
 //	hr:{u:U}:seq        string admission sequence
 //	hr:{u:U}:out        list   status events waiting to be forwarded to business streams
@@ -35,8 +36,13 @@
 //	hr:{b:B}:st         stream status events for the business (StreamStatus)
 //	hr:{b:B}:new        zset   leased units of its new-recipient allowance, by lease time
 //	hr:{b:B}:rate       string its global rate state (see package ratelimit)
+//	hr:{b:B}:q          hash   quality counters: d:<bucket> delivered, r:<bucket> reported,
+//	                           stepped (when limits last stepped down)
 //
 // API keys ({k:<key id>}): hr:{k:K} hash: business, hash (sha256 of the key), created, revoked.
+//
+// Sealed bodies ({m:<sha256>}): hr:{m:H} string: a body shared by every message that
+// names it (field bd), kept until the last of them expires.
 //
 // Channels: hr:n:u:U (something was admitted for recipient U), hr:n:b:B (business B has
 // new status events).
@@ -124,11 +130,17 @@ func (b Business) Statuses() string { return "hr:{b:" + string(b) + "}:st" }
 // NewRecipients is the business's new-recipient allowance.
 func (b Business) NewRecipients() string { return "hr:{b:" + string(b) + "}:new" }
 
+// Quality holds the business's delivery and report counters.
+func (b Business) Quality() string { return "hr:{b:" + string(b) + "}:q" }
+
 // Rate is the business's global rate state.
 func (b Business) Rate() string { return "hr:{b:" + string(b) + "}:rate" }
 
 // Channel is where new status events of the business are announced.
 func (b Business) Channel() string { return "hr:n:b:" + string(b) }
+
+// Body is the sealed body with hash h.
+func Body(h string) string { return "hr:{m:" + h + "}" }
 
 // APIKey is the record of the API key with id id.
 func APIKey(id string) string { return "hr:{k:" + id + "}" }

@@ -13,8 +13,17 @@ import (
 
 // Call is one call of a script.
 type Call struct {
-	Keys []string
-	Args []any
+	// Script is the script to call; nil means Run's s.
+	Script *redis.Script
+	Keys   []string
+	Args   []any
+}
+
+func (c Call) script(s *redis.Script) *redis.Script {
+	if c.Script != nil {
+		return c.Script
+	}
+	return s
 }
 
 // Pipeliner is the part of a Redis client that rscript needs.
@@ -22,7 +31,7 @@ type Pipeliner interface {
 	Pipeline() redis.Pipeliner
 }
 
-// Run runs every call of s in one pipeline (one round trip, or two when Redis had to be
+// Run runs every call (of s, or of the call's own Script) in one pipeline (one round trip, or two when Redis had to be
 // told the script again) and returns one result per call. The error is a connection
 // level error; script errors are in the results.
 func Run(ctx context.Context, rdb Pipeliner, s *redis.Script, calls []Call) ([]*redis.Cmd, error) {
@@ -32,7 +41,7 @@ func Run(ctx context.Context, rdb Pipeliner, s *redis.Script, calls []Call) ([]*
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
 	for i, c := range calls {
-		cmds[i] = s.EvalSha(ctx, pipe, c.Keys, c.Args...)
+		cmds[i] = c.script(s).EvalSha(ctx, pipe, c.Keys, c.Args...)
 	}
 	_, err := pipe.Exec(ctx)
 	if err == nil {
@@ -48,7 +57,7 @@ func Run(ctx context.Context, rdb Pipeliner, s *redis.Script, calls []Call) ([]*
 	redo := map[int]*redis.Cmd{}
 	for i, c := range calls {
 		if isNoScript(cmds[i].Err()) {
-			redo[i] = s.Eval(ctx, pipe, c.Keys, c.Args...)
+			redo[i] = c.script(s).Eval(ctx, pipe, c.Keys, c.Args...)
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && isConnErr(values(redo)) {

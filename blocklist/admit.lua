@@ -132,8 +132,6 @@ local fields = {"b", biz, "c", cat, "k", ARGV[4], "cm", ARGV[5], "t", ARGV[7], "
 for i = 1, n do
   local base = first_env + 3 * (i - 1)
   local d = ARGV[base]
-  fields[#fields + 1] = "e:" .. d
-  fields[#fields + 1] = ARGV[base + 1]
   fields[#fields + 1] = "s:" .. d
   fields[#fields + 1] = "q"
   if ARGV[base + 2] ~= "" then
@@ -146,6 +144,14 @@ redis.call("HSET", KEYS[5], unpack(fields))
 -- expired and a late read receipt still finds it.
 local keep = expiry + 86400000
 redis.call("PEXPIREAT", KEYS[5], keep)
+-- Each device's envelope is a string of its own beside the message (message key
+-- .. ":" .. device), not a hash field: a large field would turn the whole hash into
+-- a hashtable, costing more than the envelope's key does.
+for i = 1, n do
+  local base = first_env + 3 * (i - 1)
+  redis.call("SET", KEYS[5] .. ":" .. ARGV[base], ARGV[base + 1])
+  redis.call("PEXPIREAT", KEYS[5] .. ":" .. ARGV[base], keep)
+end
 for i = 1, n do
   local mb = KEYS[9 + i]
   redis.call("ZADD", mb, seq, mid)

@@ -6,7 +6,7 @@
 -- ARGV[5..] message ids
 -- Reply: {ids that are not deliveries to this device, or expired}
 local dev, read, now = ARGV[1], ARGV[2] == "1", tonumber(ARGV[3])
-local sf, ef = "s:" .. dev, "e:" .. dev
+local sf = "s:" .. dev
 local unknown = {}
 for i = 5, #ARGV do
   local id = ARGV[i]
@@ -16,13 +16,13 @@ for i = 5, #ARGV do
   local tail = "|" .. tostring(m[2]) .. "|" .. id .. "|" .. tostring(m[3]) .. "|" .. dev .. "|" .. ARGV[3]
   if s == "q" and tonumber(m[4]) <= now then
     redis.call("ZREM", KEYS[1], id)
-    redis.call("HDEL", key, ef)
+    redis.call("DEL", key .. ":" .. dev)
     redis.call("HSET", key, sf, "x")
     redis.call("RPUSH", KEYS[2], "X" .. tail)
     unknown[#unknown + 1] = id
   elseif s == "q" then
     redis.call("ZREM", KEYS[1], id)
-    redis.call("HDEL", key, ef)
+    redis.call("DEL", key .. ":" .. dev)
     redis.call("RPUSH", KEYS[2], "D" .. tail)
     if read then
       redis.call("HSET", key, sf, "r")

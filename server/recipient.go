@@ -8,6 +8,7 @@ import (
 	"github.com/heraldhq/herald/blocklist"
 	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/delivery"
+	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -55,7 +56,7 @@ func (r *recipientService) RegisterDevice(ctx context.Context, req *heraldv1.Reg
 	case err != nil:
 		return nil, r.storeError(ctx, "register device", err)
 	}
-	return &heraldv1.RegisterDeviceResponse{DeviceId: id, DeviceToken: token}, nil
+	return &heraldv1.RegisterDeviceResponse{DeviceId: id, DeviceToken: token, KeyId: e2e.KeyID(req.GetPublicKey())}, nil
 }
 
 // Receive streams the device's deliveries.

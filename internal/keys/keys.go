@@ -20,8 +20,9 @@
 //	hr:{u:U}:clog       stream every consent change, with who, when and how
 //	hr:{u:U}:idem:B:C   string message id admitted for business B's client_message_id C (24 h)
 //	hr:{u:U}:msg:M      hash   message M: b, c, k, cm, t, x, bd (body hash or ""), and per device D:
-//	                           e:D (ciphertext, until delivered), kid:D (key id it was sealed to),
-//	                           s:D (q queued, d delivered, r read, x expired), rp:D (reported)
+//	                           kid:D (key id it was sealed to), s:D (q queued, d delivered,
+//	                           r read, x expired), rp:D (reported)
+//	hr:{u:U}:msg:M:D    string device D's envelope of message M, until delivered
 //	hr:{u:U}:mb:D       zset   device D's mailbox: queued message ids by admission sequence
 //	hr:{u:U}:seq        string admission sequence
 //	hr:{u:U}:out        list   status events waiting to be forwarded to business streams

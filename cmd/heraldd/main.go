@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/heraldhq/herald/blocklist"
+	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/internal/memstore"
 	"github.com/heraldhq/herald/server"
 	"github.com/redis/go-redis/v9"
@@ -45,6 +47,10 @@ type Config struct {
 	LogLevel string
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
+	// Caps are every recipient's protections (blocklist.DefaultCaps by default).
+	Caps blocklist.Caps
+	// Quality is when spam reports step a business's limits down.
+	Quality business.QualityPolicy
 }
 
 func main() {
@@ -82,6 +88,47 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("HERALD_SHUTDOWN_TIMEOUT: %w", err)
 	}
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", timeout, "how long a graceful shutdown may take (HERALD_SHUTDOWN_TIMEOUT)")
+	dc, dq := blocklist.DefaultCaps, business.DefaultQualityPolicy
+	c.Caps, c.Quality = dc, dq
+	var errs []error
+	intVar := func(p *int, name, envName string, def int, usage string) {
+		v := env(envName, strconv.Itoa(def))
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not a whole number", envName, v))
+		}
+		fs.IntVar(p, name, n, usage+" ("+envName+")")
+	}
+	durVar := func(p *time.Duration, name, envName string, def time.Duration, usage string) {
+		v := env(envName, def.String())
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not a duration", envName, v))
+		}
+		fs.DurationVar(p, name, d, usage+" ("+envName+")")
+	}
+	intVar(&c.Caps.MarketingPerWindow, "recipient-marketing-cap", "HERALD_RECIPIENT_MARKETING_CAP", dc.MarketingPerWindow,
+		"marketing messages one person may get from all businesses together per --recipient-marketing-window; 0: no cap")
+	durVar(&c.Caps.MarketingWindow, "recipient-marketing-window", "HERALD_RECIPIENT_MARKETING_WINDOW", dc.MarketingWindow,
+		"the rolling window of the recipient marketing cap")
+	durVar(&c.Caps.PairInterval, "pair-interval", "HERALD_PAIR_INTERVAL", dc.PairInterval,
+		"one business may send one person one message per interval (any category), in bursts of --pair-burst; 0: off")
+	intVar(&c.Caps.PairBurst, "pair-burst", "HERALD_PAIR_BURST", dc.PairBurst, "the burst of the pair rate")
+	durVar(&c.Caps.NewWindow, "unique-recipient-window", "HERALD_UNIQUE_RECIPIENT_WINDOW", dc.NewWindow,
+		"the rolling window of each business's daily unique recipient limit")
+	qt := env("HERALD_QUALITY_THRESHOLD", strconv.FormatFloat(dq.Threshold, 'g', -1, 64))
+	qv, err := strconv.ParseFloat(qt, 64)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("HERALD_QUALITY_THRESHOLD=%q: not a number", qt))
+	}
+	fs.Float64Var(&c.Quality.Threshold, "quality-threshold", qv,
+		"spam reports per delivered message above which a business's limits step down one tier (HERALD_QUALITY_THRESHOLD)")
+	durVar(&c.Quality.Window, "quality-window", "HERALD_QUALITY_WINDOW", dq.Window, "the rolling window of the quality figure")
+	intVar(&c.Quality.MinDelivered, "quality-min-delivered", "HERALD_QUALITY_MIN_DELIVERED", dq.MinDelivered,
+		"deliveries in the window before the quality figure is judged")
+	if len(errs) > 0 {
+		return c, errors.Join(errs...)
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -132,6 +179,24 @@ func (c *Config) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("--shutdown-timeout must be positive")
 	}
+	switch {
+	case c.Caps.MarketingPerWindow < 0:
+		return errors.New("--recipient-marketing-cap must be 0 or more")
+	case c.Caps.MarketingPerWindow > 0 && c.Caps.MarketingWindow <= 0:
+		return errors.New("--recipient-marketing-window must be positive")
+	case c.Caps.PairInterval < 0:
+		return errors.New("--pair-interval must be 0 or more")
+	case c.Caps.PairInterval > 0 && c.Caps.PairBurst < 1:
+		return errors.New("--pair-burst must be at least 1")
+	case c.Caps.NewWindow <= 0:
+		return errors.New("--unique-recipient-window must be positive")
+	case !(c.Quality.Threshold > 0 && c.Quality.Threshold <= 1):
+		return errors.New("--quality-threshold must be above 0 and at most 1")
+	case c.Quality.Window < time.Minute:
+		return errors.New("--quality-window must be at least 1m")
+	case c.Quality.MinDelivered < 1:
+		return errors.New("--quality-min-delivered must be at least 1")
+	}
 	return nil
 }
 
@@ -177,7 +242,8 @@ func run(cfg Config) error {
 	}
 	cancel()
 
-	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log})
+	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log,
+		Caps: cfg.Caps, Quality: cfg.Quality})
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,12 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad listen", args: []string{"--listen", "nope"}, wantErr: "--listen"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
+		{name: "caps from flags and env", args: []string{"--pair-interval", "2s"}, env: map[string]string{"HERALD_RECIPIENT_MARKETING_CAP": "5"},
+			check: func(c Config) bool {
+				return c.Caps.PairInterval == 2e9 && c.Caps.MarketingPerWindow == 5 && c.Caps.PairBurst == 3
+			}},
+		{name: "bad env duration", env: map[string]string{"HERALD_PAIR_INTERVAL": "soon"}, wantErr: "HERALD_PAIR_INTERVAL"},
+		{name: "bad quality threshold", args: []string{"--quality-threshold", "2"}, wantErr: "--quality-threshold"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := parseConfig(tc.args, env(tc.env))

@@ -1,15 +1,15 @@
 package server
 
 import (
-	"context"
 	"time"
 
+	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/ratelimit"
 	"github.com/redis/go-redis/v9"
 )
 
-// newRateLimiter is the business rate limit the gateway runs with.
-func newRateLimiter(rdb redis.UniversalClient, now func() time.Time) rateLimiter {
-	return nil
+// newRateLimiter is the business rate limit the gateway runs with: global GCRA state
+// per business in Redis, served from local leases.
+func newRateLimiter(rdb redis.UniversalClient, now func() time.Time) *ratelimit.Rate {
+	return ratelimit.NewRate(rdb, func(b string) string { return keys.Business(b).Rate() }, now)
 }
-
-var _ = context.Background

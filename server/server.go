@@ -72,6 +72,7 @@ type Server struct {
 	quality    business.QualityPolicy
 	// rate is the business rate limit; nil when Config.Unlimited.
 	rate          rateLimiter
+	rateLeases    *ratelimit.Rate
 	newRecipients *ratelimit.NewRecipients
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
@@ -110,7 +111,8 @@ func New(cfg Config) (*Server, error) {
 	s.admission = blocklist.New(cfg.Redis, s.caps)
 	s.newRecipients = ratelimit.NewNewRecipients(cfg.Redis, func(b string) string { return keys.Business(b).NewRecipients() }, s.now)
 	if !cfg.Unlimited {
-		s.rate = newRateLimiter(cfg.Redis, s.now)
+		s.rateLeases = newRateLimiter(cfg.Redis, s.now)
+		s.rate = s.rateLeases
 	}
 	s.businesses = business.New(cfg.Redis)
 	s.devices = delivery.NewDevices(cfg.Redis)
@@ -219,10 +221,17 @@ func (s *Server) sweepLeases(ctx context.Context) {
 		case <-ctx.Done():
 			final, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			s.newRecipients.Sweep(final, s.cfg.Redis)
+			if s.rateLeases != nil {
+				s.rateLeases.Sweep(final)
+			}
 			cancel()
 			return
 		case <-t.C:
-			if err := s.newRecipients.Sweep(ctx, s.cfg.Redis); err != nil && ctx.Err() == nil {
+			err := s.newRecipients.Sweep(ctx, s.cfg.Redis)
+			if s.rateLeases != nil {
+				err = errors.Join(err, s.rateLeases.Sweep(ctx))
+			}
+			if err != nil && ctx.Err() == nil {
 				s.log.Warn("returning leased allowance failed", "err", err)
 			}
 		}

@@ -5,7 +5,7 @@
 -- ARGV[1] now (ms)  ARGV[2] T (ms per token, float)  ARGV[3] burst B
 -- ARGV[4] tokens wanted (> 0), or tokens returned (< 0)
 -- ARGV[5] "need": a caller is waiting for exactly these; "stock": a prefetch
--- Reply: {granted, ms until the next token (when granted is 0)}
+-- Reply: {granted, ms until the next token (0 while tokens are left)}
 local now, T, B, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 -- State: "tat:T". When the limit changes, the tokens owed ((tat - now) / T) carry
 -- over, rescaled to the new rate.
@@ -36,4 +36,5 @@ if ARGV[5] == "stock" then
 end
 tat = tat + grant * T
 redis.call("SET", KEYS[1], tostring(tat) .. ":" .. tostring(T), "PX", ttl)
-return {grant, 0}
+-- When that emptied the bucket, when the next token comes.
+return {grant, math.max(0, math.ceil(tat + T - B * T - now))}

@@ -6,7 +6,11 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/blocklist"
+	"github.com/heraldhq/herald/business"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 )
 
 func withCaps(c blocklist.Caps) func(*Config) { return func(cfg *Config) { cfg.Caps = c } }
@@ -155,5 +159,105 @@ func TestLookupsCountAsNewRecipients(t *testing.T) {
 	}
 	if r := g.send(key, msg(bob, tx, rcpt, "m2", "x", p2)); r.Outcome != heraldv1.Outcome_OUTCOME_NEW_RECIPIENT_LIMITED {
 		t.Fatalf("send to a new person over the allowance: %v", r)
+	}
+}
+
+// TestRetryInfoIsHonest: over the business's rate, Send fails RESOURCE_EXHAUSTED
+// with a RetryInfo; a retry just before it fails, a retry after it succeeds.
+func TestRetryInfoIsHonest(t *testing.T) {
+	c := newClock()
+	g := startGateway(t, withClock(c))
+	biz, key := g.newBusiness("A")
+	g.setLimits(biz, 1, 1, 0)
+	phone := g.register(alice)
+	send := func(id string) error {
+		_, err := g.messaging.Send(as(key), &heraldv1.SendRequest{Message: msg(alice, tx, rcpt, id, "x", phone)})
+		return err
+	}
+	if err := send("a"); err != nil {
+		t.Fatal(err)
+	}
+	err := send("b")
+	requireCode(t, err, codes.ResourceExhausted, "")
+	var delay time.Duration
+	for _, d := range grpcstatus.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			delay = ri.RetryDelay.AsDuration()
+		}
+	}
+	if delay != time.Second {
+		t.Fatalf("RetryInfo delay = %v, want 1s at 1 message/s", delay)
+	}
+	c.Add(delay - time.Millisecond)
+	requireCode(t, send("b"), codes.ResourceExhausted, "")
+	c.Add(time.Millisecond)
+	if err := send("b"); err != nil {
+		t.Fatalf("retry after the RetryInfo delay: %v", err)
+	}
+}
+
+// TestBatchPartialAdmission: a batch over the rate admits what the limit allows, in
+// order, and the rest are RATE_LIMITED with retry_after.
+func TestBatchPartialAdmission(t *testing.T) {
+	c := newClock()
+	g := startGateway(t, withClock(c))
+	biz, key := g.newBusiness("A")
+	g.setLimits(biz, 1, 5, 0)
+	phone := g.register(alice)
+	req := &heraldv1.SendBatchRequest{}
+	for i := range 8 {
+		req.Messages = append(req.Messages, msg(alice, tx, rcpt, fmt.Sprint("m", i), "x", phone))
+	}
+	resp, err := g.messaging.SendBatch(as(key), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range resp.Results {
+		want := heraldv1.Outcome_OUTCOME_ACCEPTED
+		if i >= 5 {
+			want = heraldv1.Outcome_OUTCOME_RATE_LIMITED
+		}
+		if r.Outcome != want || (i >= 5 && r.RetryAfter.AsDuration() != time.Second) {
+			t.Fatalf("result %d = %v, want %v (retry after 1s for the limited)", i, r, want)
+		}
+	}
+}
+
+// TestLimitChangesReachEveryReplica: a limit the operator raises through one gateway
+// applies on another within the limits cache (2 s, under 5 s).
+func TestLimitChangesReachEveryReplica(t *testing.T) {
+	c := newClock()
+	a := startGateway(t, withClock(c))
+	b := startGatewayOn(t, a.redis, withClock(c))
+	biz, key := a.newBusiness("A")
+	a.setLimits(biz, 1, 1, 0)
+	phone := a.register(alice)
+	batch := func(g *gateway, prefix string, n int) int {
+		req := &heraldv1.SendBatchRequest{}
+		for i := range n {
+			req.Messages = append(req.Messages, msg(alice, tx, rcpt, fmt.Sprint(prefix, i), "x", phone))
+		}
+		resp, err := g.messaging.SendBatch(as(key), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := 0
+		for _, r := range resp.Results {
+			if r.Outcome == heraldv1.Outcome_OUTCOME_ACCEPTED {
+				ok++
+			}
+		}
+		return ok
+	}
+	if got := batch(b, "x", 10); got != 1 {
+		t.Fatalf("at 1/s burst 1, %d of 10 admitted", got)
+	}
+	a.setLimits(biz, 1000, 100, 0)
+	if business.LimitsCacheTTL >= 5*time.Second {
+		t.Fatalf("LimitsCacheTTL %v: changes must apply within 5s", business.LimitsCacheTTL)
+	}
+	c.Add(business.LimitsCacheTTL)
+	if got := batch(b, "y", 50); got != 50 {
+		t.Fatalf("after the operator raised the limit, the other replica admitted %d of 50", got)
 	}
 }

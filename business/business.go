@@ -25,15 +25,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// KeyCacheTTL bounds how long a gateway trusts a verified API key without asking Redis
-// again, and so how long a revoked key may still work.
+// KeyCacheTTL is how long a gateway trusts a verified API key without asking Redis
+// again. While one caller asks, others may use the entry for one more KeyCacheTTL, so a
+// revoked key stops working within 2×KeyCacheTTL (4 s) on every gateway.
 const KeyCacheTTL = 2 * time.Second
 
 // profileCacheTTL bounds how stale a display name or signing key on a delivery can be.
 const profileCacheTTL = 5 * time.Second
 
-// LimitsCacheTTL bounds how long a gateway uses a business's limits before reading
-// them again, and so how long a change by the operator takes to apply everywhere.
+// LimitsCacheTTL is how long a gateway uses a business's limits before reading them
+// again; as with keys, a change by the operator applies everywhere within twice that.
 const LimitsCacheTTL = 2 * time.Second
 
 // Limits are a business's sending limits, global across gateways.
@@ -79,13 +80,18 @@ type Store struct {
 }
 
 type limitEntry struct {
-	limits Limits
-	exp    time.Time
+	limits     Limits
+	exp        time.Time
+	refreshing bool // as keyEntry.refreshing
 }
 
 type keyEntry struct {
 	business string
 	exp      time.Time
+	// refreshing is set while one caller asks Redis again; until exp+TTL the others
+	// keep using the entry, so that a busy gateway asks once per TTL, not once per
+	// caller.
+	refreshing bool
 }
 
 type nameEntry struct {
@@ -179,15 +185,26 @@ func (s *Store) SetLimits(ctx context.Context, id string, l Limits) error {
 func (s *Store) Limits(ctx context.Context, id string, now time.Time) (Limits, error) {
 	s.mu.Lock()
 	e, ok := s.limits[id]
-	s.mu.Unlock()
-	if ok && now.Before(e.exp) {
+	switch {
+	case ok && (now.Before(e.exp) || e.refreshing && now.Before(e.exp.Add(LimitsCacheTTL))):
+		s.mu.Unlock()
 		return e.limits, nil
+	case ok:
+		e.refreshing = true
+		s.limits[id] = e
 	}
+	s.mu.Unlock()
 	h, err := s.rdb.HGetAll(ctx, keys.Business(id).Record()).Result()
 	if err != nil {
+		s.mu.Lock()
+		delete(s.limits, id)
+		s.mu.Unlock()
 		return Limits{}, fmt.Errorf("business limits: %w", err)
 	}
 	if h["display_name"] == "" {
+		s.mu.Lock()
+		delete(s.limits, id)
+		s.mu.Unlock()
 		return Limits{}, ErrNotFound
 	}
 	l := parseLimits(h)
@@ -305,10 +322,26 @@ func (s *Store) Authenticate(ctx context.Context, key string, now time.Time) (st
 	h := hash(key)
 	s.mu.Lock()
 	e, ok := s.keys[h]
-	s.mu.Unlock()
-	if ok && now.Before(e.exp) {
+	switch {
+	case ok && now.Before(e.exp):
+		s.mu.Unlock()
 		return e.business, nil
+	case ok && e.refreshing && now.Before(e.exp.Add(KeyCacheTTL)):
+		s.mu.Unlock()
+		return e.business, nil
+	case ok:
+		e.refreshing = true
+		s.keys[h] = e
 	}
+	s.mu.Unlock()
+	done := false
+	defer func() {
+		if !done {
+			s.mu.Lock()
+			delete(s.keys, h)
+			s.mu.Unlock()
+		}
+	}()
 	id := KeyID(key)
 	if id == "" {
 		return "", ErrBadKey
@@ -328,6 +361,7 @@ func (s *Store) Authenticate(ctx context.Context, key string, now time.Time) (st
 	}
 	s.keys[h] = keyEntry{business: business, exp: now.Add(KeyCacheTTL)}
 	s.mu.Unlock()
+	done = true
 	return business, nil
 }
 

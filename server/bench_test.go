@@ -43,9 +43,9 @@ func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 }
 
 // benchGateway is a gateway with n registered recipients of one device each.
-func benchGateway(b *testing.B, n int) (*gateway, string, []string, []device, *roundTrips) {
+func benchGateway(b *testing.B, n int, opts ...func(*Config)) (*gateway, string, []string, []device, *roundTrips) {
 	b.Helper()
-	g := startGateway(b)
+	g := startGateway(b, opts...)
 	_, key := g.newBusiness("Bench")
 	numbers := make([]string, n)
 	devs := make([]device, n)
@@ -58,10 +58,26 @@ func benchGateway(b *testing.B, n int) (*gateway, string, []string, []device, *r
 	return g, key, numbers, devs, rt
 }
 
+// limitModes runs a benchmark with business limits on (set so high they never bind,
+// so the whole limit path runs) and switched off, to compare in one run.
+var limitModes = []struct {
+	name string
+	opt  func(*Config)
+}{
+	{"limits=on", func(*Config) {}},
+	{"limits=off", func(c *Config) { c.Unlimited = true }},
+}
+
 // BenchmarkSend sends single messages from 32 concurrent callers through a real gRPC
 // server on real Redis.
 func BenchmarkSend(b *testing.B) {
-	g, key, numbers, devs, rt := benchGateway(b, 64)
+	for _, m := range limitModes {
+		b.Run(m.name, func(b *testing.B) { benchSend(b, m.opt) })
+	}
+}
+
+func benchSend(b *testing.B, opt func(*Config)) {
+	g, key, numbers, devs, rt := benchGateway(b, 64, opt)
 	var seq atomic.Int64
 	ctx := as(key)
 	b.SetParallelism(16)
@@ -85,8 +101,14 @@ func BenchmarkSend(b *testing.B) {
 
 // BenchmarkSendBatch sends batches of 100 messages to 100 people.
 func BenchmarkSendBatch(b *testing.B) {
+	for _, m := range limitModes {
+		b.Run(m.name, func(b *testing.B) { benchSendBatch(b, m.opt) })
+	}
+}
+
+func benchSendBatch(b *testing.B, opt func(*Config)) {
 	const size = 100
-	g, key, numbers, devs, rt := benchGateway(b, size)
+	g, key, numbers, devs, rt := benchGateway(b, size, opt)
 	ctx := as(key)
 	var seq atomic.Int64
 	b.SetParallelism(2)

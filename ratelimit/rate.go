@@ -68,14 +68,52 @@ type Rate struct {
 	buckets map[string]*bucket
 }
 
+// leaseChunk is the unspent part of one lease.
+type leaseChunk struct {
+	n  int
+	at time.Time // when it was leased
+}
+
+// tokens is how many tokens the bucket holds.
+func (b *bucket) tokens() int {
+	t := 0
+	for _, c := range b.held {
+		t += c.n
+	}
+	return t
+}
+
+// take spends up to n tokens, oldest lease first, and returns how many.
+func (b *bucket) take(n int) int {
+	took := 0
+	for took < n && len(b.held) > 0 {
+		k := min(n-took, b.held[0].n)
+		took += k
+		b.held[0].n -= k
+		if b.held[0].n == 0 {
+			b.held = b.held[1:]
+		}
+	}
+	return took
+}
+
+// expire moves tokens leased more than LeaseTTL ago to stale: spending them now could
+// break the bound, so Sweep gives them back instead.
+func (b *bucket) expire(now time.Time) {
+	for len(b.held) > 0 && now.Sub(b.held[0].at) > LeaseTTL {
+		b.stale += b.held[0].n
+		b.held = b.held[1:]
+	}
+}
+
 // bucket is one business's local tokens.
 type bucket struct {
 	mu         sync.Mutex
-	tokens     int
-	leased     time.Time // when the oldest held token was leased
-	inFlight   bool      // a prefetch is under way
-	emptyUntil time.Time // Redis said empty: don't ask again before this
-	stale      int       // expired tokens for Sweep to give back
+	held       []leaseChunk  // leased tokens not yet spent, oldest lease first
+	inFlight   bool          // a lease round trip is under way
+	landed     chan struct{} // closed when it lands
+	emptyUntil time.Time     // Redis said empty: don't ask again before this
+	stale      int           // expired tokens for Sweep to give back
 	perSecond  float64
 	burst      int
 }
@@ -104,61 +142,85 @@ func (l *Rate) bucket(business string) *bucket {
 // the background before they run out.
 func (l *Rate) Allow(ctx context.Context, business string, perSecond float64, burst, n int) (int, time.Duration, error) {
 	b := l.bucket(business)
-	now := l.now()
 	lease := LeaseSize(perSecond, burst)
-	b.mu.Lock()
-	if b.perSecond != perSecond || b.burst != burst {
-		// A new limit: what was leased under the old one may still be spent (it was
-		// debited), but leases follow the new one from now.
-		b.perSecond, b.burst = perSecond, burst
-		b.emptyUntil = time.Time{}
-	}
-	if b.tokens > 0 && now.Sub(b.leased) > LeaseTTL {
-		b.stale += b.tokens // not spendable any more; Sweep gives them back
-		b.tokens = 0
-	}
-	took := min(n, b.tokens)
-	b.tokens -= took
-	if took == n {
-		prefetch := b.tokens < (lease+1)/2 && !b.inFlight && now.After(b.emptyUntil)
-		if prefetch {
-			b.inFlight = true
+	took := 0
+	for {
+		now := l.now()
+		b.mu.Lock()
+		if b.perSecond != perSecond || b.burst != burst {
+			// A new limit: what was leased under the old one may still be spent (it
+			// was debited), but leases follow the new one from now.
+			b.perSecond, b.burst = perSecond, burst
+			b.emptyUntil = time.Time{}
+		}
+		b.expire(now)
+		took += b.take(n - took)
+		if took == n {
+			prefetch := b.tokens() < lease && !b.inFlight && now.After(b.emptyUntil)
+			if prefetch {
+				b.startLease()
+			}
+			b.mu.Unlock()
+			if prefetch {
+				go l.prefetch(business, b, perSecond, burst, lease)
+			}
+			return n, 0, nil
+		}
+		if wait := b.emptyUntil.Sub(now); wait > 0 {
+			b.mu.Unlock()
+			return took, wait, nil
+		}
+		if b.inFlight {
+			// Another caller is leasing for this business: wait for it rather than
+			// asking Redis too (a burst of callers costs one round trip, not one each).
+			landed := b.landed
+			b.mu.Unlock()
+			select {
+			case <-landed:
+				continue
+			case <-ctx.Done():
+				return took, 0, ctx.Err()
+			}
+		}
+		b.startLease()
+		b.mu.Unlock()
+
+		// Ask Redis now (one round trip) for the rest, and a lease's worth more.
+		need := n - took
+		got, retry, err := l.lease(ctx, business, perSecond, burst, need+lease, "need")
+		b.mu.Lock()
+		b.endLease()
+		if err != nil {
+			b.mu.Unlock()
+			// The tokens taken are dropped rather than put back with a new lease
+			// time, which could stretch their life past LeaseTTL: Redis is down, and
+			// under-admitting is safe.
+			return 0, 0, err
+		}
+		if got > need {
+			b.held = append(b.held, leaseChunk{got - need, now})
+			got = need
+		}
+		took += got
+		if took < n {
+			b.emptyUntil = now.Add(retry)
+			b.mu.Unlock()
+			return took, max(retry, time.Millisecond), nil
 		}
 		b.mu.Unlock()
-		if prefetch {
-			go l.prefetch(business, b, perSecond, burst, lease)
-		}
 		return n, 0, nil
 	}
-	wait := b.emptyUntil.Sub(now)
-	b.mu.Unlock()
-	if wait > 0 {
-		return took, wait, nil
-	}
-	// The local tokens ran out: ask Redis now (one round trip) for the rest, and for a
-	// lease's worth more to spend next.
-	need := n - took
-	got, retry, err := l.lease(ctx, business, perSecond, burst, need+lease, "need")
-	if err != nil {
-		b.mu.Lock()
-		b.tokens += took // not spent after all
-		b.mu.Unlock()
-		return 0, 0, err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if got > need {
-		if b.tokens == 0 {
-			b.leased = now
-		}
-		b.tokens += got - need
-		got = need
-	}
-	if got < need {
-		b.emptyUntil = now.Add(retry)
-		return took + got, max(retry, time.Millisecond), nil
-	}
-	return n, 0, nil
+}
+
+// startLease and endLease bracket a lease round trip; callers hold b.mu.
+func (b *bucket) startLease() {
+	b.inFlight = true
+	b.landed = make(chan struct{})
+}
+
+func (b *bucket) endLease() {
+	b.inFlight = false
+	close(b.landed)
 }
 
 func (l *Rate) prefetch(business string, b *bucket, perSecond float64, burst, n int) {
@@ -168,7 +230,7 @@ func (l *Rate) prefetch(business string, b *bucket, perSecond float64, burst, n 
 	now := l.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.inFlight = false
+	defer b.endLease()
 	if err != nil {
 		return
 	}
@@ -176,10 +238,7 @@ func (l *Rate) prefetch(business string, b *bucket, perSecond float64, burst, n 
 		b.emptyUntil = now.Add(retry)
 		return
 	}
-	if b.tokens == 0 {
-		b.leased = now
-	}
-	b.tokens += got
+	b.held = append(b.held, leaseChunk{got, now})
 }
 
 func (l *Rate) lease(ctx context.Context, business string, perSecond float64, burst, n int, mode string) (int, time.Duration, error) {
@@ -204,15 +263,12 @@ func (l *Rate) Sweep(ctx context.Context) error {
 	l.mu.Lock()
 	for name, b := range l.buckets {
 		b.mu.Lock()
-		if b.tokens > 0 && now.Sub(b.leased) > LeaseTTL {
-			b.stale += b.tokens
-			b.tokens = 0
-		}
+		b.expire(now)
 		if b.stale > 0 {
 			backs = append(backs, back{name, b.stale, b.perSecond, b.burst})
 			b.stale = 0
 		}
-		if b.tokens == 0 && !b.inFlight && now.After(b.emptyUntil) {
+		if len(b.held) == 0 && !b.inFlight && now.After(b.emptyUntil) {
 			delete(l.buckets, name)
 		}
 		b.mu.Unlock()

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -250,5 +253,79 @@ func TestReportsStepLimitsDown(t *testing.T) {
 	report(ids[2])
 	if b := quality(); b.Limits.DailyUniqueRecipients != 1_000 || b.Limits.MessagesPerSecond != 100 {
 		t.Fatalf("stepped down twice in one window: %v", b)
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestCanary seals a marker end to end, sends it, delivers and acks it, and then
+// looks for the marker (and the phone number) in every Redis key and value and in
+// everything the gateway logged at debug level.
+func TestCanary(t *testing.T) {
+	logs := &syncBuffer{}
+	g := startGateway(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	biz, key := g.newBusiness("Acme")
+	signer, _ := e2e.GenerateSigningKey()
+	if _, err := g.messaging.SetSigningKey(as(key), &heraldv1.SetSigningKeyRequest{PublicKey: signer.PublicKey()}); err != nil {
+		t.Fatal(err)
+	}
+	phone, pk := g.registerKey(alice, e2e.MLKEM768X25519)
+	const marker = "CANARY-7f3a9c-plaintext-marker"
+	h := e2e.Header{BusinessID: biz, Category: e2e.Transactional, Kind: e2e.Receipt, ClientMessageID: "canary-1", SentTime: time.Now()}
+	sealed, err := e2e.Seal(signer, h, []byte(marker), []e2e.Recipient{{DeviceID: phone.id, PublicKey: pk.PublicKey(), Algorithm: e2e.MLKEM768X25519}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := g.send(key, &heraldv1.Message{Recipient: alice, Category: tx, Kind: rcpt, ClientMessageId: "canary-1", Body: sealed.Body,
+		Envelopes: []*heraldv1.Envelope{{DeviceId: phone.id, Ciphertext: sealed.Wraps[phone.id], KeyId: pk.KeyID()}}})
+	if r.Outcome != heraldv1.Outcome_OUTCOME_ACCEPTED {
+		t.Fatal(r)
+	}
+	d := g.receive(phone).next()
+	if !bytes.Equal(d.BusinessSigningKey, signer.PublicKey()) {
+		t.Fatal("the delivery does not carry the business's signing key")
+	}
+	m, err := e2e.Open(pk, phone.id, e2e.Header{BusinessID: d.BusinessId, Category: e2e.Category(d.Category), Kind: e2e.Kind(d.Kind),
+		ClientMessageID: d.ClientMessageId}, d.BusinessSigningKey, e2e.JoinEnvelope(d.Body, d.Ciphertext))
+	if err != nil || string(m.Body) != marker {
+		t.Fatalf("open = %v, %v", m, err)
+	}
+	if _, err := g.recipient.Ack(as(phone.token), &heraldv1.AckRequest{MessageIds: []string{d.MessageId}, Read: true}); err != nil {
+		t.Fatal(err)
+	}
+	snap := quiet(t, g.rdb)
+	for k, v := range snap {
+		for _, secret := range []string{marker, alice, strings.TrimPrefix(alice, "+")} {
+			if strings.Contains(k, secret) || strings.Contains(v, secret) {
+				t.Errorf("Redis key %s holds %q", k, secret)
+			}
+		}
+	}
+	out := logs.String()
+	if !strings.Contains(out, "level=DEBUG") {
+		t.Fatal("nothing was logged at debug level: the check below would prove nothing")
+	}
+	for _, secret := range []string{marker, alice, strings.TrimPrefix(alice, "+"), phone.token, key} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the gateway's debug log holds %q", secret)
+		}
 	}
 }

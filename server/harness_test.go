@@ -49,6 +49,15 @@ func startGatewayOn(t testing.TB, rs *redistest.Server, opts ...func(*Config)) *
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second,
 		WriteTimeout: 2 * time.Second, MaxRetries: 1})
+	g := startGatewayWith(t, rdb, opts...)
+	g.redis, g.rdb = rs, rs.Client
+	return g
+}
+
+// startGatewayWith starts a gateway on any Redis client (a cluster client, say),
+// which it closes at the end.
+func startGatewayWith(t testing.TB, rdb redis.UniversalClient, opts ...func(*Config)) *gateway {
+	t.Helper()
 	cfg := Config{Redis: rdb, Secret: []byte("test-secret-0123456789"), AdminToken: testAdminToken}
 	for _, o := range opts {
 		o(&cfg)
@@ -73,7 +82,7 @@ func startGatewayOn(t testing.TB, rs *redistest.Server, opts ...func(*Config)) *
 		srv.Shutdown(ctx)
 		rdb.Close()
 	})
-	return &gateway{t: t, redis: rs, rdb: rs.Client, srv: srv, conn: conn,
+	return &gateway{t: t, srv: srv, conn: conn,
 		admin:     heraldv1.NewAdminServiceClient(conn),
 		messaging: heraldv1.NewMessagingServiceClient(conn),
 		recipient: heraldv1.NewRecipientServiceClient(conn)}

@@ -52,6 +52,10 @@ type Config struct {
 	// Quality is when spam reports step a business's limits down; zero fields take
 	// business.DefaultQualityPolicy's.
 	Quality business.QualityPolicy
+	// Replicas is how many gateways the operator runs (at least 1): each gateway holds
+	// at most B/(2·Replicas) of a business's burst, which tightens the over-admission
+	// bound (package ratelimit). Gateways also count each other, so it is a floor.
+	Replicas int
 }
 
 // Server is a Herald gateway.
@@ -72,7 +76,7 @@ type Server struct {
 	quality    business.QualityPolicy
 	// rate is the business rate limit; nil when Config.Unlimited.
 	rate          rateLimiter
-	rateLeases    *ratelimit.Rate
+	rateLeases    *ratelimit.Limiter
 	newRecipients *ratelimit.NewRecipients
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
@@ -111,8 +115,8 @@ func New(cfg Config) (*Server, error) {
 	s.admission = blocklist.New(cfg.Redis, s.caps)
 	s.newRecipients = ratelimit.NewNewRecipients(cfg.Redis, func(b string) string { return keys.Business(b).NewRecipients() }, s.now)
 	if !cfg.Unlimited {
-		s.rateLeases = newRateLimiter(cfg.Redis, s.now)
-		s.rate = s.rateLeases
+		s.rateLeases = ratelimit.New(cfg.Redis, ratelimit.WithClock(s.now), ratelimit.WithReplicasHint(max(cfg.Replicas, 1)))
+		s.rate = leasedRate{s.rateLeases}
 	}
 	s.businesses = business.New(cfg.Redis)
 	s.devices = delivery.NewDevices(cfg.Redis)
@@ -222,16 +226,12 @@ func (s *Server) sweepLeases(ctx context.Context) {
 			final, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			s.newRecipients.Sweep(final, s.cfg.Redis)
 			if s.rateLeases != nil {
-				s.rateLeases.Sweep(final)
+				s.rateLeases.Close() // gives held tokens back to the other gateways
 			}
 			cancel()
 			return
 		case <-t.C:
-			err := s.newRecipients.Sweep(ctx, s.cfg.Redis)
-			if s.rateLeases != nil {
-				err = errors.Join(err, s.rateLeases.Sweep(ctx))
-			}
-			if err != nil && ctx.Err() == nil {
+			if err := s.newRecipients.Sweep(ctx, s.cfg.Redis); err != nil && ctx.Err() == nil {
 				s.log.Warn("returning leased allowance failed", "err", err)
 			}
 		}

@@ -51,6 +51,8 @@ type Config struct {
 	Caps blocklist.Caps
 	// Quality is when spam reports step a business's limits down.
 	Quality business.QualityPolicy
+	// Replicas is how many gateways run side by side (a floor; they count each other).
+	Replicas int
 }
 
 func main() {
@@ -124,6 +126,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Float64Var(&c.Quality.Threshold, "quality-threshold", qv,
 		"spam reports per delivered message above which a business's limits step down one tier (HERALD_QUALITY_THRESHOLD)")
 	durVar(&c.Quality.Window, "quality-window", "HERALD_QUALITY_WINDOW", dq.Window, "the rolling window of the quality figure")
+	intVar(&c.Replicas, "replicas", "HERALD_REPLICAS", 1,
+		"how many gateways run against this Redis; each holds at most burst/(2·replicas) of a business's tokens, which tightens the over-admission bound")
 	intVar(&c.Quality.MinDelivered, "quality-min-delivered", "HERALD_QUALITY_MIN_DELIVERED", dq.MinDelivered,
 		"deliveries in the window before the quality figure is judged")
 	if len(errs) > 0 {
@@ -196,6 +200,8 @@ func (c *Config) validate() error {
 		return errors.New("--quality-window must be at least 1m")
 	case c.Quality.MinDelivered < 1:
 		return errors.New("--quality-min-delivered must be at least 1")
+	case c.Replicas < 1:
+		return errors.New("--replicas must be at least 1")
 	}
 	return nil
 }
@@ -243,7 +249,7 @@ func run(cfg Config) error {
 	cancel()
 
 	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log,
-		Caps: cfg.Caps, Quality: cfg.Quality})
+		Caps: cfg.Caps, Quality: cfg.Quality, Replicas: cfg.Replicas})
 	if err != nil {
 		return err
 	}

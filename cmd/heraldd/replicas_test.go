@@ -15,7 +15,6 @@ import (
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/redistest"
-	"github.com/heraldhq/herald/ratelimit"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -41,7 +40,7 @@ func startReplicas(t *testing.T, redisURL string, n int) []*grpc.ClientConn {
 		}
 		addr := l.Addr().String()
 		l.Close()
-		cmd := exec.Command(bin, "--listen", addr, "--redis", redisURL, "--log-level", "warn")
+		cmd := exec.Command(bin, "--listen", addr, "--redis", redisURL, "--log-level", "warn", "--replicas", fmt.Sprint(n))
 		cmd.Env = append(os.Environ(), "HERALD_SECRET=replica-secret-0123456789", "HERALD_ADMIN_TOKEN="+replicaAdmin,
 			"HERALD_PAIR_INTERVAL=0", "HERALD_RECIPIENT_MARKETING_CAP=0")
 		stderr, _ := cmd.StderrPipe()
@@ -193,7 +192,9 @@ func TestThreeReplicasShareTheLimit(t *testing.T) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	l := 2 * ratelimit.LeaseSize(rate, burst)
+	// L, the most one gateway holds: max(1, ⌊B/(2·N₀)⌋) with N₀ = --replicas (package
+	// ratelimit's doc).
+	l := max(1, burst/(2*3))
 	ideal := rate*elapsed.Seconds() + burst
 	bound := ideal + float64(3*l)
 	got := float64(admitted.Load())

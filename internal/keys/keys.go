@@ -36,7 +36,8 @@
 //	hr:{b:B}:keys       set    ids of the business's active API keys
 //	hr:{b:B}:st         stream status events for the business (StreamStatus)
 //	hr:{b:B}:new        zset   leased units of its new-recipient allowance, by lease time
-//	hr:{b:B}:rate       string its global rate state (see package ratelimit)
+//	hr:{b:B}:gcra       hash   its global rate bucket: tokens and when (see package ratelimit)
+//	hr:{b:B}:leasers    zset   gateways leasing from that bucket, by last lease
 //	hr:{b:B}:q          hash   quality counters: d:<bucket> delivered, r:<bucket> reported,
 //	                           stepped (when limits last stepped down)
 //
@@ -134,8 +135,11 @@ func (b Business) NewRecipients() string { return "hr:{b:" + string(b) + "}:new"
 // Quality holds the business's delivery and report counters.
 func (b Business) Quality() string { return "hr:{b:" + string(b) + "}:q" }
 
-// Rate is the business's global rate state.
-func (b Business) Rate() string { return "hr:{b:" + string(b) + "}:rate" }
+// RateBucket is the business's global rate bucket.
+func (b Business) RateBucket() string { return "hr:{b:" + string(b) + "}:gcra" }
+
+// RateLeasers are the gateways leasing from the business's rate bucket.
+func (b Business) RateLeasers() string { return "hr:{b:" + string(b) + "}:leasers" }
 
 // Channel is where new status events of the business are announced.
 func (b Business) Channel() string { return "hr:n:b:" + string(b) }

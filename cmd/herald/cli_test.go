@@ -2,7 +2,8 @@ package main
 
 // These tests run the CLI in-process against a small fake gateway over real gRPC on
 // loopback: enough of Herald's behaviour to walk the README's story without Redis or
-// the real server.
+// the real server, and to hand a device deliveries no real gateway would.
+// story_test.go runs the same story on the real gateway.
 
 import (
 	"bytes"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -35,11 +37,14 @@ type fakeState struct {
 	blocked map[string]bool // phone + " " + business id
 	acks    map[string]bool // device id + " " + message id → read
 	nextMsg int
+	// signingKey is the business's registered Ed25519 public key.
+	signingKey []byte
 }
 
 type fakeDevice struct {
 	id, token, phone string
 	publicKey        []byte
+	keyID            string
 	alg              heraldv1.KeyAlgorithm
 	mailbox          []*heraldv1.Delivery
 }
@@ -143,10 +148,11 @@ func (f *fakeRecipient) RegisterDevice(_ context.Context, req *heraldv1.Register
 		token:     fmt.Sprintf("hd_%d", n),
 		phone:     req.GetPhoneNumber(),
 		publicKey: req.GetPublicKey(),
+		keyID:     e2e.KeyID(req.GetPublicKey()),
 		alg:       req.GetKeyAlgorithm(),
 	}
 	f.st.devices = append(f.st.devices, d)
-	return &heraldv1.RegisterDeviceResponse{DeviceId: d.id, DeviceToken: d.token}, nil
+	return &heraldv1.RegisterDeviceResponse{DeviceId: d.id, DeviceToken: d.token, KeyId: d.keyID}, nil
 }
 
 func (f *fakeRecipient) Receive(_ *heraldv1.ReceiveRequest, stream grpc.ServerStreamingServer[heraldv1.Delivery]) error {
@@ -226,7 +232,7 @@ func (f *fakeMessaging) LookupRecipient(_ context.Context, req *heraldv1.LookupR
 	ds, outcome := f.admit(req.GetRecipient())
 	resp := &heraldv1.LookupRecipientResponse{Outcome: outcome}
 	for _, d := range ds {
-		resp.Devices = append(resp.Devices, &heraldv1.Device{DeviceId: d.id, PublicKey: d.publicKey, KeyAlgorithm: d.alg})
+		resp.Devices = append(resp.Devices, &heraldv1.Device{DeviceId: d.id, PublicKey: d.publicKey, KeyAlgorithm: d.alg, KeyId: d.keyID})
 	}
 	return resp, nil
 }
@@ -239,9 +245,9 @@ func (f *fakeMessaging) Send(_ context.Context, req *heraldv1.SendRequest) (*her
 	if outcome != heraldv1.Outcome_OUTCOME_ACCEPTED {
 		return &heraldv1.SendResponse{Result: &heraldv1.Result{Outcome: outcome}}, nil
 	}
-	envelopes := map[string][]byte{}
+	envelopes := map[string]*heraldv1.Envelope{}
 	for _, e := range m.GetEnvelopes() {
-		envelopes[e.GetDeviceId()] = e.GetCiphertext()
+		envelopes[e.GetDeviceId()] = e
 	}
 	var missing []string
 	for _, d := range ds {
@@ -263,11 +269,21 @@ func (f *fakeMessaging) Send(_ context.Context, req *heraldv1.SendRequest) (*her
 			Kind:                m.GetKind(),
 			SentTime:            timestamppb.Now(),
 			ExpireTime:          timestamppb.New(time.Now().Add(24 * time.Hour)),
-			Ciphertext:          envelopes[d.id],
+			Ciphertext:          envelopes[d.id].GetCiphertext(),
+			KeyId:               envelopes[d.id].GetKeyId(),
+			Body:                m.GetBody(),
+			BusinessSigningKey:  f.st.signingKey,
 			ClientMessageId:     m.GetClientMessageId(),
 		})
 	}
 	return &heraldv1.SendResponse{Result: &heraldv1.Result{Outcome: heraldv1.Outcome_OUTCOME_ACCEPTED, MessageId: id}}, nil
+}
+
+func (f *fakeMessaging) SetSigningKey(_ context.Context, req *heraldv1.SetSigningKeyRequest) (*heraldv1.SetSigningKeyResponse, error) {
+	f.st.mu.Lock()
+	defer f.st.mu.Unlock()
+	f.st.signingKey = req.GetPublicKey()
+	return &heraldv1.SetSigningKeyResponse{}, nil
 }
 
 // herald runs the CLI in-process with vars as its whole environment.
@@ -288,6 +304,36 @@ func mustHerald(t *testing.T, want int, vars map[string]string, args ...string) 
 	return stdout
 }
 
+// savedDevice reads the SDK's part of a device's state file.
+func savedDevice(t *testing.T, path string) (deviceState, struct {
+	ID    string `json:"device_id"`
+	Token string `json:"token"`
+	Keys  []struct {
+		Private []byte `json:"private"`
+	} `json:"keys"`
+}) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved deviceState
+	if err := json.Unmarshal(b, &saved); err != nil {
+		t.Fatal(err)
+	}
+	var dev struct {
+		ID    string `json:"device_id"`
+		Token string `json:"token"`
+		Keys  []struct {
+			Private []byte `json:"private"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(saved.Device, &dev); err != nil {
+		t.Fatal(err)
+	}
+	return saved, dev
+}
+
 // TestWalkThrough is the README's story: an operator sets up a business, a person
 // registers two devices, the business sends, both devices read it, the person blocks
 // the business and its next message is rejected.
@@ -299,6 +345,7 @@ func TestWalkThrough(t *testing.T) {
 		"HERALD_STATE":       state,
 		"HERALD_ADMIN_TOKEN": "adm",
 		"HERALD_API_KEY":     fakeAPIKey,
+		"HERALD_BUSINESS_ID": fakeBusiness,
 		// A generic token for another purpose must not leak into device calls.
 		"HERALD_TOKEN": "generic",
 	}
@@ -318,25 +365,18 @@ func TestWalkThrough(t *testing.T) {
 		t.Fatalf("issue-code printed %q", code)
 	}
 
-	for _, name := range []string{"phone", "laptop"} {
+	for i, name := range []string{"phone", "laptop"} {
 		out := mustHerald(t, exitOK, vars, "device", "register", "--phone", phone, "--code", code, "--name", name)
 		path := filepath.Join(state, name+".json")
 		if !strings.Contains(out, path) {
 			t.Errorf("register did not say where the state went:\n%s", out)
 		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
+		saved, dev := savedDevice(t, path)
+		if dev.ID != fmt.Sprintf("d_%d", i+1) || dev.Token != fmt.Sprintf("hd_%d", i+1) || len(dev.Keys) != 1 || len(dev.Keys[0].Private) == 0 || saved.Addr != addr {
+			t.Errorf("state of %s: %+v, %+v", name, saved, dev)
 		}
-		var saved deviceState
-		if err := json.Unmarshal(b, &saved); err != nil {
-			t.Fatal(err)
-		}
-		if strings.Contains(out, string(saved.PrivateKey)) || len(saved.PrivateKey) == 0 {
-			t.Errorf("register printed the private key, or saved none:\n%s", out)
-		}
-		if !strings.Contains(out, saved.DeviceToken) || saved.Addr != addr {
-			t.Errorf("register output or state wrong: %s\n%+v", out, saved)
+		if strings.Contains(out, dev.Token) || strings.Contains(out, fmt.Sprintf("%x", dev.Keys[0].Private)) {
+			t.Errorf("register printed a secret:\n%s", out)
 		}
 	}
 	if got := st.authOf(heraldv1.RecipientService_RegisterDevice_FullMethodName); got != "" {
@@ -346,10 +386,18 @@ func TestWalkThrough(t *testing.T) {
 		t.Errorf("registering a taken name: exit %d, %s", code, stderr)
 	}
 
-	out := mustHerald(t, exitOK, vars, "send", "--to", phone, "--category", "transactional", "--kind", "receipt",
+	exit, out, stderr := herald(t, vars, "send", "--to", phone, "--category", "transactional", "--kind", "receipt",
 		"--text", "Your order #1234 has shipped.", "--id", "order-1234")
-	if !strings.Contains(out, "ACCEPTED") || !strings.Contains(out, "m_1") || !strings.Contains(out, "d_1, d_2") {
-		t.Errorf("send printed:\n%s", out)
+	if exit != exitOK || !strings.Contains(out, "ACCEPTED") || !strings.Contains(out, "m_1") || !strings.Contains(out, "d_1, d_2") {
+		t.Errorf("send: exit %d\n%s%s", exit, out, stderr)
+	}
+	// The first send made the business's signing key, registered it and kept it.
+	keyFile := filepath.Join(state, "business-"+fakeBusiness+".key")
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 || !strings.Contains(stderr, keyFile) {
+		t.Errorf("signing key file: %v, %v; stderr %q", fi, err, stderr)
+	}
+	if seed, _ := os.ReadFile(keyFile); len(st.signingKey) != 32 || len(seed) != 32 {
+		t.Errorf("registered a %d-byte key, saved %d bytes", len(st.signingKey), len(seed))
 	}
 	if got := st.authOf(heraldv1.MessagingService_Send_FullMethodName); got != "Bearer "+fakeAPIKey {
 		t.Errorf("send sent authorization %q", got)
@@ -362,7 +410,7 @@ func TestWalkThrough(t *testing.T) {
 			t.Fatalf("receive --json printed %q: %v", out, err)
 		}
 		if got.Text != "Your order #1234 has shipped." || got.MessageID != "m_1" || got.BusinessDisplayName != "Acme" ||
-			got.Category != "CATEGORY_TRANSACTIONAL" || got.Kind != "KIND_RECEIPT" || got.ClientMessageID != "order-1234" {
+			got.Category != "CATEGORY_TRANSACTIONAL" || got.Kind != "KIND_RECEIPT" || got.ClientMessageID != "order-1234" || got.Error != "" {
 			t.Errorf("%s received %+v", tt.name, got)
 		}
 		st.mu.Lock()
@@ -394,30 +442,87 @@ func TestWalkThrough(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &resp); err != nil || resp.Result.Outcome != "OUTCOME_BLOCKED" {
 		t.Errorf("send --json after block printed %q (%v)", out, err)
 	}
+
+	delete(vars, "HERALD_BUSINESS_ID")
+	if code, _, stderr := herald(t, vars, "send", "--to", phone, "--category", "transactional", "--kind", "receipt", "--text", "x"); code != exitUsage || !strings.Contains(stderr, "--business") {
+		t.Errorf("send without a business id: exit %d, %s", code, stderr)
+	}
 }
 
-func TestReceiveKeepsWhatItCannotDecrypt(t *testing.T) {
+// TestReceiveRefusesWhatFailsVerification: a delivery that is not what the business
+// signed is never shown. A forgery is acknowledged so that it does not come back; an
+// envelope of an unknown format stays queued for a newer herald.
+func TestReceiveRefusesWhatFailsVerification(t *testing.T) {
 	st, addr := startFake(t)
-	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": t.TempDir(), "HERALD_API_KEY": fakeAPIKey}
+	state := t.TempDir()
+	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": state, "HERALD_API_KEY": fakeAPIKey, "HERALD_BUSINESS_ID": fakeBusiness}
 	mustHerald(t, exitOK, vars, "device", "register", "--phone", "+15550000001", "--code", fakeCode)
-	// A business that encrypts with another format, or to another key.
+	mustHerald(t, exitOK, vars, "send", "--to", "+15550000001", "--category", "transactional", "--kind", "receipt", "--text", "genuine")
+	mustHerald(t, exitOK, vars, "device", "receive", "--ack")
+
+	// Someone who has the API key but not the signing key, and a sender of another
+	// format.
+	forger, _ := e2e.GenerateSigningKey()
 	st.mu.Lock()
-	st.devices[0].mailbox = append(st.devices[0].mailbox, &heraldv1.Delivery{
-		MessageId: "m_x", BusinessId: fakeBusiness, BusinessDisplayName: "Acme\x1b[2J", Ciphertext: []byte("not hpke"),
-	})
+	d := st.devices[0]
+	h := e2e.Header{BusinessID: fakeBusiness, Category: e2e.Transactional, Kind: e2e.Receipt, ClientMessageID: "forged", SentTime: time.Now()}
+	sealed, err := e2e.Seal(forger, h, []byte("pay here"), []e2e.Recipient{{DeviceID: d.id, PublicKey: d.publicKey, Algorithm: e2e.Algorithm(d.alg)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.mailbox = append(d.mailbox,
+		&heraldv1.Delivery{MessageId: "m_forged", BusinessId: fakeBusiness, BusinessDisplayName: "Acme", Category: heraldv1.Category_CATEGORY_TRANSACTIONAL,
+			Kind: heraldv1.Kind_KIND_RECEIPT, ClientMessageId: "forged", Body: sealed.Body, Ciphertext: sealed.Wraps[d.id], BusinessSigningKey: st.signingKey},
+		&heraldv1.Delivery{MessageId: "m_x", BusinessId: fakeBusiness, BusinessDisplayName: "Acme", Ciphertext: []byte("not hpke"), BusinessSigningKey: st.signingKey},
+		&heraldv1.Delivery{MessageId: "m_esc", BusinessId: fakeBusiness + "\x1b[2J", BusinessDisplayName: "Acme\x1b[2J", Ciphertext: []byte("x")})
 	st.mu.Unlock()
 
 	code, out, stderr := herald(t, vars, "device", "receive", "--ack")
-	if code != exitError || !strings.Contains(out, "cannot decrypt") || !strings.Contains(stderr, "left unacknowledged") {
+	if code != exitError || !strings.Contains(out, "m_forged") || !strings.Contains(out, "bad signature") || strings.Contains(out, "pay here") ||
+		!strings.Contains(out, "unsupported format version") || !strings.Contains(stderr, "2 of 3 messages failed verification") || !strings.Contains(stderr, "1 of 3 messages could not be read and stay queued") {
 		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
 	if strings.Contains(out, "\x1b") {
-		t.Errorf("a business's display name reached the terminal raw: %q", out)
+		t.Errorf("a business's id reached the terminal raw: %q", out)
 	}
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	if len(st.acks) != 0 {
-		t.Errorf("acknowledged an unreadable message: %v", st.acks)
+	_, forgedAcked := st.acks["d_1 m_forged"]
+	_, oddAcked := st.acks["d_1 m_x"]
+	_, escAcked := st.acks["d_1 m_esc"]
+	st.mu.Unlock()
+	if !forgedAcked || oddAcked || !escAcked {
+		t.Errorf("acknowledged: forgery %v (want true), unknown format %v (want false), unverifiable %v (want true)", forgedAcked, oddAcked, escAcked)
+	}
+}
+
+// TestBusinessKeyChange: when a business's signing key changes, the device withholds
+// its messages until the person trusts the new key.
+func TestBusinessKeyChange(t *testing.T) {
+	_, addr := startFake(t)
+	state := t.TempDir()
+	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": state, "HERALD_API_KEY": fakeAPIKey, "HERALD_BUSINESS_ID": fakeBusiness}
+	send := func(text string) {
+		t.Helper()
+		mustHerald(t, exitOK, vars, "send", "--to", "+15550000001", "--category", "transactional", "--kind", "receipt", "--text", text)
+	}
+	mustHerald(t, exitOK, vars, "device", "register", "--phone", "+15550000001", "--code", fakeCode)
+	send("first")
+	mustHerald(t, exitOK, vars, "device", "receive", "--ack")
+
+	// The business loses its key file: the next send makes and registers a new key.
+	if err := os.Remove(filepath.Join(state, "business-"+fakeBusiness+".key")); err != nil {
+		t.Fatal(err)
+	}
+	send("second")
+	code, out, stderr := herald(t, vars, "device", "receive", "--ack")
+	if code != exitError || strings.Contains(out, "second") || !strings.Contains(stderr, "herald device trust "+fakeBusiness+" --key ") {
+		t.Fatalf("receive under a new key: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	trust := stderr[strings.Index(stderr, "herald device trust"):]
+	args := strings.Fields(strings.SplitN(trust, "\n", 2)[0])[1:]
+	mustHerald(t, exitOK, vars, args...)
+	if out := mustHerald(t, exitOK, vars, "device", "receive", "--ack"); !strings.Contains(out, "second") {
+		t.Errorf("after trusting the key: %q", out)
 	}
 }
 

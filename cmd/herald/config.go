@@ -22,11 +22,12 @@ type Config struct {
 	// unset, it is plaintext for a loopback Addr (the dev gateway) and TLS for
 	// anything else, so a token is never sent in clear over a network by default.
 	TLS optionalBool
-	// Token is the --token flag only: an admin token, API key or device token,
-	// whichever the command needs. Tokens from the environment are resolved per
-	// command group by token, so that one shell can hold all three kinds.
+	// Token is the --token flag only: an admin token or an API key, whichever the
+	// command needs. Tokens from the environment are resolved per command group by
+	// token, so that one shell can hold both kinds.
 	Token string
-	// StateDir holds one file per registered device (--state, HERALD_STATE).
+	// StateDir holds one file per registered device and one signing key per business
+	// that sent from here (--state, HERALD_STATE).
 	StateDir string
 	// JSON asks for machine-readable output: each response as one line of JSON (--json).
 	JSON bool
@@ -70,8 +71,8 @@ var globalFlags = map[string]bool{"addr": true, "tls": true, "token": true, "sta
 func (c *Config) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "gateway `host:port` (HERALD_ADDR)")
 	fs.Var(&c.TLS, "tls", "use TLS with the system roots; default: only for non-loopback addresses")
-	fs.StringVar(&c.Token, "token", c.Token, "admin token, API key or device token (HERALD_TOKEN)")
-	fs.StringVar(&c.StateDir, "state", c.StateDir, "`dir`ectory of device state (HERALD_STATE)")
+	fs.StringVar(&c.Token, "token", c.Token, "admin token or API key (HERALD_TOKEN)")
+	fs.StringVar(&c.StateDir, "state", c.StateDir, "`dir`ectory of device state and business signing keys (HERALD_STATE)")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print machine-readable JSON, one object per line")
 }
 
@@ -108,32 +109,26 @@ func isLoopback(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// tokenKind is one of the three credentials; each has its own environment variable
-// that beats HERALD_TOKEN for the commands that need it.
+// tokenKind is a credential the CLI takes from its settings: an admin token or an
+// API key. Each has its own environment variable that beats HERALD_TOKEN for the
+// commands that need it. (A device's token is in its state file.)
 type tokenKind struct {
 	env  string // e.g. HERALD_API_KEY
 	what string // for messages: "API key"
 }
 
 var (
-	adminToken  = tokenKind{env: "HERALD_ADMIN_TOKEN", what: "admin token"}
-	apiKey      = tokenKind{env: "HERALD_API_KEY", what: "API key"}
-	deviceToken = tokenKind{env: "HERALD_DEVICE_TOKEN", what: "device token"}
+	adminToken = tokenKind{env: "HERALD_ADMIN_TOKEN", what: "admin token"}
+	apiKey     = tokenKind{env: "HERALD_API_KEY", what: "API key"}
 )
-
-// specificToken is the token chosen for kind on purpose: --token, then kind's own
-// environment variable.
-func (c *Config) specificToken(kind tokenKind) string {
-	if c.Token != "" {
-		return c.Token
-	}
-	return c.getenv(kind.env)
-}
 
 // token is the token for kind: --token, kind's environment variable, HERALD_TOKEN.
 // It returns "" when there is none; callers say which variable to set.
 func (c *Config) token(kind tokenKind) string {
-	if t := c.specificToken(kind); t != "" {
+	if c.Token != "" {
+		return c.Token
+	}
+	if t := c.getenv(kind.env); t != "" {
 		return t
 	}
 	return c.getenv("HERALD_TOKEN")

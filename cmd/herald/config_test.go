@@ -97,10 +97,9 @@ func TestConfigEnvThenFlags(t *testing.T) {
 
 func TestTokenPrecedence(t *testing.T) {
 	all := map[string]string{
-		"HERALD_TOKEN":        "generic",
-		"HERALD_ADMIN_TOKEN":  "admin",
-		"HERALD_API_KEY":      "hk_key",
-		"HERALD_DEVICE_TOKEN": "hd_device",
+		"HERALD_TOKEN":       "generic",
+		"HERALD_ADMIN_TOKEN": "admin",
+		"HERALD_API_KEY":     "hk_key",
 	}
 	tests := []struct {
 		name string
@@ -111,7 +110,6 @@ func TestTokenPrecedence(t *testing.T) {
 	}{
 		{"kind's variable beats HERALD_TOKEN (admin)", all, nil, adminToken, "admin"},
 		{"kind's variable beats HERALD_TOKEN (API key)", all, nil, apiKey, "hk_key"},
-		{"kind's variable beats HERALD_TOKEN (device)", all, nil, deviceToken, "hd_device"},
 		{"HERALD_TOKEN when the kind has none", map[string]string{"HERALD_TOKEN": "generic", "HERALD_ADMIN_TOKEN": "admin"}, nil, apiKey, "generic"},
 		{"--token beats everything", all, []string{"--token", "flag"}, apiKey, "flag"},
 		{"nothing", map[string]string{}, nil, adminToken, ""},

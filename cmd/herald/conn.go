@@ -3,14 +3,15 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"flag"
-	"io"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // callTimeout bounds each unary call, so a gateway that accepts the connection but
@@ -62,59 +63,60 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 // the user asked for that with --tls=false.
 func (b bearer) RequireTransportSecurity() bool { return false }
 
-// follow hands each message of a server stream to handle, in order, until the stream
-// ends or ctx is done. Unless forever is set, it also stops after idleWait without a
-// message, measured from when the previous message was handled so that slow handling
-// (an Ack per message) does not cut the backlog short. Stopping that way or by ctx is
-// not an error: it is how a user ends the command.
-func follow[T any](ctx context.Context, stream grpc.ServerStreamingClient[T], cancel context.CancelFunc, forever bool, handle func(*T) error) error {
-	msgs := make(chan *T)
-	failed := make(chan error, 1)
-	go func() {
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				failed <- err
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	// cancel is the stream's own; calling it on every return ends the receiving
-	// goroutine and the stream with it.
-	defer cancel()
+// idle ends a stream command once it has caught up: unless forever is set, its
+// context is canceled after idleWait without a message. The wait is measured from
+// when the previous message was handled (pause when one arrives, resume when done),
+// so that slow handling (an Ack per message) does not cut the backlog short. Ending
+// that way, or by the user's interrupt, is how the command ends, not an error.
+type idle struct {
+	timer  *time.Timer
+	cancel context.CancelFunc
+}
 
-	var idle <-chan time.Time
-	var timer *time.Timer
+func idleContext(ctx context.Context, forever bool) (context.Context, *idle) {
+	ctx, cancel := context.WithCancel(ctx)
+	i := &idle{cancel: cancel}
 	if !forever {
-		timer = time.NewTimer(idleWait)
-		defer timer.Stop()
-		idle = timer.C
+		i.timer = time.AfterFunc(idleWait, cancel)
 	}
-	for {
-		select {
-		case m := <-msgs:
-			if err := handle(m); err != nil {
-				return err
-			}
-			if timer != nil {
-				timer.Reset(idleWait)
-			}
-		case err := <-failed:
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
-				return nil
-			}
-			return err
-		case <-idle:
-			return nil
-		case <-ctx.Done():
-			return nil
-		}
+	return ctx, i
+}
+
+func (i *idle) pause() {
+	if i.timer != nil {
+		i.timer.Stop()
 	}
+}
+
+func (i *idle) resume() {
+	if i.timer != nil {
+		i.timer.Reset(idleWait)
+	}
+}
+
+func (i *idle) stop() {
+	i.pause()
+	i.cancel()
+}
+
+// checkServing asks the gateway's health service whether it is serving. The SDK's
+// streams reconnect quietly when the gateway is unreachable, as a long-running
+// consumer wants; a command that stops once caught up checks first, so that an
+// unreachable gateway is an error rather than "nothing new". A gateway without the
+// health service is taken at its word.
+func checkServing(ctx context.Context, conn grpc.ClientConnInterface) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	switch {
+	case status.Code(err) == codes.Unimplemented:
+		return nil
+	case err != nil:
+		return err
+	case resp.GetStatus() != healthpb.HealthCheckResponse_SERVING:
+		return status.Errorf(codes.Unavailable, "the gateway reports %s (is its Redis reachable?)", resp.GetStatus())
+	}
+	return nil
 }
 
 // connect dials the gateway with the token of kind, or says where to put one.

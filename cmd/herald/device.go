@@ -1,12 +1,14 @@
 package main
 
-// device.go holds a person's device commands (RecipientService): registering this
-// machine as a device, reading its messages, and the person's blocks and consents.
-// They act as the device named by --name, whose token, key and gateway address are
-// in the state directory.
+// device.go holds a person's device commands, on the SDK's client.Device: registering
+// this machine as a device, reading its messages, the person's blocks, consents and
+// reports, and the device's keys. They act as the device named by --name, whose state
+// (token, keys, pinned business keys) is in the state directory.
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,8 +16,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/client"
+	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
+
+// newDeviceAlgorithm is the scheme of keys that `herald device register` generates:
+// the post-quantum hybrid, so that recorded traffic stays private.
+const newDeviceAlgorithm = e2e.MLKEM768X25519
 
 func (c *cli) deviceRegister(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	phone := fs.String("phone", "", "this person's `PHONE` number in E.164 form, e.g. +15551234567 (required)")
@@ -34,53 +45,41 @@ func (c *cli) deviceRegister(ctx context.Context, fs *flag.FlagSet, args []strin
 	if err := checkDeviceFree(c.cfg.StateDir, *name); err != nil {
 		return err
 	}
-	alg, private, public, err := newDeviceKey()
-	if err != nil {
-		return err
-	}
 	// RegisterDevice needs no token: the code is the credential.
 	conn, err := c.cfg.dial(c.cfg.Addr, "")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	resp, err := heraldv1.NewRecipientServiceClient(conn).RegisterDevice(ctx, &heraldv1.RegisterDeviceRequest{
-		PhoneNumber:  *phone,
-		Code:         *code,
-		PublicKey:    public,
-		KeyAlgorithm: alg,
-	})
+	dev, err := client.Register(ctx, conn, *phone, *code, newDeviceAlgorithm)
 	if err != nil {
 		return err
 	}
-	path, err := saveDevice(c.cfg.StateDir, *name, &deviceState{
-		DeviceID:     resp.GetDeviceId(),
-		DeviceToken:  resp.GetDeviceToken(),
-		KeyAlgorithm: alg.String(),
-		PrivateKey:   private,
-		Addr:         c.cfg.Addr,
-		RegisterTime: time.Now().UTC(),
-	})
+	blob, err := dev.MarshalState()
+	var path string
+	if err == nil {
+		path, err = saveDevice(c.cfg.StateDir, *name, &deviceState{Addr: c.cfg.Addr, RegisterTime: time.Now().UTC(), Device: blob})
+	}
 	if err != nil {
 		// The private key existed only in this process, so the registered device
 		// can never decrypt anything: say so rather than leave the user guessing.
-		return fmt.Errorf("registered device %s but could not save its key, so it cannot read messages; register again with a new code: %w", resp.GetDeviceId(), err)
+		return fmt.Errorf("registered device %s but could not save its key, so it cannot read messages; register again with a new code: %w", dev.ID(), err)
 	}
 	if c.cfg.JSON {
-		return jsonLine(c.stdout, registered{resp.GetDeviceId(), resp.GetDeviceToken(), path})
+		return jsonLine(c.stdout, registered{dev.ID(), dev.KeyID(), path})
 	}
 	t := table(c.stdout)
-	fmt.Fprintf(t, "device id\t%s\n", resp.GetDeviceId())
-	fmt.Fprintf(t, "device token\t%s\t(shown once; saved with the private key)\n", resp.GetDeviceToken())
-	fmt.Fprintf(t, "state\t%s\n", path)
+	fmt.Fprintf(t, "device id\t%s\n", dev.ID())
+	fmt.Fprintf(t, "key id\t%s\n", dev.KeyID())
+	fmt.Fprintf(t, "state\t%s\t(its token and private key: keep it private)\n", path)
 	return t.Flush()
 }
 
 // registered is the --json output of device register.
 type registered struct {
-	DeviceID    string `json:"device_id"`
-	DeviceToken string `json:"device_token"`
-	StateFile   string `json:"state_file"`
+	DeviceID  string `json:"device_id"`
+	KeyID     string `json:"key_id"`
+	StateFile string `json:"state_file"`
 }
 
 func (c *cli) deviceReceive(ctx context.Context, fs *flag.FlagSet, args []string) error {
@@ -95,100 +94,146 @@ func (c *cli) deviceReceive(ctx context.Context, fs *flag.FlagSet, args []string
 	if err := wantArgs(fs, pos); err != nil {
 		return err
 	}
-	dev, client, done, err := c.device(*name, true)
+	d, err := c.device(*name, true)
 	if err != nil {
 		return err
 	}
-	defer done()
-	alg := dev.algorithm()
+	defer d.close()
+	if !*forever {
+		// Without --follow an unreachable gateway must be an error, not "no messages":
+		// the stream itself would keep reconnecting until the idle wait ends it.
+		if err := checkServing(ctx, d.conn); err != nil {
+			return err
+		}
+	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	stream, err := client.Receive(ctx, &heraldv1.ReceiveRequest{})
-	if err != nil {
-		cancel()
-		return err
-	}
-	var received, unreadable int
-	err = follow(ctx, stream, cancel, *forever, func(d *heraldv1.Delivery) error {
-		received++
-		text, openErr := open(alg, dev.PrivateKey, d.GetCiphertext())
-		if err := c.printDelivery(d, string(text), openErr); err != nil {
+	ctx, idle := idleContext(ctx, *forever)
+	defer idle.stop()
+	var received, dropped, kept int
+	changed := map[string]*client.KeyChangedError{}
+	for m, err := range d.dev.Receive(ctx) {
+		if ctx.Err() != nil {
+			break // interrupted, or caught up
+		}
+		idle.pause()
+		var kc *client.KeyChangedError
+		var rej *client.RejectedDeliveryError
+		switch {
+		case errors.As(err, &kc):
+			changed[kc.BusinessID] = kc
+			received++
+			if err := c.printRejected(kc.MessageID, kc.BusinessID, err); err != nil {
+				return err
+			}
+		case errors.As(err, &rej):
+			received++
+			if rej.Dropped {
+				dropped++
+			} else {
+				kept++
+			}
+			if err := c.printRejected(rej.MessageID, rej.BusinessID, err); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			received++
+			if err := c.printMessage(m); err != nil {
+				return err
+			}
+			if *ack || *read {
+				if err := c.acknowledge(ctx, d.dev, m.ID, *read); err != nil {
+					return err
+				}
+			}
+		}
+		// Each message may change the state (a pin, a replay record): keep it.
+		if err := d.save(); err != nil {
 			return err
 		}
-		if openErr != nil {
-			// Acknowledging would tell the business it arrived; it did not, readably.
-			unreadable++
-			return nil
-		}
-		if !*ack && !*read {
-			return nil
-		}
-		resp, err := client.Ack(ctx, &heraldv1.AckRequest{MessageIds: []string{d.GetMessageId()}, Read: *read})
-		if err != nil {
-			return err
-		}
-		if len(resp.GetUnknownMessageIds()) > 0 {
-			fmt.Fprintf(c.stderr, "herald: %s was not acknowledged: no longer queued (expired?)\n", d.GetMessageId())
-		}
-		return nil
-	})
-	if err != nil {
-		return err
+		idle.resume()
 	}
 	if received == 0 && !c.cfg.JSON {
 		fmt.Fprintln(c.stderr, "no messages")
 	}
-	if unreadable > 0 {
-		return fmt.Errorf("%d of %d messages could not be decrypted with this device's key and were left unacknowledged", unreadable, received)
+	var problems []string
+	if dropped > 0 {
+		problems = append(problems, fmt.Sprintf("%d of %d messages failed verification (forged, altered, replayed or not for this device) and were dropped", dropped, received))
+	}
+	if kept > 0 {
+		problems = append(problems, fmt.Sprintf("%d of %d messages could not be read and stay queued: an unknown format (a newer herald may read them) or a gateway that could not be told to drop them", kept, received))
+	}
+	for _, kc := range changed {
+		problems = append(problems, fmt.Sprintf("business %s now signs with another key, so its messages stay queued, unread; "+
+			"if you have made sure with the business that it changed its key, run: herald device trust %s --key %s --name %s",
+			kc.BusinessID, kc.BusinessID, hex.EncodeToString(kc.Offered), *name))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
 	}
 	return nil
 }
 
-// printDelivery prints one delivery and its decrypted text, or why there is none.
-func (c *cli) printDelivery(d *heraldv1.Delivery, text string, openErr error) error {
-	if c.cfg.JSON {
-		out := delivered{
-			MessageID:           d.GetMessageId(),
-			ClientMessageID:     d.GetClientMessageId(),
-			BusinessID:          d.GetBusinessId(),
-			BusinessDisplayName: d.GetBusinessDisplayName(),
-			Category:            d.GetCategory().String(),
-			Kind:                d.GetKind().String(),
-			SentTime:            d.GetSentTime().AsTime(),
-			ExpireTime:          d.GetExpireTime().AsTime(),
-			Text:                text,
-		}
-		if openErr != nil {
-			out.Error = "cannot decrypt: " + openErr.Error()
-		}
-		return jsonLine(c.stdout, out)
+// acknowledge acknowledges one message as delivered or read.
+func (c *cli) acknowledge(ctx context.Context, dev *client.Device, id string, read bool) error {
+	if read {
+		return dev.Read(ctx, id)
 	}
-	body := clean(text)
-	if openErr != nil {
-		body = fmt.Sprintf("[cannot decrypt: %v; not acknowledged]", openErr)
+	return dev.Ack(ctx, id)
+}
+
+// printMessage prints one verified message and its text.
+func (c *cli) printMessage(m *client.Message) error {
+	category, kind := heraldv1.Category(m.Category).String(), heraldv1.Kind(m.Kind).String()
+	if c.cfg.JSON {
+		return jsonLine(c.stdout, delivered{
+			MessageID:           m.ID,
+			ClientMessageID:     m.ClientMessageID,
+			BusinessID:          m.BusinessID,
+			BusinessDisplayName: m.BusinessName,
+			Category:            category,
+			Kind:                kind,
+			SentTime:            m.SentTime,
+			AdmitTime:           m.AdmitTime,
+			ExpireTime:          m.ExpireTime,
+			Text:                string(m.Body),
+		})
 	}
 	_, err := fmt.Fprintf(c.stdout, "%s  %s (%s)  %s/%s  %s\n    %s\n",
-		timeText(d.GetSentTime()),
-		clean(d.GetBusinessDisplayName()), d.GetBusinessId(),
-		flagWord(d.GetCategory().String(), "CATEGORY_"), flagWord(d.GetKind().String(), "KIND_"),
-		d.GetMessageId(),
-		strings.ReplaceAll(body, "\n", "\n    "))
+		m.SentTime.Local().Format(time.RFC3339),
+		clean(m.BusinessName), m.BusinessID,
+		flagWord(category, "CATEGORY_"), flagWord(kind, "KIND_"),
+		m.ID,
+		strings.ReplaceAll(clean(string(m.Body)), "\n", "\n    "))
 	return err
 }
 
-// delivered is one line of device receive --json: the Delivery without its
-// ciphertext, plus the text it decrypts to.
+// printRejected prints a delivery the device refused, and why.
+func (c *cli) printRejected(id, business string, why error) error {
+	if c.cfg.JSON {
+		return jsonLine(c.stdout, delivered{MessageID: id, BusinessID: business, Error: why.Error()})
+	}
+	_, err := fmt.Fprintf(c.stdout, "-  %s  %s\n    [not shown: %s]\n", clean(business), id, clean(why.Error()))
+	return err
+}
+
+// delivered is one line of device receive --json: a verified message and its text,
+// or, with error set, a delivery that was refused.
 type delivered struct {
-	MessageID           string    `json:"message_id"`
-	ClientMessageID     string    `json:"client_message_id"`
-	BusinessID          string    `json:"business_id"`
-	BusinessDisplayName string    `json:"business_display_name"`
-	Category            string    `json:"category"`
-	Kind                string    `json:"kind"`
-	SentTime            time.Time `json:"sent_time"`
-	ExpireTime          time.Time `json:"expire_time"`
-	Text                string    `json:"text"`
-	Error               string    `json:"error,omitempty"`
+	MessageID           string `json:"message_id"`
+	ClientMessageID     string `json:"client_message_id,omitempty"`
+	BusinessID          string `json:"business_id"`
+	BusinessDisplayName string `json:"business_display_name,omitempty"`
+	Category            string `json:"category,omitempty"`
+	Kind                string `json:"kind,omitempty"`
+	// SentTime is when the business sealed the message; AdmitTime when the gateway
+	// admitted it.
+	SentTime   time.Time `json:"sent_time,omitzero"`
+	AdmitTime  time.Time `json:"admit_time,omitzero"`
+	ExpireTime time.Time `json:"expire_time,omitzero"`
+	Text       string    `json:"text"`
+	Error      string    `json:"error,omitempty"`
 }
 
 func (c *cli) deviceBlock(ctx context.Context, fs *flag.FlagSet, args []string) error {
@@ -197,19 +242,16 @@ func (c *cli) deviceBlock(ctx context.Context, fs *flag.FlagSet, args []string) 
 	if err != nil {
 		return err
 	}
-	_, client, done, err := c.device(*name, false)
+	d, err := c.device(*name, false)
 	if err != nil {
 		return err
 	}
-	defer done()
-	resp, err := client.Block(ctx, &heraldv1.BlockRequest{BusinessId: id})
-	if err != nil {
+	defer d.close()
+	if err := d.dev.Block(ctx, id); err != nil {
 		return err
 	}
-	return c.result(resp, func(w io.Writer) {
-		// Once Block returns, no later message from the business is admitted.
-		fmt.Fprintf(w, "blocked %s\n", id)
-	})
+	// Once Block returns, no later message from the business is admitted.
+	return c.done(&heraldv1.BlockResponse{}, "blocked %s", id)
 }
 
 func (c *cli) deviceUnblock(ctx context.Context, fs *flag.FlagSet, args []string) error {
@@ -218,18 +260,15 @@ func (c *cli) deviceUnblock(ctx context.Context, fs *flag.FlagSet, args []string
 	if err != nil {
 		return err
 	}
-	_, client, done, err := c.device(*name, false)
+	d, err := c.device(*name, false)
 	if err != nil {
 		return err
 	}
-	defer done()
-	resp, err := client.Unblock(ctx, &heraldv1.UnblockRequest{BusinessId: id})
-	if err != nil {
+	defer d.close()
+	if err := d.dev.Unblock(ctx, id); err != nil {
 		return err
 	}
-	return c.result(resp, func(w io.Writer) {
-		fmt.Fprintf(w, "unblocked %s\n", id)
-	})
+	return c.done(&heraldv1.UnblockResponse{}, "unblocked %s", id)
 }
 
 func (c *cli) deviceConsent(ctx context.Context, fs *flag.FlagSet, args []string) error {
@@ -248,17 +287,108 @@ func (c *cli) deviceConsent(ctx context.Context, fs *flag.FlagSet, args []string
 	if err != nil {
 		return err
 	}
-	_, client, done, err := c.device(*name, false)
+	d, err := c.device(*name, false)
 	if err != nil {
 		return err
 	}
-	defer done()
-	resp, err := client.SetConsent(ctx, &heraldv1.SetConsentRequest{BusinessId: id, Category: cat, Consent: consent})
+	defer d.close()
+	if err := d.dev.SetConsent(ctx, id, e2e.Category(cat), consent); err != nil {
+		return err
+	}
+	return c.done(&heraldv1.SetConsentResponse{}, "%s of %s from %s", consentText(consent), flagWord(cat.String(), "CATEGORY_"), id)
+}
+
+func (c *cli) deviceReport(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	name := deviceFlag(fs)
+	reason := fs.String("reason", "", "what is wrong with it, `REASON` = spam|mislabeled: unwanted, or marketing sent as another category (required)")
+	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
 	}
+	if err := wantArgs(fs, pos, "MESSAGE_ID"); err != nil {
+		return err
+	}
+	var r client.ReportReason
+	switch *reason {
+	case "spam":
+		r = client.ReasonSpam
+	case "mislabeled", "mislabelled", "mislabeled-category":
+		r = client.ReasonMislabeledCategory
+	default:
+		return usageErr(fs, "--reason %q: want spam or mislabeled", *reason)
+	}
+	d, err := c.device(*name, false)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if err := d.dev.ReportSpam(ctx, pos[0], r); err != nil {
+		return err
+	}
+	return c.done(&heraldv1.ReportSpamResponse{}, "reported %s as %s", pos[0], *reason)
+}
+
+func (c *cli) deviceRotateKey(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	name := deviceFlag(fs)
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(fs, pos); err != nil {
+		return err
+	}
+	d, err := c.device(*name, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	old := d.dev.KeyID()
+	if err := d.dev.RotateKey(ctx); err != nil {
+		return err
+	}
+	if err := d.save(); err != nil {
+		// The gateway has the new public key, and this process the only copy of its
+		// private half.
+		return fmt.Errorf("rotated the key but could not save it, so new messages cannot be read; rotate again: %w", err)
+	}
+	return c.done(&heraldv1.RotateKeyResponse{KeyId: d.dev.KeyID()}, "key %s replaces %s (kept %d days for messages sealed to it)",
+		d.dev.KeyID(), old, int(client.RetiredKeyRetention.Hours()/24))
+}
+
+func (c *cli) deviceTrust(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	name := deviceFlag(fs)
+	key := fs.String("key", "", "the business's new Ed25519 public `KEY`, in hex, as device receive printed it (required)")
+	id, err := c.parseBusinessArg(fs, args)
+	if err != nil {
+		return err
+	}
+	pub, err := hex.DecodeString(*key)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return usageErr(fs, "--key: want the 64 hex digits of an Ed25519 public key")
+	}
+	d, err := c.device(*name, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if err := d.dev.TrustKey(id, pub); err != nil {
+		return err
+	}
+	if err := d.save(); err != nil {
+		return err
+	}
+	if c.cfg.JSON {
+		return jsonLine(c.stdout, map[string]string{"business_id": id, "key": *key})
+	}
+	_, err = fmt.Fprintf(c.stdout, "trusting key %s for %s\n", *key, id)
+	return err
+}
+
+// done prints the result of a command that returns nothing but success: the empty
+// response for --json, a line for a human.
+func (c *cli) done(resp proto.Message, format string, args ...any) error {
 	return c.result(resp, func(w io.Writer) {
-		fmt.Fprintf(w, "%s of %s from %s\n", consentText(consent), flagWord(cat.String(), "CATEGORY_"), id)
+		fmt.Fprintf(w, format+"\n", args...)
 	})
 }
 
@@ -283,53 +413,73 @@ func (c *cli) devicePrefs(ctx context.Context, fs *flag.FlagSet, args []string) 
 	if err := wantArgs(fs, pos); err != nil {
 		return err
 	}
-	_, client, done, err := c.device(*name, false)
+	d, err := c.device(*name, false)
 	if err != nil {
 		return err
 	}
-	defer done()
-	resp, err := client.ListPreferences(ctx, &heraldv1.ListPreferencesRequest{})
+	defer d.close()
+	prefs, err := d.dev.Preferences(ctx)
 	if err != nil {
 		return err
 	}
-	return c.result(resp, func(w io.Writer) {
+	return c.result(preferencesProto(prefs), func(w io.Writer) {
 		fmt.Fprintln(w, "BUSINESS\tID\tBLOCKED\tTRANSACTIONAL\tMARKETING\tLAST MESSAGE")
-		for _, b := range resp.GetBusinesses() {
+		for _, p := range prefs {
 			blocked := "no"
-			if b.GetBlocked() {
+			if p.Blocked {
 				blocked = "yes"
 			}
-			consents := map[heraldv1.Category]string{}
-			for _, cc := range b.GetConsents() {
-				consents[cc.GetCategory()] = categoryConsentText(cc)
+			consents := map[e2e.Category]string{}
+			for _, cc := range p.Consents {
+				consents[cc.Category] = categoryConsentText(cc)
 			}
 			last := "never"
-			if b.GetLastMessageTime() != nil {
-				last = timeText(b.GetLastMessageTime())
+			if !p.LastMessageTime.IsZero() {
+				last = p.LastMessageTime.Local().Format(time.RFC3339)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", clean(b.GetDisplayName()), b.GetBusinessId(), blocked,
-				orDefault(consents[heraldv1.Category_CATEGORY_TRANSACTIONAL]),
-				orDefault(consents[heraldv1.Category_CATEGORY_MARKETING]), last)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", clean(p.DisplayName), p.BusinessID, blocked,
+				orDefault(consents[e2e.Transactional]), orDefault(consents[e2e.Marketing]), last)
 		}
 	})
 }
 
+// preferencesProto is what --json prints for prefs: the gateway's own response.
+func preferencesProto(prefs []client.Preference) *heraldv1.ListPreferencesResponse {
+	resp := &heraldv1.ListPreferencesResponse{}
+	for _, p := range prefs {
+		bp := &heraldv1.BusinessPreference{BusinessId: p.BusinessID, DisplayName: p.DisplayName, Blocked: p.Blocked}
+		if !p.LastMessageTime.IsZero() {
+			bp.LastMessageTime = timestamppb.New(p.LastMessageTime)
+		}
+		for _, cc := range p.Consents {
+			pc := &heraldv1.CategoryConsent{Category: heraldv1.Category(cc.Category), Consent: cc.Consent, SetBy: cc.SetBy,
+				Source: cc.Source, Reference: cc.Reference}
+			if !cc.UpdateTime.IsZero() {
+				pc.UpdateTime = timestamppb.New(cc.UpdateTime)
+			}
+			bp.Consents = append(bp.Consents, pc)
+		}
+		resp.Businesses = append(resp.Businesses, bp)
+	}
+	return resp
+}
+
 // categoryConsentText is one cell of the prefs table: the consent and who set it.
-func categoryConsentText(cc *heraldv1.CategoryConsent) string {
-	if cc.GetConsent() == heraldv1.Consent_CONSENT_UNSPECIFIED {
+func categoryConsentText(cc client.CategoryConsent) string {
+	if cc.Consent == heraldv1.Consent_CONSENT_UNSPECIFIED {
 		return ""
 	}
 	by := "?"
-	switch cc.GetSetBy() {
+	switch cc.SetBy {
 	case heraldv1.Setter_SETTER_RECIPIENT:
 		by = "you"
 	case heraldv1.Setter_SETTER_BUSINESS:
-		by = "business: " + clean(cc.GetSource())
-		if cc.GetReference() != "" {
-			by += " " + clean(cc.GetReference())
+		by = "business: " + clean(cc.Source)
+		if cc.Reference != "" {
+			by += " " + clean(cc.Reference)
 		}
 	}
-	return fmt.Sprintf("%s (%s)", consentText(cc.GetConsent()), by)
+	return fmt.Sprintf("%s (%s)", consentText(cc.Consent), by)
 }
 
 // orDefault names an unset consent by what it means: the category's default policy.
@@ -345,36 +495,61 @@ func deviceFlag(fs *flag.FlagSet) *string {
 	return fs.String("name", defaultDevice, "the device to act as, by the `NAME` it was registered with")
 }
 
-// device connects as the device called name. Its token is, in order: --token,
-// HERALD_DEVICE_TOKEN, the saved state, HERALD_TOKEN; the saved state comes before
-// HERALD_TOKEN because it names this very device, while HERALD_TOKEN may hold another
-// kind of token. Without needState a command can run with a token alone; the state
-// is then nil.
-func (c *cli) device(name string, needState bool) (*deviceState, heraldv1.RecipientServiceClient, func(), error) {
-	dev, err := loadDevice(c.cfg.StateDir, name)
-	token := c.cfg.specificToken(deviceToken)
-	switch {
-	case err == nil:
-		if token == "" {
-			token = dev.DeviceToken
+// openDevice is a device loaded from the state directory, connected to its gateway.
+type openDevice struct {
+	dev   *client.Device
+	conn  *grpc.ClientConn
+	state *deviceState
+	save  func() error
+	close func()
+}
+
+// device loads the device called name and connects to the gateway it registered with
+// (unless --addr or HERALD_ADDR says otherwise). With changes, the command may change
+// the device's state: it holds the device's lock until close, and save writes the
+// state back.
+func (c *cli) device(name string, changes bool) (*openDevice, error) {
+	st, err := loadDevice(c.cfg.StateDir, name)
+	if err != nil {
+		return nil, err
+	}
+	unlock := func() {}
+	if changes {
+		if unlock, err = lockDevice(c.cfg.StateDir, name); err != nil {
+			return nil, err
 		}
-	case needState:
-		return nil, nil, nil, err
-	case c.cfg.token(deviceToken) != "":
-		// No usable state, but a token was given: act with the token alone.
-		token = c.cfg.token(deviceToken)
-	case errors.Is(err, errNoDevice):
-		return nil, nil, nil, fmt.Errorf("%w, or set --token, HERALD_DEVICE_TOKEN or HERALD_TOKEN", err)
-	default:
-		return nil, nil, nil, err
+		// Read again under the lock: another command may have changed it meanwhile.
+		if st, err = loadDevice(c.cfg.StateDir, name); err != nil {
+			unlock()
+			return nil, err
+		}
 	}
 	addr := c.cfg.Addr
-	if dev != nil && dev.Addr != "" && !c.cfg.addrExplicit {
-		addr = dev.Addr
+	if st.Addr != "" && !c.cfg.addrExplicit {
+		addr = st.Addr
 	}
-	conn, err := c.cfg.dial(addr, token)
+	conn, err := c.cfg.dial(addr, "")
 	if err != nil {
-		return nil, nil, nil, err
+		unlock()
+		return nil, err
 	}
-	return dev, heraldv1.NewRecipientServiceClient(conn), func() { conn.Close() }, nil
+	dev, err := client.LoadDevice(conn, st.Device)
+	if err != nil {
+		conn.Close()
+		unlock()
+		return nil, fmt.Errorf("device %q: %w", name, err)
+	}
+	d := &openDevice{dev: dev, conn: conn, state: st, close: func() { conn.Close(); unlock() }}
+	d.save = func() error {
+		if !changes {
+			return errors.New("internal error: saving a device opened read-only")
+		}
+		blob, err := dev.MarshalState()
+		if err != nil {
+			return err
+		}
+		st.Device = blob
+		return updateDevice(c.cfg.StateDir, name, st)
+	}
+	return d, nil
 }

@@ -1,6 +1,8 @@
 // Command herald is the operator and device CLI of Herald: it creates businesses and
 // keys, registers a device and reads its messages, and sends messages as a business,
-// so that the whole path can be tried by hand against a gateway.
+// so that the whole path can be tried by hand against a gateway. Its business and
+// device commands use the public SDK (package client), so every message it sends or
+// reads is end-to-end encrypted and verified as any app's would be.
 //
 // Run `herald -h` for the commands.
 package main
@@ -113,8 +115,11 @@ var commands = []*command{
 	{"device unblock", "[--name NAME] BUSINESS_ID", "lift a block", (*cli).deviceUnblock},
 	{"device consent", "[--name NAME] BUSINESS_ID --category CATEGORY (--in | --out)", "opt in or out of a business's messages of one category", (*cli).deviceConsent},
 	{"device prefs", "[--name NAME]", "list the businesses this person has preferences for", (*cli).devicePrefs},
+	{"device report", "[--name NAME] MESSAGE_ID --reason spam|mislabeled", "report a message as spam, or as marketing sent under another category", (*cli).deviceReport},
+	{"device rotate-key", "[--name NAME]", "replace this device's key pair; messages sealed to the old key still open", (*cli).deviceRotateKey},
+	{"device trust", "[--name NAME] BUSINESS_ID --key KEY", "trust a business's new signing key, after device receive reported it changed", (*cli).deviceTrust},
 
-	{"send", "--to PHONE --category CATEGORY --kind KIND --text TEXT [--id ID] [--ttl DURATION]", "encrypt a message to each of the recipient's devices and send it", (*cli).send},
+	{"send", "--business ID --to PHONE --category CATEGORY --kind KIND --text TEXT [--id ID] [--ttl DURATION]", "encrypt a message end to end for each of the recipient's devices and send it", (*cli).send},
 	{"lookup", "--to PHONE --category CATEGORY", "show whether a message would be admitted, and the recipient's devices", (*cli).lookup},
 	{"consent record", "--to PHONE --category CATEGORY (--in | --out) --source SOURCE [--reference REF]", "record a consent the business collected", (*cli).consentRecord},
 	{"statuses", "[--cursor CURSOR] [--follow]", "print the business's delivery status events", (*cli).statuses},
@@ -286,13 +291,17 @@ global flags (also accepted after the command):
                      for loopback addresses (localhost, 127.0.0.0/8, ::1, unix:), TLS
                      for any other; --tls=false forces plaintext.
   --token TOKEN      the credential the command needs (HERALD_TOKEN): an admin token
-                     for admin, an API key for send, lookup, consent record, statuses,
-                     a device token for device. HERALD_ADMIN_TOKEN, HERALD_API_KEY and
-                     HERALD_DEVICE_TOKEN beat HERALD_TOKEN for their commands, so one
-                     shell can hold all three; device commands use the saved token
-                     before HERALD_TOKEN. --token beats them all.
-  --state DIR        device state directory, one 0600 file per device name
-                     (HERALD_STATE; default $XDG_CONFIG_HOME/herald or ~/.config/herald)
+                     for admin, an API key for send, lookup, consent record, statuses.
+                     HERALD_ADMIN_TOKEN and HERALD_API_KEY beat HERALD_TOKEN for their
+                     commands, so one shell can hold both; --token beats them all.
+                     Device commands use the token saved at registration.
+  --state DIR        state directory (HERALD_STATE; default $XDG_CONFIG_HOME/herald or
+                     ~/.config/herald), each file 0600: one per device name, holding
+                     its token, private keys and the business keys it trusts; and
+                     business-ID.key, the signing key send makes for a business the
+                     first time and registers with the gateway
+
+send needs the business's id as well as its API key: --business or HERALD_BUSINESS_ID.
   --json             machine-readable output: each response as one line of JSON; an
                      error as {"error": {...}} on stderr
 

@@ -1,25 +1,30 @@
 package main
 
-// send.go holds a business's commands (MessagingService, with the API key): sending
-// an encrypted message, looking a recipient up, recording consent and following
-// delivery statuses.
+// send.go holds a business's commands, on the SDK's client.Business (with the API
+// key): sending an end-to-end encrypted message, looking a recipient up, recording
+// consent and following delivery statuses.
 
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
+	"time"
 
+	"github.com/heraldhq/herald/client"
+	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func (c *cli) send(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	business := fs.String("business", c.cfg.getenv("HERALD_BUSINESS_ID"), "the sending business's `ID`, as admin create-business printed it (HERALD_BUSINESS_ID; required): sealed into the message, where devices check it")
 	to := recipientFlag(fs)
 	category := categoryFlag(fs)
 	kindName := fs.String("kind", "", "message kind, `KIND` = "+enumChoices(heraldv1.Kind_value, "KIND_")+"; offer is the only marketing kind and its default")
@@ -36,6 +41,9 @@ func (c *cli) send(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if *to == "" || *text == "" {
 		return usageErr(fs, "--to and --text are required")
 	}
+	if *business == "" {
+		return usageErr(fs, "--business (or HERALD_BUSINESS_ID) is required: the id of the business the API key belongs to")
+	}
 	cat, err := parseCategory(fs, *category)
 	if err != nil {
 		return err
@@ -51,52 +59,88 @@ func (c *cli) send(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		*id = randomMessageID()
 	}
 
-	conn, err := c.connect(fs, apiKey)
+	conn, key, err := c.businessConn(fs)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	client := heraldv1.NewMessagingServiceClient(conn)
-
-	// The keys to encrypt to come from Herald, which also says up front whether the
-	// message would be rejected, so nothing is encrypted for nothing.
-	look, err := client.LookupRecipient(ctx, &heraldv1.LookupRecipientRequest{Recipient: *to, Category: cat})
+	b, err := c.signingBusiness(ctx, conn, *business, key)
 	if err != nil {
 		return err
 	}
-	if look.GetOutcome() != heraldv1.Outcome_OUTCOME_ACCEPTED {
-		// Shown as a Send result, so that scripts read one shape either way.
-		return c.sendResult(&heraldv1.SendResponse{Result: &heraldv1.Result{Outcome: look.GetOutcome()}}, *id, nil)
-	}
-	msg := &heraldv1.Message{
-		Recipient:       *to,
-		Category:        cat,
-		Kind:            kind,
-		ClientMessageId: *id,
-	}
+	opts := []client.SendOption{client.WithClientMessageID(*id)}
 	if *ttl > 0 {
-		msg.Ttl = durationpb.New(*ttl)
+		opts = append(opts, client.WithTTL(*ttl))
 	}
-	var devices []string
-	for _, d := range look.GetDevices() {
-		ct, err := seal(d.GetKeyAlgorithm(), d.GetPublicKey(), []byte(*text))
-		if err != nil {
-			return fmt.Errorf("device %s: %w", d.GetDeviceId(), err)
-		}
-		msg.Envelopes = append(msg.Envelopes, &heraldv1.Envelope{DeviceId: d.GetDeviceId(), Ciphertext: ct})
-		devices = append(devices, d.GetDeviceId())
-	}
-	resp, err := client.Send(ctx, &heraldv1.SendRequest{Message: msg})
-	if err != nil {
+	sent, err := b.Send(ctx, *to, e2e.Category(cat), e2e.Kind(kind), []byte(*text), opts...)
+	var rejected *client.RejectedError
+	switch {
+	case errors.As(err, &rejected):
+		return c.sendResult(rejectedResult(rejected), *id, nil)
+	case err != nil:
 		return err
 	}
-	return c.sendResult(resp, *id, devices)
+	return c.sendResult(&heraldv1.Result{Outcome: heraldv1.Outcome_OUTCOME_ACCEPTED, MessageId: sent.MessageID, Duplicate: sent.Duplicate},
+		*id, sent.DeviceIDs)
+}
+
+// signingBusiness is the business id with its signing key from the state directory.
+// The first time, it generates the key, registers it with the gateway and saves it.
+func (c *cli) signingBusiness(ctx context.Context, conn grpc.ClientConnInterface, id, key string) (*client.Business, error) {
+	signer, saved, err := loadSigningKey(c.cfg.StateDir, id)
+	if err != nil {
+		return nil, err
+	}
+	b := client.NewBusiness(conn, id, key, signer)
+	if saved {
+		return b, nil
+	}
+	if err := b.RegisterSigningKey(ctx); err != nil {
+		return nil, err
+	}
+	path, err := saveSigningKey(c.cfg.StateDir, id, signer)
+	if errors.Is(err, fs.ErrExist) {
+		// Another herald made one meanwhile: use that, and make sure it is the one
+		// registered, whichever registration came last.
+		if signer, _, err = loadSigningKey(c.cfg.StateDir, id); err != nil {
+			return nil, err
+		}
+		b = client.NewBusiness(conn, id, key, signer)
+		return b, b.RegisterSigningKey(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registered a new signing key for %s but could not save it (send again to make another): %w", id, err)
+	}
+	if !c.cfg.JSON {
+		fmt.Fprintf(c.stderr, "herald: new signing key for %s registered and saved in %s; devices trust it from now on\n", id, path)
+	}
+	return b, nil
+}
+
+// rejectedResult is a rejection as the Result the gateway gave.
+func rejectedResult(e *client.RejectedError) *heraldv1.Result {
+	r := &heraldv1.Result{Outcome: e.Outcome, MissingDeviceIds: e.MissingDeviceIDs, UnknownDeviceIds: e.UnknownDeviceIDs,
+		RetiredKeyDeviceIds: e.RetiredKeyDeviceIDs}
+	if e.RetryAfter > 0 {
+		r.RetryAfter = durationpb.New(e.RetryAfter)
+	}
+	return r
+}
+
+// businessConn dials the gateway for a business command and returns the API key,
+// which the SDK sends with each call.
+func (c *cli) businessConn(fs *flag.FlagSet) (*grpc.ClientConn, string, error) {
+	key := c.cfg.token(apiKey)
+	if key == "" {
+		return nil, "", usageErr(fs, "no %s: set --token, %s or HERALD_TOKEN", apiKey.what, apiKey.env)
+	}
+	conn, err := c.cfg.dial(c.cfg.Addr, "")
+	return conn, key, err
 }
 
 // sendResult prints the result of send, and makes a rejection exit with status 3.
-func (c *cli) sendResult(resp *heraldv1.SendResponse, clientID string, devices []string) error {
-	r := resp.GetResult()
-	err := c.result(resp, func(w io.Writer) {
+func (c *cli) sendResult(r *heraldv1.Result, clientID string, devices []string) error {
+	err := c.result(&heraldv1.SendResponse{Result: r}, func(w io.Writer) {
 		fmt.Fprintf(w, "outcome\t%s\n", enumWord(r.GetOutcome().String(), "OUTCOME_"))
 		if r.GetMessageId() != "" {
 			fmt.Fprintf(w, "message id\t%s\n", r.GetMessageId())
@@ -113,6 +157,9 @@ func (c *cli) sendResult(resp *heraldv1.SendResponse, clientID string, devices [
 		}
 		if ids := r.GetUnknownDeviceIds(); len(ids) > 0 {
 			fmt.Fprintf(w, "unknown devices\t%s\n", strings.Join(ids, ", "))
+		}
+		if ids := r.GetRetiredKeyDeviceIds(); len(ids) > 0 {
+			fmt.Fprintf(w, "rotated-key devices\t%s\n", strings.Join(ids, ", "))
 		}
 		if r.GetRetryAfter() != nil {
 			fmt.Fprintf(w, "retry after\t%s\n", r.GetRetryAfter().AsDuration())
@@ -170,26 +217,33 @@ func (c *cli) lookup(ctx context.Context, fs *flag.FlagSet, args []string) error
 	if err != nil {
 		return err
 	}
-	conn, err := c.connect(fs, apiKey)
+	conn, key, err := c.businessConn(fs)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	resp, err := heraldv1.NewMessagingServiceClient(conn).LookupRecipient(ctx, &heraldv1.LookupRecipientRequest{Recipient: *to, Category: cat})
-	if err != nil {
+	devices, err := client.NewBusiness(conn, "", key, nil).Lookup(ctx, *to, e2e.Category(cat))
+	var rejected *client.RejectedError
+	resp := &heraldv1.LookupRecipientResponse{Outcome: heraldv1.Outcome_OUTCOME_ACCEPTED}
+	switch {
+	case errors.As(err, &rejected):
+		resp.Outcome = rejected.Outcome
+	case err != nil:
 		return err
+	}
+	for _, d := range devices {
+		resp.Devices = append(resp.Devices, &heraldv1.Device{DeviceId: d.DeviceID, PublicKey: d.PublicKey,
+			KeyAlgorithm: heraldv1.KeyAlgorithm(d.Algorithm), KeyId: e2e.KeyID(d.PublicKey)})
 	}
 	err = c.result(resp, func(w io.Writer) {
 		fmt.Fprintf(w, "outcome\t%s\n", enumWord(resp.GetOutcome().String(), "OUTCOME_"))
 		if len(resp.GetDevices()) == 0 {
 			return
 		}
-		fmt.Fprintln(w, "\nDEVICE\tALGORITHM\tPUBLIC KEY")
+		fmt.Fprintln(w, "\nDEVICE\tALGORITHM\tKEY ID\tPUBLIC KEY")
 		for _, d := range resp.GetDevices() {
-			sum := sha256.Sum256(d.GetPublicKey())
-			fmt.Fprintf(w, "%s\t%s\t%d bytes, sha256 %s…\n", d.GetDeviceId(),
-				enumWord(d.GetKeyAlgorithm().String(), "KEY_ALGORITHM_"),
-				len(d.GetPublicKey()), hex.EncodeToString(sum[:8]))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d bytes\n", d.GetDeviceId(),
+				enumWord(d.GetKeyAlgorithm().String(), "KEY_ALGORITHM_"), d.GetKeyId(), len(d.GetPublicKey()))
 		}
 	})
 	if err != nil {
@@ -225,25 +279,18 @@ func (c *cli) consentRecord(ctx context.Context, fs *flag.FlagSet, args []string
 	if err != nil {
 		return err
 	}
-	conn, err := c.connect(fs, apiKey)
+	conn, key, err := c.businessConn(fs)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	resp, err := heraldv1.NewMessagingServiceClient(conn).RecordConsent(ctx, &heraldv1.RecordConsentRequest{
-		Recipient: *to,
-		Category:  cat,
-		Consent:   consent,
-		Evidence: &heraldv1.ConsentEvidence{
-			Source: *source,
-			// The person gave it just now, as far as this command knows.
-			CollectedTime: timestamppb.Now(),
-			Reference:     *reference,
-		},
-	})
+	// The person gave it just now, as far as this command knows.
+	r, err := client.NewBusiness(conn, "", key, nil).RecordConsent(ctx, *to, e2e.Category(cat), consent,
+		client.Evidence{Source: *source, CollectedTime: time.Now(), Reference: *reference})
 	if err != nil {
 		return err
 	}
+	resp := &heraldv1.RecordConsentResponse{EffectiveConsent: r.Effective, OverriddenByRecipient: r.OverriddenByRecipient}
 	return c.result(resp, func(w io.Writer) {
 		fmt.Fprintf(w, "effective\t%s\n", consentText(resp.GetEffectiveConsent()))
 		if resp.GetOverriddenByRecipient() {
@@ -262,34 +309,48 @@ func (c *cli) statuses(ctx context.Context, fs *flag.FlagSet, args []string) err
 	if err := wantArgs(fs, pos); err != nil {
 		return err
 	}
-	conn, err := c.connect(fs, apiKey)
+	conn, key, err := c.businessConn(fs)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	stream, err := heraldv1.NewMessagingServiceClient(conn).StreamStatus(ctx, &heraldv1.StreamStatusRequest{Cursor: *cursor})
-	if err != nil {
-		cancel()
-		return err
+	if !*forever {
+		if err := checkServing(ctx, conn); err != nil {
+			return err
+		}
 	}
+	b := client.NewBusiness(conn, "", key, nil, client.WithCursor(*cursor))
+	ctx, idle := idleContext(ctx, *forever)
+	defer idle.stop()
 	events := 0
-	err = follow(ctx, stream, cancel, *forever, func(e *heraldv1.StatusEvent) error {
+	for e, err := range b.Statuses(ctx) {
+		if ctx.Err() != nil {
+			break // interrupted, or caught up
+		}
+		if err != nil {
+			return err
+		}
+		idle.pause()
 		events++
 		if c.cfg.JSON {
-			return jsonLine(c.stdout, e)
+			err = jsonLine(c.stdout, &heraldv1.StatusEvent{Cursor: e.Cursor, MessageId: e.MessageID, ClientMessageId: e.ClientMessageID,
+				Status: e.Status, DeviceId: e.DeviceID, Time: timestamppb.New(e.Time)})
+		} else {
+			device := e.DeviceID
+			if device == "" {
+				device = "all"
+			}
+			_, err = fmt.Fprintf(c.stdout, "%s  %-9s  %s  client=%s  device=%s  cursor=%s\n",
+				e.Time.Local().Format(time.RFC3339), enumWord(e.Status.String(), "STATUS_"),
+				e.MessageID, e.ClientMessageID, device, e.Cursor)
 		}
-		device := e.GetDeviceId()
-		if device == "" {
-			device = "all"
+		if err != nil {
+			return err
 		}
-		_, err := fmt.Fprintf(c.stdout, "%s  %-9s  %s  client=%s  device=%s  cursor=%s\n",
-			timeText(e.GetTime()), enumWord(e.GetStatus().String(), "STATUS_"),
-			e.GetMessageId(), e.GetClientMessageId(), device, e.GetCursor())
-		return err
-	})
-	if err == nil && events == 0 && !c.cfg.JSON {
+		idle.resume()
+	}
+	if events == 0 && !c.cfg.JSON {
 		fmt.Fprintln(c.stderr, "no events")
 	}
-	return err
+	return nil
 }

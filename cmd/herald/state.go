@@ -1,5 +1,10 @@
 package main
 
+// state.go is what the CLI keeps in the state directory: one file per registered
+// device (the SDK's device state, which holds its private keys and token) and one
+// signing key per business that sent from here. Every file is readable by its owner
+// alone, and appears whole or not at all.
+
 import (
 	"encoding/json"
 	"errors"
@@ -10,33 +15,22 @@ import (
 	"regexp"
 	"time"
 
-	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/e2e"
 )
 
 // defaultDevice is the device name used when --name is not given.
 const defaultDevice = "default"
 
-// deviceState is what a registered device keeps on disk: the only copy of its private
-// key and of its token, so the file is readable by its owner alone.
+// deviceState is a registered device's file.
 type deviceState struct {
-	// DeviceID is the id businesses address envelopes to.
-	DeviceID string `json:"device_id"`
-	// DeviceToken authorises every RecipientService call but RegisterDevice.
-	DeviceToken string `json:"device_token"`
-	// KeyAlgorithm is the scheme of PrivateKey, by its enum name.
-	KeyAlgorithm string `json:"key_algorithm"`
-	// PrivateKey is the KEM's serialised private key (base64 in the file).
-	PrivateKey []byte `json:"private_key"`
 	// Addr is the gateway the device registered with, used unless --addr or
 	// HERALD_ADDR says otherwise.
 	Addr string `json:"addr"`
 	// RegisterTime is when the device registered, for the user's benefit.
 	RegisterTime time.Time `json:"register_time"`
-}
-
-// algorithm is KeyAlgorithm as the enum.
-func (s *deviceState) algorithm() heraldv1.KeyAlgorithm {
-	return heraldv1.KeyAlgorithm(heraldv1.KeyAlgorithm_value[s.KeyAlgorithm])
+	// Device is the SDK's state of the device (client.Device.MarshalState): its id,
+	// token, private keys, pinned business keys and replay records.
+	Device json.RawMessage `json:"device"`
 }
 
 // deviceName keeps a device name a plain file name: no separators, no "..", no
@@ -74,6 +68,9 @@ func loadDevice(dir, name string) (*deviceState, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if len(s.Device) == 0 {
+		return nil, fmt.Errorf("%s: no device state in it (written by an older herald? register again)", path)
+	}
 	return &s, nil
 }
 
@@ -93,8 +90,7 @@ func checkDeviceFree(dir, name string) error {
 }
 
 // saveDevice writes a new device's state and returns its path. It never replaces an
-// existing file, which may hold the only key of another registered device; and the
-// file appears whole or not at all, since it is linked into place only once written.
+// existing file, which may hold the only key of another registered device.
 func saveDevice(dir, name string, s *deviceState) (string, error) {
 	path, err := statePath(dir, name)
 	if err != nil {
@@ -104,17 +100,42 @@ func saveDevice(dir, name string, s *deviceState) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
+	err = writePrivate(dir, path, append(b, '\n'), false)
+	if errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("device %q is already registered (%s)", name, path)
 	}
-	// CreateTemp creates the file with mode 0600, so the key is never readable by
-	// others, not even briefly.
-	tmp, err := os.CreateTemp(dir, "."+name+"-*.tmp")
+	return path, err
+}
+
+// updateDevice replaces a device's state with s, after the device changed it (a
+// message accepted, a key rotated or trusted). The caller holds the device's lock.
+func updateDevice(dir, name string, s *deviceState) error {
+	path, err := statePath(dir, name)
 	if err != nil {
-		return "", err
+		return err
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writePrivate(dir, path, append(b, '\n'), true)
+}
+
+// writePrivate writes b to path, mode 0600, in dir (created 0700 if need be). The
+// file appears whole or not at all: it is written aside, synced, then linked into
+// place (failing with fs.ErrExist if path exists) or, with replace, renamed over it.
+func writePrivate(dir, path string, b []byte, replace bool) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	// CreateTemp creates the file with mode 0600, so a key is never readable by
+	// others, not even briefly.
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*.tmp")
+	if err != nil {
+		return err
 	}
 	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(append(b, '\n'))
+	_, err = tmp.Write(b)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -122,14 +143,59 @@ func saveDevice(dir, name string, s *deviceState) (string, error) {
 		err = cerr
 	}
 	if err != nil {
-		return "", err
+		return err
+	}
+	if replace {
+		return os.Rename(tmp.Name(), path)
 	}
 	// Link, unlike Rename, fails when path exists.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return "", fmt.Errorf("device %q is already registered (%s)", name, path)
-		}
+	return os.Link(tmp.Name(), path)
+}
+
+// businessID keeps a business id usable in a file name; Herald issues ids of
+// lower-case letters, digits and '_'.
+var businessID = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
+
+// signingKeyPath is the file of the signing key of business id in dir.
+func signingKeyPath(dir, id string) (string, error) {
+	if dir == "" {
+		return "", errors.New("no state directory for the business's signing key: set --state or HERALD_STATE (HOME is not set)")
+	}
+	if !businessID.MatchString(id) {
+		return "", fmt.Errorf("business id %q: not an id Herald issued", id)
+	}
+	return filepath.Join(dir, "business-"+id+".key"), nil
+}
+
+// loadSigningKey returns the business's signing key from dir, or a new one when
+// there is none yet (saved false). The caller registers a new key with the gateway and
+// only then saves it (saveSigningKey), so that a key on disk is always one that was
+// registered: if the process dies in between, nothing was signed with the lost key.
+func loadSigningKey(dir, id string) (key *e2e.SigningKey, saved bool, err error) {
+	path, err := signingKeyPath(dir, id)
+	if err != nil {
+		return nil, false, err
+	}
+	seed, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key, err := e2e.GenerateSigningKey()
+		return key, false, err
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if key, err = e2e.ParseSigningKey(seed); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, true, nil
+}
+
+// saveSigningKey saves a new signing key. It fails with fs.ErrExist if another
+// herald saved one for the business meanwhile.
+func saveSigningKey(dir, id string, key *e2e.SigningKey) (string, error) {
+	path, err := signingKeyPath(dir, id)
+	if err != nil {
 		return "", err
 	}
-	return path, nil
+	return path, writePrivate(dir, path, key.MarshalPrivate(), false)
 }

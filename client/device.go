@@ -1,0 +1,322 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/e2e"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+// Device is a person's device: its id and token, its key pairs, the business keys it
+// pinned and the messages it has accepted. It receives, verifies and decrypts
+// messages, acknowledges them, and carries the person's choices (blocks, consents,
+// reports) to the gateway. It is safe for concurrent use.
+//
+// All of it is the device's own state: MarshalState writes it for the device to keep
+// in its private storage, and LoadDevice reads it back. It changes when the device
+// opens a message (a new pin, a message to remember), acknowledges, rotates its key or
+// trusts a key: save it after each.
+type Device struct {
+	settings
+	rpc heraldv1.RecipientServiceClient
+
+	mu    sync.Mutex
+	id    string
+	token string
+	// keys are the device's key pairs, the current one first, then the retired ones
+	// still kept for messages sealed to them before the rotation.
+	keys []deviceKey
+	// pins maps a business id to the signing key the device trusts for it.
+	pins map[string]ed25519.PublicKey
+	// accepted are messages opened and returned but not yet acknowledged, by message id.
+	accepted map[string]record
+	// acked are messages acknowledged, by message id and by business and client
+	// message id: a delivery matching either is a replay.
+	acked      map[string]record
+	ackedPairs map[pair]bool
+}
+
+type deviceKey struct {
+	key *e2e.DeviceKey
+	// retired is when the key was replaced; zero for the current key.
+	retired time.Time
+}
+
+// record is what the device remembers of an accepted message to refuse its replay.
+type record struct {
+	MessageID       string    `json:"message_id"`
+	BusinessID      string    `json:"business_id"`
+	ClientMessageID string    `json:"client_message_id"`
+	SentTime        time.Time `json:"sent_time"`
+}
+
+type pair struct{ business, clientMessageID string }
+
+func (r record) pair() pair { return pair{r.BusinessID, r.ClientMessageID} }
+
+// Retention of the device's memory. Messages live at most 30 days in a mailbox, so a
+// retired key is not needed, and a replay not possible, for longer than that (plus a
+// day for clocks that disagree).
+const (
+	// RetiredKeyRetention is how long a retired key is kept after RotateKey.
+	RetiredKeyRetention = 31 * 24 * time.Hour
+	// ReplayWindow is how long the device remembers an acknowledged message; one
+	// sealed longer ago than that is refused as a replay (ErrReplay), since the device
+	// could no longer tell.
+	ReplayWindow = 31 * 24 * time.Hour
+)
+
+func newDevice(conn grpc.ClientConnInterface, opts []DeviceOption) *Device {
+	d := &Device{settings: defaultSettings(), rpc: heraldv1.NewRecipientServiceClient(conn),
+		pins: map[string]ed25519.PublicKey{}, accepted: map[string]record{}, acked: map[string]record{}, ackedPairs: map[pair]bool{}}
+	for _, o := range opts {
+		o.applyDevice(d)
+	}
+	return d
+}
+
+// Register makes this a device of the person with the phone number (E.164), proved by
+// code, the one-time code the operator sent there: it generates a key pair of alg
+// (e2e.MLKEM768X25519 unless the device must stay small) and registers its public
+// half. The private key never leaves the returned Device but inside MarshalState;
+// save that before anything else, as it is the only copy.
+//
+// Register is not retried: a code is spent by the first call that reaches Redis.
+func Register(ctx context.Context, conn grpc.ClientConnInterface, phone, code string, alg e2e.Algorithm, opts ...DeviceOption) (*Device, error) {
+	key, err := e2e.GenerateDeviceKey(alg)
+	if err != nil {
+		return nil, err
+	}
+	d := newDevice(conn, opts)
+	resp, err := d.rpc.RegisterDevice(ctx, &heraldv1.RegisterDeviceRequest{PhoneNumber: phone, Code: code,
+		PublicKey: key.PublicKey(), KeyAlgorithm: heraldv1.KeyAlgorithm(alg)})
+	if err != nil {
+		return nil, callError(ctx, "register device", err)
+	}
+	if resp.GetKeyId() != "" && resp.GetKeyId() != key.KeyID() {
+		return nil, fmt.Errorf("client: register device: the gateway registered key %s, not this device's %s", resp.GetKeyId(), key.KeyID())
+	}
+	d.id, d.token = resp.GetDeviceId(), resp.GetDeviceToken()
+	d.keys = []deviceKey{{key: key}}
+	return d, nil
+}
+
+// ID is the device's id, which businesses address envelopes to.
+func (d *Device) ID() string { return d.id }
+
+// KeyID is the id of the device's current key (e2e.KeyID of its public key).
+func (d *Device) KeyID() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.keys[0].key.KeyID()
+}
+
+// authorized adds the device token to a call's metadata.
+func (d *Device) authorized(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+d.token)
+}
+
+// Ack acknowledges messages as delivered: the business sees STATUS_DELIVERED, the
+// gateway stops sending them, and the device refuses them from now on as replays.
+// Ids the gateway no longer holds (expired) are not an error.
+func (d *Device) Ack(ctx context.Context, ids ...string) error { return d.ack(ctx, ids, false) }
+
+// Read acknowledges messages as read (which implies delivered): the business sees
+// STATUS_READ.
+func (d *Device) Read(ctx context.Context, ids ...string) error { return d.ack(ctx, ids, true) }
+
+// maxAck is how many ids one Ack call takes.
+const maxAck = 1000
+
+func (d *Device) ack(ctx context.Context, ids []string, read bool) error {
+	for len(ids) > 0 {
+		n := min(len(ids), maxAck)
+		batch := ids[:n]
+		ids = ids[n:]
+		err := d.retry(ctx, "ack", func(ctx context.Context) error {
+			_, err := d.rpc.Ack(d.authorized(ctx), &heraldv1.AckRequest{MessageIds: batch, Read: read})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		d.mu.Lock()
+		for _, id := range batch {
+			if r, ok := d.accepted[id]; ok {
+				delete(d.accepted, id)
+				d.acked[id] = r
+				d.ackedPairs[r.pair()] = true
+			}
+		}
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+// Block stops every message from the business; once Block returns, no later message
+// from it is admitted.
+func (d *Device) Block(ctx context.Context, businessID string) error {
+	return d.retry(ctx, "block", func(ctx context.Context) error {
+		_, err := d.rpc.Block(d.authorized(ctx), &heraldv1.BlockRequest{BusinessId: businessID})
+		return err
+	})
+}
+
+// Unblock lifts a block.
+func (d *Device) Unblock(ctx context.Context, businessID string) error {
+	return d.retry(ctx, "unblock", func(ctx context.Context) error {
+		_, err := d.rpc.Unblock(d.authorized(ctx), &heraldv1.UnblockRequest{BusinessId: businessID})
+		return err
+	})
+}
+
+// SetConsent opts the person in (OptedIn) or out (OptedOut) of one category of
+// messages from one business. The person's choice beats anything the business
+// recorded.
+func (d *Device) SetConsent(ctx context.Context, businessID string, category e2e.Category, consent Consent) error {
+	return d.retry(ctx, "set consent", func(ctx context.Context) error {
+		_, err := d.rpc.SetConsent(d.authorized(ctx), &heraldv1.SetConsentRequest{BusinessId: businessID,
+			Category: heraldv1.Category(category), Consent: consent})
+		return err
+	})
+}
+
+// Preference is the person's relation to one business.
+type Preference struct {
+	BusinessID  string
+	DisplayName string
+	Blocked     bool
+	// Consents has one entry per category.
+	Consents []CategoryConsent
+	// LastMessageTime is when the business last had a message admitted for the
+	// person; zero if never.
+	LastMessageTime time.Time
+}
+
+// CategoryConsent is the consent for one category and where it came from.
+type CategoryConsent struct {
+	Category e2e.Category
+	// Consent governs now; CONSENT_UNSPECIFIED means the category's default
+	// (transactional allowed, marketing not).
+	Consent Consent
+	// SetBy says who set it: SETTER_RECIPIENT or SETTER_BUSINESS.
+	SetBy heraldv1.Setter
+	// UpdateTime is when it was set.
+	UpdateTime time.Time
+	// Source and Reference are the business's evidence, for SETTER_BUSINESS.
+	Source, Reference string
+}
+
+// Preferences lists every business that has messaged the person or that the person
+// set a preference for.
+func (d *Device) Preferences(ctx context.Context) ([]Preference, error) {
+	var resp *heraldv1.ListPreferencesResponse
+	err := d.retry(ctx, "list preferences", func(ctx context.Context) error {
+		var err error
+		resp, err = d.rpc.ListPreferences(d.authorized(ctx), &heraldv1.ListPreferencesRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var ps []Preference
+	for _, b := range resp.GetBusinesses() {
+		p := Preference{BusinessID: b.GetBusinessId(), DisplayName: b.GetDisplayName(), Blocked: b.GetBlocked()}
+		if b.GetLastMessageTime() != nil {
+			p.LastMessageTime = b.GetLastMessageTime().AsTime()
+		}
+		for _, c := range b.GetConsents() {
+			cc := CategoryConsent{Category: e2e.Category(c.GetCategory()), Consent: c.GetConsent(), SetBy: c.GetSetBy(),
+				Source: c.GetSource(), Reference: c.GetReference()}
+			if c.GetUpdateTime() != nil {
+				cc.UpdateTime = c.GetUpdateTime().AsTime()
+			}
+			p.Consents = append(p.Consents, cc)
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+// ReportReason says what is wrong with a message the person reports.
+type ReportReason = heraldv1.ReportReason
+
+// The reasons of ReportSpam.
+const (
+	// ReasonSpam is an unwanted message.
+	ReasonSpam = heraldv1.ReportReason_REPORT_REASON_SPAM
+	// ReasonMislabeledCategory is marketing sent as transactional, or any category or
+	// kind that does not fit the content.
+	ReasonMislabeledCategory = heraldv1.ReportReason_REPORT_REASON_MISLABELED_CATEGORY
+)
+
+// ReportSpam reports a message delivered to this device (by Message.ID). Reports
+// count against the sender's quality; past the operator's threshold its limits step
+// down. Reporting a message twice counts once. Reporting does not block the business:
+// call Block for that.
+func (d *Device) ReportSpam(ctx context.Context, messageID string, reason ReportReason) error {
+	return d.retry(ctx, "report spam", func(ctx context.Context) error {
+		_, err := d.rpc.ReportSpam(d.authorized(ctx), &heraldv1.ReportSpamRequest{MessageId: messageID, Reason: reason})
+		return err
+	})
+}
+
+// RotateKey replaces the device's key pair with a new one of the same algorithm and
+// registers it. Businesses that seal to the old key from now on get STALE_DEVICES and
+// look the device up again; messages already queued for the old key still open, as
+// the device keeps the old private key for RetiredKeyRetention. Save MarshalState
+// right after: it is the only copy of the new key.
+func (d *Device) RotateKey(ctx context.Context) error {
+	d.mu.Lock()
+	alg := d.keys[0].key.Algorithm()
+	d.mu.Unlock()
+	key, err := e2e.GenerateDeviceKey(alg)
+	if err != nil {
+		return err
+	}
+	var resp *heraldv1.RotateKeyResponse
+	err = d.retry(ctx, "rotate key", func(ctx context.Context) error {
+		var err error
+		resp, err = d.rpc.RotateKey(d.authorized(ctx), &heraldv1.RotateKeyRequest{PublicKey: key.PublicKey(), KeyAlgorithm: heraldv1.KeyAlgorithm(alg)})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if resp.GetKeyId() != "" && resp.GetKeyId() != key.KeyID() {
+		return fmt.Errorf("client: rotate key: the gateway registered key %s, not this device's %s", resp.GetKeyId(), key.KeyID())
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.keys[0].retired = d.now()
+	d.keys = append([]deviceKey{{key: key}}, d.keys...)
+	return nil
+}
+
+// TrustKey pins key as the signing key of the business, replacing the key pinned
+// before: after a *KeyChangedError, once the person has made sure the business
+// really changed its key. Messages signed by the previous key no longer open.
+func (d *Device) TrustKey(businessID string, key ed25519.PublicKey) error {
+	if len(key) != ed25519.PublicKeySize {
+		return errors.New("client: trust key: not an Ed25519 public key")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pins[businessID] = append(ed25519.PublicKey(nil), key...)
+	return nil
+}
+
+// PinnedKey is the signing key the device trusts for the business, or nil before the
+// device has accepted any message from it.
+func (d *Device) PinnedKey(businessID string) ed25519.PublicKey {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append(ed25519.PublicKey(nil), d.pins[businessID]...)
+}

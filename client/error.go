@@ -1,0 +1,249 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// RejectedError is a message the gateway refused by policy (or, for a lookup, would
+// refuse): the recipient blocked the business, opted out, is over a cap, has no
+// device, and so on. Nothing was delivered.
+type RejectedError struct {
+	// Recipient is the phone number as the caller gave it.
+	Recipient string
+	// Outcome says why: OUTCOME_BLOCKED, OUTCOME_NOT_OPTED_IN, OUTCOME_OPTED_OUT,
+	// OUTCOME_UNKNOWN_RECIPIENT, OUTCOME_STALE_DEVICES (still stale after Send's one
+	// refresh), OUTCOME_RECIPIENT_CAPPED or OUTCOME_NEW_RECIPIENT_LIMITED.
+	Outcome heraldv1.Outcome
+	// RetryAfter is, for OUTCOME_RECIPIENT_CAPPED and OUTCOME_NEW_RECIPIENT_LIMITED,
+	// the wait after which the same message can be admitted; 0 otherwise. The SDK does
+	// not wait for these itself: they can be hours, and are the caller's to schedule.
+	RetryAfter time.Duration
+	// MissingDeviceIDs, UnknownDeviceIDs and RetiredKeyDeviceIDs explain
+	// OUTCOME_STALE_DEVICES: devices of the recipient that had no envelope, envelopes
+	// for devices the recipient does not have, and devices whose key was rotated since
+	// the lookup.
+	MissingDeviceIDs    []string
+	UnknownDeviceIDs    []string
+	RetiredKeyDeviceIDs []string
+}
+
+func (e *RejectedError) Error() string {
+	s := fmt.Sprintf("herald: message to %s rejected: %s", e.Recipient, strings.TrimPrefix(e.Outcome.String(), "OUTCOME_"))
+	if e.RetryAfter > 0 {
+		s += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
+	}
+	return s
+}
+
+func rejected(recipient string, r *heraldv1.Result) *RejectedError {
+	return &RejectedError{Recipient: recipient, Outcome: r.GetOutcome(), RetryAfter: r.GetRetryAfter().AsDuration(),
+		MissingDeviceIDs: r.GetMissingDeviceIds(), UnknownDeviceIDs: r.GetUnknownDeviceIds(),
+		RetiredKeyDeviceIDs: r.GetRetiredKeyDeviceIds()}
+}
+
+// RateLimitedError is the business over its rate: RESOURCE_EXHAUSTED from a call, or
+// OUTCOME_RATE_LIMITED for a broadcast's recipient, still so after the retries that
+// WithRetry allows (or with a wait that would outlast the context's deadline).
+type RateLimitedError struct {
+	// Op names the call, e.g. "send".
+	Op string
+	// RetryAfter is the gateway's last word on when a retry can succeed.
+	RetryAfter time.Duration
+	// Err is the gRPC status error, or nil for a batch result.
+	Err error
+}
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("herald: %s: over the business's rate limit; retry after %s", e.Op, e.RetryAfter)
+}
+
+func (e *RateLimitedError) Unwrap() error { return e.Err }
+
+// Violation is one invalid field of a request.
+type Violation struct {
+	// Field is the path of the field, e.g. "message.recipient".
+	Field string
+	// Description says what is wrong with it.
+	Description string
+}
+
+// InvalidArgumentError is a request the gateway refused as invalid
+// (INVALID_ARGUMENT, or OUTCOME_INVALID for one entry of a batch). Retrying it
+// unchanged fails again.
+type InvalidArgumentError struct {
+	// Op names the call.
+	Op string
+	// Violations names each bad field.
+	Violations []Violation
+	// Err is the gRPC status error, or nil for a batch result.
+	Err error
+}
+
+func (e *InvalidArgumentError) Error() string {
+	if len(e.Violations) == 0 {
+		if e.Err != nil {
+			return fmt.Sprintf("herald: %s: invalid argument: %s", e.Op, status.Convert(e.Err).Message())
+		}
+		return fmt.Sprintf("herald: %s: invalid argument", e.Op)
+	}
+	parts := make([]string, len(e.Violations))
+	for i, v := range e.Violations {
+		parts[i] = v.Field + ": " + v.Description
+	}
+	return fmt.Sprintf("herald: %s: invalid %s", e.Op, strings.Join(parts, "; "))
+}
+
+func (e *InvalidArgumentError) Unwrap() error { return e.Err }
+
+// UnavailableError is the gateway (or its Redis) unreachable, still so after the
+// retries WithRetry allows. The gateway guarantees that nothing was done; the call can
+// be repeated later as it is.
+type UnavailableError struct {
+	// Op names the call.
+	Op string
+	// Err is the last gRPC status error.
+	Err error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("herald: %s: gateway unavailable, nothing was done: %s", e.Op, status.Convert(e.Err).Message())
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// StatusError is any other error status from the gateway: UNAUTHENTICATED (a bad or
+// revoked key), PERMISSION_DENIED, NOT_FOUND, FAILED_PRECONDITION, INTERNAL...
+type StatusError struct {
+	// Op names the call.
+	Op string
+	// Code is the gRPC status code.
+	Code codes.Code
+	// Reason is the google.rpc.ErrorInfo reason, when the gateway gave one, e.g.
+	// "BAD_VERIFICATION_CODE".
+	Reason string
+	// Err is the gRPC status error.
+	Err error
+}
+
+func (e *StatusError) Error() string {
+	s := fmt.Sprintf("herald: %s: %s: %s", e.Op, e.Code, status.Convert(e.Err).Message())
+	if e.Reason != "" {
+		s += " (" + e.Reason + ")"
+	}
+	return s
+}
+
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// callError turns an error from a gRPC call into the SDK's typed error. A context
+// error of the caller's is returned as it is.
+func callError(ctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return &StatusError{Op: op, Code: codes.Unknown, Err: err}
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		return &UnavailableError{Op: op, Err: err}
+	case codes.ResourceExhausted:
+		return &RateLimitedError{Op: op, RetryAfter: retryInfo(st), Err: err}
+	case codes.InvalidArgument:
+		e := &InvalidArgumentError{Op: op, Err: err}
+		for _, d := range st.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok {
+				for _, v := range br.GetFieldViolations() {
+					e.Violations = append(e.Violations, Violation{Field: v.GetField(), Description: v.GetDescription()})
+				}
+			}
+		}
+		return e
+	}
+	e := &StatusError{Op: op, Code: st.Code(), Err: err}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			e.Reason = info.GetReason()
+		}
+	}
+	return e
+}
+
+// retryInfo is the delay a status's google.rpc.RetryInfo asks for, or 0.
+func retryInfo(st *status.Status) time.Duration {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return max(ri.GetRetryDelay().AsDuration(), 0)
+		}
+	}
+	return 0
+}
+
+// Errors a Device returns as the Reason of a *RejectedDeliveryError, next to those of
+// package e2e (e2e.ErrBadSignature, e2e.ErrHeaderMismatch, e2e.ErrNotForThisDevice,
+// e2e.ErrMalformed, e2e.ErrUnsupportedVersion, e2e.ErrUnsupportedAlgorithm).
+var (
+	// ErrReplay means the message was accepted and acknowledged before (by its message
+	// id, or by its business and client message id), or was sealed too long ago for
+	// the device to remember whether it was.
+	ErrReplay = errors.New("client: replayed message")
+	// ErrNoSigningKey means the delivery carries no business signing key and the
+	// device has none pinned for the business: it cannot tell who sent it.
+	ErrNoSigningKey = errors.New("client: no signing key for the business")
+)
+
+// RejectedDeliveryError is a delivery the device refused: it did not open with the
+// device's keys, was not signed by the business's pinned key, claims other routing
+// metadata than it was sealed with, or is a replay. Its content was not returned.
+// errors.Is(err, e2e.ErrHeaderMismatch) and the like see through it to Reason.
+type RejectedDeliveryError struct {
+	// MessageID is the delivery's message id.
+	MessageID string
+	// BusinessID is the business the delivery claims sent it (unproven).
+	BusinessID string
+	// Reason is why: an e2e error, ErrReplay or ErrNoSigningKey.
+	Reason error
+	// Dropped is set by Receive when it acknowledged the delivery, so that it does not
+	// come again (see Receive for which it keeps); Open never sets it.
+	Dropped bool
+}
+
+func (e *RejectedDeliveryError) Error() string {
+	return fmt.Sprintf("herald: delivery %s from %s rejected: %v", e.MessageID, e.BusinessID, e.Reason)
+}
+
+func (e *RejectedDeliveryError) Unwrap() error { return e.Reason }
+
+// KeyChangedError is a delivery signed by another key than the one the device pinned
+// for the business, and that verifies under the key the delivery carries. The business
+// may have replaced its key, or someone may be impersonating it; only the person can
+// tell (by asking the business through another channel). The message is not returned
+// and not acknowledged: after TrustKey(BusinessID, Offered), the next Receive opens
+// it.
+type KeyChangedError struct {
+	// MessageID is the delivery's message id.
+	MessageID string
+	// BusinessID is the business the delivery claims sent it.
+	BusinessID string
+	// Pinned is the key the device trusts for BusinessID.
+	Pinned ed25519.PublicKey
+	// Offered is the key the delivery carries, which signed it.
+	Offered ed25519.PublicKey
+}
+
+func (e *KeyChangedError) Error() string {
+	return fmt.Sprintf("herald: delivery %s: business %s signs with a new key %s (pinned: %s)",
+		e.MessageID, e.BusinessID, hex.EncodeToString(e.Offered), hex.EncodeToString(e.Pinned))
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/heraldhq/herald/server"
+	"github.com/redis/go-redis/v9"
+)
+
+// startGateway serves a real Herald gateway on a real store and returns its address.
+func startGateway(t *testing.T, adminToken string) string {
+	t.Helper()
+	rs := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte("0123456789abcdef0123"), AdminToken: adminToken,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		rdb.Close()
+	})
+	return lis.Addr().String()
+}
+
+// TestStoryOnTheRealGateway is the README's story, end to end encrypted, on the real
+// gateway: everything the CLI does as a business and as a device goes through the SDK.
+func TestStoryOnTheRealGateway(t *testing.T) {
+	addr := startGateway(t, "admin-token-0123456789")
+	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": t.TempDir(), "HERALD_ADMIN_TOKEN": "admin-token-0123456789"}
+	const phone = "+14155550123"
+	line := func(args ...string) string { return strings.TrimSpace(mustHerald(t, exitOK, vars, args...)) }
+
+	vars["HERALD_BUSINESS_ID"] = line("admin", "create-business", "--name", "Acme Coffee")
+	vars["HERALD_API_KEY"] = line("admin", "issue-key", vars["HERALD_BUSINESS_ID"])
+	biz := vars["HERALD_BUSINESS_ID"]
+	for _, name := range []string{"phone", "laptop"} {
+		line("device", "register", "--phone", phone, "--code", line("admin", "issue-code", phone), "--name", name)
+	}
+	send := func(want int, category, kind, text string) string {
+		t.Helper()
+		return mustHerald(t, want, vars, "send", "--to", phone, "--category", category, "--kind", kind, "--text", text)
+	}
+
+	if out := send(exitOK, "transactional", "receipt", "Your latte: $4.50"); !strings.Contains(out, "ACCEPTED") {
+		t.Fatalf("send:\n%s", out)
+	}
+	var got delivered
+	if err := json.Unmarshal([]byte(mustHerald(t, exitOK, vars, "--json", "device", "receive", "--name", "phone", "--ack")), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Text != "Your latte: $4.50" || got.BusinessID != biz || got.BusinessDisplayName != "Acme Coffee" {
+		t.Errorf("phone received %+v", got)
+	}
+	if out := mustHerald(t, exitOK, vars, "device", "receive", "--name", "laptop", "--read"); !strings.Contains(out, "Your latte: $4.50") {
+		t.Errorf("laptop received:\n%s", out)
+	}
+	if out := mustHerald(t, exitOK, vars, "statuses"); strings.Count(out, "DELIVERED")+strings.Count(out, "READ") < 2 {
+		t.Errorf("statuses:\n%s", out)
+	}
+	if out := mustHerald(t, exitOK, vars, "device", "report", got.MessageID, "--reason", "spam", "--name", "phone"); !strings.Contains(out, "reported") {
+		t.Errorf("report:\n%s", out)
+	}
+
+	// A rotated key: the next message is sealed to the new one and reads.
+	if out := mustHerald(t, exitOK, vars, "device", "rotate-key", "--name", "phone"); !strings.Contains(out, "replaces") {
+		t.Errorf("rotate-key:\n%s", out)
+	}
+	send(exitOK, "transactional", "delivery-status", "Out for delivery")
+	if out := mustHerald(t, exitOK, vars, "device", "receive", "--name", "phone", "--ack"); !strings.Contains(out, "Out for delivery") {
+		t.Errorf("after rotation the phone received:\n%s", out)
+	}
+
+	send(exitRejected, "marketing", "offer", "2 for 1 today")
+	mustHerald(t, exitOK, vars, "device", "consent", biz, "--category", "marketing", "--in", "--name", "phone")
+	send(exitOK, "marketing", "offer", "2 for 1 today")
+	mustHerald(t, exitOK, vars, "device", "block", biz, "--name", "phone")
+	if out := send(exitRejected, "transactional", "receipt", "hello?"); !strings.Contains(out, "BLOCKED") {
+		t.Errorf("send after block:\n%s", out)
+	}
+	if out := mustHerald(t, exitOK, vars, "device", "prefs", "--name", "laptop"); !strings.Contains(out, "Acme Coffee") || !strings.Contains(out, "yes") {
+		t.Errorf("prefs:\n%s", out)
+	}
+
+	// Without --follow, an unreachable gateway is an error, not "no messages".
+	if code, _, stderr := herald(t, vars, "--addr", "127.0.0.1:1", "device", "receive", "--name", "phone"); code != exitError || !strings.Contains(stderr, "UNAVAILABLE") {
+		t.Errorf("receive from nowhere: exit %d, %s", code, stderr)
+	}
+}

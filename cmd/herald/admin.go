@@ -68,7 +68,63 @@ func (c *cli) adminGetBusiness(ctx context.Context, fs *flag.FlagSet, args []str
 		fmt.Fprintf(w, "name\t%s\n", clean(b.GetDisplayName()))
 		fmt.Fprintf(w, "created\t%s\n", timeText(b.GetCreateTime()))
 		fmt.Fprintf(w, "active keys\t%s\n", keys)
+		printLimits(w, b)
 	})
+}
+
+// printLimits prints a business's limits and quality figure.
+func printLimits(w io.Writer, b *heraldv1.Business) {
+	if l := b.GetLimits(); l != nil {
+		unique := fmt.Sprint(l.GetDailyUniqueRecipients())
+		if l.GetUnlimitedUniqueRecipients() {
+			unique = "unlimited"
+		}
+		fmt.Fprintf(w, "rate\t%g/s, burst %d\n", l.GetMessagesPerSecond(), l.GetBurst())
+		fmt.Fprintf(w, "new recipients\t%s per day\n", unique)
+	}
+	if q := b.GetQuality(); q != nil {
+		fmt.Fprintf(w, "quality\t%d reports / %d delivered = %.4f (threshold %g, window %ds)\n",
+			q.GetReports(), q.GetDelivered(), q.GetReportRate(), q.GetThreshold(), q.GetWindowSeconds())
+		if q.GetLastStepDownTime() != nil {
+			fmt.Fprintf(w, "stepped down\t%s\n", timeText(q.GetLastStepDownTime()))
+		}
+	}
+}
+
+func (c *cli) adminSetLimits(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	rate := fs.Float64("rate", 0, "sustained messages per `SECOND` (required)")
+	burst := fs.Uint("burst", 0, "messages at once above the rate (required)")
+	daily := fs.String("daily-unique", "", "new recipients per rolling 24 h: a number, or \"unlimited\" (required)")
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(fs, pos, "BUSINESS_ID"); err != nil {
+		return err
+	}
+	req := &heraldv1.SetBusinessLimitsRequest{BusinessId: pos[0], MessagesPerSecond: *rate, Burst: uint32(*burst)}
+	switch *daily {
+	case "":
+		return usageErr(fs, "--daily-unique is required (a number or unlimited)")
+	case "unlimited":
+		req.UnlimitedUniqueRecipients = true
+	default:
+		var n uint32
+		if _, err := fmt.Sscan(*daily, &n); err != nil {
+			return usageErr(fs, "--daily-unique: want a number or unlimited")
+		}
+		req.DailyUniqueRecipients = n
+	}
+	admin, done, err := c.admin(fs)
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := admin.SetBusinessLimits(ctx, req)
+	if err != nil {
+		return err
+	}
+	return c.result(resp, func(w io.Writer) { printLimits(w, resp.GetBusiness()) })
 }
 
 func (c *cli) adminIssueKey(ctx context.Context, fs *flag.FlagSet, args []string) error {

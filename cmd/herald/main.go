@@ -104,7 +104,8 @@ type command struct {
 // commands is every command, in the order the usage lists them.
 var commands = []*command{
 	{"admin create-business", "--name NAME", "create a business; prints its id", (*cli).adminCreateBusiness},
-	{"admin get-business", "BUSINESS_ID", "show a business and its active key ids", (*cli).adminGetBusiness},
+	{"admin get-business", "BUSINESS_ID", "show a business: active key ids, limits, quality", (*cli).adminGetBusiness},
+	{"admin set-limits", "BUSINESS_ID --rate N --burst N --daily-unique N|unlimited", "set a business's limits", (*cli).adminSetLimits},
 	{"admin issue-key", "BUSINESS_ID", "issue an API key; prints the key (shown once) and its id", (*cli).adminIssueKey},
 	{"admin revoke-key", "KEY_ID | --key API_KEY", "revoke an API key", (*cli).adminRevokeKey},
 	{"admin issue-code", "PHONE", "issue a one-time device verification code for a phone number", (*cli).adminIssueCode},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -263,7 +264,9 @@ func requireCode(t *testing.T, err error, code codes.Code, field string) {
 	t.Fatalf("%v has no BadRequest detail", err)
 }
 
-// snapshot returns every key and value in the store, rendered as text.
+// snapshot returns every key and value in the store, rendered as text, but for the
+// businesses' rate buckets: gateways lease from and give back to those in the
+// background on their own clock, which is not a change any request makes.
 func snapshot(t *testing.T, rdb *redis.Client) map[string]string {
 	t.Helper()
 	ctx := context.Background()
@@ -273,6 +276,9 @@ func snapshot(t *testing.T, rdb *redis.Client) map[string]string {
 		t.Fatal(err)
 	}
 	for _, k := range keys {
+		if strings.HasSuffix(k, "}:gcra") || strings.HasSuffix(k, "}:leasers") {
+			continue
+		}
 		typ := rdb.Type(ctx, k).Val()
 		var v any
 		switch typ {

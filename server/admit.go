@@ -94,7 +94,7 @@ func (s *Server) admit(ctx context.Context, biz string, ms []message) ([]*herald
 			}
 		}
 	}
-	s.admitted(ds)
+	s.admitted(as, ds)
 	for i, d := range ds {
 		r := result(d)
 		switch d.Outcome {

@@ -106,11 +106,13 @@ func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) 
 	return &heraldv1.SendBatchResponse{Results: results}, nil
 }
 
-// admitted kicks the forwarder for the ACCEPTED events the admissions queued.
-func (s *Server) admitted(ds []blocklist.Decision) {
-	for _, d := range ds {
+// admitted kicks the forwarder for the ACCEPTED events the admissions queued, and
+// indexes the new messages by expiry.
+func (s *Server) admitted(as []blocklist.Admission, ds []blocklist.Decision) {
+	for i, d := range ds {
 		if d.Outcome == blocklist.Accepted && !d.Duplicate {
 			s.forwarder.Kick(uidOfMessage(d.MessageID))
+			s.expiries.Track(d.MessageID, as[i].Expires)
 		}
 	}
 }

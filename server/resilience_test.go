@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/delivery"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/redistest"
 	"google.golang.org/grpc/codes"
@@ -210,4 +211,34 @@ func TestShutdownEndsStreamsAndLosesNothing(t *testing.T) {
 	if d := b.receive(phone).next(); d.MessageId != r.MessageId {
 		t.Fatalf("after shutdown the other gateway delivered %s, want %s", d.MessageId, r.MessageId)
 	}
+}
+
+// TestExpiryIsReportedWithoutTheDevice: a device that never comes back still gets its
+// undelivered messages reported STATUS_EXPIRED, by the gateways' sweep; the other
+// device, which acked in time, is not reported.
+func TestExpiryIsReportedWithoutTheDevice(t *testing.T) {
+	old := delivery.ExpirySweep
+	delivery.ExpirySweep = 50 * time.Millisecond
+	t.Cleanup(func() { delivery.ExpirySweep = old })
+	c := newClock()
+	g := startGateway(t, withClock(c))
+	_, key := g.newBusiness("Acme")
+	phone, lost := g.register(alice), g.register(alice)
+	m := msg(alice, tx, heraldv1.Kind_KIND_DELIVERY_STATUS, "short", "out for delivery", phone, lost)
+	m.Ttl = durationpb.New(time.Minute)
+	r := g.send(key, m)
+	if _, err := g.recipient.Ack(as(phone.token), &heraldv1.AckRequest{MessageIds: []string{r.MessageId}}); err != nil {
+		t.Fatal(err)
+	}
+	events := g.statuses(key, "")
+	events.waitFor(t, r.MessageId, heraldv1.Status_STATUS_DELIVERED, phone.id)
+	c.Add(2 * time.Minute)
+	seen := events.waitFor(t, r.MessageId, heraldv1.Status_STATUS_EXPIRED, lost.id)
+	for _, e := range seen {
+		if e.Status == heraldv1.Status_STATUS_EXPIRED && e.DeviceId == phone.id {
+			t.Fatalf("the device that acked was reported expired: %v", e)
+		}
+	}
+	// When the lost device does come back, there is nothing for it.
+	g.receive(lost).none(300 * time.Millisecond)
 }

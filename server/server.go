@@ -71,6 +71,7 @@ type Server struct {
 	mailboxes  *delivery.Mailboxes
 	statuses   *delivery.Statuses
 	forwarder  *delivery.Forwarder
+	expiries   *delivery.Expiries
 	hub        *delivery.Hub
 	caps       blocklist.Caps
 	quality    business.QualityPolicy
@@ -138,6 +139,7 @@ func New(cfg Config) (*Server, error) {
 	s.forwarder = delivery.NewForwarder(cfg.Redis)
 	s.forwarder.QualityBucket = s.quality.Bucket
 	s.mailboxes = delivery.NewMailboxes(cfg.Redis, s.hub, s.forwarder, s.now)
+	s.expiries = delivery.NewExpiries(cfg.Redis, s.forwarder, s.now)
 	s.statuses = delivery.NewStatuses(cfg.Redis, s.hub)
 	s.streams, s.stopStreams = context.WithCancel(context.Background())
 
@@ -155,7 +157,8 @@ func New(cfg Config) (*Server, error) {
 
 	bg, stop := context.WithCancel(context.Background())
 	s.stopBackground = stop
-	s.background.Add(3)
+	s.background.Add(4)
+	go func() { defer s.background.Done(); s.expiries.Run(bg) }()
 	go func() { defer s.background.Done(); s.forwarder.Run(bg) }()
 	go func() { defer s.background.Done(); s.watchRedis(bg) }()
 	go func() { defer s.background.Done(); s.sweepLeases(bg) }()

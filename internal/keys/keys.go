@@ -43,6 +43,10 @@
 //
 // API keys ({k:<key id>}): hr:{k:K} hash: business, hash (sha256 of the key), created, revoked.
 //
+// Expiry index ({x:<shard>}): hr:{x:N} zset: admitted message ids by expiry, spread
+// over a few shards, for the sweep that reports messages expired on devices that never
+// came back.
+//
 // Sealed bodies ({m:<sha256>}): hr:{m:H} string: a body shared by every message that
 // names it (field bd), kept until the last of them expires.
 //
@@ -54,6 +58,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base32"
+	"strconv"
 	"strings"
 )
 
@@ -146,6 +151,9 @@ func (b Business) Channel() string { return "hr:n:b:" + string(b) }
 
 // Body is the sealed body with hash h.
 func Body(h string) string { return "hr:{m:" + h + "}" }
+
+// ExpiryIndex is shard n of the expiry index.
+func ExpiryIndex(n int) string { return "hr:{x:" + strconv.Itoa(n) + "}" }
 
 // APIKey is the record of the API key with id id.
 func APIKey(id string) string { return "hr:{k:" + id + "}" }

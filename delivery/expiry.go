@@ -1,0 +1,169 @@
+package delivery
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/internal/rscript"
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed expire.lua
+var expireSource string
+
+var expireScript = redis.NewScript(expireSource)
+
+// ExpirySweep is how often a gateway looks for messages past their expiry.
+var ExpirySweep = 5 * time.Second
+
+// Expiries reports messages expired on devices that never came back for them. Fetch
+// and Ack already report what they find expired; this covers the rest.
+//
+// Admitted messages are indexed by expiry in a few sharded sorted sets (hr:{x:N}); the
+// admitting gateway adds them in the background, batched, off the Send path. The index
+// is a best effort: a message missing from it (its gateway died before writing) is
+// still reported expired when its device next connects. Every gateway sweeps; the
+// expiry script moves each device's state once, so two sweepers report nothing twice.
+type Expiries struct {
+	rdb redis.UniversalClient
+	out *Forwarder
+	now func() time.Time
+
+	mu      sync.Mutex
+	pending []redis.Z
+	wake    chan struct{}
+}
+
+// NewExpiries returns Expiries on rdb; its reports go out through out.
+func NewExpiries(rdb redis.UniversalClient, out *Forwarder, now func() time.Time) *Expiries {
+	return &Expiries{rdb: rdb, out: out, now: now, wake: make(chan struct{}, 1)}
+}
+
+// Track indexes an admitted message by its expiry. It never blocks.
+func (e *Expiries) Track(messageID string, expires time.Time) {
+	e.mu.Lock()
+	e.pending = append(e.pending, redis.Z{Score: float64(expires.UnixMilli()), Member: messageID})
+	e.mu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes the index and sweeps it until ctx ends.
+func (e *Expiries) Run(ctx context.Context) {
+	sweep := time.NewTicker(ExpirySweep)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			e.flush(final)
+			cancel()
+			return
+		case <-e.wake:
+			e.flush(ctx)
+		case <-sweep.C:
+			e.flush(ctx)
+			if err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
+				slog.Warn("expiry sweep failed; will retry", "err", err)
+			}
+		}
+	}
+}
+
+func (e *Expiries) flush(ctx context.Context) {
+	e.mu.Lock()
+	batch := e.pending
+	e.pending = nil
+	e.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	byShard := map[string][]redis.Z{}
+	for _, z := range batch {
+		id := z.Member.(string)
+		byShard[expiryShard(id)] = append(byShard[expiryShard(id)], z)
+	}
+	if _, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k, zs := range byShard {
+			p.ZAdd(ctx, k, zs...)
+		}
+		return nil
+	}); err != nil {
+		slog.Warn("indexing expiries failed; those messages expire when their devices next connect", "err", err)
+	}
+}
+
+// expiryShards is how many sorted sets the expiry index is spread over, so that no
+// one Redis Cluster slot takes every admission's index write.
+const expiryShards = 16
+
+func expiryShard(messageID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(messageID))
+	return keys.ExpiryIndex(int(h.Sum32() % expiryShards))
+}
+
+// Sweep reports every indexed message past its expiry, up to 256 per shard a call.
+func (e *Expiries) Sweep(ctx context.Context) error {
+	now := e.now()
+	ranges := make([]*redis.StringSliceCmd, expiryShards)
+	if _, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range expiryShards {
+			ranges[i] = p.ZRangeByScore(ctx, keys.ExpiryIndex(i), &redis.ZRangeBy{Min: "-inf",
+				Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 256})
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("sweep expiries: %w", err)
+	}
+	var calls []rscript.Call
+	var ids []string
+	for _, r := range ranges {
+		for _, id := range r.Val() {
+			uid, _, ok := strings.Cut(id, ".")
+			if !ok {
+				continue
+			}
+			u := keys.Recipient(uid)
+			calls = append(calls, rscript.Call{Keys: []string{u.Message(id), u.Outbox()},
+				Args: []any{now.UnixMilli(), u.Mailbox(""), id}})
+			ids = append(ids, id)
+		}
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	cmds, err := rscript.Run(ctx, e.rdb, expireScript, calls)
+	if err != nil {
+		return fmt.Errorf("sweep expiries: %w", err)
+	}
+	done := map[string][]any{}
+	for i, c := range cmds {
+		n, err := c.Int64()
+		if err != nil || n < 0 {
+			continue // not expired by its own record (clock skew) or failed: next sweep
+		}
+		if n > 0 {
+			uid, _, _ := strings.Cut(ids[i], ".")
+			e.out.Kick(uid)
+		}
+		done[expiryShard(ids[i])] = append(done[expiryShard(ids[i])], ids[i])
+	}
+	_, err = e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k, ms := range done {
+			p.ZRem(ctx, k, ms...)
+		}
+		return nil
+	})
+	return err
+}

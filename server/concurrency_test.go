@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,6 +12,7 @@ import (
 
 	"github.com/heraldhq/herald/delivery"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/redistest"
 )
 
 // TestBlockStopsLaterAdmissions blocks a business while eight senders on another
@@ -115,5 +119,38 @@ func TestDeviceOnAnotherGatewayIsWoken(t *testing.T) {
 		if d := rc.next(); d.MessageId != r.MessageId {
 			t.Fatalf("got %s, want %s", d.MessageId, r.MessageId)
 		}
+	}
+}
+
+// TestRedisConnectionsDoNotGrowWithDevices holds 200 Receive streams open on one
+// gateway and counts Redis's clients: one pub/sub connection serves them all, and the
+// pool stays within its size.
+func TestRedisConnectionsDoNotGrowWithDevices(t *testing.T) {
+	if redistest.Memory() {
+		t.Skip("counts redis-server's clients")
+	}
+	g := startGateway(t)
+	_, key := g.newBusiness("Acme")
+	const n = 200
+	devs := make([]device, n)
+	rcs := make([]*receiver, n)
+	for i := range n {
+		devs[i] = g.register(fmt.Sprintf("+1415557%04d", i))
+		rcs[i] = g.receive(devs[i])
+	}
+	// Every stream is open and waiting: a message to the last one arrives.
+	r := g.send(key, msg(fmt.Sprintf("+1415557%04d", n-1), tx, rcpt, "last", "x", devs[n-1]))
+	if d := rcs[n-1].next(); d.MessageId != r.MessageId {
+		t.Fatal("the last stream did not receive")
+	}
+	clients, err := g.rdb.ClientList(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := strings.Count(clients, "\n")
+	pool := 10 * runtime.GOMAXPROCS(0) // go-redis's default pool size
+	t.Logf("%d Receive streams open; Redis has %d clients (pool size %d)", n, count, pool)
+	if count > pool+3 {
+		t.Fatalf("Redis has %d clients for %d devices: connections grow with devices", count, n)
 	}
 }

@@ -14,8 +14,8 @@ for i = 1, #got, 2 do
   local id = got[i]
   out[1] = got[i + 1]
   local key = ARGV[5] .. id
-  local m = redis.call("HMGET", key, "b", "c", "k", "cm", "t", "x", "", "s:" .. dev, "bd", "kid:" .. dev)
-  if not m[1] or m[8] ~= "q" then
+  local m = redis.call("HMGET", key, "b", "c", "k", "cm", "t", "x", "s:" .. dev, "bd", "kid:" .. dev)
+  if not m[1] or m[7] ~= "q" then
     redis.call("ZREM", KEYS[1], id)
   elseif tonumber(m[6]) <= now then
     redis.call("ZREM", KEYS[1], id)
@@ -24,8 +24,8 @@ for i = 1, #got, 2 do
     redis.call("RPUSH", KEYS[2], "X|" .. m[1] .. "|" .. id .. "|" .. m[4] .. "|" .. dev .. "|" .. ARGV[3])
     expired = expired + 1
   else
-    m[7] = redis.call("GET", key .. ":" .. dev) or ""
-    for _, v in ipairs({id, m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[9] or "", m[10] or ""}) do
+    local envelope = redis.call("GET", key .. ":" .. dev) or ""
+    for _, v in ipairs({id, m[1], m[2], m[3], m[4], m[5], m[6], envelope, m[8] or "", m[9] or ""}) do
       out[#out + 1] = v
     end
   end

@@ -2,8 +2,8 @@
 //
 // Guarantees:
 //   - An API key is shown once, at issue; Redis keeps only its SHA-256.
-//   - A verified key is trusted from a local cache for at most KeyCacheTTL, so a revoked
-//     key stops working on every gateway within that time.
+//   - A verified key is trusted from a local cache (package cache), so a revoked key
+//     stops working on every gateway within 2×KeyCacheTTL.
 package business
 
 import (
@@ -18,23 +18,23 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/internal/cache"
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/redis/go-redis/v9"
 )
 
 // KeyCacheTTL is how long a gateway trusts a verified API key without asking Redis
-// again. While one caller asks, others may use the entry for one more KeyCacheTTL, so a
-// revoked key stops working within 2×KeyCacheTTL (4 s) on every gateway.
+// again; a revoked key stops working within 2×KeyCacheTTL (4 s) on every gateway
+// (package cache).
 const KeyCacheTTL = 2 * time.Second
 
 // profileCacheTTL bounds how stale a display name or signing key on a delivery can be.
 const profileCacheTTL = 5 * time.Second
 
 // LimitsCacheTTL is how long a gateway uses a business's limits before reading them
-// again; as with keys, a change by the operator applies everywhere within twice that.
+// again; a change by the operator applies everywhere within twice that.
 const LimitsCacheTTL = 2 * time.Second
 
 // Limits are a business's sending limits, global across gateways.
@@ -71,32 +71,10 @@ type Business struct {
 
 // Store keeps businesses and keys.
 type Store struct {
-	rdb redis.UniversalClient
-
-	mu     sync.Mutex
-	keys   map[string]keyEntry   // key hash -> business
-	names  map[string]nameEntry  // business id -> display name
-	limits map[string]limitEntry // business id -> limits
-}
-
-type limitEntry struct {
-	limits     Limits
-	exp        time.Time
-	refreshing bool // as keyEntry.refreshing
-}
-
-type keyEntry struct {
-	business string
-	exp      time.Time
-	// refreshing is set while one caller asks Redis again; until exp+TTL the others
-	// keep using the entry, so that a busy gateway asks once per TTL, not once per
-	// caller.
-	refreshing bool
-}
-
-type nameEntry struct {
-	p   Profile
-	exp time.Time
+	rdb      redis.UniversalClient
+	keys     *cache.Cache[string, string]  // key hash -> business
+	profiles *cache.Cache[string, Profile] // business id -> profile
+	limits   *cache.Cache[string, Limits]  // business id -> limits
 }
 
 // Profile is what deliveries tell devices about their sender.
@@ -108,7 +86,8 @@ type Profile struct {
 
 // New returns a Store on rdb.
 func New(rdb redis.UniversalClient) *Store {
-	return &Store{rdb: rdb, keys: map[string]keyEntry{}, names: map[string]nameEntry{}, limits: map[string]limitEntry{}}
+	return &Store{rdb: rdb, keys: cache.New[string, string](KeyCacheTTL),
+		profiles: cache.New[string, Profile](profileCacheTTL), limits: cache.New[string, Limits](LimitsCacheTTL)}
 }
 
 // Create makes a business.
@@ -167,7 +146,7 @@ func parseLimits(h map[string]string) Limits {
 }
 
 // SetLimits sets the business's limits. Every gateway applies them within
-// LimitsCacheTTL.
+// 2×LimitsCacheTTL.
 func (s *Store) SetLimits(ctx context.Context, id string, l Limits) error {
 	if _, err := s.Get(ctx, id); err != nil {
 		return err
@@ -175,55 +154,22 @@ func (s *Store) SetLimits(ctx context.Context, id string, l Limits) error {
 	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), "mps", l.PerSecond, "burst", l.Burst, "uniq", l.DailyUnique).Err(); err != nil {
 		return fmt.Errorf("set limits: %w", err)
 	}
-	s.mu.Lock()
-	delete(s.limits, id)
-	s.mu.Unlock()
+	s.limits.Forget(id)
 	return nil
 }
 
-// Limits returns the business's limits, from a cache of up to LimitsCacheTTL.
+// Limits returns the business's limits, from a cache of LimitsCacheTTL.
 func (s *Store) Limits(ctx context.Context, id string, now time.Time) (Limits, error) {
-	s.mu.Lock()
-	e, ok := s.limits[id]
-	switch {
-	case ok && (now.Before(e.exp) || e.refreshing && now.Before(e.exp.Add(LimitsCacheTTL))):
-		s.mu.Unlock()
-		return e.limits, nil
-	case ok:
-		e.refreshing = true
-		s.limits[id] = e
-	}
-	s.mu.Unlock()
-	h, err := s.rdb.HGetAll(ctx, keys.Business(id).Record()).Result()
-	if err != nil {
-		s.mu.Lock()
-		delete(s.limits, id)
-		s.mu.Unlock()
-		return Limits{}, fmt.Errorf("business limits: %w", err)
-	}
-	if h["display_name"] == "" {
-		s.mu.Lock()
-		delete(s.limits, id)
-		s.mu.Unlock()
-		return Limits{}, ErrNotFound
-	}
-	l := parseLimits(h)
-	s.mu.Lock()
-	if len(s.limits) > 100_000 {
-		clear(s.limits)
-	}
-	s.limits[id] = limitEntry{limits: l, exp: now.Add(LimitsCacheTTL)}
-	s.mu.Unlock()
-	return l, nil
-}
-
-// Exists reports whether the business exists.
-func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
-	_, err := s.Name(ctx, id, time.Now())
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+	return s.limits.Get(id, now, func() (Limits, error) {
+		h, err := s.rdb.HGetAll(ctx, keys.Business(id).Record()).Result()
+		if err != nil {
+			return Limits{}, fmt.Errorf("business limits: %w", err)
+		}
+		if h["display_name"] == "" {
+			return Limits{}, ErrNotFound
+		}
+		return parseLimits(h), nil
+	})
 }
 
 // Name returns the business's display name, from a cache of up to profileCacheTTL.
@@ -232,34 +178,24 @@ func (s *Store) Name(ctx context.Context, id string, now time.Time) (string, err
 	return p.DisplayName, err
 }
 
-// Profile returns the business's display name and signing key, from a cache of up to
+// Profile returns the business's display name and signing key, from a cache of
 // profileCacheTTL.
 func (s *Store) Profile(ctx context.Context, id string, now time.Time) (Profile, error) {
-	s.mu.Lock()
-	e, ok := s.names[id]
-	s.mu.Unlock()
-	if ok && now.Before(e.exp) {
-		return e.p, nil
-	}
-	v, err := s.rdb.HMGet(ctx, keys.Business(id).Record(), "display_name", "sigkey").Result()
-	if err != nil {
-		return Profile{}, fmt.Errorf("business profile: %w", err)
-	}
-	name, _ := v[0].(string)
-	if name == "" {
-		return Profile{}, ErrNotFound
-	}
-	p := Profile{DisplayName: name}
-	if k, _ := v[1].(string); k != "" {
-		p.SigningKey = []byte(k)
-	}
-	s.mu.Lock()
-	if len(s.names) > 100_000 {
-		clear(s.names)
-	}
-	s.names[id] = nameEntry{p: p, exp: now.Add(profileCacheTTL)}
-	s.mu.Unlock()
-	return p, nil
+	return s.profiles.Get(id, now, func() (Profile, error) {
+		v, err := s.rdb.HMGet(ctx, keys.Business(id).Record(), "display_name", "sigkey").Result()
+		if err != nil {
+			return Profile{}, fmt.Errorf("business profile: %w", err)
+		}
+		name, _ := v[0].(string)
+		if name == "" {
+			return Profile{}, ErrNotFound
+		}
+		p := Profile{DisplayName: name}
+		if k, _ := v[1].(string); k != "" {
+			p.SigningKey = []byte(k)
+		}
+		return p, nil
+	})
 }
 
 // SetSigningKey registers the business's Ed25519 public key.
@@ -267,9 +203,7 @@ func (s *Store) SetSigningKey(ctx context.Context, id string, pub []byte) error 
 	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), "sigkey", pub).Err(); err != nil {
 		return fmt.Errorf("set signing key: %w", err)
 	}
-	s.mu.Lock()
-	delete(s.names, id)
-	s.mu.Unlock()
+	s.profiles.Forget(id)
 	return nil
 }
 
@@ -320,49 +254,22 @@ func (s *Store) RevokeKey(ctx context.Context, id string, now time.Time) error {
 // Authenticate returns the business the key belongs to, or ErrBadKey.
 func (s *Store) Authenticate(ctx context.Context, key string, now time.Time) (string, error) {
 	h := hash(key)
-	s.mu.Lock()
-	e, ok := s.keys[h]
-	switch {
-	case ok && now.Before(e.exp):
-		s.mu.Unlock()
-		return e.business, nil
-	case ok && e.refreshing && now.Before(e.exp.Add(KeyCacheTTL)):
-		s.mu.Unlock()
-		return e.business, nil
-	case ok:
-		e.refreshing = true
-		s.keys[h] = e
-	}
-	s.mu.Unlock()
-	done := false
-	defer func() {
-		if !done {
-			s.mu.Lock()
-			delete(s.keys, h)
-			s.mu.Unlock()
+	return s.keys.Get(h, now, func() (string, error) {
+		id := KeyID(key)
+		if id == "" {
+			return "", ErrBadKey
 		}
-	}()
-	id := KeyID(key)
-	if id == "" {
-		return "", ErrBadKey
-	}
-	rec, err := s.rdb.HMGet(ctx, keys.APIKey(id), "business", "hash", "revoked").Result()
-	if err != nil {
-		return "", fmt.Errorf("authenticate key: %w", err)
-	}
-	business, _ := rec[0].(string)
-	stored, _ := rec[1].(string)
-	if business == "" || rec[2] != nil || subtle.ConstantTimeCompare([]byte(stored), []byte(h)) != 1 {
-		return "", ErrBadKey
-	}
-	s.mu.Lock()
-	if len(s.keys) > 100_000 {
-		clear(s.keys)
-	}
-	s.keys[h] = keyEntry{business: business, exp: now.Add(KeyCacheTTL)}
-	s.mu.Unlock()
-	done = true
-	return business, nil
+		rec, err := s.rdb.HMGet(ctx, keys.APIKey(id), "business", "hash", "revoked").Result()
+		if err != nil {
+			return "", fmt.Errorf("authenticate key: %w", err)
+		}
+		business, _ := rec[0].(string)
+		stored, _ := rec[1].(string)
+		if business == "" || rec[2] != nil || subtle.ConstantTimeCompare([]byte(stored), []byte(h)) != 1 {
+			return "", ErrBadKey
+		}
+		return business, nil
+	})
 }
 
 func hash(s string) string {

@@ -15,10 +15,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/e2e"
+	"github.com/heraldhq/herald/internal/cache"
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/redis/go-redis/v9"
 )
@@ -64,23 +64,16 @@ type Principal struct {
 
 // Devices registers devices and authenticates their tokens.
 type Devices struct {
-	rdb redis.UniversalClient
-
-	mu    sync.Mutex
-	cache map[string]cached // token hash -> principal, for cacheTTL
+	rdb    redis.UniversalClient
+	tokens *cache.Cache[string, Principal] // token hash -> principal
 }
 
-type cached struct {
-	p   Principal
-	exp time.Time
-}
-
-// cacheTTL bounds how long a verified token is trusted without asking Redis.
-const cacheTTL = 5 * time.Second
+// tokenCacheTTL is how long a verified token is trusted without asking Redis.
+const tokenCacheTTL = 5 * time.Second
 
 // NewDevices returns a Devices on rdb.
 func NewDevices(rdb redis.UniversalClient) *Devices {
-	return &Devices{rdb: rdb, cache: map[string]cached{}}
+	return &Devices{rdb: rdb, tokens: cache.New[string, Principal](tokenCacheTTL)}
 }
 
 // IssueCode makes a fresh one-time code for uid, replacing any earlier one.
@@ -156,35 +149,25 @@ func (d *Devices) RotateKey(ctx context.Context, p Principal, pub []byte, alg in
 // Authenticate returns the device a token belongs to, or ErrBadToken.
 func (d *Devices) Authenticate(ctx context.Context, token string, now time.Time) (Principal, error) {
 	h := hash(token)
-	d.mu.Lock()
-	c, ok := d.cache[h]
-	d.mu.Unlock()
-	if ok && now.Before(c.exp) {
-		return c.p, nil
-	}
-	parts := strings.Split(token, "_")
-	if len(parts) != 4 || parts[0] != "hd" || len(parts[1]) != 26 {
-		return Principal{}, ErrBadToken
-	}
-	p := Principal{UID: parts[1], DeviceID: parts[2]}
-	rec, err := d.rdb.HGet(ctx, keys.Recipient(p.UID).Devices(), p.DeviceID).Result()
-	if errors.Is(err, redis.Nil) {
-		return Principal{}, ErrBadToken
-	}
-	if err != nil {
-		return Principal{}, fmt.Errorf("authenticate device: %w", err)
-	}
-	dev, err := parseDevice(p.DeviceID, rec)
-	if err != nil || subtle.ConstantTimeCompare([]byte(dev.tokenHash), []byte(h)) != 1 {
-		return Principal{}, ErrBadToken
-	}
-	d.mu.Lock()
-	if len(d.cache) > 100_000 {
-		clear(d.cache)
-	}
-	d.cache[h] = cached{p: p, exp: now.Add(cacheTTL)}
-	d.mu.Unlock()
-	return p, nil
+	return d.tokens.Get(h, now, func() (Principal, error) {
+		parts := strings.Split(token, "_")
+		if len(parts) != 4 || parts[0] != "hd" || len(parts[1]) != 26 {
+			return Principal{}, ErrBadToken
+		}
+		p := Principal{UID: parts[1], DeviceID: parts[2]}
+		rec, err := d.rdb.HGet(ctx, keys.Recipient(p.UID).Devices(), p.DeviceID).Result()
+		if errors.Is(err, redis.Nil) {
+			return Principal{}, ErrBadToken
+		}
+		if err != nil {
+			return Principal{}, fmt.Errorf("authenticate device: %w", err)
+		}
+		dev, err := parseDevice(p.DeviceID, rec)
+		if err != nil || subtle.ConstantTimeCompare([]byte(dev.tokenHash), []byte(h)) != 1 {
+			return Principal{}, ErrBadToken
+		}
+		return p, nil
+	})
 }
 
 // ParseDevices turns the device hash of a recipient into devices, ordered by id.

@@ -86,9 +86,6 @@ func (u Recipient) Code() string { return u.prefix() + "code" }
 // Pref is the recipient's relation to business b.
 func (u Recipient) Pref(b string) string { return u.prefix() + "pref:" + b }
 
-// PrefPrefix is Pref without the business id, for scripts that build Pref keys.
-func (u Recipient) PrefPrefix() string { return u.prefix() + "pref:" }
-
 // Businesses is the set of businesses with a Pref hash.
 func (u Recipient) Businesses() string { return u.prefix() + "biz" }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -80,7 +81,7 @@ func (s *Server) storeError(ctx context.Context, op string, err error) error {
 func isTransient(err redis.Error) bool {
 	msg := err.Error()
 	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "MOVED", "ASK", "OOM"} {
-		if len(msg) >= len(p) && msg[:len(p)] == p {
+		if strings.HasPrefix(msg, p) {
 			return true
 		}
 	}

@@ -159,7 +159,7 @@ func validKeyID(v string) bool {
 	return true
 }
 
-// checkMessage validates one Message; c.prefix names where it sits in the request.
+// message validates one Message; c.prefix names where it sits in the request.
 func (c *checker) message(m *heraldv1.Message) message {
 	if m == nil {
 		c.vs = append(c.vs, badField(strings.TrimSuffix(c.prefix, "."), "required"))

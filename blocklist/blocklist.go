@@ -68,6 +68,9 @@ const (
 	RecipientCapped
 	// NewRecipientLimited: a person new to the business, beyond its allowance.
 	NewRecipientLimited
+	// RateLimited: past the business's rate. Decided before the script, by the
+	// business's limiter (package admission); the script never answers it.
+	RateLimited
 )
 
 func (o Outcome) String() string {
@@ -88,6 +91,8 @@ func (o Outcome) String() string {
 		return "recipient_capped"
 	case NewRecipientLimited:
 		return "new_recipient_limited"
+	case RateLimited:
+		return "rate_limited"
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
@@ -180,7 +185,9 @@ type Decision struct {
 	// StartedNew is true when the admission used its new-recipient allowance (the
 	// person was new to the business), whatever the outcome.
 	StartedNew bool
-	// RetryAfter is when a retry can pass the recipient's caps (RecipientCapped).
+	// RetryAfter is how long until a retry can pass: the recipient's caps
+	// (RecipientCapped), the business's new-recipient allowance (NewRecipientLimited)
+	// or its rate (RateLimited; negative when the rate admits nothing at all).
 	RetryAfter time.Duration
 }
 
@@ -195,8 +202,17 @@ type Store struct {
 	caps Caps
 }
 
-// New returns a Store on rdb that enforces caps.
-func New(rdb Redis, caps Caps) *Store { return &Store{rdb: rdb, caps: caps} }
+// New returns a Store on rdb that enforces caps; a zero caps.NewWindow means 24 h.
+func New(rdb Redis, caps Caps) *Store {
+	if caps.NewWindow <= 0 {
+		caps.NewWindow = 24 * time.Hour
+	}
+	return &Store{rdb: rdb, caps: caps}
+}
+
+// Caps are the caps the Store enforces; NewWindow is the window of its "new
+// recipient" decision, which the business's allowance must be counted over too.
+func (s *Store) Caps() Caps { return s.caps }
 
 // capArgs are ARGV[11..16] of admit.lua.
 func (s *Store) capArgs(a NewAllowance) []any {

@@ -1,7 +1,7 @@
 // Package ratelimit holds each business to its limits across every gateway at once,
 // without a Redis round trip per message: a sustained rate R (messages per second)
-// with bursts of up to B (Limiter, below), and a number of people it may start
-// messaging per rolling window (NewRecipients, leased the same way: see its doc).
+// with bursts of up to B. (The number of people a business may start messaging per
+// window is counted by package admission, which runs this Limiter on the Send path.)
 //
 // # How
 //

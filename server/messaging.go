@@ -2,33 +2,18 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
-	"encoding/binary"
 	"fmt"
 	"strings"
-	"time"
 
+	"github.com/heraldhq/herald/admission"
 	"github.com/heraldhq/herald/blocklist"
 	"github.com/heraldhq/herald/delivery"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/keys"
-	"github.com/heraldhq/herald/ratelimit"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-// newMessageID makes a message id: the recipient's uid (so an ack names whose mailbox
-// it touches), a dot, then the admission time in ms and 64 random bits, so ids sort by
-// time and never collide.
-func newMessageID(uid string, now time.Time) string {
-	var b [14]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
-	rand.Read(b[6:])
-	return uid + "." + strings.ToLower(b32.EncodeToString(b[:]))
-}
 
 // uidOfMessage is the recipient uid inside a message id, or "".
 func uidOfMessage(id string) string {
@@ -41,11 +26,10 @@ func uidOfMessage(id string) string {
 
 func (s *Server) uid(e164 string) string { return keys.UID(s.cfg.Secret, e164) }
 
-func (s *Server) toAdmission(business string, m message, now time.Time) blocklist.Admission {
-	uid := s.uid(m.e164)
-	return blocklist.Admission{UID: uid, Business: business, Category: m.category, Kind: m.kind,
-		ClientMessageID: m.clientID, MessageID: newMessageID(uid, now), Now: now, Expires: now.Add(m.ttl),
-		Envelopes: m.envelopes, Body: m.body}
+// toAdmission is a validated message as package admission takes it.
+func (s *Server) toAdmission(m message) admission.Message {
+	return admission.Message{UID: s.uid(m.e164), Category: m.category, Kind: m.kind, ClientMessageID: m.clientID,
+		TTL: m.ttl, Envelopes: m.envelopes, Body: m.body}
 }
 
 // Send admits one message. Over the business's rate it fails with
@@ -56,14 +40,14 @@ func (s *Server) Send(ctx context.Context, req *heraldv1.SendRequest) (*heraldv1
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
-	rs, retry, err := s.admit(ctx, businessFrom(ctx), []message{m})
+	ds, err := s.admission.Admit(ctx, businessFrom(ctx), []admission.Message{s.toAdmission(m)})
 	if err != nil {
-		return nil, err
+		return nil, s.storeError(ctx, "send", err)
 	}
-	if rs[0].Outcome == heraldv1.Outcome_OUTCOME_RATE_LIMITED {
-		return nil, exhausted("over the business's rate limit; retry after the RetryInfo delay", retry)
+	if ds[0].Outcome == blocklist.RateLimited {
+		return nil, exhausted("over the business's rate limit; retry after the RetryInfo delay", ds[0].RetryAfter)
 	}
-	return &heraldv1.SendResponse{Result: rs[0]}, nil
+	return &heraldv1.SendResponse{Result: result(ds[0])}, nil
 }
 
 // SendBatch admits up to 1000 messages in one pipelined round trip. Over the
@@ -78,7 +62,7 @@ func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) 
 		return nil, invalid([]*violation{badField("messages", fmt.Sprintf("at most %d messages, got %d", maxBatch, len(msgs)))})
 	}
 	results := make([]*heraldv1.Result, len(msgs))
-	var valid []message
+	var valid []admission.Message
 	var at []int
 	for i, pm := range msgs {
 		c := &checker{prefix: fmt.Sprintf("messages[%d].", i)}
@@ -91,30 +75,24 @@ func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) 
 			results[i] = r
 			continue
 		}
-		valid = append(valid, m)
+		valid = append(valid, s.toAdmission(m))
 		at = append(at, i)
 	}
-	if len(valid) > 0 {
-		rs, _, err := s.admit(ctx, businessFrom(ctx), valid)
-		if err != nil {
-			return nil, err
-		}
-		for j, r := range rs {
-			results[at[j]] = r
-		}
+	ds, err := s.admission.Admit(ctx, businessFrom(ctx), valid)
+	if err != nil {
+		return nil, s.storeError(ctx, "send", err)
+	}
+	for j, d := range ds {
+		results[at[j]] = result(d)
 	}
 	return &heraldv1.SendBatchResponse{Results: results}, nil
 }
 
-// admitted kicks the forwarder for the ACCEPTED events the admissions queued, and
-// indexes the new messages by expiry.
-func (s *Server) admitted(as []blocklist.Admission, ds []blocklist.Decision) {
-	for i, d := range ds {
-		if d.Outcome == blocklist.Accepted && !d.Duplicate {
-			s.forwarder.Kick(uidOfMessage(d.MessageID))
-			s.expiries.Track(d.MessageID, as[i].Expires)
-		}
-	}
+// admitted kicks the forwarder for the ACCEPTED event an admission queued, and
+// indexes the new message by expiry.
+func (s *Server) admitted(a blocklist.Admission) {
+	s.forwarder.Kick(a.UID)
+	s.expiries.Track(a.MessageID, a.Expires)
 }
 
 var outcomes = map[blocklist.Outcome]heraldv1.Outcome{
@@ -126,11 +104,18 @@ var outcomes = map[blocklist.Outcome]heraldv1.Outcome{
 	blocklist.StaleDevices:        heraldv1.Outcome_OUTCOME_STALE_DEVICES,
 	blocklist.RecipientCapped:     heraldv1.Outcome_OUTCOME_RECIPIENT_CAPPED,
 	blocklist.NewRecipientLimited: heraldv1.Outcome_OUTCOME_NEW_RECIPIENT_LIMITED,
+	blocklist.RateLimited:         heraldv1.Outcome_OUTCOME_RATE_LIMITED,
 }
 
+// result is a decision as the API reports it; refusals that a wait lifts carry it.
 func result(d blocklist.Decision) *heraldv1.Result {
-	return &heraldv1.Result{Outcome: outcomes[d.Outcome], MessageId: d.MessageID, Duplicate: d.Duplicate,
+	r := &heraldv1.Result{Outcome: outcomes[d.Outcome], MessageId: d.MessageID, Duplicate: d.Duplicate,
 		MissingDeviceIds: d.Missing, UnknownDeviceIds: d.Unknown, RetiredKeyDeviceIds: d.Retired}
+	switch d.Outcome {
+	case blocklist.RecipientCapped, blocklist.NewRecipientLimited, blocklist.RateLimited:
+		r.RetryAfter = durationpb.New(d.RetryAfter)
+	}
+	return r
 }
 
 // LookupRecipient returns the devices to encrypt to, or the outcome that would
@@ -142,9 +127,9 @@ func (s *Server) LookupRecipient(ctx context.Context, req *heraldv1.LookupRecipi
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
-	chk, err := s.lookup(ctx, businessFrom(ctx), s.uid(e164), cat)
+	chk, err := s.admission.Lookup(ctx, businessFrom(ctx), s.uid(e164), cat)
 	if err != nil {
-		return nil, err
+		return nil, s.storeError(ctx, "lookup recipient", err)
 	}
 	resp := &heraldv1.LookupRecipientResponse{Outcome: outcomes[chk.Outcome]}
 	if chk.Outcome != blocklist.Accepted {
@@ -159,47 +144,6 @@ func (s *Server) LookupRecipient(ctx context.Context, req *heraldv1.LookupRecipi
 			KeyAlgorithm: heraldv1.KeyAlgorithm(d.Algorithm), KeyId: d.KeyID})
 	}
 	return resp, nil
-}
-
-// lookup checks policy for LookupRecipient. A lookup of a person the business has not
-// contacted in the window spends its new-recipient allowance like a message, since it
-// tells whether the number is registered.
-func (s *Server) lookup(ctx context.Context, biz, uid string, cat blocklist.Category) (blocklist.Checked, error) {
-	now := s.now()
-	lim, err := s.businesses.Limits(ctx, biz, now)
-	if err != nil {
-		return blocklist.Checked{}, s.storeError(ctx, "business limits", err)
-	}
-	var units ratelimit.Units
-	if lim.DailyUnique > 0 {
-		units = s.newRecipients.Take(biz, lim.DailyUnique, s.caps.NewWindow, 1)
-	}
-	chk, err := s.admission.Check(ctx, uid, biz, cat, now, allowance(lim, len(units) > 0))
-	if err != nil {
-		s.newRecipients.Return(biz, units)
-		return chk, s.storeError(ctx, "lookup recipient", err)
-	}
-	if chk.StartedNew {
-		units = units[1:]
-	}
-	s.newRecipients.Return(biz, units)
-	if chk.Outcome == blocklist.NewRecipientLimited && len(units) == 0 && lim.DailyUnique > 0 {
-		got, _, err := s.newRecipients.Lease(ctx, biz, lim.DailyUnique, s.caps.NewWindow, 1)
-		if err != nil {
-			return chk, s.storeError(ctx, "new-recipient allowance", err)
-		}
-		if len(got) == 1 {
-			chk, err = s.admission.Check(ctx, uid, biz, cat, now, blocklist.NewAllowed)
-			if err != nil {
-				s.newRecipients.Return(biz, got)
-				return chk, s.storeError(ctx, "lookup recipient", err)
-			}
-			if !chk.StartedNew {
-				s.newRecipients.Return(biz, got)
-			}
-		}
-	}
-	return chk, nil
 }
 
 // RecordConsent stores a consent the business collected.
@@ -232,7 +176,7 @@ func (s *Server) RecordConsent(ctx context.Context, req *heraldv1.RecordConsentR
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
-	r, err := s.admission.RecordConsent(ctx, s.uid(e164), businessFrom(ctx), cat, v, evidence, now)
+	r, err := s.blocklist.RecordConsent(ctx, s.uid(e164), businessFrom(ctx), cat, v, evidence, now)
 	if err != nil {
 		return nil, s.storeError(ctx, "record consent", err)
 	}

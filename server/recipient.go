@@ -138,7 +138,7 @@ func (r *recipientService) Block(ctx context.Context, req *heraldv1.BlockRequest
 	if err := r.existingBusiness(ctx, &checker{}, "business_id", req.GetBusinessId()); err != nil {
 		return nil, err
 	}
-	if err := r.admission.Block(ctx, deviceFrom(ctx).UID, req.GetBusinessId(), r.now()); err != nil {
+	if err := r.blocklist.Block(ctx, deviceFrom(ctx).UID, req.GetBusinessId(), r.now()); err != nil {
 		return nil, r.storeError(ctx, "block", err)
 	}
 	return &heraldv1.BlockResponse{}, nil
@@ -149,7 +149,7 @@ func (r *recipientService) Unblock(ctx context.Context, req *heraldv1.UnblockReq
 	if err := r.existingBusiness(ctx, &checker{}, "business_id", req.GetBusinessId()); err != nil {
 		return nil, err
 	}
-	if err := r.admission.Unblock(ctx, deviceFrom(ctx).UID, req.GetBusinessId(), r.now()); err != nil {
+	if err := r.blocklist.Unblock(ctx, deviceFrom(ctx).UID, req.GetBusinessId(), r.now()); err != nil {
 		return nil, r.storeError(ctx, "unblock", err)
 	}
 	return &heraldv1.UnblockResponse{}, nil
@@ -163,7 +163,7 @@ func (r *recipientService) SetConsent(ctx context.Context, req *heraldv1.SetCons
 	if err := r.existingBusiness(ctx, c, "business_id", req.GetBusinessId()); err != nil {
 		return nil, err
 	}
-	if err := r.admission.SetConsent(ctx, deviceFrom(ctx).UID, req.GetBusinessId(), cat, v, r.now()); err != nil {
+	if err := r.blocklist.SetConsent(ctx, deviceFrom(ctx).UID, req.GetBusinessId(), cat, v, r.now()); err != nil {
 		return nil, r.storeError(ctx, "set consent", err)
 	}
 	return &heraldv1.SetConsentResponse{}, nil
@@ -171,7 +171,7 @@ func (r *recipientService) SetConsent(ctx context.Context, req *heraldv1.SetCons
 
 // ListPreferences lists the person's businesses and choices.
 func (r *recipientService) ListPreferences(ctx context.Context, _ *heraldv1.ListPreferencesRequest) (*heraldv1.ListPreferencesResponse, error) {
-	prefs, err := r.admission.Preferences(ctx, deviceFrom(ctx).UID)
+	prefs, err := r.blocklist.Preferences(ctx, deviceFrom(ctx).UID)
 	if err != nil {
 		return nil, r.storeError(ctx, "list preferences", err)
 	}

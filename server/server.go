@@ -15,12 +15,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/admission"
 	"github.com/heraldhq/herald/blocklist"
 	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/delivery"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
-	"github.com/heraldhq/herald/internal/keys"
-	"github.com/heraldhq/herald/ratelimit"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -46,9 +45,6 @@ type Config struct {
 	// Caps are the recipient caps (blocklist.DefaultCaps in heraldd); a zero field
 	// turns that cap off. A zero NewWindow means 24 h.
 	Caps blocklist.Caps
-	// Unlimited switches business limits off, for benchmarks that measure what the
-	// limits cost.
-	Unlimited bool
 	// Quality is when spam reports step a business's limits down; zero fields take
 	// business.DefaultQualityPolicy's.
 	Quality business.QualityPolicy
@@ -65,7 +61,8 @@ type Server struct {
 	now        func() time.Time
 	grpc       *grpc.Server
 	health     *health.Server
-	admission  *blocklist.Store
+	blocklist  *blocklist.Store
+	admission  *admission.Admitter
 	businesses *business.Store
 	devices    *delivery.Devices
 	mailboxes  *delivery.Mailboxes
@@ -73,12 +70,7 @@ type Server struct {
 	forwarder  *delivery.Forwarder
 	expiries   *delivery.Expiries
 	hub        *delivery.Hub
-	caps       blocklist.Caps
 	quality    business.QualityPolicy
-	// rate is the business rate limit; nil when Config.Unlimited.
-	rate          rateLimiter
-	rateLeases    *ratelimit.Limiter
-	newRecipients *ratelimit.NewRecipients
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
 	// can stop gracefully.
@@ -109,16 +101,7 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.caps = cfg.Caps
-	if s.caps.NewWindow <= 0 {
-		s.caps.NewWindow = 24 * time.Hour
-	}
-	s.admission = blocklist.New(cfg.Redis, s.caps)
-	s.newRecipients = ratelimit.NewNewRecipients(cfg.Redis, func(b string) string { return keys.Business(b).NewRecipients() }, s.now)
-	if !cfg.Unlimited {
-		s.rateLeases = ratelimit.New(cfg.Redis, ratelimit.WithClock(s.now), ratelimit.WithReplicasHint(max(cfg.Replicas, 1)))
-		s.rate = leasedRate{s.rateLeases}
-	}
+	s.blocklist = blocklist.New(cfg.Redis, cfg.Caps)
 	s.businesses = business.New(cfg.Redis)
 	s.devices = delivery.NewDevices(cfg.Redis)
 	s.hub = delivery.NewHub(cfg.Redis)
@@ -141,6 +124,8 @@ func New(cfg Config) (*Server, error) {
 	s.mailboxes = delivery.NewMailboxes(cfg.Redis, s.hub, s.forwarder, s.now)
 	s.expiries = delivery.NewExpiries(cfg.Redis, s.forwarder, s.now)
 	s.statuses = delivery.NewStatuses(cfg.Redis, s.hub)
+	s.admission = admission.New(cfg.Redis, s.blocklist, s.businesses, admission.WithClock(s.now),
+		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted))
 	s.streams, s.stopStreams = context.WithCancel(context.Background())
 
 	s.grpc = grpc.NewServer(
@@ -157,11 +142,10 @@ func New(cfg Config) (*Server, error) {
 
 	bg, stop := context.WithCancel(context.Background())
 	s.stopBackground = stop
-	s.background.Add(4)
+	s.background.Add(3)
 	go func() { defer s.background.Done(); s.expiries.Run(bg) }()
 	go func() { defer s.background.Done(); s.forwarder.Run(bg) }()
 	go func() { defer s.background.Done(); s.watchRedis(bg) }()
-	go func() { defer s.background.Done(); s.sweepLeases(bg) }()
 	return s, nil
 }
 
@@ -187,6 +171,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 	s.stopBackground()
 	s.background.Wait()
+	s.admission.Close() // gives leased rate tokens back to the other gateways
 	s.hub.Close()
 }
 
@@ -214,29 +199,6 @@ func (s *Server) watchRedis(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-	}
-}
-
-// sweepLeases hands unused leased allowance back to Redis, so a quiet gateway does
-// not hold what busy ones need.
-func (s *Server) sweepLeases(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			final, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			s.newRecipients.Sweep(final, s.cfg.Redis)
-			if s.rateLeases != nil {
-				s.rateLeases.Close() // gives held tokens back to the other gateways
-			}
-			cancel()
-			return
-		case <-t.C:
-			if err := s.newRecipients.Sweep(ctx, s.cfg.Redis); err != nil && ctx.Err() == nil {
-				s.log.Warn("returning leased allowance failed", "err", err)
-			}
 		}
 	}
 }

@@ -1,11 +1,11 @@
--- newrecipients.lua: lease units of a business's new-recipient allowance: at most
--- `limit` people newly contacted per rolling window, across all gateways. Each unit is
--- a member of a sorted set scored by when it was leased; a unit leaves the set when
--- its window has passed, or when the gateway hands it back unused.
+-- allowance.lua: lease units of a business's new-recipient allowance: at most `limit`
+-- people newly contacted per rolling window, across all gateways. Each unit is a member
+-- of a sorted set scored by when it was leased; it leaves the set when its window has
+-- passed, or when the gateway hands it back unused (ZREM, package admission).
 -- KEYS[1] the business's allowance set
 -- ARGV[1] now (ms)  ARGV[2] window (ms)  ARGV[3] limit  ARGV[4] units wanted
 -- ARGV[5] lease id (members are "<lease id>:<i>")
--- Reply: {granted, ms until the next unit frees up (when granted < wanted)}
+-- Reply: {granted, ms until the oldest unit leaves the window (when granted < wanted)}
 local now, window, limit, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - window)
 local used = redis.call("ZCARD", KEYS[1])

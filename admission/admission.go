@@ -1,0 +1,269 @@
+package admission
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/blocklist"
+	"github.com/heraldhq/herald/business"
+	"github.com/heraldhq/herald/ratelimit"
+	"github.com/redis/go-redis/v9"
+)
+
+// Limits is where admission reads a business's limits, cached by the store that has
+// them (business.Store). The error is business.ErrNotFound for no such business.
+type Limits interface {
+	Limits(ctx context.Context, business string, now time.Time) (business.Limits, error)
+}
+
+// Message is one validated message for one recipient, as the business sent it.
+type Message struct {
+	// UID is the recipient (keys.UID of the phone number).
+	UID      string
+	Category blocklist.Category
+	Kind     string
+	// ClientMessageID is the business's idempotency key for the message.
+	ClientMessageID string
+	// TTL is how long the message may wait for a device before it expires.
+	TTL       time.Duration
+	Envelopes []blocklist.Envelope
+	// Body is the sealed body the envelopes unlock, or nil.
+	Body []byte
+}
+
+// Admitter runs the Send path of a gateway: every admission and every lookup of a
+// business goes through it. It is safe for concurrent use; Close it at shutdown.
+type Admitter struct {
+	recipients *blocklist.Store
+	limits     Limits
+	rate       *ratelimit.Limiter
+	allowance  allowance
+	window     time.Duration
+	now        func() time.Time
+	log        *slog.Logger
+	admitted   func(blocklist.Admission)
+}
+
+type config struct {
+	now      func() time.Time
+	replicas int
+	log      *slog.Logger
+	admitted func(blocklist.Admission)
+}
+
+// Option configures an Admitter.
+type Option func(*config)
+
+// WithClock makes the Admitter read time from now instead of time.Now. Every gateway
+// on one Redis must share a clock, as package ratelimit explains; tests step it.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// WithReplicas tells the rate limiter how many gateways share the Redis (default 1),
+// which tightens its over-admission bound (see ratelimit.WithReplicasHint).
+func WithReplicas(n int) Option { return func(c *config) { c.replicas = n } }
+
+// WithLogger sets where the Admitter logs what it cannot tell a caller, such as a unit
+// of allowance it failed to hand back. The default discards.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
+
+// WithAdmitted registers f, called after Admit for each message newly accepted (not
+// for duplicates), so that the gateway can start the work that follows an admission
+// (status forwarding, expiry tracking) off the Send path. f must not block.
+func WithAdmitted(f func(blocklist.Admission)) Option { return func(c *config) { c.admitted = f } }
+
+// New returns an Admitter that admits into recipients' mailboxes through recipients,
+// under the limits that limits has for each business, with rdb holding the businesses'
+// rate buckets and new-recipient allowances.
+func New(rdb redis.UniversalClient, recipients *blocklist.Store, limits Limits, opts ...Option) *Admitter {
+	c := config{now: time.Now, replicas: 1, log: slog.New(slog.DiscardHandler), admitted: func(blocklist.Admission) {}}
+	for _, o := range opts {
+		o(&c)
+	}
+	return &Admitter{
+		recipients: recipients,
+		limits:     limits,
+		rate:       ratelimit.New(rdb, ratelimit.WithClock(c.now), ratelimit.WithReplicasHint(max(c.replicas, 1))),
+		allowance:  allowance{rdb: rdb},
+		window:     recipients.Caps().NewWindow,
+		now:        c.now,
+		log:        c.log,
+		admitted:   c.admitted,
+	}
+}
+
+// Close gives the rate tokens this gateway holds back to the other gateways. Admit
+// fails after it.
+func (a *Admitter) Close() { a.rate.Close() }
+
+// Admit decides every message of one business, in order, and appends the accepted ones
+// to their recipients' mailboxes. It returns one decision per message:
+//
+//   - RateLimited for the messages past the business's rate (a suffix: the rate admits
+//     a prefix, in order), with RetryAfter saying when the next can pass;
+//   - otherwise what the recipient's admission script decided (blocklist.Admit), where
+//     a person new to the business is NewRecipientLimited, with RetryAfter, only when
+//     the business's allowance for the window is spent.
+//
+// The cost is one pipelined Redis round trip for the whole batch, plus two only when a
+// message goes to a person new to the business (one lease of allowance for all of
+// them, and their admission again): at most the tier's worth per window.
+//
+// An error means Redis failed (or the business does not exist: business.ErrNotFound);
+// the caller fails closed.
+func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]blocklist.Decision, error) {
+	if len(ms) == 0 {
+		return nil, nil
+	}
+	now := a.now()
+	lim, err := a.limits.Limits(ctx, biz, now)
+	if err != nil {
+		return nil, fmt.Errorf("business limits: %w", err)
+	}
+	out := make([]blocklist.Decision, len(ms))
+	r, err := a.rate.Allow(ctx, biz, ratelimit.PerSecond(lim.PerSecond, lim.Burst), len(ms))
+	if err != nil {
+		return nil, fmt.Errorf("rate limit: %w", err)
+	}
+	for i := r.Allowed; i < len(ms); i++ {
+		out[i] = blocklist.Decision{Outcome: blocklist.RateLimited, RetryAfter: r.RetryAfter}
+	}
+	as := make([]blocklist.Admission, r.Allowed)
+	for i, m := range ms[:r.Allowed] {
+		as[i] = blocklist.Admission{UID: m.UID, Business: biz, Category: m.Category, Kind: m.Kind,
+			ClientMessageID: m.ClientMessageID, MessageID: newMessageID(m.UID, now), Now: now,
+			Expires: now.Add(m.TTL), Envelopes: m.Envelopes, Body: m.Body, New: refusedUnless(lim)}
+	}
+	if len(as) == 0 {
+		return out, nil
+	}
+	ds, err := a.recipients.Admit(ctx, as)
+	if err != nil {
+		return nil, err
+	}
+	err = a.startNew(ctx, biz, lim, as, ds, now)
+	// What was admitted is followed up even if starting new people failed: the
+	// messages are in their mailboxes whatever the caller is told.
+	for i, d := range ds {
+		out[i] = d
+		if d.Outcome == blocklist.Accepted && !d.Duplicate {
+			a.admitted(as[i])
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// refusedUnless is what a first attempt may do about a new person: nothing, when the
+// business has an allowance (units are leased only for people who turn out new), or
+// anything, when it has none.
+func refusedUnless(l business.Limits) blocklist.NewAllowance {
+	if l.DailyUnique > 0 {
+		return blocklist.NewRefused
+	}
+	return blocklist.NewUnlimited
+}
+
+// startNew gives the admissions refused only for want of allowance — their people are
+// new to the business — units leased now, and admits them again; those it can give no
+// unit stay NewRecipientLimited, with the wait until one frees up. Units the second
+// attempt did not spend (another admission started the person meanwhile) go back.
+func (a *Admitter) startNew(ctx context.Context, biz string, lim business.Limits, as []blocklist.Admission, ds []blocklist.Decision, now time.Time) error {
+	var again []int
+	for i, d := range ds {
+		if d.Outcome == blocklist.NewRecipientLimited {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 || lim.DailyUnique <= 0 {
+		return nil
+	}
+	us, retry, err := a.allowance.lease(ctx, biz, lim.DailyUnique, a.window, len(again), now)
+	if err != nil {
+		return err
+	}
+	for _, i := range again[len(us):] {
+		ds[i].RetryAfter = max(retry, time.Millisecond)
+	}
+	again = again[:len(us)]
+	if len(again) == 0 {
+		return nil
+	}
+	redo := make([]blocklist.Admission, len(again))
+	for j, i := range again {
+		redo[j] = as[i]
+		redo[j].New = blocklist.NewAllowed
+	}
+	rds, err := a.recipients.Admit(ctx, redo)
+	if err != nil {
+		// The scripts may have run and started people: the units stay counted, so
+		// the tier holds (a lost unit under-admits until its window passes).
+		return err
+	}
+	unused := 0
+	for j, i := range again {
+		ds[i] = rds[j]
+		if !rds[j].StartedNew {
+			unused++
+		}
+	}
+	a.giveBack(ctx, biz, us[:unused])
+	return nil
+}
+
+// giveBack hands units back. The admissions they were leased for are decided by now,
+// so a failure is not the caller's: the units count until their window passes.
+func (a *Admitter) giveBack(ctx context.Context, biz string, us units) {
+	if err := a.allowance.giveBack(ctx, biz, us); err != nil {
+		a.log.Warn("handing back unused new-recipient allowance failed; it counts until its window passes",
+			"business", biz, "units", len(us), "err", err)
+	}
+}
+
+// Lookup decides on policy as Admit would for a message of category c from biz to
+// uid, for LookupRecipient, and returns the recipient's devices when it would pass. A
+// lookup of a person the business has not contacted in the window spends its
+// new-recipient allowance like a message, since it tells whether the number is
+// registered; beyond the allowance it is NewRecipientLimited and reveals nothing.
+func (a *Admitter) Lookup(ctx context.Context, biz, uid string, c blocklist.Category) (blocklist.Checked, error) {
+	now := a.now()
+	lim, err := a.limits.Limits(ctx, biz, now)
+	if err != nil {
+		return blocklist.Checked{}, fmt.Errorf("business limits: %w", err)
+	}
+	chk, err := a.recipients.Check(ctx, uid, biz, c, now, refusedUnless(lim))
+	if err != nil || chk.Outcome != blocklist.NewRecipientLimited || lim.DailyUnique <= 0 {
+		return chk, err
+	}
+	us, _, err := a.allowance.lease(ctx, biz, lim.DailyUnique, a.window, 1, now)
+	if err != nil || len(us) == 0 {
+		return chk, err
+	}
+	chk, err = a.recipients.Check(ctx, uid, biz, c, now, blocklist.NewAllowed)
+	if err != nil {
+		return chk, err // the unit stays counted, as in startNew
+	}
+	if !chk.StartedNew {
+		a.giveBack(ctx, biz, us)
+	}
+	return chk, nil
+}
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newMessageID makes a message id: the recipient's uid (so an ack names whose mailbox
+// it touches), a dot, then the admission time in ms and 64 random bits, so ids sort by
+// time and never collide.
+func newMessageID(uid string, now time.Time) string {
+	var b [14]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	rand.Read(b[6:])
+	return uid + "." + strings.ToLower(b32.EncodeToString(b[:]))
+}

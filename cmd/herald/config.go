@@ -63,9 +63,6 @@ func defaultStateDir(getenv func(string) string) string {
 	return ""
 }
 
-// globalFlags names the flags bind registers, so a command's usage can leave them out.
-var globalFlags = map[string]bool{"addr": true, "tls": true, "token": true, "state": true, "json": true}
-
 // bind registers the global flags on fs with the current values as defaults, so that
 // parsing fs changes only what is given on its command line.
 func (c *Config) bind(fs *flag.FlagSet) {

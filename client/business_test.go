@@ -26,6 +26,7 @@ const (
 // TestSendOpensOnEveryDevice: a message sent over real gRPC is sealed for each of
 // the recipient's devices, whatever their algorithm, and each opens it.
 func TestSendOpensOnEveryDevice(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	tp := newTap(g.conn)
 	b := g.business(tp, high)
@@ -73,6 +74,7 @@ func TestSendOpensOnEveryDevice(t *testing.T) {
 // TestOutsiderOpensNothing: a device that is not a recipient cannot open any envelope
 // it is handed, whether addressed to it or not.
 func TestOutsiderOpensNothing(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	b := g.business(nil, high)
 	tp := newTap(g.conn)
@@ -109,6 +111,7 @@ func TestOutsiderOpensNothing(t *testing.T) {
 // lookup (a new device, a rotated key), Send looks up again and resends once with the
 // same client message id.
 func TestStaleDevicesResendOnce(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	tp := newTap(g.conn)
 	b := g.business(tp, high)
@@ -258,6 +261,7 @@ func businessKey(t testing.TB, g *gateway, b *client.Business) string {
 // TestRetryInfoHonoured: a business allowed one message a second sends two at once;
 // both succeed, the second only after the wait the gateway's RetryInfo asked for.
 func TestRetryInfoHonoured(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	tp := newTap(g.conn)
 	b := g.business(tp, limits{1, 1})
@@ -302,6 +306,7 @@ func retryDelay(t testing.TB, err error) time.Duration {
 // TestTypedErrors: each way a send can fail is a typed error that callers branch on
 // with errors.As, and the gRPC status stays reachable.
 func TestTypedErrors(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	b := g.business(nil, high)
 	phone := g.device(nil, alice, e2e.X25519)
@@ -377,6 +382,7 @@ func TestTypedErrors(t *testing.T) {
 // TestUnavailable: with the store down the gateway does nothing and says UNAVAILABLE;
 // the SDK retries, then returns an *UnavailableError.
 func TestUnavailable(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	tp := newTap(g.conn)
 	b := g.business(tp, high, client.WithRetry(3, 10*time.Millisecond))
@@ -398,6 +404,7 @@ func TestUnavailable(t *testing.T) {
 // TestBroadcast: one body sealed once for every device of every recipient, sent in
 // one batch; results in order; each device opens its copy.
 func TestBroadcast(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	tp := newTap(g.conn)
 	b := g.business(tp, high)
@@ -464,6 +471,7 @@ func TestBroadcast(t *testing.T) {
 // TestBroadcastOverTheRate: a batch partly over the business's rate gets the rest
 // through after the gateway's retry_after.
 func TestBroadcastOverTheRate(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	tp := newTap(g.conn)
 	b := g.business(tp, limits{2, 2})

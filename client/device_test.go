@@ -21,6 +21,7 @@ func cloneDelivery(d *heraldv1.Delivery) *heraldv1.Delivery {
 // again, under its own id or under another one, also by a device restored from its
 // saved state.
 func TestReplayRejected(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	b := g.business(nil, high)
 	tp := newTap(g.conn)
@@ -76,6 +77,7 @@ func TestReplayRejected(t *testing.T) {
 // a new key is withheld as a *KeyChangedError, and left queued, until the person
 // trusts the new key.
 func TestKeyChangeSurfaced(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	b := g.business(nil, high)
 	phone := g.device(nil, alice, e2e.X25519)
@@ -124,6 +126,7 @@ func TestKeyChangeSurfaced(t *testing.T) {
 // device refuses it with a *RejectedDeliveryError saying why; a changed key field
 // that did not sign the message changes nothing.
 func TestOpenRejectsTampering(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	b := g.business(nil, high)
 	tp := newTap(g.conn)
@@ -196,6 +199,7 @@ func flip(b []byte) []byte {
 // TestReceiveDropsForgeries: Receive acknowledges a delivery it rejects, so that it
 // does not come back, and goes on with the next.
 func TestReceiveDropsForgeries(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	b := g.business(nil, high)
 	phone := g.device(nil, alice, e2e.X25519)
@@ -233,6 +237,7 @@ func TestReceiveDropsForgeries(t *testing.T) {
 // TestDeviceStateRoundTrip: a device saved and restored keeps its keys (retired ones
 // too), token and pins.
 func TestDeviceStateRoundTrip(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	b := g.business(nil, high)
 	phone := g.device(nil, alice, e2e.MLKEM768X25519)
@@ -284,6 +289,7 @@ func TestDeviceStateRoundTrip(t *testing.T) {
 // TestPersonsChoices: consent, block, preferences and a spam report, as a person's
 // device makes them.
 func TestPersonsChoices(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	b := g.business(nil, high)
 	phone := g.device(nil, alice, e2e.X25519)

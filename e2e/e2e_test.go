@@ -76,6 +76,7 @@ func envelope(t testing.TB, s *Sealed, id string) []byte {
 }
 
 func TestRoundTripToEachDevice(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	const text = "Thanks for your order: 1 margherita, 12.50 EUR."
 	s := hh.seal(t, text)
@@ -107,6 +108,7 @@ func TestRoundTripToEachDevice(t *testing.T) {
 }
 
 func TestOpenWithoutSentTimeComparesTheRest(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "hi")
 	expect := hh.header
@@ -125,6 +127,7 @@ func TestOpenWithoutSentTimeComparesTheRest(t *testing.T) {
 }
 
 func TestSentTimeIsKeptToTheMillisecond(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	hh.header.SentTime = time.Unix(1_767_225_600, 123_456_789)
 	s := hh.seal(t, "hi")
@@ -138,6 +141,7 @@ func TestSentTimeIsKeptToTheMillisecond(t *testing.T) {
 }
 
 func TestNonRecipientCannotOpenAnyWrap(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "for the phone and the laptop only")
 	for id := range s.Wraps {
@@ -153,6 +157,7 @@ func TestNonRecipientCannotOpenAnyWrap(t *testing.T) {
 }
 
 func TestDeliveredHeaderMustMatchSealed(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "a receipt")
 	env := envelope(t, s, "phone")
@@ -202,6 +207,7 @@ func bodyOffsets(h Header) map[string]int {
 }
 
 func TestTamperedEnvelopeIsRefused(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "a receipt")
 	for _, id := range []string{"phone", "laptop"} {
@@ -241,6 +247,7 @@ func TestTamperedEnvelopeIsRefused(t *testing.T) {
 // TestEveryByteIsProtected flips the lowest bit of each byte of an envelope in turn:
 // every change is refused, none panics, and none yields a plaintext.
 func TestEveryByteIsProtected(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "every byte counts")
 	for _, id := range []string{"phone", "laptop"} {
@@ -270,6 +277,7 @@ func isTyped(err error) bool {
 }
 
 func TestMarketingCannotPassAsTransactional(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	hh.header.Category, hh.header.Kind = Marketing, Offer
 	s := hh.seal(t, "20% off all pizzas tonight")
@@ -291,6 +299,7 @@ func TestMarketingCannotPassAsTransactional(t *testing.T) {
 }
 
 func TestBodyFromAnotherMessageIsRefused(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	genuine := hh.seal(t, "your table is booked for 8 pm")
 	other := hh.seal(t, "your table is cancelled") // same header, same business
@@ -301,6 +310,7 @@ func TestBodyFromAnotherMessageIsRefused(t *testing.T) {
 }
 
 func TestWrapMovedToAnotherDeviceIsRefused(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "for the phone")
 	phoneWrap := s.Wraps["phone"]
@@ -353,6 +363,7 @@ func resign(business *SigningKey, body, w []byte) []byte {
 }
 
 func TestForgedMessageIsRefused(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	forger, err := GenerateSigningKey()
 	if err != nil {
@@ -376,6 +387,7 @@ func TestForgedMessageIsRefused(t *testing.T) {
 // the watch, which was never a recipient. The body decrypts with that key, but the
 // business did not sign a wrap for the watch.
 func TestForwardedContentKeyIsRefused(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "a receipt")
 	laptop, err := parseWrap(s.Wraps["laptop"])
@@ -419,6 +431,7 @@ func forgeWrap(t *testing.T, dev *DeviceKey, deviceID string, body, contentKey [
 // TestBodyCommitsToItsKey: a business that signs a wrap of some other key for the same
 // body is caught by the key commitment before any decryption of the body is trusted.
 func TestBodyCommitsToItsKey(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "a receipt")
 	otherKey := make([]byte, contentKeySize)
@@ -431,6 +444,7 @@ func TestBodyCommitsToItsKey(t *testing.T) {
 }
 
 func TestInspectReadsRoutingWithoutKeys(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "a receipt")
 	h, id, err := Inspect(envelope(t, s, "laptop"))
@@ -443,6 +457,7 @@ func TestInspectReadsRoutingWithoutKeys(t *testing.T) {
 }
 
 func TestSealRefuses(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	phone := hh.recipient("phone")
 	for _, tc := range []struct {
@@ -479,6 +494,7 @@ func TestSealRefuses(t *testing.T) {
 }
 
 func TestEmptyBodyRoundTrips(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "")
 	m, err := hh.open("phone", hh.header, envelope(t, s, "phone"))
@@ -490,6 +506,7 @@ func TestEmptyBodyRoundTrips(t *testing.T) {
 // TestLargestEnvelopeFitsTheAPI pins the size the package doc promises: 63,442 bytes
 // of plaintext, with every field at its longest, make a 64 KiB envelope.
 func TestLargestEnvelopeFitsTheAPI(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	hh.header.BusinessID = strings.Repeat("b", maxField)
 	hh.header.ClientMessageID = strings.Repeat("c", maxField)
@@ -511,6 +528,7 @@ func TestLargestEnvelopeFitsTheAPI(t *testing.T) {
 // TestKeysAreSafeForConcurrentUse seals and opens with shared keys from many
 // goroutines; run it with -race.
 func TestKeysAreSafeForConcurrentUse(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "shared")
 	env := envelope(t, s, "phone")

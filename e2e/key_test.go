@@ -8,6 +8,7 @@ import (
 )
 
 func TestDeviceKeySurvivesStorage(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "a receipt")
 	for _, id := range []string{"phone", "laptop"} {
@@ -38,6 +39,7 @@ func TestDeviceKeySurvivesStorage(t *testing.T) {
 }
 
 func TestParseDeviceKeyRefuses(t *testing.T) {
+	t.Parallel()
 	k, err := GenerateDeviceKey(X25519)
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +72,7 @@ func TestParseDeviceKeyRefuses(t *testing.T) {
 }
 
 func TestKeyIDIsShortStableAndDistinct(t *testing.T) {
+	t.Parallel()
 	a, _ := GenerateDeviceKey(MLKEM768X25519)
 	b, _ := GenerateDeviceKey(MLKEM768X25519)
 	id := KeyID(a.PublicKey())
@@ -90,6 +93,7 @@ func TestKeyIDIsShortStableAndDistinct(t *testing.T) {
 }
 
 func TestSigningKeySurvivesStorage(t *testing.T) {
+	t.Parallel()
 	k, err := GenerateSigningKey()
 	if err != nil {
 		t.Fatal(err)

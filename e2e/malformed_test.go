@@ -8,6 +8,7 @@ import (
 )
 
 func TestMalformedEnvelopes(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "a receipt")
 	env := envelope(t, s, "laptop")
@@ -53,6 +54,7 @@ func TestMalformedEnvelopes(t *testing.T) {
 
 // TestEveryTruncationIsRefused cuts envelopes of both algorithms at every length.
 func TestEveryTruncationIsRefused(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "a receipt")
 	for _, id := range []string{"phone", "laptop"} {
@@ -67,6 +69,7 @@ func TestEveryTruncationIsRefused(t *testing.T) {
 }
 
 func TestSplitEnvelopeInvertsJoin(t *testing.T) {
+	t.Parallel()
 	hh := newHousehold(t)
 	s := hh.seal(t, "a receipt")
 	body, wrap, err := SplitEnvelope(envelope(t, s, "phone"))

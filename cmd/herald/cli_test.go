@@ -338,6 +338,7 @@ func savedDevice(t *testing.T, path string) (deviceState, struct {
 // registers two devices, the business sends, both devices read it, the person blocks
 // the business and its next message is rejected.
 func TestWalkThrough(t *testing.T) {
+	t.Parallel()
 	st, addr := startFake(t)
 	state := t.TempDir()
 	vars := map[string]string{
@@ -453,6 +454,7 @@ func TestWalkThrough(t *testing.T) {
 // signed is never shown. A forgery is acknowledged so that it does not come back; an
 // envelope of an unknown format stays queued for a newer herald.
 func TestReceiveRefusesWhatFailsVerification(t *testing.T) {
+	t.Parallel()
 	st, addr := startFake(t)
 	state := t.TempDir()
 	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": state, "HERALD_API_KEY": fakeAPIKey, "HERALD_BUSINESS_ID": fakeBusiness}
@@ -498,6 +500,7 @@ func TestReceiveRefusesWhatFailsVerification(t *testing.T) {
 // TestBusinessKeyChange: when a business's signing key changes, the device withholds
 // its messages until the person trusts the new key.
 func TestBusinessKeyChange(t *testing.T) {
+	t.Parallel()
 	_, addr := startFake(t)
 	state := t.TempDir()
 	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": state, "HERALD_API_KEY": fakeAPIKey, "HERALD_BUSINESS_ID": fakeBusiness}
@@ -527,6 +530,7 @@ func TestBusinessKeyChange(t *testing.T) {
 }
 
 func TestGatewayErrorsAreExplained(t *testing.T) {
+	t.Parallel()
 	_, addr := startFake(t)
 	state := t.TempDir()
 	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": state, "HERALD_TOKEN": "adm"}

@@ -28,6 +28,7 @@ func parseGlobal(t *testing.T, vars map[string]string, args ...string) Config {
 }
 
 func TestConfigEnvThenFlags(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name         string
 		env          map[string]string
@@ -96,6 +97,7 @@ func TestConfigEnvThenFlags(t *testing.T) {
 }
 
 func TestTokenPrecedence(t *testing.T) {
+	t.Parallel()
 	all := map[string]string{
 		"HERALD_TOKEN":       "generic",
 		"HERALD_ADMIN_TOKEN": "admin",
@@ -125,6 +127,7 @@ func TestTokenPrecedence(t *testing.T) {
 }
 
 func TestTLSDefaultsToPlaintextOnlyOnLoopback(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		addr string
 		args []string
@@ -152,6 +155,7 @@ func TestTLSDefaultsToPlaintextOnlyOnLoopback(t *testing.T) {
 }
 
 func TestParseMixesFlagsAndArguments(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		args   []string
@@ -185,6 +189,7 @@ func TestParseMixesFlagsAndArguments(t *testing.T) {
 }
 
 func TestExitStatusOfBadCommandLines(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		args []string
 		want int

@@ -28,6 +28,7 @@ func mustStatus(t *testing.T, c codes.Code, msg string, details ...protoadapt.Me
 }
 
 func TestErrorText(t *testing.T) {
+	t.Parallel()
 	badRequest := mustStatus(t, codes.InvalidArgument, "invalid message", &errdetails.BadRequest{
 		FieldViolations: []*errdetails.BadRequest_FieldViolation{
 			{Field: "message.recipient", Description: "not an E.164 phone number"},
@@ -75,6 +76,7 @@ func TestErrorText(t *testing.T) {
 }
 
 func TestErrorJSON(t *testing.T) {
+	t.Parallel()
 	err := mustStatus(t, codes.InvalidArgument, "invalid message",
 		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "message.recipient", Description: "bad"}}},
 		&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)},
@@ -105,6 +107,7 @@ func TestErrorJSON(t *testing.T) {
 }
 
 func TestJSONLineOfAResponse(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	err := jsonLine(&out, &heraldv1.SendResponse{Result: &heraldv1.Result{Outcome: heraldv1.Outcome_OUTCOME_BLOCKED}})
 	if err != nil {
@@ -127,6 +130,7 @@ func TestJSONLineOfAResponse(t *testing.T) {
 }
 
 func TestCleanKeepsTerminalsSafe(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"Your order\tshipped.\nThanks!", "Your order\tshipped.\nThanks!"},
 		{"héllo ✓ 日本", "héllo ✓ 日本"},
@@ -143,6 +147,7 @@ func TestCleanKeepsTerminalsSafe(t *testing.T) {
 }
 
 func TestParseEnum(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want heraldv1.Kind

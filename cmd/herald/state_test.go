@@ -14,6 +14,7 @@ import (
 )
 
 func TestDeviceStateRoundTrip(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "herald") // does not exist yet
 	want := &deviceState{
 		Addr:         "127.0.0.1:7400",
@@ -46,6 +47,7 @@ func TestDeviceStateRoundTrip(t *testing.T) {
 }
 
 func TestDeviceStateIsPrivate(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS == "windows" {
 		t.Skip("Unix permissions")
 	}
@@ -66,6 +68,7 @@ func TestDeviceStateIsPrivate(t *testing.T) {
 }
 
 func TestDeviceStateNeverReplacesAKey(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if _, err := saveDevice(dir, "phone", &deviceState{Device: json.RawMessage(`{"device_id":"first"}`)}); err != nil {
 		t.Fatal(err)
@@ -83,6 +86,7 @@ func TestDeviceStateNeverReplacesAKey(t *testing.T) {
 }
 
 func TestDeviceNames(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, name := range []string{"default", "phone", "ann.laptop", "a_b-c", strings.Repeat("x", 64)} {
 		if _, err := statePath(dir, name); err != nil {
@@ -100,6 +104,7 @@ func TestDeviceNames(t *testing.T) {
 }
 
 func TestLoadMissingDevice(t *testing.T) {
+	t.Parallel()
 	_, err := loadDevice(t.TempDir(), "phone")
 	if !errors.Is(err, errNoDevice) || !strings.Contains(err.Error(), "herald device register") {
 		t.Errorf("loadDevice of a missing device: %v", err)
@@ -107,6 +112,7 @@ func TestLoadMissingDevice(t *testing.T) {
 }
 
 func TestDeviceStateUpdateReplacesPrivately(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if _, err := saveDevice(dir, "phone", &deviceState{Device: json.RawMessage(`{"v":1}`)}); err != nil {
 		t.Fatal(err)
@@ -129,6 +135,7 @@ func TestDeviceStateUpdateReplacesPrivately(t *testing.T) {
 }
 
 func TestDeviceLock(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS == "windows" {
 		t.Skip("no flock")
 	}
@@ -155,6 +162,7 @@ func TestDeviceLock(t *testing.T) {
 }
 
 func TestSigningKeyIsMadeOnceAndPrivate(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "herald")
 	key, saved, err := loadSigningKey(dir, "biz_1")
 	if err != nil || saved {

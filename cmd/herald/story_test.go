@@ -41,6 +41,7 @@ func startGateway(t *testing.T, adminToken string) string {
 // TestStoryOnTheRealGateway is the README's story, end to end encrypted, on the real
 // gateway: everything the CLI does as a business and as a device goes through the SDK.
 func TestStoryOnTheRealGateway(t *testing.T) {
+	t.Parallel()
 	addr := startGateway(t, "admin-token-0123456789")
 	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": t.TempDir(), "HERALD_ADMIN_TOKEN": "admin-token-0123456789"}
 	const phone = "+14155550123"

@@ -7,6 +7,7 @@ import (
 )
 
 func TestGet(t *testing.T) {
+	t.Parallel()
 	c := New[string, int](time.Second)
 	now := time.Now()
 	loads := 0
@@ -40,6 +41,7 @@ func TestGet(t *testing.T) {
 // TestOneRefreshAtATime: while one caller reloads a stale entry, others get the stale
 // value for at most one more TTL.
 func TestOneRefreshAtATime(t *testing.T) {
+	t.Parallel()
 	c := New[string, int](time.Second)
 	now := time.Now()
 	c.Get("k", now, func() (int, error) { return 1, nil })

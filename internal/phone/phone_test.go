@@ -3,6 +3,7 @@ package phone
 import "testing"
 
 func TestParse(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{"+14155550123", "+14155550123"},
 		{" +1 (415) 555-0123 ", "+14155550123"},

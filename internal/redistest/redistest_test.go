@@ -6,6 +6,7 @@ import (
 )
 
 func TestStartGivesAnEmptyWorkingStore(t *testing.T) {
+	t.Parallel()
 	s := Start(t)
 	ctx := context.Background()
 	if n, err := s.Client.DBSize(ctx).Result(); err != nil || n != 0 {

@@ -36,20 +36,33 @@ type Quality struct {
 	LastStepDown       time.Time
 }
 
-// The tiers of the daily unique recipient limit, top first; 0 is unlimited.
-var uniqueTiers = []int{0, 100_000, 10_000, 1_000}
+// uniqueTiers are the tiers of the new-recipient limit below unlimited, top first.
+var uniqueTiers = []int{100_000, 10_000, 1_000}
 
-// stepDown is l one tier lower: the new-recipient limit drops a tier; at the lowest
-// tier the rate halves instead (not below 1 per second).
+// The floor of a step-down's rate and burst. Step-downs are automatic and repeat
+// every window a business stays above the threshold, so halving alone would in time
+// silence it, receipts and sign-in codes included; at one message a second (86,400 a
+// day) it can still serve its customers while the operator looks into the reports, and
+// going lower is the operator's decision. A floor never lifts a limit: a rate or burst
+// already below it is left as it is.
+const (
+	rateFloor  = 1.0
+	burstFloor = 1
+)
+
+// stepDown is l one tier lower. The new-recipient limit drops to the next tier below
+// it; once it is at or under the lowest tier, the rate and burst halve instead, down
+// to rateFloor and burstFloor. No limit ever rises, so at the floor stepDown returns
+// l unchanged.
 func stepDown(l Limits) Limits {
-	for i, t := range uniqueTiers[:len(uniqueTiers)-1] {
-		if l.DailyUnique == t || (t > 0 && l.DailyUnique > uniqueTiers[i+1]) {
-			l.DailyUnique = uniqueTiers[i+1]
+	for _, t := range uniqueTiers {
+		if l.DailyUnique == 0 || l.DailyUnique > t {
+			l.DailyUnique = t
 			return l
 		}
 	}
-	l.PerSecond = max(l.PerSecond/2, 1)
-	l.Burst = max(l.Burst/2, 1)
+	l.PerSecond = min(l.PerSecond, max(l.PerSecond/2, rateFloor))
+	l.Burst = min(l.Burst, max(l.Burst/2, burstFloor))
 	return l
 }
 

@@ -2,12 +2,15 @@ package business
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/internal/rscript"
+	"github.com/redis/go-redis/v9"
 )
 
 // QualityPolicy is the operator's rule for stepping a business's limits down when
@@ -31,9 +34,13 @@ var DefaultQualityPolicy = QualityPolicy{Threshold: 0.02, Window: 7 * 24 * time.
 
 // Quality is a business's figure over the window.
 type Quality struct {
+	// Delivered and Reports are the messages delivered and reported in the window.
 	Delivered, Reports int64
-	Rate               float64
-	LastStepDown       time.Time
+	// Rate is Reports/Delivered, 0 with nothing delivered; the policy steps the
+	// limits down when it is above the threshold.
+	Rate float64
+	// LastStepDown is when the limits last stepped down, zero if they never did.
+	LastStepDown time.Time
 }
 
 // uniqueTiers are the tiers of the new-recipient limit below unlimited, top first.
@@ -73,7 +80,7 @@ func (s *Store) Quality(ctx context.Context, id string, now time.Time, pol Quali
 	if err != nil {
 		return Quality{}, fmt.Errorf("quality: %w", err)
 	}
-	oldest := now.Add(-pol.Window).UnixMilli() / pol.Bucket.Milliseconds()
+	oldest := bucketOf(now.Add(-pol.Window), pol) // the newest bucket that has left the window
 	var q Quality
 	var stale []string
 	for f, v := range h {
@@ -106,38 +113,60 @@ func (s *Store) Quality(ctx context.Context, id string, now time.Time, pol Quali
 	return q, nil
 }
 
+//go:embed stepdown.lua
+var stepDownSource string
+
+var stepDownScript = redis.NewScript(stepDownSource)
+
 // Report counts a report against the business and steps its limits down a tier if
-// the figure crosses the policy's threshold (at most once per window). It returns
+// the figure is above the policy's threshold (at most once per window). It returns
 // whether it stepped down.
+//
+// The check and the step are one script on the business's slot, so no lock is held:
+// of reports arriving together at several gateways exactly one steps down, and a
+// caller that goes away leaves either the whole step or none of it. The next tier is
+// worked out here from the limits as read, and the script applies it only if they are
+// still what was read; if the operator changed them in between, theirs stand and a
+// later report steps down from them.
 func (s *Store) Report(ctx context.Context, id string, now time.Time, pol QualityPolicy) (bool, error) {
 	b := keys.Business(id)
-	bucket := now.UnixMilli() / pol.Bucket.Milliseconds()
-	if err := s.rdb.HIncrBy(ctx, b.Quality(), "r:"+strconv.FormatInt(bucket, 10), 1).Err(); err != nil {
+	var rec *redis.MapStringStringCmd
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HIncrBy(ctx, b.Quality(), "r:"+strconv.FormatInt(bucketOf(now, pol), 10), 1)
+		rec = p.HGetAll(ctx, b.Record())
+		return nil
+	}); err != nil {
 		return false, fmt.Errorf("report: %w", err)
 	}
-	q, err := s.Quality(ctx, id, now, pol)
-	if err != nil {
-		return false, err
+	h := rec.Val()
+	if h["display_name"] == "" {
+		return false, ErrNotFound
 	}
-	if q.Delivered < int64(pol.MinDelivered) || q.Rate <= pol.Threshold ||
-		(!q.LastStepDown.IsZero() && now.Sub(q.LastStepDown) < pol.Window) {
+	cur := parseLimits(h)
+	next := stepDown(cur)
+	if next == cur {
+		return false, nil // as low as a step goes
+	}
+	cmds, err := rscript.Run(ctx, s.rdb, stepDownScript, []rscript.Call{{
+		Keys: []string{b.Quality(), b.Record()},
+		Args: []any{bucketOf(now.Add(-pol.Window), pol), now.UnixMilli(), pol.Window.Milliseconds(), pol.Threshold,
+			pol.MinDelivered, h["mps"], h["burst"], h["uniq"], next.PerSecond, next.Burst, next.DailyUnique},
+	}})
+	if err != nil {
+		return false, fmt.Errorf("report: %w", err)
+	}
+	stepped, err := cmds[0].Int()
+	if err != nil {
+		return false, fmt.Errorf("report: %w", err)
+	}
+	if stepped != 1 {
 		return false, nil
 	}
-	// Only one gateway steps down for one crossing.
-	ok, err := s.rdb.HSetNX(ctx, b.Quality(), "stepping", now.UnixMilli()).Result()
-	if err != nil || !ok {
-		return false, err
-	}
-	defer s.rdb.HDel(ctx, b.Quality(), "stepping")
-	cur, err := s.Get(ctx, id)
-	if err != nil {
-		return false, err
-	}
-	if err := s.SetLimits(ctx, id, stepDown(cur.Limits)); err != nil {
-		return false, err
-	}
-	if err := s.rdb.HSet(ctx, b.Quality(), "stepped", now.UnixMilli()).Err(); err != nil {
-		return false, fmt.Errorf("report: %w", err)
-	}
+	s.limits.Forget(id)
 	return true, nil
+}
+
+// bucketOf is the index of the counter bucket that holds t.
+func bucketOf(t time.Time, pol QualityPolicy) int64 {
+	return t.UnixMilli() / pol.Bucket.Milliseconds()
 }

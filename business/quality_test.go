@@ -256,9 +256,9 @@ func TestReportAtTheFloor(t *testing.T) {
 	}
 }
 
-// goneAfter lets a client do n commands (a pipeline counts as one) and fails every
-// later one without sending it, with context.Canceled: the caller gave up, or the
-// gateway died, at that point.
+// goneAfter lets a client do n commands (a pipeline counts as one, and so do those of
+// its connection handshake) and fails every later one without sending it, with
+// context.Canceled: the caller gave up, or the gateway died, at that point.
 type goneAfter struct {
 	mu sync.Mutex
 	n  int

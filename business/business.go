@@ -2,8 +2,8 @@
 //
 // Guarantees:
 //   - An API key is shown once, at issue; Redis keeps only its SHA-256.
-//   - A verified key is trusted from a local cache (package cache), so a revoked key
-//     stops working on every gateway within 2×KeyCacheTTL.
+//   - A revoked API key stops working on every gateway within 4 seconds (RevokeKey),
+//     and at once on the gateway that revoked it.
 package business
 
 import (
@@ -26,8 +26,8 @@ import (
 )
 
 // KeyCacheTTL is how long a gateway trusts a verified API key without asking Redis
-// again; a revoked key stops working within 2×KeyCacheTTL (4 s) on every gateway
-// (package cache).
+// again. The cache may serve an entry for up to twice its TTL (package cache), so it
+// is half of the 4 seconds within which a revoked key must stop working everywhere.
 const KeyCacheTTL = 2 * time.Second
 
 // profileCacheTTL bounds how stale a display name or signing key on a delivery can be.
@@ -232,18 +232,23 @@ func KeyID(key string) string {
 	return parts[1]
 }
 
-// RevokeKey revokes the key with the given id; every gateway refuses it within
-// KeyCacheTTL. Revoking a revoked key is not an error.
+// RevokeKey revokes the key with the given id: this gateway refuses it at once, and
+// every gateway within 4 seconds, the time a verified key may live in another
+// gateway's cache (2×KeyCacheTTL). Revoking a revoked key is not an error.
 func (s *Store) RevokeKey(ctx context.Context, id string, now time.Time) error {
-	business, err := s.rdb.HGet(ctx, keys.APIKey(id), "business").Result()
-	if errors.Is(err, redis.Nil) {
-		return ErrNoSuchKey
-	}
+	rec, err := s.rdb.HMGet(ctx, keys.APIKey(id), "business", "hash").Result()
 	if err != nil {
 		return fmt.Errorf("revoke key: %w", err)
 	}
+	business, _ := rec[0].(string)
+	if business == "" {
+		return ErrNoSuchKey
+	}
 	if err := s.rdb.HSet(ctx, keys.APIKey(id), "revoked", now.UnixMilli()).Err(); err != nil {
 		return fmt.Errorf("revoke key: %w", err)
+	}
+	if h, _ := rec[1].(string); h != "" {
+		s.keys.Forget(h) // the cache is keyed by the key's hash
 	}
 	if err := s.rdb.SRem(ctx, keys.Business(business).APIKeys(), id).Err(); err != nil {
 		return fmt.Errorf("revoke key: %w", err)

@@ -2,12 +2,15 @@ package business
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/internal/rscript"
+	"github.com/redis/go-redis/v9"
 )
 
 // QualityPolicy is the operator's rule for stepping a business's limits down when
@@ -31,25 +34,42 @@ var DefaultQualityPolicy = QualityPolicy{Threshold: 0.02, Window: 7 * 24 * time.
 
 // Quality is a business's figure over the window.
 type Quality struct {
+	// Delivered and Reports are the messages delivered and reported in the window.
 	Delivered, Reports int64
-	Rate               float64
-	LastStepDown       time.Time
+	// Rate is Reports/Delivered, 0 with nothing delivered; the policy steps the
+	// limits down when it is above the threshold.
+	Rate float64
+	// LastStepDown is when the limits last stepped down, zero if they never did.
+	LastStepDown time.Time
 }
 
-// The tiers of the daily unique recipient limit, top first; 0 is unlimited.
-var uniqueTiers = []int{0, 100_000, 10_000, 1_000}
+// uniqueTiers are the tiers of the new-recipient limit below unlimited, top first.
+var uniqueTiers = []int{100_000, 10_000, 1_000}
 
-// stepDown is l one tier lower: the new-recipient limit drops a tier; at the lowest
-// tier the rate halves instead (not below 1 per second).
+// The floor of a step-down's rate and burst. Step-downs are automatic and repeat
+// every window a business stays above the threshold, so halving alone would in time
+// silence it, receipts and sign-in codes included; at one message a second (86,400 a
+// day) it can still serve its customers while the operator looks into the reports, and
+// going lower is the operator's decision. A floor never lifts a limit: a rate or burst
+// already below it is left as it is.
+const (
+	rateFloor  = 1.0
+	burstFloor = 1
+)
+
+// stepDown is l one tier lower. The new-recipient limit drops to the next tier below
+// it; once it is at or under the lowest tier, the rate and burst halve instead, down
+// to rateFloor and burstFloor. No limit ever rises, so at the floor stepDown returns
+// l unchanged.
 func stepDown(l Limits) Limits {
-	for i, t := range uniqueTiers[:len(uniqueTiers)-1] {
-		if l.DailyUnique == t || (t > 0 && l.DailyUnique > uniqueTiers[i+1]) {
-			l.DailyUnique = uniqueTiers[i+1]
+	for _, t := range uniqueTiers {
+		if l.DailyUnique == 0 || l.DailyUnique > t {
+			l.DailyUnique = t
 			return l
 		}
 	}
-	l.PerSecond = max(l.PerSecond/2, 1)
-	l.Burst = max(l.Burst/2, 1)
+	l.PerSecond = min(l.PerSecond, max(l.PerSecond/2, rateFloor))
+	l.Burst = min(l.Burst, max(l.Burst/2, burstFloor))
 	return l
 }
 
@@ -60,7 +80,7 @@ func (s *Store) Quality(ctx context.Context, id string, now time.Time, pol Quali
 	if err != nil {
 		return Quality{}, fmt.Errorf("quality: %w", err)
 	}
-	oldest := now.Add(-pol.Window).UnixMilli() / pol.Bucket.Milliseconds()
+	oldest := bucketOf(now.Add(-pol.Window), pol) // the newest bucket that has left the window
 	var q Quality
 	var stale []string
 	for f, v := range h {
@@ -93,38 +113,60 @@ func (s *Store) Quality(ctx context.Context, id string, now time.Time, pol Quali
 	return q, nil
 }
 
+//go:embed stepdown.lua
+var stepDownSource string
+
+var stepDownScript = redis.NewScript(stepDownSource)
+
 // Report counts a report against the business and steps its limits down a tier if
-// the figure crosses the policy's threshold (at most once per window). It returns
+// the figure is above the policy's threshold (at most once per window). It returns
 // whether it stepped down.
+//
+// The check and the step are one script on the business's slot, so no lock is held:
+// of reports arriving together at several gateways exactly one steps down, and a
+// caller that goes away leaves either the whole step or none of it. The next tier is
+// worked out here from the limits as read, and the script applies it only if they are
+// still what was read; if the operator changed them in between, theirs stand and a
+// later report steps down from them.
 func (s *Store) Report(ctx context.Context, id string, now time.Time, pol QualityPolicy) (bool, error) {
 	b := keys.Business(id)
-	bucket := now.UnixMilli() / pol.Bucket.Milliseconds()
-	if err := s.rdb.HIncrBy(ctx, b.Quality(), "r:"+strconv.FormatInt(bucket, 10), 1).Err(); err != nil {
+	var rec *redis.MapStringStringCmd
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HIncrBy(ctx, b.Quality(), "r:"+strconv.FormatInt(bucketOf(now, pol), 10), 1)
+		rec = p.HGetAll(ctx, b.Record())
+		return nil
+	}); err != nil {
 		return false, fmt.Errorf("report: %w", err)
 	}
-	q, err := s.Quality(ctx, id, now, pol)
-	if err != nil {
-		return false, err
+	h := rec.Val()
+	if h["display_name"] == "" {
+		return false, ErrNotFound
 	}
-	if q.Delivered < int64(pol.MinDelivered) || q.Rate <= pol.Threshold ||
-		(!q.LastStepDown.IsZero() && now.Sub(q.LastStepDown) < pol.Window) {
+	cur := parseLimits(h)
+	next := stepDown(cur)
+	if next == cur {
+		return false, nil // as low as a step goes
+	}
+	cmds, err := rscript.Run(ctx, s.rdb, stepDownScript, []rscript.Call{{
+		Keys: []string{b.Quality(), b.Record()},
+		Args: []any{bucketOf(now.Add(-pol.Window), pol), now.UnixMilli(), pol.Window.Milliseconds(), pol.Threshold,
+			pol.MinDelivered, h["mps"], h["burst"], h["uniq"], next.PerSecond, next.Burst, next.DailyUnique},
+	}})
+	if err != nil {
+		return false, fmt.Errorf("report: %w", err)
+	}
+	stepped, err := cmds[0].Int()
+	if err != nil {
+		return false, fmt.Errorf("report: %w", err)
+	}
+	if stepped != 1 {
 		return false, nil
 	}
-	// Only one gateway steps down for one crossing.
-	ok, err := s.rdb.HSetNX(ctx, b.Quality(), "stepping", now.UnixMilli()).Result()
-	if err != nil || !ok {
-		return false, err
-	}
-	defer s.rdb.HDel(ctx, b.Quality(), "stepping")
-	cur, err := s.Get(ctx, id)
-	if err != nil {
-		return false, err
-	}
-	if err := s.SetLimits(ctx, id, stepDown(cur.Limits)); err != nil {
-		return false, err
-	}
-	if err := s.rdb.HSet(ctx, b.Quality(), "stepped", now.UnixMilli()).Err(); err != nil {
-		return false, fmt.Errorf("report: %w", err)
-	}
+	s.limits.Forget(id)
 	return true, nil
+}
+
+// bucketOf is the index of the counter bucket that holds t.
+func bucketOf(t time.Time, pol QualityPolicy) int64 {
+	return t.UnixMilli() / pol.Bucket.Milliseconds()
 }

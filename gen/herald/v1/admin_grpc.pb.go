@@ -43,7 +43,8 @@ type AdminServiceClient interface {
 	SetBusinessLimits(ctx context.Context, in *SetBusinessLimitsRequest, opts ...grpc.CallOption) (*SetBusinessLimitsResponse, error)
 	// IssueApiKey issues a new API key for a business; the key is shown once.
 	IssueApiKey(ctx context.Context, in *IssueApiKeyRequest, opts ...grpc.CallOption) (*IssueApiKeyResponse, error)
-	// RevokeApiKey revokes a key; every gateway refuses it within 5 seconds.
+	// RevokeApiKey revokes a key: it stops working on every gateway within 4 seconds,
+	// and at once on the gateway that revoked it.
 	RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error)
 	// IssueVerificationCode issues a one-time code for RegisterDevice. This is where an
 	// operator's SMS/OTP system plugs in: it calls this and texts the code.
@@ -134,7 +135,8 @@ type AdminServiceServer interface {
 	SetBusinessLimits(context.Context, *SetBusinessLimitsRequest) (*SetBusinessLimitsResponse, error)
 	// IssueApiKey issues a new API key for a business; the key is shown once.
 	IssueApiKey(context.Context, *IssueApiKeyRequest) (*IssueApiKeyResponse, error)
-	// RevokeApiKey revokes a key; every gateway refuses it within 5 seconds.
+	// RevokeApiKey revokes a key: it stops working on every gateway within 4 seconds,
+	// and at once on the gateway that revoked it.
 	RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error)
 	// IssueVerificationCode issues a one-time code for RegisterDevice. This is where an
 	// operator's SMS/OTP system plugs in: it calls this and texts the code.

@@ -39,7 +39,7 @@ type AdminServiceClient interface {
 	// GetBusiness shows a business, its limits and its quality figure.
 	GetBusiness(ctx context.Context, in *GetBusinessRequest, opts ...grpc.CallOption) (*GetBusinessResponse, error)
 	// SetBusinessLimits sets a business's limits; every gateway applies them within
-	// 5 seconds.
+	// 4 seconds.
 	SetBusinessLimits(ctx context.Context, in *SetBusinessLimitsRequest, opts ...grpc.CallOption) (*SetBusinessLimitsResponse, error)
 	// IssueApiKey issues a new API key for a business; the key is shown once.
 	IssueApiKey(ctx context.Context, in *IssueApiKeyRequest, opts ...grpc.CallOption) (*IssueApiKeyResponse, error)
@@ -131,7 +131,7 @@ type AdminServiceServer interface {
 	// GetBusiness shows a business, its limits and its quality figure.
 	GetBusiness(context.Context, *GetBusinessRequest) (*GetBusinessResponse, error)
 	// SetBusinessLimits sets a business's limits; every gateway applies them within
-	// 5 seconds.
+	// 4 seconds.
 	SetBusinessLimits(context.Context, *SetBusinessLimitsRequest) (*SetBusinessLimitsResponse, error)
 	// IssueApiKey issues a new API key for a business; the key is shown once.
 	IssueApiKey(context.Context, *IssueApiKeyRequest) (*IssueApiKeyResponse, error)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/delivery"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/redistest"
 )
@@ -104,11 +103,8 @@ func TestBlockStopsLaterAdmissions(t *testing.T) {
 // TestDeviceOnAnotherGatewayIsWoken checks that an admission on one gateway wakes a
 // Receive held by another through Redis pub/sub, not by polling.
 func TestDeviceOnAnotherGatewayIsWoken(t *testing.T) {
-	old := delivery.PollInterval
-	delivery.PollInterval = time.Hour
-	t.Cleanup(func() { delivery.PollInterval = old })
-
-	a := startGateway(t)
+	// Polling alone would take an hour: a delivery within the test is a notification.
+	a := startGateway(t, func(c *Config) { c.PollInterval = time.Hour })
 	b := startGatewayOn(t, a.redis)
 	_, key := a.newBusiness("Acme")
 	phone := a.register(alice)

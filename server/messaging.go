@@ -111,8 +111,8 @@ func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) 
 func (s *Server) admitted(as []blocklist.Admission, ds []blocklist.Decision) {
 	for i, d := range ds {
 		if d.Outcome == blocklist.Accepted && !d.Duplicate {
-			s.forwarder.Kick(uidOfMessage(d.MessageID))
-			s.expiries.Track(d.MessageID, as[i].Expires)
+			s.delivery.Forwarder().Kick(uidOfMessage(d.MessageID))
+			s.delivery.Expiries().Track(d.MessageID, as[i].Expires)
 		}
 	}
 }
@@ -273,7 +273,7 @@ func (s *Server) StreamStatus(req *heraldv1.StreamStatusRequest, stream grpc.Ser
 	}
 	ctx, cancel := s.streamContext(stream.Context())
 	defer cancel()
-	err := s.statuses.Stream(ctx, business, after, func(e delivery.Event) error {
+	err := s.delivery.Statuses().Stream(ctx, business, after, func(e delivery.Event) error {
 		return stream.Send(&heraldv1.StatusEvent{Cursor: business + "." + e.Cursor, MessageId: e.MessageID,
 			ClientMessageId: e.ClientMessageID, Status: statusProto[e.Status], DeviceId: e.DeviceID,
 			Time: timestamppb.New(e.Time)})

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/delivery"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/redistest"
 	"google.golang.org/grpc/codes"
@@ -217,11 +216,8 @@ func TestShutdownEndsStreamsAndLosesNothing(t *testing.T) {
 // undelivered messages reported STATUS_EXPIRED, by the gateways' sweep; the other
 // device, which acked in time, is not reported.
 func TestExpiryIsReportedWithoutTheDevice(t *testing.T) {
-	old := delivery.ExpirySweep
-	delivery.ExpirySweep = 50 * time.Millisecond
-	t.Cleanup(func() { delivery.ExpirySweep = old })
 	c := newClock()
-	g := startGateway(t, withClock(c))
+	g := startGateway(t, withClock(c), func(c *Config) { c.ExpirySweep = 50 * time.Millisecond })
 	_, key := g.newBusiness("Acme")
 	phone, lost := g.register(alice), g.register(alice)
 	m := msg(alice, tx, heraldv1.Kind_KIND_DELIVERY_STATUS, "short", "out for delivery", phone, lost)

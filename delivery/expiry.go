@@ -99,6 +99,14 @@ func (e *Expiries) flush(ctx context.Context) {
 		}
 		return nil
 	}); err != nil {
+		if ctx.Err() != nil {
+			// Stopping: put the batch back for run's last flush, which has a context
+			// of its own. (ZADD of the same members again changes nothing.)
+			e.mu.Lock()
+			e.pending = append(batch, e.pending...)
+			e.mu.Unlock()
+			return
+		}
 		e.log.Warn("indexing expiries failed; those messages expire when their devices next connect", "err", err)
 	}
 }

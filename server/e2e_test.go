@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -275,8 +277,9 @@ func (b *syncBuffer) String() string {
 }
 
 // TestCanary seals a marker end to end, sends it, delivers and acks it, and then
-// looks for the marker (and the phone number) in every Redis key and value and in
-// everything the gateway logged at debug level.
+// looks for the marker (and the phone number) in every Redis key and value, and for
+// them, the tokens and the sealed message in everything the gateway logged at debug
+// level, its domain packages' lines included.
 func TestCanary(t *testing.T) {
 	logs := &syncBuffer{}
 	g := startGateway(t, func(c *Config) {
@@ -319,13 +322,32 @@ func TestCanary(t *testing.T) {
 			}
 		}
 	}
+	// Background work logs too (package delivery's forwarder): stop the gateway, so
+	// that every line it will write is written.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	g.srv.Shutdown(ctx)
 	out := logs.String()
 	if !strings.Contains(out, "level=DEBUG") {
 		t.Fatal("nothing was logged at debug level: the check below would prove nothing")
 	}
-	for _, secret := range []string{marker, alice, strings.TrimPrefix(alice, "+"), phone.token, key} {
+	if !strings.Contains(out, "component=delivery") {
+		t.Fatal("nothing was logged by package delivery: its lines would go unchecked")
+	}
+	secrets := []string{marker, alice, strings.TrimPrefix(alice, "+"), phone.token, key}
+	for _, b := range [][]byte{sealed.Body, sealed.Wraps[phone.id]} {
+		secrets = append(secrets, renderings(b)...)
+	}
+	for _, secret := range secrets {
 		if strings.Contains(out, secret) {
-			t.Errorf("the gateway's debug log holds %q", secret)
+			t.Errorf("the gateway's debug log holds %.48q", secret)
 		}
 	}
+}
+
+// renderings are the ways a log line would show b: as a text or JSON handler writes
+// a []byte attribute (quoted, base64), as %v writes it inside a struct, and as hex.
+func renderings(b []byte) []string {
+	return []string{strings.Trim(strconv.Quote(string(b)), `"`), base64.StdEncoding.EncodeToString(b),
+		strings.Trim(fmt.Sprint(b), "[]"), hex.EncodeToString(b)}
 }

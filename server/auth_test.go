@@ -11,6 +11,7 @@ import (
 )
 
 func TestTokensAndPermissions(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	_, key := g.newBusiness("Acme")
 	_, otherKey := g.newBusiness("Other")
@@ -80,6 +81,7 @@ func TestTokensAndPermissions(t *testing.T) {
 // refused by every gateway once their caches (KeyCacheTTL, under 5 s) run out, on
 // clocks the test moves.
 func TestRevokedKeyStopsOnEveryGateway(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	a := startGateway(t, withClock(c))
 	b := startGatewayOn(t, a.redis, withClock(c))
@@ -108,6 +110,7 @@ func TestRevokedKeyStopsOnEveryGateway(t *testing.T) {
 // TestVerificationCodeIsSpentOnce checks that a code registers one device and that
 // wrong guesses void it.
 func TestVerificationCodeIsSpentOnce(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	code, err := g.admin.IssueVerificationCode(g.adminCtx(), &heraldv1.IssueVerificationCodeRequest{PhoneNumber: alice})
 	if err != nil {

@@ -45,6 +45,7 @@ func (g *gateway) registerKey(number string, alg e2e.Algorithm) (device, *e2e.De
 // STALE_DEVICES naming the device; a message queued before rotation still carries
 // the old key id, so the device knows which key opens it.
 func TestKeyRotation(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	_, key := g.newBusiness("Acme")
 	phone, oldKey := g.registerKey(alice, e2e.X25519)
@@ -87,6 +88,7 @@ func TestKeyRotation(t *testing.T) {
 // sets up each person's relation to the business); the content's cost is the
 // difference.
 func TestBroadcastStoresBodyOnce(t *testing.T) {
+	t.Parallel()
 	if redistest.Memory() {
 		t.Skip("measures redis-server's memory")
 	}
@@ -208,6 +210,7 @@ func usedMemory(t *testing.T, g *gateway) int64 {
 // TestReportsStepLimitsDown: reports past the threshold step the business's
 // new-recipient tier down once, and GetBusiness shows the figure.
 func TestReportsStepLimitsDown(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, func(c *Config) {
 		c.Quality = business.QualityPolicy{Threshold: 0.3, Window: time.Hour, MinDelivered: 3, Bucket: time.Second}
 	})
@@ -281,6 +284,7 @@ func (b *syncBuffer) String() string {
 // them, the tokens and the sealed message in everything the gateway logged at debug
 // level, its domain packages' lines included.
 func TestCanary(t *testing.T) {
+	t.Parallel()
 	logs := &syncBuffer{}
 	g := startGateway(t, func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

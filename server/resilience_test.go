@@ -18,6 +18,7 @@ import (
 // appendfsync always), the same gateway works again by itself and nothing that was
 // acknowledged is lost.
 func TestRedisDownFailsClosedAndRecovers(t *testing.T) {
+	t.Parallel()
 	if redistest.Memory() {
 		t.Skip("needs a redis-server that can be stopped and restarted")
 	}
@@ -70,6 +71,7 @@ func waitHealth(t *testing.T, g *gateway, want grpc_health_v1.HealthCheckRespons
 // TestExpiredMessagesAreDroppedAndReported moves the clock past a message's ttl:
 // the offline device never receives it, and the business sees STATUS_EXPIRED.
 func TestExpiredMessagesAreDroppedAndReported(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	g := startGateway(t, withClock(c))
 	_, key := g.newBusiness("Acme")
@@ -101,6 +103,7 @@ func TestExpiredMessagesAreDroppedAndReported(t *testing.T) {
 // TestConsentPolicy checks the policy table: a business can record consent, but the
 // person's own choice wins whatever the order.
 func TestConsentPolicy(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	biz, key := g.newBusiness("Acme")
 	phone := g.register(alice)
@@ -178,6 +181,7 @@ func TestConsentPolicy(t *testing.T) {
 // the stream ends cleanly, and the unacked delivery is there for the device on
 // another gateway.
 func TestShutdownEndsStreamsAndLosesNothing(t *testing.T) {
+	t.Parallel()
 	a := startGateway(t)
 	b := startGatewayOn(t, a.redis)
 	_, key := a.newBusiness("Acme")
@@ -216,6 +220,7 @@ func TestShutdownEndsStreamsAndLosesNothing(t *testing.T) {
 // undelivered messages reported STATUS_EXPIRED, by the gateways' sweep; the other
 // device, which acked in time, is not reported.
 func TestExpiryIsReportedWithoutTheDevice(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	g := startGateway(t, withClock(c), func(c *Config) { c.ExpirySweep = 50 * time.Millisecond })
 	_, key := g.newBusiness("Acme")

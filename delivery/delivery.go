@@ -9,6 +9,9 @@
 //     happens once, atomically with the status event that reports it; status events
 //     reach the business at least once, in a stream it can resume by cursor.
 //   - One pub/sub connection per gateway, whatever the number of connected devices.
+//
+// A gateway builds one Service with New, runs its background work (forwarding status
+// events, sweeping expired messages) with Run, and closes it with Close.
 package delivery
 
 import (

@@ -67,8 +67,8 @@ func WithPollInterval(d time.Duration) Option {
 // WithExpirySweep sets how often the gateway looks for messages past their expiry on
 // devices that never came back for them, to report them expired (default 5 s). It
 // bounds how late a business hears STATUS_EXPIRED from such a device; each sweep costs
-// one pipelined round trip over the expiry index. Tests shorten it to see the report
-// without waiting.
+// a pipelined read of the expiry index, and two more round trips when something
+// expired. Tests shorten it to see the report without waiting.
 func WithExpirySweep(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {

@@ -9,4 +9,76 @@
 //     happens once, atomically with the status event that reports it; status events
 //     reach the business at least once, in a stream it can resume by cursor.
 //   - One pub/sub connection per gateway, whatever the number of connected devices.
+//
+// A gateway builds one Service with New, runs its background work (forwarding status
+// events, sweeping expired messages) with Run, and closes it with Close.
 package delivery
+
+import (
+	"context"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Service is the delivery side of one gateway. Its parts share one pub/sub connection
+// (the hub) and one forwarder of status events, which is why they are built together:
+// build one Service per gateway with New, run its background work with Run, and Close
+// it after Run has returned.
+type Service struct {
+	devices   *Devices
+	mailboxes *Mailboxes
+	statuses  *Statuses
+	forwarder *Forwarder
+	expiries  *Expiries
+	hub       *hub
+}
+
+// New returns a Service on rdb. It opens the Service's pub/sub connection at once;
+// nothing else runs until Run.
+func New(rdb redis.UniversalClient, opts ...Option) *Service {
+	c := defaults()
+	for _, o := range opts {
+		o(&c)
+	}
+	h := newHub(rdb, c.log)
+	f := newForwarder(rdb, c.log, c.qualityBucket)
+	return &Service{
+		devices:   newDevices(rdb),
+		mailboxes: newMailboxes(rdb, h, f, c.now, c.pollInterval),
+		statuses:  newStatuses(rdb, h, c.pollInterval),
+		forwarder: f,
+		expiries:  newExpiries(rdb, f, c.now, c.log, c.expirySweep),
+		hub:       h,
+	}
+}
+
+// Devices registers devices and authenticates their tokens.
+func (s *Service) Devices() *Devices { return s.devices }
+
+// Mailboxes streams deliveries to devices and records their acks and reports.
+func (s *Service) Mailboxes() *Mailboxes { return s.mailboxes }
+
+// Statuses streams businesses' status events.
+func (s *Service) Statuses() *Statuses { return s.statuses }
+
+// Forwarder moves status events to businesses' streams; kick it after a change that
+// queued one outside this package (an admission).
+func (s *Service) Forwarder() *Forwarder { return s.forwarder }
+
+// Expiries indexes admitted messages by expiry, for the sweep that reports them.
+func (s *Service) Expiries() *Expiries { return s.expiries }
+
+// Run forwards status events and sweeps expired messages until ctx ends. It then makes
+// a last bounded attempt to forward and index what is pending, so a graceful shutdown
+// leaves nothing behind that it could send, and returns when that is done.
+func (s *Service) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.forwarder.run(ctx) })
+	wg.Go(func() { s.expiries.run(ctx) })
+	wg.Wait()
+}
+
+// Close releases the pub/sub connection. Call it once Run has returned and the streams
+// have ended.
+func (s *Service) Close() error { return s.hub.Close() }

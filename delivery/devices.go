@@ -71,8 +71,8 @@ type Devices struct {
 // tokenCacheTTL is how long a verified token is trusted without asking Redis.
 const tokenCacheTTL = 5 * time.Second
 
-// NewDevices returns a Devices on rdb.
-func NewDevices(rdb redis.UniversalClient) *Devices {
+// newDevices returns a Devices on rdb.
+func newDevices(rdb redis.UniversalClient) *Devices {
 	return &Devices{rdb: rdb, tokens: cache.New[string, Principal](tokenCacheTTL)}
 }
 

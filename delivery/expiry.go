@@ -21,9 +21,6 @@ var expireSource string
 
 var expireScript = redis.NewScript(expireSource)
 
-// ExpirySweep is how often a gateway looks for messages past their expiry.
-var ExpirySweep = 5 * time.Second
-
 // Expiries reports messages expired on devices that never came back for them. Fetch
 // and Ack already report what they find expired; this covers the rest.
 //
@@ -33,18 +30,21 @@ var ExpirySweep = 5 * time.Second
 // still reported expired when its device next connects. Every gateway sweeps; the
 // expiry script moves each device's state once, so two sweepers report nothing twice.
 type Expiries struct {
-	rdb redis.UniversalClient
-	out *Forwarder
-	now func() time.Time
+	rdb   redis.UniversalClient
+	out   *Forwarder
+	now   func() time.Time
+	log   *slog.Logger
+	every time.Duration // see WithExpirySweep
 
 	mu      sync.Mutex
 	pending []redis.Z
 	wake    chan struct{}
 }
 
-// NewExpiries returns Expiries on rdb; its reports go out through out.
-func NewExpiries(rdb redis.UniversalClient, out *Forwarder, now func() time.Time) *Expiries {
-	return &Expiries{rdb: rdb, out: out, now: now, wake: make(chan struct{}, 1)}
+// newExpiries returns Expiries on rdb that sweep every so often; their reports go out
+// through out.
+func newExpiries(rdb redis.UniversalClient, out *Forwarder, now func() time.Time, log *slog.Logger, every time.Duration) *Expiries {
+	return &Expiries{rdb: rdb, out: out, now: now, log: log, every: every, wake: make(chan struct{}, 1)}
 }
 
 // Track indexes an admitted message by its expiry. It never blocks.
@@ -58,9 +58,9 @@ func (e *Expiries) Track(messageID string, expires time.Time) {
 	}
 }
 
-// Run writes the index and sweeps it until ctx ends.
-func (e *Expiries) Run(ctx context.Context) {
-	sweep := time.NewTicker(ExpirySweep)
+// run writes the index and sweeps it until ctx ends.
+func (e *Expiries) run(ctx context.Context) {
+	sweep := time.NewTicker(e.every)
 	defer sweep.Stop()
 	for {
 		select {
@@ -73,8 +73,8 @@ func (e *Expiries) Run(ctx context.Context) {
 			e.flush(ctx)
 		case <-sweep.C:
 			e.flush(ctx)
-			if err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
-				slog.Warn("expiry sweep failed; will retry", "err", err)
+			if err := e.sweep(ctx); err != nil && ctx.Err() == nil {
+				e.log.Warn("expiry sweep failed; will retry", "err", err)
 			}
 		}
 	}
@@ -99,7 +99,15 @@ func (e *Expiries) flush(ctx context.Context) {
 		}
 		return nil
 	}); err != nil {
-		slog.Warn("indexing expiries failed; those messages expire when their devices next connect", "err", err)
+		if ctx.Err() != nil {
+			// Stopping: put the batch back for run's last flush, which has a context
+			// of its own. (ZADD of the same members again changes nothing.)
+			e.mu.Lock()
+			e.pending = append(batch, e.pending...)
+			e.mu.Unlock()
+			return
+		}
+		e.log.Warn("indexing expiries failed; those messages expire when their devices next connect", "err", err)
 	}
 }
 
@@ -113,8 +121,8 @@ func expiryShard(messageID string) string {
 	return keys.ExpiryIndex(int(h.Sum32() % expiryShards))
 }
 
-// Sweep reports every indexed message past its expiry, up to 256 per shard a call.
-func (e *Expiries) Sweep(ctx context.Context) error {
+// sweep reports every indexed message past its expiry, up to 256 per shard a call.
+func (e *Expiries) sweep(ctx context.Context) error {
 	now := e.now()
 	ranges := make([]*redis.StringSliceCmd, expiryShards)
 	if _, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {

@@ -8,29 +8,30 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Hub wakes the streams this gateway holds when Redis announces news on their
+// hub wakes the streams this gateway holds when Redis announces news on their
 // channels. It holds ONE pub/sub connection for all of them, so Redis connections do
 // not grow with connected devices; a channel is subscribed while at least one stream
 // waits on it. go-redis resubscribes after a reconnect; notifications published while
 // the connection was down are lost, which is why every waiting stream also polls
-// slowly (PollInterval).
-type Hub struct {
-	ps *redis.PubSub
-	mu sync.Mutex
+// slowly (WithPollInterval).
+type hub struct {
+	ps  *redis.PubSub
+	log *slog.Logger
+	mu  sync.Mutex
 	// waiters per channel; each is a 1-buffered channel, so a burst of notifications
 	// coalesces into one wake-up.
 	waiters map[string]map[chan struct{}]struct{}
 	done    chan struct{}
 }
 
-// NewHub starts a hub on rdb; Close stops it.
-func NewHub(rdb redis.UniversalClient) *Hub {
-	h := &Hub{ps: rdb.Subscribe(context.Background()), waiters: map[string]map[chan struct{}]struct{}{}, done: make(chan struct{})}
+// newHub starts a hub on rdb; Close stops it.
+func newHub(rdb redis.UniversalClient, log *slog.Logger) *hub {
+	h := &hub{ps: rdb.Subscribe(context.Background()), log: log, waiters: map[string]map[chan struct{}]struct{}{}, done: make(chan struct{})}
 	go h.run()
 	return h
 }
 
-func (h *Hub) run() {
+func (h *hub) run() {
 	defer close(h.done)
 	for m := range h.ps.Channel() {
 		h.mu.Lock()
@@ -47,7 +48,7 @@ func (h *Hub) run() {
 // Watch returns a channel that receives a value after each announcement on channel,
 // and a function to stop watching. If Redis cannot be reached the watch still works
 // by polling alone, and the subscription is retried by the next Watch.
-func (h *Hub) Watch(ctx context.Context, channel string) (<-chan struct{}, func()) {
+func (h *hub) Watch(ctx context.Context, channel string) (<-chan struct{}, func()) {
 	w := make(chan struct{}, 1)
 	h.mu.Lock()
 	ws := h.waiters[channel]
@@ -60,7 +61,7 @@ func (h *Hub) Watch(ctx context.Context, channel string) (<-chan struct{}, func(
 	h.mu.Unlock()
 	if first {
 		if err := h.ps.Subscribe(ctx, channel); err != nil {
-			slog.Warn("subscribe failed; the stream falls back to polling", "err", err)
+			h.log.Warn("subscribe failed; the stream falls back to polling", "err", err)
 			h.mu.Lock()
 			// Forget the channel so the next Watch tries to subscribe again.
 			if len(h.waiters[channel]) == 1 {
@@ -82,7 +83,7 @@ func (h *Hub) Watch(ctx context.Context, channel string) (<-chan struct{}, func(
 }
 
 // Close stops the hub.
-func (h *Hub) Close() error {
+func (h *hub) Close() error {
 	err := h.ps.Close()
 	<-h.done
 	return err

@@ -23,10 +23,6 @@ var (
 	ackScript   = redis.NewScript(ackSource)
 )
 
-// PollInterval is how often a waiting stream looks at Redis even without a
-// notification, in case one was lost while the pub/sub connection was down.
-var PollInterval = 5 * time.Second
-
 // fetchLimit is how many deliveries one fetch returns.
 const fetchLimit = 64
 
@@ -49,16 +45,17 @@ type Delivery struct {
 // Mailboxes reads device mailboxes and records acknowledgements.
 type Mailboxes struct {
 	rdb    redis.UniversalClient
-	hub    *Hub
+	hub    *hub
 	out    *Forwarder
 	now    func() time.Time
+	poll   time.Duration // see WithPollInterval
 	bodies *bodyCache
 }
 
-// NewMailboxes returns Mailboxes on rdb, woken by hub, whose status events out
+// newMailboxes returns Mailboxes on rdb, woken by hub, whose status events out
 // forwards.
-func NewMailboxes(rdb redis.UniversalClient, hub *Hub, out *Forwarder, now func() time.Time) *Mailboxes {
-	return &Mailboxes{rdb: rdb, hub: hub, out: out, now: now, bodies: newBodyCache(64 << 20)}
+func newMailboxes(rdb redis.UniversalClient, hub *hub, out *Forwarder, now func() time.Time, poll time.Duration) *Mailboxes {
+	return &Mailboxes{rdb: rdb, hub: hub, out: out, now: now, poll: poll, bodies: newBodyCache(64 << 20)}
 }
 
 // Stream sends every queued delivery of the device, oldest first, then each new one
@@ -70,7 +67,7 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 	defer stop()
 	// Events a crashed gateway left behind for this recipient go out now.
 	m.out.Kick(p.UID)
-	poll := time.NewTicker(PollInterval)
+	poll := time.NewTicker(m.poll)
 	defer poll.Stop()
 	after := "-inf"
 	for {

@@ -35,19 +35,20 @@ const (
 // Who forwards: the gateway that caused the event is kicked at once; events a crashed
 // gateway left behind go out on the recipient's next admission, ack or Receive.
 type Forwarder struct {
-	// QualityBucket is the granularity of the per-business delivered counters that
-	// the quality figure is computed from (business.QualityPolicy.Bucket).
-	QualityBucket time.Duration
+	rdb redis.UniversalClient
+	log *slog.Logger
+	// qualityBucket is the granularity of the per-business delivered counters that
+	// the quality figure is computed from (see WithQualityBucket).
+	qualityBucket time.Duration
 
-	rdb     redis.UniversalClient
 	mu      sync.Mutex
 	pending map[string]struct{}
 	wake    chan struct{}
 }
 
-// NewForwarder returns a forwarder on rdb; Run runs it.
-func NewForwarder(rdb redis.UniversalClient) *Forwarder {
-	return &Forwarder{QualityBucket: time.Minute, rdb: rdb, pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+// newForwarder returns a forwarder on rdb; run runs it.
+func newForwarder(rdb redis.UniversalClient, log *slog.Logger, qualityBucket time.Duration) *Forwarder {
+	return &Forwarder{rdb: rdb, log: log, qualityBucket: qualityBucket, pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
 // Kick asks for uid's outbox to be forwarded soon. It never blocks.
@@ -61,9 +62,9 @@ func (f *Forwarder) Kick(uid string) {
 	}
 }
 
-// Run forwards kicked outboxes until ctx ends, then makes a last attempt for what is
+// run forwards kicked outboxes until ctx ends, then makes a last attempt for what is
 // pending, so a graceful shutdown leaves nothing behind that it could send.
-func (f *Forwarder) Run(ctx context.Context) {
+func (f *Forwarder) run(ctx context.Context) {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
 	for {
@@ -96,7 +97,7 @@ func (f *Forwarder) drain(ctx context.Context) {
 			}
 		}
 		f.mu.Unlock()
-		if err := f.Flush(ctx, uids); err != nil {
+		if err := f.flush(ctx, uids); err != nil {
 			// Put them back for the retry tick; the events are safe in the outboxes.
 			f.mu.Lock()
 			for _, u := range uids {
@@ -104,7 +105,7 @@ func (f *Forwarder) drain(ctx context.Context) {
 			}
 			f.mu.Unlock()
 			if ctx.Err() == nil {
-				slog.Warn("forwarding status events failed; will retry", "err", err)
+				f.log.Warn("forwarding status events failed; will retry", "err", err)
 			}
 			return
 		}
@@ -114,9 +115,9 @@ func (f *Forwarder) drain(ctx context.Context) {
 // outboxBatch is how many events one flush takes from one outbox.
 const outboxBatch = 500
 
-// Flush forwards the outboxes of uids now: three pipelined round trips however many
+// flush forwards the outboxes of uids now: three pipelined round trips however many
 // recipients (read, copy, remove).
-func (f *Forwarder) Flush(ctx context.Context, uids []string) error {
+func (f *Forwarder) flush(ctx context.Context, uids []string) error {
 	reads := make([]*redis.StringSliceCmd, len(uids))
 	if _, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, u := range uids {
@@ -140,7 +141,7 @@ func (f *Forwarder) Flush(ctx context.Context, uids []string) error {
 			for _, raw := range evs {
 				e, err := parseOutbox(raw)
 				if err != nil {
-					slog.Error("dropping malformed outbox entry", "err", err)
+					f.log.Error("dropping malformed outbox entry", "err", err)
 					p.LRem(ctx, keys.Recipient(u).Outbox(), 1, raw)
 					continue
 				}
@@ -152,7 +153,7 @@ func (f *Forwarder) Flush(ctx context.Context, uids []string) error {
 				touched[e.Business] = true
 				if e.Status == StatusDelivered {
 					// Repeated only if this flush is, like the event itself.
-					bucket := e.Time.UnixMilli() / f.QualityBucket.Milliseconds()
+					bucket := e.Time.UnixMilli() / f.qualityBucket.Milliseconds()
 					p.HIncrBy(ctx, b.Quality(), "d:"+strconv.FormatInt(bucket, 10), 1)
 				}
 			}
@@ -181,6 +182,7 @@ func (f *Forwarder) Flush(ctx context.Context, uids []string) error {
 	if firstErr != nil {
 		return fmt.Errorf("copy status events: %w", firstErr)
 	}
+	f.log.Debug("forwarded status events", "events", len(items), "recipients", len(uids))
 	if more {
 		for _, u := range uids {
 			f.Kick(u)

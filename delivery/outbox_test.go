@@ -11,14 +11,16 @@ import (
 // TestFlushMovesEventsOnce: events in recipients' outboxes reach their businesses'
 // streams, leave the outboxes, and a second flush moves nothing again.
 func TestFlushMovesEventsOnce(t *testing.T) {
+	t.Parallel()
 	rs := redistest.Start(t)
 	ctx := context.Background()
 	u1, u2 := keys.Recipient("uaaaaaaaaaaaaaaaaaaaaaaaaa"), keys.Recipient("ubbbbbbbbbbbbbbbbbbbbbbbbb")
 	rs.Client.RPush(ctx, u1.Outbox(), "A|biz_a|m1|c1||1000", "D|biz_a|m1|c1|d1|2000", "not an event")
 	rs.Client.RPush(ctx, u2.Outbox(), "R|biz_b|m2|c2|d2|3000")
-	f := NewForwarder(rs.Client)
+	svc := New(rs.Client)
+	defer svc.Close()
 	for range 2 {
-		if err := f.Flush(ctx, []string{string(u1), string(u2)}); err != nil {
+		if err := svc.forwarder.flush(ctx, []string{string(u1), string(u2)}); err != nil {
 			t.Fatal(err)
 		}
 	}

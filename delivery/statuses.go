@@ -13,13 +13,14 @@ import (
 
 // Statuses reads businesses' status streams.
 type Statuses struct {
-	rdb redis.UniversalClient
-	hub *Hub
+	rdb  redis.UniversalClient
+	hub  *hub
+	poll time.Duration // see WithPollInterval
 }
 
-// NewStatuses returns Statuses on rdb, woken by hub.
-func NewStatuses(rdb redis.UniversalClient, hub *Hub) *Statuses {
-	return &Statuses{rdb: rdb, hub: hub}
+// newStatuses returns Statuses on rdb, woken by hub.
+func newStatuses(rdb redis.UniversalClient, hub *hub, poll time.Duration) *Statuses {
+	return &Statuses{rdb: rdb, hub: hub, poll: poll}
 }
 
 // Stream sends the business's events after cursor ("" for the oldest kept), then new
@@ -28,7 +29,7 @@ func (s *Statuses) Stream(ctx context.Context, business, cursor string, send fun
 	b := keys.Business(business)
 	wake, stop := s.hub.Watch(ctx, b.Channel())
 	defer stop()
-	poll := time.NewTicker(PollInterval)
+	poll := time.NewTicker(s.poll)
 	defer poll.Stop()
 	if cursor == "" {
 		cursor = "0-0"

@@ -151,7 +151,7 @@ func (a *adminService) IssueVerificationCode(ctx context.Context, req *heraldv1.
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
-	code, exp, err := a.devices.IssueCode(ctx, a.uid(e164), a.now())
+	code, exp, err := a.delivery.Devices().IssueCode(ctx, a.uid(e164), a.now())
 	if err != nil {
 		return nil, a.storeError(ctx, "issue verification code", err)
 	}

@@ -77,7 +77,7 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		if !ok {
 			return nil, unauthenticated("missing `authorization: Bearer <device token>` metadata")
 		}
-		p, err := s.devices.Authenticate(ctx, tok, s.now())
+		p, err := s.delivery.Devices().Authenticate(ctx, tok, s.now())
 		if errors.Is(err, delivery.ErrBadToken) {
 			return nil, unauthenticated("invalid device token")
 		}

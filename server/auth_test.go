@@ -9,6 +9,7 @@ import (
 )
 
 func TestTokensAndPermissions(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	_, key := g.newBusiness("Acme")
 	_, otherKey := g.newBusiness("Other")
@@ -77,6 +78,7 @@ func TestTokensAndPermissions(t *testing.T) {
 // TestVerificationCodeIsSpentOnce checks that a code registers one device and that
 // wrong guesses void it.
 func TestVerificationCodeIsSpentOnce(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	code, err := g.admin.IssueVerificationCode(g.adminCtx(), &heraldv1.IssueVerificationCodeRequest{PhoneNumber: alice})
 	if err != nil {

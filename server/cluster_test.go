@@ -13,6 +13,7 @@ import (
 // Cluster: every script touches one slot (a recipient's, a business's or a body's),
 // pipelines span nodes, and pub/sub wakes a device held by another gateway.
 func TestOnRedisCluster(t *testing.T) {
+	t.Parallel()
 	c := redistest.StartCluster(t)
 	newClient := func() redis.UniversalClient {
 		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, DialTimeout: time.Second,

@@ -10,15 +10,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/delivery"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/keys"
 	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestBlockStopsLaterAdmissions blocks a business while eight senders on another
 // gateway hammer the recipient, and checks that no Send that started after Block
 // returned was admitted or delivered, and that everything admitted before was.
 func TestBlockStopsLaterAdmissions(t *testing.T) {
+	t.Parallel()
 	a := startGateway(t)
 	b := startGatewayOn(t, a.redis)
 	biz, key := a.newBusiness("Acme")
@@ -35,6 +37,7 @@ func TestBlockStopsLaterAdmissions(t *testing.T) {
 		stop     atomic.Bool
 		wg       sync.WaitGroup
 		accepted atomic.Int64
+		later    atomic.Int64 // Sends done that started after the block
 	)
 	for w := range 8 {
 		wg.Add(1)
@@ -54,20 +57,24 @@ func TestBlockStopsLaterAdmissions(t *testing.T) {
 				if r.Result.Outcome == heraldv1.Outcome_OUTCOME_ACCEPTED {
 					accepted.Add(1)
 				}
+				later.Add(after)
 				mu.Lock()
 				results = append(results, sent{after, r.Result})
 				mu.Unlock()
 			}
 		}()
 	}
-	for accepted.Load() < 50 {
+	for accepted.Load() < 50 && !t.Failed() {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if _, err := a.recipient.Block(as(phone.token), &heraldv1.BlockRequest{BusinessId: biz}); err != nil {
 		t.Fatal(err)
 	}
 	blocked.Store(true)
-	time.Sleep(300 * time.Millisecond)
+	// However slow the machine, Sends that started after the block must have run.
+	for later.Load() < 20 && !t.Failed() {
+		time.Sleep(5 * time.Millisecond)
+	}
 	stop.Store(true)
 	wg.Wait()
 
@@ -104,16 +111,16 @@ func TestBlockStopsLaterAdmissions(t *testing.T) {
 // TestDeviceOnAnotherGatewayIsWoken checks that an admission on one gateway wakes a
 // Receive held by another through Redis pub/sub, not by polling.
 func TestDeviceOnAnotherGatewayIsWoken(t *testing.T) {
-	old := delivery.PollInterval
-	delivery.PollInterval = time.Hour
-	t.Cleanup(func() { delivery.PollInterval = old })
-
-	a := startGateway(t)
+	t.Parallel()
+	// Polling alone would take an hour: a delivery within the test is a notification.
+	a := startGateway(t, func(c *Config) { c.PollInterval = time.Hour })
 	b := startGatewayOn(t, a.redis)
 	_, key := a.newBusiness("Acme")
 	phone := a.register(alice)
 	rc := a.receive(phone)
-	rc.none(200 * time.Millisecond) // the stream is open and waiting
+	// A notification published before the stream's gateway has subscribed reaches
+	// nobody; only then is a delivery within the hour proof of one.
+	waitSubscribed(t, a.rdb, keys.Recipient(a.srv.uid(alice)).Channel())
 	for i := range 3 {
 		r := b.send(key, msg(alice, tx, rcpt, fmt.Sprint("x", i), "hi", phone))
 		if d := rc.next(); d.MessageId != r.MessageId {
@@ -126,6 +133,7 @@ func TestDeviceOnAnotherGatewayIsWoken(t *testing.T) {
 // gateway and counts Redis's clients: one pub/sub connection serves them all, and the
 // pool stays within its size.
 func TestRedisConnectionsDoNotGrowWithDevices(t *testing.T) {
+	t.Parallel()
 	if redistest.Memory() {
 		t.Skip("counts redis-server's clients")
 	}
@@ -152,5 +160,23 @@ func TestRedisConnectionsDoNotGrowWithDevices(t *testing.T) {
 	t.Logf("%d Receive streams open; Redis has %d clients (pool size %d)", n, count, pool)
 	if count > pool+3 {
 		t.Fatalf("Redis has %d clients for %d devices: connections grow with devices", count, n)
+	}
+}
+
+// waitSubscribed waits until a gateway has subscribed to channel.
+func waitSubscribed(t *testing.T, rdb *redis.Client, channel string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n, err := rdb.PubSubNumSub(context.Background(), channel).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n[channel] > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no gateway subscribed to %s within 10s", channel)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -43,6 +45,7 @@ func (g *gateway) registerKey(number string, alg e2e.Algorithm) (device, *e2e.De
 // STALE_DEVICES naming the device; a message queued before rotation still carries
 // the old key id, so the device knows which key opens it.
 func TestKeyRotation(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	_, key := g.newBusiness("Acme")
 	phone, oldKey := g.registerKey(alice, e2e.X25519)
@@ -85,6 +88,7 @@ func TestKeyRotation(t *testing.T) {
 // sets up each person's relation to the business); the content's cost is the
 // difference.
 func TestBroadcastStoresBodyOnce(t *testing.T) {
+	t.Parallel()
 	if redistest.Memory() {
 		t.Skip("measures redis-server's memory")
 	}
@@ -206,6 +210,7 @@ func usedMemory(t *testing.T, g *gateway) int64 {
 // TestReportsStepLimitsDown: reports past the threshold step the business's
 // new-recipient tier down once, and GetBusiness shows the figure.
 func TestReportsStepLimitsDown(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, func(c *Config) {
 		c.Quality = business.QualityPolicy{Threshold: 0.3, Window: time.Hour, MinDelivered: 3, Bucket: time.Second}
 	})
@@ -275,9 +280,11 @@ func (b *syncBuffer) String() string {
 }
 
 // TestCanary seals a marker end to end, sends it, delivers and acks it, and then
-// looks for the marker (and the phone number) in every Redis key and value and in
-// everything the gateway logged at debug level.
+// looks for the marker (and the phone number) in every Redis key and value, and for
+// them, the tokens and the sealed message in everything the gateway logged at debug
+// level, its domain packages' lines included.
 func TestCanary(t *testing.T) {
+	t.Parallel()
 	logs := &syncBuffer{}
 	g := startGateway(t, func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -319,13 +326,32 @@ func TestCanary(t *testing.T) {
 			}
 		}
 	}
+	// Background work logs too (package delivery's forwarder): stop the gateway, so
+	// that every line it will write is written.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	g.srv.Shutdown(ctx)
 	out := logs.String()
 	if !strings.Contains(out, "level=DEBUG") {
 		t.Fatal("nothing was logged at debug level: the check below would prove nothing")
 	}
-	for _, secret := range []string{marker, alice, strings.TrimPrefix(alice, "+"), phone.token, key} {
+	if !strings.Contains(out, "component=delivery") {
+		t.Fatal("nothing was logged by package delivery: its lines would go unchecked")
+	}
+	secrets := []string{marker, alice, strings.TrimPrefix(alice, "+"), phone.token, key}
+	for _, b := range [][]byte{sealed.Body, sealed.Wraps[phone.id]} {
+		secrets = append(secrets, renderings(b)...)
+	}
+	for _, secret := range secrets {
 		if strings.Contains(out, secret) {
-			t.Errorf("the gateway's debug log holds %q", secret)
+			t.Errorf("the gateway's debug log holds %.48q", secret)
 		}
 	}
+}
+
+// renderings are the ways a log line would show b: as a text or JSON handler writes
+// a []byte attribute (quoted, base64), as %v writes it inside a struct, and as hex.
+func renderings(b []byte) []string {
+	return []string{strings.Trim(strconv.Quote(string(b)), `"`), base64.StdEncoding.EncodeToString(b),
+		strings.Trim(fmt.Sprint(b), "[]"), hex.EncodeToString(b)}
 }

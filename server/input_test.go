@@ -15,6 +15,7 @@ import (
 // TestBadInputChangesNothing sends every kind of bad request and checks that each
 // gets INVALID_ARGUMENT naming the field, and that the store is exactly as before.
 func TestBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	biz, key := g.newBusiness("Acme")
 	phone := g.register(alice)
@@ -130,6 +131,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 // TestBatchEntriesStandAlone checks that a bad entry gets its own result naming the
 // field, and the others are admitted in order.
 func TestBatchEntriesStandAlone(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	_, key := g.newBusiness("Acme")
 	phone := g.register(alice)

@@ -29,6 +29,7 @@ func optIn(t *testing.T, g *gateway, d device, biz string) {
 // messages per window from all businesses together; transactional doesn't count; the
 // retry_after is honest.
 func TestRecipientMarketingCapAcrossBusinesses(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	g := startGateway(t, withClock(c), withCaps(blocklist.Caps{MarketingPerWindow: 2, MarketingWindow: time.Hour}))
 	a, keyA := g.newBusiness("A")
@@ -67,6 +68,7 @@ func TestRecipientMarketingCapAcrossBusinesses(t *testing.T) {
 // TestPairRate: one business to one person, any category, at most one per interval
 // with a small burst.
 func TestPairRate(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	g := startGateway(t, withClock(c), withCaps(blocklist.Caps{PairInterval: 6 * time.Second, PairBurst: 2}))
 	_, key := g.newBusiness("A")
@@ -97,6 +99,7 @@ func TestPairRate(t *testing.T) {
 // TestDailyUniqueRecipients: the N+1th new person is refused, people already
 // messaged still get through, and the window rolls.
 func TestDailyUniqueRecipients(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	g := startGateway(t, withClock(c), withCaps(blocklist.Caps{NewWindow: time.Hour}))
 	biz, key := g.newBusiness("A")
@@ -130,6 +133,7 @@ func TestDailyUniqueRecipients(t *testing.T) {
 
 // TestLookupsCountAsNewRecipients: looking up a person counts like messaging them.
 func TestLookupsCountAsNewRecipients(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	biz, key := g.newBusiness("A")
 	g.setLimits(biz, 1e6, 1e6, 2)
@@ -165,6 +169,7 @@ func TestLookupsCountAsNewRecipients(t *testing.T) {
 // TestRetryInfoIsHonest: over the business's rate, Send fails RESOURCE_EXHAUSTED
 // with a RetryInfo; a retry just before it fails, a retry after it succeeds.
 func TestRetryInfoIsHonest(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	g := startGateway(t, withClock(c))
 	biz, key := g.newBusiness("A")
@@ -199,6 +204,7 @@ func TestRetryInfoIsHonest(t *testing.T) {
 // TestBatchPartialAdmission: a batch over the rate admits what the limit allows, in
 // order, and the rest are RATE_LIMITED with retry_after.
 func TestBatchPartialAdmission(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	g := startGateway(t, withClock(c))
 	biz, key := g.newBusiness("A")
@@ -227,6 +233,7 @@ func TestBatchPartialAdmission(t *testing.T) {
 // applies on another within the 4 s the API promises (the limits cache serves an entry
 // for at most 2×LimitsCacheTTL).
 func TestLimitChangesReachEveryReplica(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	a := startGateway(t, withClock(c))
 	b := startGatewayOn(t, a.redis, withClock(c))

@@ -91,8 +91,8 @@ func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) 
 // admitted kicks the forwarder for the ACCEPTED event an admission queued, and
 // indexes the new message by expiry.
 func (s *Server) admitted(a blocklist.Admission) {
-	s.forwarder.Kick(a.UID)
-	s.expiries.Track(a.MessageID, a.Expires)
+	s.delivery.Forwarder().Kick(a.UID)
+	s.delivery.Expiries().Track(a.MessageID, a.Expires)
 }
 
 var outcomes = map[blocklist.Outcome]heraldv1.Outcome{
@@ -217,7 +217,7 @@ func (s *Server) StreamStatus(req *heraldv1.StreamStatusRequest, stream grpc.Ser
 	}
 	ctx, cancel := s.streamContext(stream.Context())
 	defer cancel()
-	err := s.statuses.Stream(ctx, business, after, func(e delivery.Event) error {
+	err := s.delivery.Statuses().Stream(ctx, business, after, func(e delivery.Event) error {
 		return stream.Send(&heraldv1.StatusEvent{Cursor: business + "." + e.Cursor, MessageId: e.MessageID,
 			ClientMessageId: e.ClientMessageID, Status: statusProto[e.Status], DeviceId: e.DeviceID,
 			Time: timestamppb.New(e.Time)})

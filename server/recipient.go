@@ -47,7 +47,7 @@ func (r *recipientService) RegisterDevice(ctx context.Context, req *heraldv1.Reg
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
-	id, token, err := r.devices.Register(ctx, r.uid(e164), req.GetCode(), req.GetPublicKey(), int(req.GetKeyAlgorithm()), r.now())
+	id, token, err := r.delivery.Devices().Register(ctx, r.uid(e164), req.GetCode(), req.GetPublicKey(), int(req.GetKeyAlgorithm()), r.now())
 	switch {
 	case errors.Is(err, delivery.ErrNoCode), errors.Is(err, delivery.ErrBadCode):
 		return nil, withInfo(codes.PermissionDenied, "the verification code is wrong or expired", "BAD_VERIFICATION_CODE")
@@ -64,7 +64,7 @@ func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.Serve
 	p := deviceFrom(stream.Context())
 	ctx, cancel := r.streamContext(stream.Context())
 	defer cancel()
-	err := r.mailboxes.Stream(ctx, p, func(d delivery.Delivery) error {
+	err := r.delivery.Mailboxes().Stream(ctx, p, func(d delivery.Delivery) error {
 		prof, err := r.businesses.Profile(ctx, d.Business, r.now())
 		if err != nil && !errors.Is(err, business.ErrNotFound) {
 			return err
@@ -110,7 +110,7 @@ func (r *recipientService) Ack(ctx context.Context, req *heraldv1.AckRequest) (*
 	if foreign {
 		return nil, permissionDenied("a message id belongs to another person's mailbox")
 	}
-	unknown, err := r.mailboxes.Ack(ctx, p, ids, req.GetRead())
+	unknown, err := r.delivery.Mailboxes().Ack(ctx, p, ids, req.GetRead())
 	if err != nil {
 		return nil, r.storeError(ctx, "ack", err)
 	}
@@ -209,7 +209,7 @@ func (r *recipientService) RotateKey(ctx context.Context, req *heraldv1.RotateKe
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
-	id, err := r.devices.RotateKey(ctx, deviceFrom(ctx), req.GetPublicKey(), int(req.GetKeyAlgorithm()))
+	id, err := r.delivery.Devices().RotateKey(ctx, deviceFrom(ctx), req.GetPublicKey(), int(req.GetKeyAlgorithm()))
 	if err != nil {
 		return nil, r.storeError(ctx, "rotate key", err)
 	}
@@ -240,7 +240,7 @@ func (r *recipientService) ReportSpam(ctx context.Context, req *heraldv1.ReportS
 	if uid != p.UID {
 		return nil, permissionDenied("the message belongs to another person's mailbox")
 	}
-	biz, err := r.mailboxes.Report(ctx, p, req.GetMessageId(), reason)
+	biz, err := r.delivery.Mailboxes().Report(ctx, p, req.GetMessageId(), reason)
 	if errors.Is(err, delivery.ErrNotDelivered) {
 		return nil, notFound("no message " + req.GetMessageId() + " for this device")
 	}

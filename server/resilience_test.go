@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/delivery"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/redistest"
 	"google.golang.org/grpc/codes"
@@ -19,6 +18,7 @@ import (
 // appendfsync always), the same gateway works again by itself and nothing that was
 // acknowledged is lost.
 func TestRedisDownFailsClosedAndRecovers(t *testing.T) {
+	t.Parallel()
 	if redistest.Memory() {
 		t.Skip("needs a redis-server that can be stopped and restarted")
 	}
@@ -71,6 +71,7 @@ func waitHealth(t *testing.T, g *gateway, want grpc_health_v1.HealthCheckRespons
 // TestExpiredMessagesAreDroppedAndReported moves the clock past a message's ttl:
 // the offline device never receives it, and the business sees STATUS_EXPIRED.
 func TestExpiredMessagesAreDroppedAndReported(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	g := startGateway(t, withClock(c))
 	_, key := g.newBusiness("Acme")
@@ -102,6 +103,7 @@ func TestExpiredMessagesAreDroppedAndReported(t *testing.T) {
 // TestConsentPolicy checks the policy table: a business can record consent, but the
 // person's own choice wins whatever the order.
 func TestConsentPolicy(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	biz, key := g.newBusiness("Acme")
 	phone := g.register(alice)
@@ -179,6 +181,7 @@ func TestConsentPolicy(t *testing.T) {
 // the stream ends cleanly, and the unacked delivery is there for the device on
 // another gateway.
 func TestShutdownEndsStreamsAndLosesNothing(t *testing.T) {
+	t.Parallel()
 	a := startGateway(t)
 	b := startGatewayOn(t, a.redis)
 	_, key := a.newBusiness("Acme")
@@ -217,11 +220,9 @@ func TestShutdownEndsStreamsAndLosesNothing(t *testing.T) {
 // undelivered messages reported STATUS_EXPIRED, by the gateways' sweep; the other
 // device, which acked in time, is not reported.
 func TestExpiryIsReportedWithoutTheDevice(t *testing.T) {
-	old := delivery.ExpirySweep
-	delivery.ExpirySweep = 50 * time.Millisecond
-	t.Cleanup(func() { delivery.ExpirySweep = old })
+	t.Parallel()
 	c := newClock()
-	g := startGateway(t, withClock(c))
+	g := startGateway(t, withClock(c), func(c *Config) { c.ExpirySweep = 50 * time.Millisecond })
 	_, key := g.newBusiness("Acme")
 	phone, lost := g.register(alice), g.register(alice)
 	m := msg(alice, tx, heraldv1.Kind_KIND_DELIVERY_STATUS, "short", "out for delivery", phone, lost)

@@ -52,6 +52,13 @@ type Config struct {
 	// at most B/(2·Replicas) of a business's burst, which tightens the over-admission
 	// bound (package ratelimit). Gateways also count each other, so it is a floor.
 	Replicas int
+	// PollInterval is how often an open Receive or StreamStatus stream looks at Redis
+	// without a notification; it bounds how late a notification lost while the pub/sub
+	// connection was down delays a delivery (delivery.WithPollInterval). Zero means 5 s.
+	PollInterval time.Duration
+	// ExpirySweep is how often the gateway reports messages expired on devices that
+	// never came back for them (delivery.WithExpirySweep). Zero means 5 s.
+	ExpirySweep time.Duration
 }
 
 // Server is a Herald gateway.
@@ -64,12 +71,7 @@ type Server struct {
 	blocklist  *blocklist.Store
 	admission  *admission.Admitter
 	businesses *business.Store
-	devices    *delivery.Devices
-	mailboxes  *delivery.Mailboxes
-	statuses   *delivery.Statuses
-	forwarder  *delivery.Forwarder
-	expiries   *delivery.Expiries
-	hub        *delivery.Hub
+	delivery   *delivery.Service
 	quality    business.QualityPolicy
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
@@ -103,8 +105,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.blocklist = blocklist.New(cfg.Redis, cfg.Caps)
 	s.businesses = business.New(cfg.Redis)
-	s.devices = delivery.NewDevices(cfg.Redis)
-	s.hub = delivery.NewHub(cfg.Redis)
 	s.quality = cfg.Quality
 	d := business.DefaultQualityPolicy
 	if s.quality.Threshold <= 0 {
@@ -119,11 +119,9 @@ func New(cfg Config) (*Server, error) {
 	if s.quality.Bucket <= 0 {
 		s.quality.Bucket = d.Bucket
 	}
-	s.forwarder = delivery.NewForwarder(cfg.Redis)
-	s.forwarder.QualityBucket = s.quality.Bucket
-	s.mailboxes = delivery.NewMailboxes(cfg.Redis, s.hub, s.forwarder, s.now)
-	s.expiries = delivery.NewExpiries(cfg.Redis, s.forwarder, s.now)
-	s.statuses = delivery.NewStatuses(cfg.Redis, s.hub)
+	s.delivery = delivery.New(cfg.Redis, delivery.WithLogger(s.log.With("component", "delivery")),
+		delivery.WithClock(s.now), delivery.WithQualityBucket(s.quality.Bucket),
+		delivery.WithPollInterval(cfg.PollInterval), delivery.WithExpirySweep(cfg.ExpirySweep))
 	s.admission = admission.New(cfg.Redis, s.blocklist, s.businesses, admission.WithClock(s.now),
 		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted))
 	s.streams, s.stopStreams = context.WithCancel(context.Background())
@@ -142,10 +140,8 @@ func New(cfg Config) (*Server, error) {
 
 	bg, stop := context.WithCancel(context.Background())
 	s.stopBackground = stop
-	s.background.Add(3)
-	go func() { defer s.background.Done(); s.expiries.Run(bg) }()
-	go func() { defer s.background.Done(); s.forwarder.Run(bg) }()
-	go func() { defer s.background.Done(); s.watchRedis(bg) }()
+	s.background.Go(func() { s.delivery.Run(bg) })
+	s.background.Go(func() { s.watchRedis(bg) })
 	return s, nil
 }
 
@@ -172,7 +168,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.stopBackground()
 	s.background.Wait()
 	s.admission.Close() // gives leased rate tokens back to the other gateways
-	s.hub.Close()
+	s.delivery.Close()
 }
 
 // watchRedis keeps the health service's status in step with Redis, so load

@@ -74,6 +74,7 @@ func (s *statusStream) waitFor(t *testing.T, id string, want heraldv1.Status, de
 // person with two devices, sends of both categories, consent, block, acks, status
 // events, idempotent resends, an offline device catching up, and stale envelopes.
 func TestStory(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t)
 	biz, key := g.newBusiness("Acme Coffee")
 	phone, tablet := g.register(alice), g.register("+1 (415) 555-0123") // same person, another spelling

@@ -63,6 +63,7 @@ func msgKey(id string) string {
 // admission and delivery: relabelling, moving a wrap to another device, forging a
 // message, replaying an acked one. The device SDK refuses each.
 func TestTamperingInRedisIsRejected(t *testing.T) {
+	t.Parallel()
 	if redistest.Memory() {
 		t.Skip("edits redis-server directly")
 	}

@@ -1,0 +1,335 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/keys"
+)
+
+// page is one fetch from the start of p's mailbox, or after cursor.
+func (f *fixture) page(p Principal, cursor string) ([]Delivery, string) {
+	f.t.Helper()
+	after := "-inf"
+	if cursor != "" {
+		after = "(" + cursor
+	}
+	ds, last, err := f.svc.Mailboxes().fetch(f.ctx, p, after)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return ds, last
+}
+
+func ids(ds []Delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.MessageID
+	}
+	return out
+}
+
+// TestFetchInOrder: a device reads its own envelope of each queued message, oldest
+// first, with what the business said about it.
+func TestFetchInOrder(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	uid := recipient(0)
+	phone, laptop := f.device(uid), f.device(uid)
+	sent := f.clock.Now()
+	var want []string
+	for range 3 {
+		want = append(want, f.send(time.Hour, phone, laptop))
+		f.clock.Add(time.Second)
+	}
+	for _, p := range []Principal{phone, laptop} {
+		ds, _ := f.page(p, "")
+		if !slices.Equal(ids(ds), want) {
+			t.Fatalf("device %s fetched %v, want %v", p.DeviceID, ids(ds), want)
+		}
+		d := ds[0]
+		if d.Business != biz || d.Category != "t" || d.Kind != "receipt" || d.ClientMessageID == "" ||
+			d.Sent.UnixMilli() != sent.UnixMilli() || d.Expires.UnixMilli() != sent.Add(time.Hour).UnixMilli() {
+			t.Fatalf("delivery = %+v", d)
+		}
+		for _, d := range ds {
+			if !bytes.Equal(d.Ciphertext, ciphertext(d.MessageID, p)) {
+				t.Fatalf("device %s got ciphertext %q for %s", p.DeviceID, d.Ciphertext, d.MessageID)
+			}
+		}
+	}
+}
+
+// TestFetchLimit: one fetch returns at most fetchLimit deliveries, and the next one
+// continues after the last.
+func TestFetchLimit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	phone := f.device(recipient(0))
+	var want []string
+	for range fetchLimit + 1 {
+		want = append(want, f.send(time.Hour, phone))
+	}
+	first, cursor := f.page(phone, "")
+	if !slices.Equal(ids(first), want[:fetchLimit]) || cursor == "" {
+		t.Fatalf("first page: %d deliveries, cursor %q; want the first %d", len(first), cursor, fetchLimit)
+	}
+	second, cursor := f.page(phone, cursor)
+	if !slices.Equal(ids(second), want[fetchLimit:]) {
+		t.Fatalf("second page = %v, want %v", ids(second), want[fetchLimit:])
+	}
+	if third, last := f.page(phone, cursor); len(third) != 0 || last != "" {
+		t.Fatalf("after the last page: %v, cursor %q", ids(third), last)
+	}
+}
+
+// TestFetchDropsExpired: a message past its expiry is not delivered; the fetch
+// reports it expired on the fetching device, once, and leaves the other devices'
+// reports to their own fetches.
+func TestFetchDropsExpired(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	uid := recipient(0)
+	phone, laptop := f.device(uid), f.device(uid)
+	short := f.send(time.Minute, phone, laptop)
+	long := f.send(time.Hour, phone, laptop)
+	f.events() // the ACCEPTED events
+	f.clock.Add(2 * time.Minute)
+
+	for range 2 {
+		if ds, _ := f.page(phone, ""); !slices.Equal(ids(ds), []string{long}) {
+			t.Fatalf("fetched %v, want only %s", ids(ds), long)
+		}
+	}
+	if got, want := f.events(), []status{{StatusExpired, short, phone.DeviceID}}; !slices.Equal(got, want) {
+		t.Fatalf("after the phone's fetches: %v, want %v", got, want)
+	}
+	if ds, _ := f.page(laptop, ""); !slices.Equal(ids(ds), []string{long}) {
+		t.Fatalf("the laptop fetched %v, want only %s", ids(ds), long)
+	}
+	if got, want := f.events(), []status{{StatusExpired, short, laptop.DeviceID}}; !slices.Equal(got, want) {
+		t.Fatalf("after the laptop's fetch: %v, want %v", got, want)
+	}
+}
+
+// TestStream: Stream sends what is queued, then what is admitted while it waits,
+// woken by the admission's notification rather than by polling, and ends without
+// error when its context does.
+func TestStream(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, WithPollInterval(time.Hour))
+	phone := f.device(recipient(0))
+	queued := f.send(time.Hour, phone)
+
+	ctx, cancel := context.WithCancel(f.ctx)
+	got := make(chan string, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- f.svc.Mailboxes().Stream(ctx, phone, func(d Delivery) error {
+			got <- d.MessageID
+			return nil
+		})
+	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case id := <-got:
+			return id
+		case err := <-done:
+			t.Fatalf("Stream ended: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("nothing streamed within 10s")
+		}
+		return ""
+	}
+	if id := next(); id != queued {
+		t.Fatalf("streamed %s, want the queued %s", id, queued)
+	}
+	f.waitSubscribed(keys.Recipient(phone.UID).Channel())
+	for range 2 {
+		want := f.send(time.Hour, phone)
+		if id := next(); id != want {
+			t.Fatalf("streamed %s, want the new %s", id, want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Stream returned %v when its context ended", err)
+	}
+}
+
+// waitSubscribed waits until the hub has subscribed to channel: a notification
+// published before that reaches nobody.
+func (f *fixture) waitSubscribed(channel string) {
+	f.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n, err := f.rdb.PubSubNumSub(f.ctx, channel).Result()
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if n[channel] > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("nothing subscribed to %s within 10s", channel)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestAck: each state change of a message on a device (queued -> delivered -> read)
+// happens once and reports one status event; a repeated ack changes nothing, and an
+// acked message leaves the mailbox.
+func TestAck(t *testing.T) {
+	t.Parallel()
+	const (
+		delivered = false
+		read      = true
+	)
+	for _, tc := range []struct {
+		name string
+		acks []bool
+		want []string // status letters the acks report, in order
+	}{
+		{"delivered", []bool{delivered}, []string{StatusDelivered}},
+		{"read at once", []bool{read}, []string{StatusDelivered, StatusRead}},
+		{"delivered, then read", []bool{delivered, read}, []string{StatusDelivered, StatusRead}},
+		{"delivered twice", []bool{delivered, delivered}, []string{StatusDelivered}},
+		{"read twice", []bool{read, read}, []string{StatusDelivered, StatusRead}},
+		{"read, then delivered", []bool{read, delivered}, []string{StatusDelivered, StatusRead}},
+		{"delivered, read, delivered, read", []bool{delivered, read, delivered, read}, []string{StatusDelivered, StatusRead}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			uid := recipient(0)
+			phone, laptop := f.device(uid), f.device(uid)
+			id := f.send(time.Hour, phone, laptop)
+			f.events() // ACCEPTED
+			for i, r := range tc.acks {
+				unknown, err := f.svc.Mailboxes().Ack(f.ctx, phone, []string{id}, r)
+				if err != nil || len(unknown) != 0 {
+					t.Fatalf("ack %d = %v, %v", i+1, unknown, err)
+				}
+			}
+			var want []status
+			for _, s := range tc.want {
+				want = append(want, status{s, id, phone.DeviceID})
+			}
+			if got := f.events(); !slices.Equal(got, want) {
+				t.Fatalf("reported %v, want %v", got, want)
+			}
+			if ds, _ := f.page(phone, ""); len(ds) != 0 {
+				t.Fatalf("the phone still fetches %v", ids(ds))
+			}
+			// The other device's copy is its own.
+			if ds, _ := f.page(laptop, ""); !slices.Equal(ids(ds), []string{id}) {
+				t.Fatalf("the laptop fetches %v, want %s", ids(ds), id)
+			}
+		})
+	}
+}
+
+// TestAckUnknown: an ack of anything that is not a queued or received delivery to
+// the acking device returns the id as unknown, and reports nothing but an expiry,
+// once.
+func TestAckUnknown(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// setup returns the id to ack and the device that acks it; it may move the
+		// clock.
+		setup func(f *fixture, phone Principal) (string, Principal)
+		want  []string // status letters the acks report
+	}{
+		{"never admitted", func(f *fixture, p Principal) (string, Principal) { return p.UID + ".m999999", p }, nil},
+		{"not an id", func(_ *fixture, p Principal) (string, Principal) { return "", p }, nil},
+		{"another recipient's message", func(f *fixture, p Principal) (string, Principal) {
+			return f.send(time.Hour, f.device(recipient(1))), p
+		}, nil},
+		{"sent before the device registered", func(f *fixture, p Principal) (string, Principal) {
+			id := f.send(time.Hour, p)
+			return id, f.device(p.UID)
+		}, nil},
+		{"expired", func(f *fixture, p Principal) (string, Principal) {
+			id := f.send(time.Minute, p)
+			f.clock.Add(2 * time.Minute)
+			return id, p
+		}, []string{StatusExpired}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			id, acker := tc.setup(f, f.device(recipient(0)))
+			f.events() // ACCEPTED
+			for _, r := range []bool{false, true, false} {
+				unknown, err := f.svc.Mailboxes().Ack(f.ctx, acker, []string{id}, r)
+				if err != nil || !slices.Equal(unknown, []string{id}) {
+					t.Fatalf("ack(read=%v) = %v, %v; want %q unknown", r, unknown, err, id)
+				}
+			}
+			var want []status
+			for _, s := range tc.want {
+				want = append(want, status{s, id, acker.DeviceID})
+			}
+			if got := f.events(); !slices.Equal(got, want) {
+				t.Fatalf("reported %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestAckMany: one ack names several messages; the unknown ones are returned, the
+// others acknowledged.
+func TestAckMany(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	phone := f.device(recipient(0))
+	a, b := f.send(time.Hour, phone), f.send(time.Hour, phone)
+	f.events()
+	ghost := phone.UID + ".m999999"
+	unknown, err := f.svc.Mailboxes().Ack(f.ctx, phone, []string{a, ghost, b, a}, false)
+	if err != nil || !slices.Equal(unknown, []string{ghost}) {
+		t.Fatalf("ack = %v, %v; want %s unknown", unknown, err, ghost)
+	}
+	want := []status{{StatusDelivered, a, phone.DeviceID}, {StatusDelivered, b, phone.DeviceID}}
+	if got := f.events(); !slices.Equal(got, want) {
+		t.Fatalf("reported %v, want %v", got, want)
+	}
+}
+
+// TestReport: a device reports a message delivered to it once; another device of the
+// same person reports it on its own; a message that is not the device's is
+// ErrNotDelivered.
+func TestReport(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	uid := recipient(0)
+	phone, laptop := f.device(uid), f.device(uid)
+	id := f.send(time.Hour, phone, laptop)
+	late := f.device(uid) // registered after the message was sent
+	stranger := f.device(recipient(1))
+	for i, tc := range []struct {
+		device  Principal
+		message string
+		want    string
+		err     error
+	}{
+		{phone, id, biz, nil},
+		{phone, id, "", nil}, // already reported
+		{laptop, id, biz, nil},
+		{laptop, id, "", nil},
+		{late, id, "", ErrNotDelivered},
+		{stranger, id, "", ErrNotDelivered},
+		{phone, uid + ".m999999", "", ErrNotDelivered},
+	} {
+		got, err := f.svc.Mailboxes().Report(f.ctx, tc.device, tc.message, "spam")
+		if got != tc.want || !errors.Is(err, tc.err) {
+			t.Errorf("report %d = %q, %v; want %q, %v", i+1, got, err, tc.want, tc.err)
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package delivery
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Option configures a Service.
+type Option func(*config)
+
+type config struct {
+	log           *slog.Logger
+	now           func() time.Time
+	pollInterval  time.Duration
+	expirySweep   time.Duration
+	qualityBucket time.Duration
+}
+
+func defaults() config {
+	return config{
+		log:           slog.New(slog.DiscardHandler),
+		now:           time.Now,
+		pollInterval:  5 * time.Second,
+		expirySweep:   5 * time.Second,
+		qualityBucket: time.Minute,
+	}
+}
+
+// WithLogger sends the Service's logs to l: failures it recovers from by itself
+// (forwarding or sweeping that will be retried, a stream falling back to polling) and,
+// at debug level, what the forwarder moved. The logs name no token, phone number or
+// ciphertext. Without it the Service logs nothing; a gateway passes its own logger.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// WithClock makes the Service read time from now instead of time.Now: it decides
+// which messages have expired and stamps acknowledgements with it. Tests move it to
+// expire messages without waiting. Every gateway sharing a Redis should run on the same
+// clock, or one may deliver what another reported expired a moment earlier.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) {
+		if now != nil {
+			c.now = now
+		}
+	}
+}
+
+// WithPollInterval sets how often a waiting Receive or StreamStatus stream looks at
+// Redis without having been notified (default 5 s). Notifications come over pub/sub,
+// and those published while the connection was down are lost; the poll bounds how late
+// such a message is delivered. Shorter costs a Redis round trip per open stream and
+// interval; tests that must prove a stream was woken by a notification set it far
+// beyond their own length.
+func WithPollInterval(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.pollInterval = d
+		}
+	}
+}
+
+// WithExpirySweep sets how often the gateway looks for messages past their expiry on
+// devices that never came back for them, to report them expired (default 5 s). It
+// bounds how late a business hears STATUS_EXPIRED from such a device; each sweep costs
+// a pipelined read of the expiry index, and two more round trips when something
+// expired. Tests shorten it to see the report without waiting.
+func WithExpirySweep(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.expirySweep = d
+		}
+	}
+}
+
+// WithQualityBucket sets the granularity of the per-business delivered counters that a
+// business's quality figure is computed from (default one minute). It must equal the
+// bucket that reads them (business.QualityPolicy.Bucket), or the figure counts the
+// wrong deliveries.
+func WithQualityBucket(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.qualityBucket = d
+		}
+	}
+}

@@ -36,8 +36,8 @@ var admitSource string
 var bodySource string
 
 var (
-	admitScript = redis.NewScript(admitSource)
-	bodyScript  = redis.NewScript(bodySource)
+	admitScript = rscript.New(admitSource)
+	bodyScript  = rscript.New(bodySource)
 )
 
 // IdempotencyWindow is how long a client message id is remembered per business and

@@ -20,13 +20,14 @@ import (
 	"github.com/heraldhq/herald/e2e"
 	"github.com/heraldhq/herald/internal/cache"
 	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/internal/rscript"
 	"github.com/redis/go-redis/v9"
 )
 
 //go:embed register.lua
 var registerSource string
 
-var registerScript = redis.NewScript(registerSource)
+var registerScript = rscript.New(registerSource)
 
 // Verification code rules.
 const (

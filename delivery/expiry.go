@@ -19,7 +19,7 @@ import (
 //go:embed expire.lua
 var expireSource string
 
-var expireScript = redis.NewScript(expireSource)
+var expireScript = rscript.New(expireSource)
 
 // ExpirySweep is how often a gateway looks for messages past their expiry.
 var ExpirySweep = 5 * time.Second

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/internal/rscript"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -19,8 +20,8 @@ var fetchSource string
 var ackSource string
 
 var (
-	fetchScript = redis.NewScript(fetchSource)
-	ackScript   = redis.NewScript(ackSource)
+	fetchScript = rscript.New(fetchSource)
+	ackScript   = rscript.New(ackSource)
 )
 
 // PollInterval is how often a waiting stream looks at Redis even without a
@@ -197,7 +198,7 @@ func (m *Mailboxes) Ack(ctx context.Context, p Principal, ids []string, read boo
 //go:embed report.lua
 var reportSource string
 
-var reportScript = redis.NewScript(reportSource)
+var reportScript = rscript.New(reportSource)
 
 // ErrNotDelivered is returned for a report of a message that was not delivered to the
 // device (or is gone).

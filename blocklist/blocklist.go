@@ -7,8 +7,8 @@
 //   - The decision and the append are one Lua script on the recipient's slot
 //     (admit.lua): a Block or an opt-out acknowledged to the recipient is seen by every
 //     admission that starts after it, on any gateway.
-//   - Policy lives in that script only; LookupRecipient asks the same script in its
-//     read-only mode, so the two can never disagree.
+//   - Policy is one Lua function (policy.lua) that admit.lua and check.lua
+//     (LookupRecipient) both run, so the two can never disagree.
 //   - A recipient's own choice beats what a business recorded; a business's record
 //     applies only where the recipient made none.
 //   - Admitting a batch costs one round trip: its recipients' calls are pipelined.
@@ -29,14 +29,21 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+//go:embed policy.lua
+var policySource string
+
 //go:embed admit.lua
 var admitSource string
+
+//go:embed check.lua
+var checkSource string
 
 //go:embed body.lua
 var bodySource string
 
 var (
-	admitScript = rscript.New(admitSource)
+	admitScript = rscript.New(keys.Lua(policySource, admitSource))
+	checkScript = rscript.New(keys.Lua(policySource, checkSource))
 	bodyScript  = rscript.New(bodySource)
 )
 
@@ -49,8 +56,8 @@ type Category string
 
 // The categories.
 const (
-	Transactional Category = "t"
-	Marketing     Category = "m"
+	Transactional Category = keys.CategoryTransactional
+	Marketing     Category = keys.CategoryMarketing
 )
 
 // Outcome is the admission decision for one message.
@@ -198,11 +205,17 @@ type Store struct {
 // New returns a Store on rdb that enforces caps.
 func New(rdb Redis, caps Caps) *Store { return &Store{rdb: rdb, caps: caps} }
 
-// capArgs are ARGV[11..16] of admit.lua.
+// newArgs are the new-recipient arguments of admit.lua and check.lua: the allowance
+// and the window.
+func (s *Store) newArgs(a NewAllowance) []any {
+	return []any{a.arg(), max(s.caps.NewWindow.Milliseconds(), 1)}
+}
+
+// capArgs are ARGV[10..15] of admit.lua.
 func (s *Store) capArgs(a NewAllowance) []any {
 	c := s.caps
-	return []any{a.arg(), max(c.NewWindow.Milliseconds(), 1), c.MarketingPerWindow, c.MarketingWindow.Milliseconds(),
-		c.PairInterval.Milliseconds(), max(c.PairBurst, 1)}
+	return append(s.newArgs(a), c.MarketingPerWindow, c.MarketingWindow.Milliseconds(),
+		c.PairInterval.Milliseconds(), max(c.PairBurst, 1))
 }
 
 // Admit decides every admission, in one pipelined round trip, and appends the admitted
@@ -244,8 +257,8 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 		ks = append(ks, u.Devices(), u.Pref(a.Business), u.Businesses(),
 			u.Idempotency(a.Business, a.ClientMessageID), u.Message(a.MessageID), u.Sequence(), u.Outbox(),
 			u.Seen(a.Business), u.MarketingLog())
-		args := make([]any, 0, 17+3*len(a.Envelopes))
-		args = append(args, "admit", a.Business, string(a.Category), a.Kind, a.ClientMessageID, a.MessageID,
+		args := make([]any, 0, 16+3*len(a.Envelopes))
+		args = append(args, a.Business, string(a.Category), a.Kind, a.ClientMessageID, a.MessageID,
 			a.Now.UnixMilli(), a.Expires.UnixMilli(), IdempotencyWindow.Milliseconds(), u.Channel())
 		args = append(args, s.capArgs(a.New)...)
 		bh := ""
@@ -340,15 +353,8 @@ func BodyHash(body []byte) string {
 // (device id -> record).
 func (s *Store) Check(ctx context.Context, uid, business string, c Category, now time.Time, a NewAllowance) (Checked, error) {
 	u := keys.Recipient(uid)
-	ks := []string{u.Devices(), u.Pref(business), "", "", "", "", "", u.Seen(business), u.MarketingLog()}
-	// Unused key slots repeat a key of the same slot, so the call stays on one slot.
-	for i, k := range ks {
-		if k == "" {
-			ks[i] = u.Devices()
-		}
-	}
-	args := append([]any{"check", business, string(c), "", "", "", now.UnixMilli(), 0, 0, ""}, s.capArgs(a)...)
-	reply, err := admitScript.Run(ctx, s.rdb, ks, args...).Slice()
+	args := append([]any{string(c), now.UnixMilli()}, s.newArgs(a)...)
+	reply, err := checkScript.Run(ctx, s.rdb, []string{u.Devices(), u.Pref(business), u.Seen(business)}, args...).Slice()
 	if err != nil {
 		return Checked{}, fmt.Errorf("check: %w", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +18,7 @@ import (
 //go:embed expire.lua
 var expireSource string
 
-var expireScript = rscript.New(expireSource)
+var expireScript = rscript.New(keys.Lua(expireSource))
 
 // ExpirySweep is how often a gateway looks for messages past their expiry.
 var ExpirySweep = 5 * time.Second
@@ -130,7 +129,7 @@ func (e *Expiries) Sweep(ctx context.Context) error {
 	var ids []string
 	for _, r := range ranges {
 		for _, id := range r.Val() {
-			uid, _, ok := strings.Cut(id, ".")
+			uid, ok := keys.MessageUID(id)
 			if !ok {
 				continue
 			}
@@ -154,7 +153,7 @@ func (e *Expiries) Sweep(ctx context.Context) error {
 			continue // not expired by its own record (clock skew) or failed: next sweep
 		}
 		if n > 0 {
-			uid, _, _ := strings.Cut(ids[i], ".")
+			uid, _ := keys.MessageUID(ids[i])
 			e.out.Kick(uid)
 		}
 		done[expiryShard(ids[i])] = append(done[expiryShard(ids[i])], ids[i])

@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
@@ -20,8 +19,8 @@ var fetchSource string
 var ackSource string
 
 var (
-	fetchScript = rscript.New(fetchSource)
-	ackScript   = rscript.New(ackSource)
+	fetchScript = rscript.New(keys.Lua(fetchSource))
+	ackScript   = rscript.New(keys.Lua(ackSource))
 )
 
 // PollInterval is how often a waiting stream looks at Redis even without a
@@ -114,18 +113,19 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Del
 		m.out.Kick(p.UID)
 	}
 	var ds []Delivery
-	for i := 2; i+9 < len(reply); i += 10 {
-		f := make([]string, 10)
-		for j := range f {
-			f[j], _ = reply[i+j].(string)
+	n := 2 + len(keys.MessageFields(p.DeviceID))
+	for i := 2; i+n <= len(reply); i += n {
+		id, _ := reply[i].(string)
+		env, _ := reply[i+1].(string)
+		msg, err := keys.ParseMessageFields(p.DeviceID, reply[i+2:i+n])
+		if err != nil {
+			return nil, "", fmt.Errorf("fetch %s: %w", id, err)
 		}
-		sent, _ := strconv.ParseInt(f[5], 10, 64)
-		exp, _ := strconv.ParseInt(f[6], 10, 64)
-		d := Delivery{MessageID: f[0], Business: f[1], Category: f[2], Kind: f[3],
-			ClientMessageID: f[4], Sent: time.UnixMilli(sent), Expires: time.UnixMilli(exp), Ciphertext: []byte(f[7]),
-			KeyID: f[9]}
-		if f[8] != "" {
-			d.Body = []byte(f[8]) // the hash, until loadBodies swaps in the body
+		d := Delivery{MessageID: id, Business: msg.Business, Category: msg.Category, Kind: msg.Kind,
+			ClientMessageID: msg.ClientMessageID, Sent: msg.Sent, Expires: msg.Expires, Ciphertext: []byte(env),
+			KeyID: msg.Devices[p.DeviceID].KeyID}
+		if msg.BodyHash != "" {
+			d.Body = []byte(msg.BodyHash) // the hash, until loadBodies swaps in the body
 		}
 		ds = append(ds, d)
 	}
@@ -198,7 +198,7 @@ func (m *Mailboxes) Ack(ctx context.Context, p Principal, ids []string, read boo
 //go:embed report.lua
 var reportSource string
 
-var reportScript = rscript.New(reportSource)
+var reportScript = rscript.New(keys.Lua(reportSource))
 
 // ErrNotDelivered is returned for a report of a message that was not delivered to the
 // device (or is gone).

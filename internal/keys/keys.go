@@ -101,6 +101,9 @@ func (u Recipient) Message(m string) string { return u.prefix() + "msg:" + m }
 // MessagePrefix is Message without the message id, for scripts that build Message keys.
 func (u Recipient) MessagePrefix() string { return u.prefix() + "msg:" }
 
+// Envelope is device d's envelope of message m, beside the message's hash.
+func (u Recipient) Envelope(m, d string) string { return u.Message(m) + ":" + d }
+
 // Mailbox is device d's mailbox.
 func (u Recipient) Mailbox(d string) string { return u.prefix() + "mb:" + d }
 

@@ -18,9 +18,14 @@ var fetchSource string
 //go:embed ack.lua
 var ackSource string
 
+//go:embed undeliverable.lua
+var undeliverableSource string
+
 var (
 	fetchScript = rscript.New(keys.Lua(fetchSource))
 	ackScript   = rscript.New(keys.Lua(ackSource))
+
+	undeliverableScript = rscript.New(keys.Lua(undeliverableSource))
 )
 
 // PollInterval is how often a waiting stream looks at Redis even without a
@@ -113,13 +118,15 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Del
 		m.out.Kick(p.UID)
 	}
 	var ds []Delivery
+	var lost []string // queued, but unreadable: they cannot be delivered
 	n := 2 + len(keys.MessageFields(p.DeviceID))
 	for i := 2; i+n <= len(reply); i += n {
 		id, _ := reply[i].(string)
 		env, _ := reply[i+1].(string)
 		msg, err := keys.ParseMessageFields(p.DeviceID, reply[i+2:i+n])
 		if err != nil {
-			return nil, "", fmt.Errorf("fetch %s: %w", id, err)
+			lost = append(lost, id)
+			continue
 		}
 		d := Delivery{MessageID: id, Business: msg.Business, Category: msg.Category, Kind: msg.Kind,
 			ClientMessageID: msg.ClientMessageID, Sent: msg.Sent, Expires: msg.Expires, Ciphertext: []byte(env),
@@ -129,48 +136,83 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Del
 		}
 		ds = append(ds, d)
 	}
-	if err := m.loadBodies(ctx, ds); err != nil {
+	ds, missing, err := m.loadBodies(ctx, ds)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := m.undeliverable(ctx, p, append(lost, missing...)); err != nil {
 		return nil, "", err
 	}
 	return ds, last, nil
 }
 
+// undeliverable reports expired on the device the messages queued for it that it
+// cannot be given, so they stop holding up its mailbox.
+func (m *Mailboxes) undeliverable(ctx context.Context, p Principal, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	u := keys.Recipient(p.UID)
+	args := []any{p.DeviceID, m.now().UnixMilli(), u.MessagePrefix()}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	if err := undeliverableScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox()}, args...).Err(); err != nil {
+		return fmt.Errorf("expire undeliverable messages: %w", err)
+	}
+	m.out.Kick(p.UID)
+	return nil
+}
+
 // loadBodies replaces each delivery's body hash by the body, from the cache or in one
-// pipelined round trip for those it lacks.
-func (m *Mailboxes) loadBodies(ctx context.Context, ds []Delivery) error {
+// pipelined round trip for those it lacks. It returns the deliveries it could fill and
+// the ids of those whose body is gone from Redis (not merely unreachable: that is an
+// error, and nothing is given up on).
+func (m *Mailboxes) loadBodies(ctx context.Context, ds []Delivery) ([]Delivery, []string, error) {
+	got := map[string][]byte{}
 	want := map[string]*redis.StringCmd{}
 	for _, d := range ds {
 		if h := string(d.Body); h != "" {
-			if _, ok := m.bodies.get(h); !ok {
+			if b, ok := m.bodies.get(h); ok {
+				got[h] = b
+			} else {
 				want[h] = nil
 			}
 		}
 	}
 	if len(want) > 0 {
-		if _, err := m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// Each GET's own error says whether its body is gone or unreachable.
+		m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for h := range want {
 				want[h] = p.Get(ctx, keys.Body(h))
 			}
 			return nil
-		}); err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("load bodies: %w", err)
-		}
+		})
 		for h, c := range want {
-			if b, err := c.Bytes(); err == nil {
+			b, err := c.Bytes()
+			switch {
+			case err == nil:
+				got[h] = b
 				m.bodies.put(h, b)
+			case !errors.Is(err, redis.Nil):
+				return nil, nil, fmt.Errorf("load bodies: %w", err)
 			}
 		}
 	}
-	for i, d := range ds {
+	kept := ds[:0]
+	var missing []string
+	for _, d := range ds {
 		if h := string(d.Body); h != "" {
-			b, ok := m.bodies.get(h)
+			b, ok := got[h]
 			if !ok {
-				return fmt.Errorf("load bodies: body %s of message %s is missing", h, d.MessageID)
+				missing = append(missing, d.MessageID)
+				continue
 			}
-			ds[i].Body = b
+			d.Body = b
 		}
+		kept = append(kept, d)
 	}
-	return nil
+	return kept, missing, nil
 }
 
 // Ack records that the device received (or read) the messages. It returns the ids

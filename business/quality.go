@@ -3,8 +3,6 @@ package business
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
@@ -60,26 +58,26 @@ func (s *Store) Quality(ctx context.Context, id string, now time.Time, pol Quali
 	if err != nil {
 		return Quality{}, fmt.Errorf("quality: %w", err)
 	}
+	c, err := keys.ParseQuality(h)
+	if err != nil {
+		return Quality{}, fmt.Errorf("quality: %w", err)
+	}
 	oldest := now.Add(-pol.Window).UnixMilli() / pol.Bucket.Milliseconds()
 	var q Quality
 	var stale []string
-	for f, v := range h {
-		kind, idx, ok := strings.Cut(f, ":")
-		n, err1 := strconv.ParseInt(v, 10, 64)
-		i, err2 := strconv.ParseInt(idx, 10, 64)
-		if !ok || err1 != nil || err2 != nil {
-			continue
-		}
+	for i, n := range c.Delivered {
 		if i <= oldest {
-			stale = append(stale, f)
+			stale = append(stale, keys.QualityDelivered(i))
 			continue
 		}
-		switch kind {
-		case "d":
-			q.Delivered += n
-		case "r":
-			q.Reports += n
+		q.Delivered += n
+	}
+	for i, n := range c.Reported {
+		if i <= oldest {
+			stale = append(stale, keys.QualityReported(i))
+			continue
 		}
+		q.Reports += n
 	}
 	if len(stale) > 0 {
 		s.rdb.HDel(ctx, b.Quality(), stale...)
@@ -87,9 +85,7 @@ func (s *Store) Quality(ctx context.Context, id string, now time.Time, pol Quali
 	if q.Delivered > 0 {
 		q.Rate = float64(q.Reports) / float64(q.Delivered)
 	}
-	if ms, err := strconv.ParseInt(h["stepped"], 10, 64); err == nil {
-		q.LastStepDown = time.UnixMilli(ms)
-	}
+	q.LastStepDown = c.Stepped
 	return q, nil
 }
 
@@ -99,7 +95,7 @@ func (s *Store) Quality(ctx context.Context, id string, now time.Time, pol Quali
 func (s *Store) Report(ctx context.Context, id string, now time.Time, pol QualityPolicy) (bool, error) {
 	b := keys.Business(id)
 	bucket := now.UnixMilli() / pol.Bucket.Milliseconds()
-	if err := s.rdb.HIncrBy(ctx, b.Quality(), "r:"+strconv.FormatInt(bucket, 10), 1).Err(); err != nil {
+	if err := s.rdb.HIncrBy(ctx, b.Quality(), keys.QualityReported(bucket), 1).Err(); err != nil {
 		return false, fmt.Errorf("report: %w", err)
 	}
 	q, err := s.Quality(ctx, id, now, pol)

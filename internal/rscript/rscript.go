@@ -78,21 +78,35 @@ type Pipeliner interface {
 // trip, or two when Redis had to be told a script again) and returns one result per
 // call, in order. The error is a connection level error; script errors are in the
 // results.
+//
+// Calls must not depend on one another's order: a call that Redis answered NOSCRIPT
+// runs again after every other call of the pipeline has run.
 func Run(ctx context.Context, rdb Pipeliner, s *Script, calls []Call) ([]*redis.Cmd, error) {
-	if len(calls) == 0 {
+	return RunAfter(ctx, rdb, nil, s, calls)
+}
+
+// RunAfter is Run with the plain commands that first queues sent ahead of the calls,
+// in the same pipeline: a command that must take effect before the calls (on a single
+// Redis it always does, since Redis cannot forget a command as it forgets a script).
+// The caller reads its commands' results from the commands first queued.
+func RunAfter(ctx context.Context, rdb Pipeliner, first func(redis.Pipeliner), s *Script, calls []Call) ([]*redis.Cmd, error) {
+	if len(calls) == 0 && first == nil {
 		return nil, nil
 	}
 	pipe := rdb.Pipeline()
+	if first != nil {
+		first(pipe)
+	}
 	cmds := make([]*redis.Cmd, len(calls))
 	for i, c := range calls {
 		cmds[i] = pipe.EvalSha(ctx, c.script(s).hash, c.Keys, c.Args...)
 	}
-	_, err := pipe.Exec(ctx)
+	sent, err := pipe.Exec(ctx)
 	if err == nil {
 		return cmds, nil
 	}
 	if !anyNoScript(cmds) {
-		if isConnErr(cmds) {
+		if isConnErr(sent) {
 			return nil, err
 		}
 		return cmds, nil
@@ -104,21 +118,13 @@ func Run(ctx context.Context, rdb Pipeliner, s *Script, calls []Call) ([]*redis.
 			redo[i] = pipe.Eval(ctx, c.script(s).src, c.Keys, c.Args...)
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && isConnErr(values(redo)) {
+	if sent, err := pipe.Exec(ctx); err != nil && isConnErr(sent) {
 		return nil, err
 	}
 	for i, c := range redo {
 		cmds[i] = c
 	}
 	return cmds, nil
-}
-
-func values(m map[int]*redis.Cmd) []*redis.Cmd {
-	out := make([]*redis.Cmd, 0, len(m))
-	for _, c := range m {
-		out = append(out, c)
-	}
-	return out
 }
 
 func anyNoScript(cmds []*redis.Cmd) bool {
@@ -136,7 +142,7 @@ func isNoScript(err error) bool {
 
 // isConnErr reports whether a command failed for lack of Redis rather than by a
 // script error reply, which go-redis gives as redis.Error.
-func isConnErr(cmds []*redis.Cmd) bool {
+func isConnErr(cmds []redis.Cmder) bool {
 	for _, c := range cmds {
 		err := c.Err()
 		if err == nil || errors.Is(err, redis.Nil) {

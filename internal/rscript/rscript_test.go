@@ -110,6 +110,32 @@ func TestForgottenScriptIsSentAgain(t *testing.T) {
 	}
 }
 
+// TestRunAfterSendsCommandsFirst: the plain commands go ahead of the calls in the same
+// pipeline, and the calls see their writes even when Redis had forgotten the script.
+func TestRunAfterSendsCommandsFirst(t *testing.T) {
+	t.Parallel()
+	rdb, _ := client(t)
+	ctx := context.Background()
+	read := rscript.New(`return redis.call("GET", KEYS[1])`)
+	for _, flush := range []bool{false, true} {
+		if flush {
+			if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var set *redis.StatusCmd
+		cmds, err := rscript.RunAfter(ctx, rdb, func(p redis.Pipeliner) {
+			set = p.Set(ctx, "k", fmt.Sprint("flushed=", flush), 0)
+		}, read, []rscript.Call{{Keys: []string{"k"}}})
+		if err != nil || set.Err() != nil {
+			t.Fatalf("RunAfter = %v, SET = %v", err, set.Err())
+		}
+		if v, err := cmds[0].Text(); err != nil || v != fmt.Sprint("flushed=", flush) {
+			t.Fatalf("the call read %q, %v; want the value set first", v, err)
+		}
+	}
+}
+
 // TestScriptErrorsAreResults: a script's error reply is its call's result, in a
 // pipeline as alone, and the other calls still run.
 func TestScriptErrorsAreResults(t *testing.T) {

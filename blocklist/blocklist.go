@@ -38,13 +38,9 @@ var admitSource string
 //go:embed check.lua
 var checkSource string
 
-//go:embed body.lua
-var bodySource string
-
 var (
 	admitScript = rscript.New(keys.Lua(policySource, admitSource))
 	checkScript = rscript.New(keys.Lua(policySource, checkSource))
-	bodyScript  = rscript.New(bodySource)
 )
 
 // IdempotencyWindow is how long a client message id is remembered per business and
@@ -225,10 +221,14 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 	// Bodies first, in the same pipeline: a message is never admitted without its
 	// body being written in the same round trip. If a body write fails the call
 	// fails, and the business's retry (same client message ids: duplicates) writes it.
+	// A body is stored once, named by its hash, for as long as the longest-lived
+	// message naming it needs it. The writes are plain commands ahead of the
+	// admissions, not a script: Redis can forget a script (SCRIPT FLUSH, a restart),
+	// and a call it has to be told again runs after the rest of the pipeline, so a
+	// body could land after the message that names it was announced.
 	type body struct {
 		data []byte
 		keep int64
-		now  int64
 	}
 	bodies := map[string]*body{}
 	var order []string
@@ -242,15 +242,10 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 			b.keep = max(b.keep, keep)
 			continue
 		}
-		bodies[h] = &body{data: a.Body, keep: keep, now: a.Now.UnixMilli()}
+		bodies[h] = &body{data: a.Body, keep: keep}
 		order = append(order, h)
 	}
-	calls := make([]rscript.Call, 0, len(order)+len(as))
-	for _, h := range order {
-		b := bodies[h]
-		calls = append(calls, rscript.Call{Script: bodyScript, Keys: []string{keys.Body(h)}, Args: []any{b.data, b.keep, b.now}})
-	}
-	nbodies := len(calls)
+	calls := make([]rscript.Call, 0, len(as))
 	for _, a := range as {
 		u := keys.Recipient(a.UID)
 		ks := make([]string, 0, 9+len(a.Envelopes))
@@ -272,16 +267,23 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 		}
 		calls = append(calls, rscript.Call{Keys: ks, Args: args})
 	}
-	cmds, err := rscript.Run(ctx, s.rdb, admitScript, calls)
+	var bodyCmds []*redis.Cmd
+	cmds, err := rscript.RunAfter(ctx, s.rdb, func(p redis.Pipeliner) {
+		for _, h := range order {
+			b := bodies[h]
+			// Stored if new; an existing body's life is only ever extended.
+			bodyCmds = append(bodyCmds, p.Do(ctx, "SET", keys.Body(h), b.data, "NX", "PXAT", b.keep),
+				p.Do(ctx, "PEXPIREAT", keys.Body(h), b.keep, "GT"))
+		}
+	}, admitScript, calls)
 	if err != nil {
 		return nil, fmt.Errorf("admit: %w", err)
 	}
-	for _, c := range cmds[:nbodies] {
-		if err := c.Err(); err != nil {
+	for _, c := range bodyCmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) { // Nil: SET NX found it stored
 			return nil, fmt.Errorf("store body: %w", err)
 		}
 	}
-	cmds = cmds[nbodies:]
 	out := make([]Decision, len(as))
 	for i, c := range cmds {
 		reply, err := c.Slice()

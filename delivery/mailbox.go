@@ -164,10 +164,17 @@ func (m *Mailboxes) undeliverable(ctx context.Context, p Principal, ids []string
 	return nil
 }
 
+// bodyGrace is how long after its admission a message whose body is missing is
+// waited for (fetch fails, and the next Receive tries again) rather than given up on.
+// Admit writes a body in the same round trip as the admission, but on Redis Cluster
+// on another node, at the same time; a write that failed is written again by the
+// business's retry.
+const bodyGrace = time.Minute
+
 // loadBodies replaces each delivery's body hash by the body, from the cache or in one
 // pipelined round trip for those it lacks. It returns the deliveries it could fill and
-// the ids of those whose body is gone from Redis (not merely unreachable: that is an
-// error, and nothing is given up on).
+// the ids of those whose body is gone from Redis for longer than bodyGrace. A body
+// that is unreachable, or missing for less, is an error: nothing is given up on.
 func (m *Mailboxes) loadBodies(ctx context.Context, ds []Delivery) ([]Delivery, []string, error) {
 	got := map[string][]byte{}
 	want := map[string]*redis.StringCmd{}
@@ -204,6 +211,9 @@ func (m *Mailboxes) loadBodies(ctx context.Context, ds []Delivery) ([]Delivery, 
 	for _, d := range ds {
 		if h := string(d.Body); h != "" {
 			b, ok := got[h]
+			if !ok && m.now().Sub(d.Sent) < bodyGrace {
+				return nil, nil, fmt.Errorf("load bodies: body %s of message %s is not stored yet", h, d.MessageID)
+			}
 			if !ok {
 				missing = append(missing, d.MessageID)
 				continue

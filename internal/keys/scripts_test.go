@@ -22,8 +22,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// TestScriptsWriteWhatCodecsRead runs every script (register, check, admit, body,
-// fetch, ack, report, undeliverable, expire, lease) and the Go writers through their
+// TestScriptsWriteWhatCodecsRead runs every script (register, check, admit, fetch,
+// ack, report, undeliverable, expire, lease) and the Go writers (bodies, preferences,
+// businesses, API keys, the forwarder's status streams) through their
 // packages' APIs, then reads back what they stored with the codecs of values.go: the
 // values it knows must come back as written, and every key in the store must parse by
 // the codec of its kind. A script and a codec that disagree (a field renamed, an event
@@ -191,7 +192,8 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 		}
 	}
 
-	// undeliverable.lua: a message whose body is gone is expired on the device.
+	// undeliverable.lua: a message whose body has been gone for a while is expired on
+	// the device.
 	m2 := keys.NewMessageID(uid, now)
 	ds, err = store.Admit(ctx, []blocklist.Admission{admission(m2, "c2", blocklist.Transactional, "body two", time.Hour,
 		blocklist.Envelope{DeviceID: d1, Ciphertext: []byte("wrap 21")}, blocklist.Envelope{DeviceID: d2, Ciphertext: []byte("wrap 22")})})
@@ -199,6 +201,7 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 		t.Fatalf("Admit = %+v, %v", ds, err)
 	}
 	must(t, rdb.Del(ctx, keys.Body(blocklist.BodyHash([]byte("body two")))).Err())
+	clock = now.Add(2 * time.Minute)
 	if got := receive(t, mb, delivery.Principal{UID: uid, DeviceID: d2}); got.MessageID != m1 {
 		t.Fatalf("device 2 got %s, want %s", got.MessageID, m1)
 	}
@@ -214,7 +217,7 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	if err != nil || ds[0].Outcome != blocklist.Accepted {
 		t.Fatalf("Admit = %+v, %v", ds, err)
 	}
-	clock = now.Add(time.Minute)
+	clock = now.Add(3 * time.Minute)
 	exp := delivery.NewExpiries(rdb, fwd, nowFn)
 	index(t, rdb, exp, m3, now.Add(time.Second))
 	checkStore(t, rdb, seen)

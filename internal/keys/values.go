@@ -2,11 +2,13 @@ package keys
 
 // The values stored under the keys of keys.go, each with its one Go codec: what writes
 // a value and what reads it meet here, so a format is changed in one place. Scripts use
-// the Lua side of the same formats, values.lua, which Lua puts in front of them; the
-// package's tests run every script and parse what it wrote with these codecs.
+// the Lua side of the same formats, values.lua, which the function Lua puts in front of
+// them; the package's tests run every script and parse what it wrote with these
+// codecs.
 //
-// Field values never contain "|": ids are drawn from [a-z0-9_], client message ids
-// from [A-Za-z0-9._:-], public keys are base64, hashes hex.
+// Field values never contain "|", the separator of lines: ids are drawn from
+// [a-z0-9_], client message ids from [A-Za-z0-9._:-], public keys are base64, hashes
+// hex.
 
 import (
 	"crypto/rand"

@@ -2,16 +2,13 @@ package admission
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/blocklist"
 	"github.com/heraldhq/herald/business"
+	"github.com/heraldhq/herald/internal/keys"
 	"github.com/heraldhq/herald/ratelimit"
 	"github.com/redis/go-redis/v9"
 )
@@ -136,7 +133,7 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 	as := make([]blocklist.Admission, r.Allowed)
 	for i, m := range ms[:r.Allowed] {
 		as[i] = blocklist.Admission{UID: m.UID, Business: biz, Category: m.Category, Kind: m.Kind,
-			ClientMessageID: m.ClientMessageID, MessageID: newMessageID(m.UID, now), Now: now,
+			ClientMessageID: m.ClientMessageID, MessageID: keys.NewMessageID(m.UID, now), Now: now,
 			Expires: now.Add(m.TTL), Envelopes: m.Envelopes, Body: m.Body, New: refusedUnless(lim)}
 	}
 	if len(as) == 0 {
@@ -254,16 +251,4 @@ func (a *Admitter) Lookup(ctx context.Context, biz, uid string, c blocklist.Cate
 		a.giveBack(ctx, biz, us)
 	}
 	return chk, nil
-}
-
-var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-// newMessageID makes a message id: the recipient's uid (so an ack names whose mailbox
-// it touches), a dot, then the admission time in ms and 64 random bits, so ids sort by
-// time and never collide.
-func newMessageID(uid string, now time.Time) string {
-	var b [14]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
-	rand.Read(b[6:])
-	return uid + "." + strings.ToLower(b32.EncodeToString(b[:]))
 }

@@ -194,7 +194,7 @@ func TestUnspentUnitsGoBack(t *testing.T) {
 	// as this one leases a unit for them.
 	rdb2 := redis.NewClient(&redis.Options{Addr: f.rs.Addr})
 	t.Cleanup(func() { rdb2.Close() })
-	f.rdb.AddHook(onLease{f: func() {
+	f.rdb.AddHook(onLease{once: &sync.Once{}, f: func() {
 		other := m
 		other.ClientMessageID = "other"
 		gw := New(rdb2, blocklist.New(rdb2, blocklist.Caps{NewWindow: window}),
@@ -214,17 +214,28 @@ func TestUnspentUnitsGoBack(t *testing.T) {
 }
 
 // onLease runs f once, before the first allowance lease goes to Redis.
-type onLease struct{ f func() }
+type onLease struct {
+	f    func()
+	once *sync.Once
+}
 
-func (h onLease) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h onLease) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h onLease) seen(cmd redis.Cmder) {
+	if args := cmd.Args(); len(args) > 3 && args[3] == keys.Business(biz).NewRecipients() {
+		h.once.Do(h.f)
+	}
+}
+
+func (h onLease) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h onLease) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.seen(cmd)
+		return next(ctx, cmd)
+	}
+}
 func (h onLease) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	var once sync.Once
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		for _, c := range cmds {
-			if args := c.Args(); len(args) > 3 && args[3] == keys.Business(biz).NewRecipients() {
-				once.Do(h.f)
-			}
+			h.seen(c)
 		}
 		return next(ctx, cmds)
 	}

@@ -6,7 +6,6 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
@@ -17,7 +16,7 @@ import (
 //go:embed allowance.lua
 var allowanceSource string
 
-var allowanceScript = redis.NewScript(allowanceSource)
+var allowanceScript = rscript.New(allowanceSource)
 
 // allowance is the new-recipient allowance of every business: at most N people newly
 // contacted per rolling window, across all gateways. Its state is a sorted set per
@@ -41,20 +40,14 @@ type units []string
 // leased unit leaves the window, after which a retry can be granted one.
 func (a allowance) lease(ctx context.Context, business string, limit int, window time.Duration, n int, now time.Time) (units, time.Duration, error) {
 	id := leaseID()
-	cmds, err := rscript.Run(ctx, a.rdb, allowanceScript, []rscript.Call{{
-		Keys: []string{keys.Business(business).NewRecipients()},
-		Args: []any{now.UnixMilli(), window.Milliseconds(), limit, n, id},
-	}})
-	if err != nil {
-		return nil, 0, fmt.Errorf("lease new-recipient allowance: %w", err)
-	}
-	r, err := cmds[0].Int64Slice()
+	r, err := allowanceScript.Run(ctx, a.rdb, []string{keys.Business(business).NewRecipients()},
+		now.UnixMilli(), window.Milliseconds(), limit, n, id).Int64Slice()
 	if err != nil || len(r) != 2 {
 		return nil, 0, fmt.Errorf("lease new-recipient allowance: reply %v: %w", r, err)
 	}
 	us := make(units, r[0])
 	for i := range us {
-		us[i] = id + ":" + strconv.Itoa(i+1)
+		us[i] = keys.AllowanceUnit(id, i+1)
 	}
 	return us, time.Duration(r[1]) * time.Millisecond, nil
 }

@@ -4,7 +4,7 @@
 -- passed, or when the gateway hands it back unused (ZREM, package admission).
 -- KEYS[1] the business's allowance set
 -- ARGV[1] now (ms)  ARGV[2] window (ms)  ARGV[3] limit  ARGV[4] units wanted
--- ARGV[5] lease id (members are "<lease id>:<i>")
+-- ARGV[5] lease id (members are "<lease id>:<i>", keys.AllowanceUnit)
 -- Reply: {granted, ms until the oldest unit leaves the window (when granted < wanted)}
 local now, window, limit, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - window)

@@ -7,8 +7,8 @@
 //   - The decision and the append are one Lua script on the recipient's slot
 //     (admit.lua): a Block or an opt-out acknowledged to the recipient is seen by every
 //     admission that starts after it, on any gateway.
-//   - Policy lives in that script only; LookupRecipient asks the same script in its
-//     read-only mode, so the two can never disagree.
+//   - Policy is one Lua function (policy.lua) that admit.lua and check.lua
+//     (LookupRecipient) both run, so the two can never disagree.
 //   - A recipient's own choice beats what a business recorded; a business's record
 //     applies only where the recipient made none.
 //   - Admitting a batch costs one round trip: its recipients' calls are pipelined.
@@ -29,15 +29,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+//go:embed policy.lua
+var policySource string
+
 //go:embed admit.lua
 var admitSource string
 
-//go:embed body.lua
-var bodySource string
+//go:embed check.lua
+var checkSource string
 
 var (
-	admitScript = redis.NewScript(admitSource)
-	bodyScript  = redis.NewScript(bodySource)
+	admitScript = rscript.New(keys.Lua(policySource, admitSource))
+	checkScript = rscript.New(keys.Lua(policySource, checkSource))
 )
 
 // IdempotencyWindow is how long a client message id is remembered per business and
@@ -49,8 +52,8 @@ type Category string
 
 // The categories.
 const (
-	Transactional Category = "t"
-	Marketing     Category = "m"
+	Transactional Category = keys.CategoryTransactional
+	Marketing     Category = keys.CategoryMarketing
 )
 
 // Outcome is the admission decision for one message.
@@ -214,11 +217,17 @@ func New(rdb Redis, caps Caps) *Store {
 // recipient" decision, which the business's allowance must be counted over too.
 func (s *Store) Caps() Caps { return s.caps }
 
-// capArgs are ARGV[11..16] of admit.lua.
+// newArgs are the new-recipient arguments of admit.lua and check.lua: the allowance
+// and the window.
+func (s *Store) newArgs(a NewAllowance) []any {
+	return []any{a.arg(), max(s.caps.NewWindow.Milliseconds(), 1)}
+}
+
+// capArgs are ARGV[10..15] of admit.lua.
 func (s *Store) capArgs(a NewAllowance) []any {
 	c := s.caps
-	return []any{a.arg(), max(c.NewWindow.Milliseconds(), 1), c.MarketingPerWindow, c.MarketingWindow.Milliseconds(),
-		c.PairInterval.Milliseconds(), max(c.PairBurst, 1)}
+	return append(s.newArgs(a), c.MarketingPerWindow, c.MarketingWindow.Milliseconds(),
+		c.PairInterval.Milliseconds(), max(c.PairBurst, 1))
 }
 
 // Admit decides every admission, in one pipelined round trip, and appends the admitted
@@ -228,10 +237,14 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 	// Bodies first, in the same pipeline: a message is never admitted without its
 	// body being written in the same round trip. If a body write fails the call
 	// fails, and the business's retry (same client message ids: duplicates) writes it.
+	// A body is stored once, named by its hash, for as long as the longest-lived
+	// message naming it needs it. The writes are plain commands ahead of the
+	// admissions, not a script: Redis can forget a script (SCRIPT FLUSH, a restart),
+	// and a call it has to be told again runs after the rest of the pipeline, so a
+	// body could land after the message that names it was announced.
 	type body struct {
 		data []byte
 		keep int64
-		now  int64
 	}
 	bodies := map[string]*body{}
 	var order []string
@@ -245,23 +258,18 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 			b.keep = max(b.keep, keep)
 			continue
 		}
-		bodies[h] = &body{data: a.Body, keep: keep, now: a.Now.UnixMilli()}
+		bodies[h] = &body{data: a.Body, keep: keep}
 		order = append(order, h)
 	}
-	calls := make([]rscript.Call, 0, len(order)+len(as))
-	for _, h := range order {
-		b := bodies[h]
-		calls = append(calls, rscript.Call{Script: bodyScript, Keys: []string{keys.Body(h)}, Args: []any{b.data, b.keep, b.now}})
-	}
-	nbodies := len(calls)
+	calls := make([]rscript.Call, 0, len(as))
 	for _, a := range as {
 		u := keys.Recipient(a.UID)
 		ks := make([]string, 0, 9+len(a.Envelopes))
 		ks = append(ks, u.Devices(), u.Pref(a.Business), u.Businesses(),
 			u.Idempotency(a.Business, a.ClientMessageID), u.Message(a.MessageID), u.Sequence(), u.Outbox(),
 			u.Seen(a.Business), u.MarketingLog())
-		args := make([]any, 0, 17+3*len(a.Envelopes))
-		args = append(args, "admit", a.Business, string(a.Category), a.Kind, a.ClientMessageID, a.MessageID,
+		args := make([]any, 0, 16+3*len(a.Envelopes))
+		args = append(args, a.Business, string(a.Category), a.Kind, a.ClientMessageID, a.MessageID,
 			a.Now.UnixMilli(), a.Expires.UnixMilli(), IdempotencyWindow.Milliseconds(), u.Channel())
 		args = append(args, s.capArgs(a.New)...)
 		bh := ""
@@ -275,16 +283,23 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 		}
 		calls = append(calls, rscript.Call{Keys: ks, Args: args})
 	}
-	cmds, err := rscript.Run(ctx, s.rdb, admitScript, calls)
+	var bodyCmds []*redis.Cmd
+	cmds, err := rscript.RunAfter(ctx, s.rdb, func(p redis.Pipeliner) {
+		for _, h := range order {
+			b := bodies[h]
+			// Stored if new; an existing body's life is only ever extended.
+			bodyCmds = append(bodyCmds, p.Do(ctx, "SET", keys.Body(h), b.data, "NX", "PXAT", b.keep),
+				p.Do(ctx, "PEXPIREAT", keys.Body(h), b.keep, "GT"))
+		}
+	}, admitScript, calls)
 	if err != nil {
 		return nil, fmt.Errorf("admit: %w", err)
 	}
-	for _, c := range cmds[:nbodies] {
-		if err := c.Err(); err != nil {
+	for _, c := range bodyCmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) { // Nil: SET NX found it stored
 			return nil, fmt.Errorf("store body: %w", err)
 		}
 	}
-	cmds = cmds[nbodies:]
 	out := make([]Decision, len(as))
 	for i, c := range cmds {
 		reply, err := c.Slice()
@@ -356,15 +371,8 @@ func BodyHash(body []byte) string {
 // (device id -> record).
 func (s *Store) Check(ctx context.Context, uid, business string, c Category, now time.Time, a NewAllowance) (Checked, error) {
 	u := keys.Recipient(uid)
-	ks := []string{u.Devices(), u.Pref(business), "", "", "", "", "", u.Seen(business), u.MarketingLog()}
-	// Unused key slots repeat a key of the same slot, so the call stays on one slot.
-	for i, k := range ks {
-		if k == "" {
-			ks[i] = u.Devices()
-		}
-	}
-	args := append([]any{"check", business, string(c), "", "", "", now.UnixMilli(), 0, 0, ""}, s.capArgs(a)...)
-	reply, err := admitScript.Run(ctx, s.rdb, ks, args...).Slice()
+	args := append([]any{string(c), now.UnixMilli()}, s.newArgs(a)...)
+	reply, err := checkScript.Run(ctx, s.rdb, []string{u.Devices(), u.Pref(business), u.Seen(business)}, args...).Slice()
 	if err != nil {
 		return Checked{}, fmt.Errorf("check: %w", err)
 	}

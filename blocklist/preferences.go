@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
@@ -16,8 +15,8 @@ type Consent string
 
 // The consent values; the empty Consent means no choice was made.
 const (
-	ConsentIn  Consent = "in"
-	ConsentOut Consent = "out"
+	ConsentIn  Consent = keys.ConsentIn
+	ConsentOut Consent = keys.ConsentOut
 )
 
 // Evidence is how a business collected a consent.
@@ -45,15 +44,15 @@ func (s *Store) Unblock(ctx context.Context, uid, business string, now time.Time
 
 func (s *Store) setBlocked(ctx context.Context, uid, business string, now time.Time, on bool) error {
 	u := keys.Recipient(uid)
-	v, what := "0", "unblock"
+	what := "unblock"
 	if on {
-		v, what = "1", "block"
+		what = "block"
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, u.Pref(business), "blk", v, "blk_at", now.UnixMilli())
+		p.HSet(ctx, u.Pref(business), keys.BlockFields(on, now)...)
 		p.SAdd(ctx, u.Businesses(), business)
 		p.XAdd(ctx, &redis.XAddArgs{Stream: u.ConsentLog(), MaxLen: consentLogLen, Approx: true,
-			Values: []any{"b", business, "what", what, "by", "user", "t", now.UnixMilli()}})
+			Values: keys.ConsentChange{Business: business, What: what, By: keys.ConsentByUser, Time: now}.Values()})
 		return nil
 	})
 	if err != nil {
@@ -66,12 +65,12 @@ func (s *Store) setBlocked(ctx context.Context, uid, business string, now time.T
 // governs from then on, whatever the business recorded before or after.
 func (s *Store) SetConsent(ctx context.Context, uid, business string, c Category, v Consent, now time.Time) error {
 	u := keys.Recipient(uid)
-	f := "u_" + string(c)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, u.Pref(business), f, string(v), f+"_at", now.UnixMilli())
+		p.HSet(ctx, u.Pref(business), keys.OwnConsent{Consent: string(v), At: now}.Fields(string(c))...)
 		p.SAdd(ctx, u.Businesses(), business)
 		p.XAdd(ctx, &redis.XAddArgs{Stream: u.ConsentLog(), MaxLen: consentLogLen, Approx: true,
-			Values: []any{"b", business, "c", string(c), "v", string(v), "by", "user", "t", now.UnixMilli()}})
+			Values: keys.ConsentChange{Business: business, Category: string(c), Consent: string(v),
+				By: keys.ConsentByUser, Time: now}.Values()})
 		return nil
 	})
 	if err != nil {
@@ -94,16 +93,15 @@ type Recorded struct {
 // complete; it governs only where the recipient made no choice.
 func (s *Store) RecordConsent(ctx context.Context, uid, business string, c Category, v Consent, ev Evidence, now time.Time) (Recorded, error) {
 	u := keys.Recipient(uid)
-	f := "b_" + string(c)
 	var state *redis.SliceCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, u.Pref(business), f, string(v), f+"_at", now.UnixMilli(), f+"_src", ev.Source,
-			f+"_ref", ev.Reference, f+"_col", ev.Collected.UnixMilli())
+		p.HSet(ctx, u.Pref(business), keys.RecordedConsent{Consent: string(v), At: now, Source: ev.Source,
+			Reference: ev.Reference, Collected: ev.Collected}.Fields(string(c))...)
 		p.SAdd(ctx, u.Businesses(), business)
 		p.XAdd(ctx, &redis.XAddArgs{Stream: u.ConsentLog(), MaxLen: consentLogLen, Approx: true,
-			Values: []any{"b", business, "c", string(c), "v", string(v), "by", "business:" + ev.Source,
-				"ref", ev.Reference, "col", ev.Collected.UnixMilli(), "t", now.UnixMilli()}})
-		state = p.HMGet(ctx, u.Pref(business), "blk", "u_"+string(c))
+			Values: keys.ConsentChange{Business: business, Category: string(c), Consent: string(v),
+				By: keys.ConsentByBusiness(ev.Source), Reference: ev.Reference, Collected: ev.Collected, Time: now}.Values()})
+		state = p.HMGet(ctx, u.Pref(business), keys.PrefBlocked, keys.PrefOwn(string(c)))
 		return nil
 	})
 	if err != nil {
@@ -164,26 +162,20 @@ func (s *Store) Preferences(ctx context.Context, uid string) ([]Preference, erro
 	}
 	out := make([]Preference, len(ids))
 	for i, b := range ids {
-		h := cmds[i].Val()
-		out[i] = Preference{Business: b, Blocked: h["blk"] == "1", LastMessage: millis(h["last"])}
+		pr, err := keys.ParsePref(cmds[i].Val())
+		if err != nil {
+			return nil, fmt.Errorf("preferences for %s: %w", b, err)
+		}
+		out[i] = Preference{Business: b, Blocked: pr.Blocked, LastMessage: pr.Last}
 		for _, c := range []Category{Transactional, Marketing} {
 			cc := CategoryConsent{Category: c}
-			if v := h["u_"+string(c)]; v != "" {
-				cc.Consent, cc.ByRecipient, cc.At = Consent(v), true, millis(h["u_"+string(c)+"_at"])
-			} else if v := h["b_"+string(c)]; v != "" {
-				f := "b_" + string(c)
-				cc.Consent, cc.At, cc.Source, cc.Reference = Consent(v), millis(h[f+"_at"]), h[f+"_src"], h[f+"_ref"]
+			if own, ok := pr.Own[string(c)]; ok {
+				cc.Consent, cc.ByRecipient, cc.At = Consent(own.Consent), true, own.At
+			} else if rec, ok := pr.Recorded[string(c)]; ok {
+				cc.Consent, cc.At, cc.Source, cc.Reference = Consent(rec.Consent), rec.At, rec.Source, rec.Reference
 			}
 			out[i].Consents = append(out[i].Consents, cc)
 		}
 	}
 	return out, nil
-}
-
-func millis(s string) time.Time {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(n)
 }

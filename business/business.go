@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -93,16 +92,15 @@ func New(rdb redis.UniversalClient) *Store {
 // Create makes a business.
 func (s *Store) Create(ctx context.Context, name string, now time.Time) (string, error) {
 	id := "biz_" + strings.ToLower(b32.EncodeToString(random(10)))
-	ok, err := s.rdb.HSetNX(ctx, keys.Business(id).Record(), "display_name", name).Result()
+	ok, err := s.rdb.HSetNX(ctx, keys.Business(id).Record(), keys.BusinessName, name).Result()
 	if err != nil {
 		return "", fmt.Errorf("create business: %w", err)
 	}
 	if !ok {
 		return "", errors.New("create business: id collision")
 	}
-	d := DefaultLimits
-	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), "created", now.UnixMilli(),
-		"mps", d.PerSecond, "burst", d.Burst, "uniq", d.DailyUnique).Err(); err != nil {
+	rec := keys.BusinessRecord{Created: now, Limits: stored(DefaultLimits)}
+	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), rec.Fields()...).Err(); err != nil {
 		return "", fmt.Errorf("create business: %w", err)
 	}
 	return id, nil
@@ -120,29 +118,30 @@ func (s *Store) Get(ctx context.Context, id string) (Business, error) {
 	}); err != nil {
 		return Business{}, fmt.Errorf("get business: %w", err)
 	}
-	h := rec.Val()
-	if h["display_name"] == "" {
+	r, err := keys.ParseBusiness(rec.Val())
+	if err != nil {
+		return Business{}, fmt.Errorf("get business: %w", err)
+	}
+	if r.DisplayName == "" {
 		return Business{}, ErrNotFound
 	}
-	ms, _ := strconv.ParseInt(h["created"], 10, 64)
 	active := ks.Val()
 	slices.Sort(active)
-	return Business{ID: id, DisplayName: h["display_name"], Created: time.UnixMilli(ms), ActiveKeys: active,
-		Limits: parseLimits(h)}, nil
+	return Business{ID: id, DisplayName: r.DisplayName, Created: r.Created, ActiveKeys: active,
+		Limits: limitsOf(r)}, nil
 }
 
-func parseLimits(h map[string]string) Limits {
-	l := DefaultLimits
-	if v, err := strconv.ParseFloat(h["mps"], 64); err == nil {
-		l.PerSecond = v
+// limitsOf are the limits r stores, or the defaults when it stores none.
+func limitsOf(r keys.BusinessRecord) Limits {
+	if r.Limits == nil {
+		return DefaultLimits
 	}
-	if v, err := strconv.Atoi(h["burst"]); err == nil {
-		l.Burst = v
-	}
-	if v, err := strconv.Atoi(h["uniq"]); err == nil {
-		l.DailyUnique = v
-	}
-	return l
+	return Limits{PerSecond: r.Limits.PerSecond, Burst: r.Limits.Burst, DailyUnique: r.Limits.DailyUnique}
+}
+
+// stored is l as a business record stores it.
+func stored(l Limits) *keys.BusinessLimits {
+	return &keys.BusinessLimits{PerSecond: l.PerSecond, Burst: l.Burst, DailyUnique: l.DailyUnique}
 }
 
 // SetLimits sets the business's limits. Every gateway applies them within
@@ -151,7 +150,7 @@ func (s *Store) SetLimits(ctx context.Context, id string, l Limits) error {
 	if _, err := s.Get(ctx, id); err != nil {
 		return err
 	}
-	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), "mps", l.PerSecond, "burst", l.Burst, "uniq", l.DailyUnique).Err(); err != nil {
+	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), keys.BusinessRecord{Limits: stored(l)}.Fields()...).Err(); err != nil {
 		return fmt.Errorf("set limits: %w", err)
 	}
 	s.limits.Forget(id)
@@ -165,10 +164,14 @@ func (s *Store) Limits(ctx context.Context, id string, now time.Time) (Limits, e
 		if err != nil {
 			return Limits{}, fmt.Errorf("business limits: %w", err)
 		}
-		if h["display_name"] == "" {
+		r, err := keys.ParseBusiness(h)
+		if err != nil {
+			return Limits{}, fmt.Errorf("business limits: %w", err)
+		}
+		if r.DisplayName == "" {
 			return Limits{}, ErrNotFound
 		}
-		return parseLimits(h), nil
+		return limitsOf(r), nil
 	})
 }
 
@@ -182,17 +185,20 @@ func (s *Store) Name(ctx context.Context, id string, now time.Time) (string, err
 // profileCacheTTL.
 func (s *Store) Profile(ctx context.Context, id string, now time.Time) (Profile, error) {
 	return s.profiles.Get(id, now, func() (Profile, error) {
-		v, err := s.rdb.HMGet(ctx, keys.Business(id).Record(), "display_name", "sigkey").Result()
+		h, err := s.rdb.HGetAll(ctx, keys.Business(id).Record()).Result()
 		if err != nil {
 			return Profile{}, fmt.Errorf("business profile: %w", err)
 		}
-		name, _ := v[0].(string)
-		if name == "" {
+		r, err := keys.ParseBusiness(h)
+		if err != nil {
+			return Profile{}, fmt.Errorf("business profile: %w", err)
+		}
+		if r.DisplayName == "" {
 			return Profile{}, ErrNotFound
 		}
-		p := Profile{DisplayName: name}
-		if k, _ := v[1].(string); k != "" {
-			p.SigningKey = []byte(k)
+		p := Profile{DisplayName: r.DisplayName}
+		if len(r.SigningKey) > 0 {
+			p.SigningKey = r.SigningKey
 		}
 		return p, nil
 	})
@@ -200,7 +206,7 @@ func (s *Store) Profile(ctx context.Context, id string, now time.Time) (Profile,
 
 // SetSigningKey registers the business's Ed25519 public key.
 func (s *Store) SetSigningKey(ctx context.Context, id string, pub []byte) error {
-	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), "sigkey", pub).Err(); err != nil {
+	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), keys.BusinessSigningKey, pub).Err(); err != nil {
 		return fmt.Errorf("set signing key: %w", err)
 	}
 	s.profiles.Forget(id)
@@ -214,7 +220,8 @@ func (s *Store) IssueKey(ctx context.Context, business string, now time.Time) (k
 	}
 	id = strings.ToLower(b32.EncodeToString(random(10)))
 	key = "hk_" + id + "_" + strings.ToLower(b32.EncodeToString(random(20)))
-	if _, err := s.rdb.HSet(ctx, keys.APIKey(id), "business", business, "hash", hash(key), "created", now.UnixMilli()).Result(); err != nil {
+	rec := keys.APIKeyRecord{Business: business, Hash: hash(key), Created: now}
+	if _, err := s.rdb.HSet(ctx, keys.APIKey(id), rec.Fields()...).Result(); err != nil {
 		return "", "", fmt.Errorf("issue key: %w", err)
 	}
 	if err := s.rdb.SAdd(ctx, keys.Business(business).APIKeys(), id).Err(); err != nil {
@@ -236,7 +243,7 @@ func KeyID(key string) string {
 // every gateway within 4 seconds, the time a verified key may live in another
 // gateway's cache (2×KeyCacheTTL). Revoking a revoked key is not an error.
 func (s *Store) RevokeKey(ctx context.Context, id string, now time.Time) error {
-	rec, err := s.rdb.HMGet(ctx, keys.APIKey(id), "business", "hash").Result()
+	rec, err := s.rdb.HMGet(ctx, keys.APIKey(id), keys.APIKeyBusiness, keys.APIKeyHash).Result()
 	if err != nil {
 		return fmt.Errorf("revoke key: %w", err)
 	}
@@ -244,7 +251,7 @@ func (s *Store) RevokeKey(ctx context.Context, id string, now time.Time) error {
 	if business == "" {
 		return ErrNoSuchKey
 	}
-	if err := s.rdb.HSet(ctx, keys.APIKey(id), "revoked", now.UnixMilli()).Err(); err != nil {
+	if err := s.rdb.HSet(ctx, keys.APIKey(id), keys.APIKeyRevoked, now.UnixMilli()).Err(); err != nil {
 		return fmt.Errorf("revoke key: %w", err)
 	}
 	if h, _ := rec[1].(string); h != "" {
@@ -264,16 +271,15 @@ func (s *Store) Authenticate(ctx context.Context, key string, now time.Time) (st
 		if id == "" {
 			return "", ErrBadKey
 		}
-		rec, err := s.rdb.HMGet(ctx, keys.APIKey(id), "business", "hash", "revoked").Result()
+		fields, err := s.rdb.HGetAll(ctx, keys.APIKey(id)).Result()
 		if err != nil {
 			return "", fmt.Errorf("authenticate key: %w", err)
 		}
-		business, _ := rec[0].(string)
-		stored, _ := rec[1].(string)
-		if business == "" || rec[2] != nil || subtle.ConstantTimeCompare([]byte(stored), []byte(h)) != 1 {
-			return "", ErrBadKey
+		rec, err := keys.ParseAPIKey(fields)
+		if err != nil || !rec.Revoked.IsZero() || subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(h)) != 1 {
+			return "", ErrBadKey // no such key (or not one Herald wrote), revoked, or not this key
 		}
-		return business, nil
+		return rec.Business, nil
 	})
 }
 

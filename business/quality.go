@@ -4,8 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
@@ -80,26 +78,26 @@ func (s *Store) Quality(ctx context.Context, id string, now time.Time, pol Quali
 	if err != nil {
 		return Quality{}, fmt.Errorf("quality: %w", err)
 	}
+	c, err := keys.ParseQuality(h)
+	if err != nil {
+		return Quality{}, fmt.Errorf("quality: %w", err)
+	}
 	oldest := bucketOf(now.Add(-pol.Window), pol) // the newest bucket that has left the window
 	var q Quality
 	var stale []string
-	for f, v := range h {
-		kind, idx, ok := strings.Cut(f, ":")
-		n, err1 := strconv.ParseInt(v, 10, 64)
-		i, err2 := strconv.ParseInt(idx, 10, 64)
-		if !ok || err1 != nil || err2 != nil {
-			continue
-		}
+	for i, n := range c.Delivered {
 		if i <= oldest {
-			stale = append(stale, f)
+			stale = append(stale, keys.QualityDelivered(i))
 			continue
 		}
-		switch kind {
-		case "d":
-			q.Delivered += n
-		case "r":
-			q.Reports += n
+		q.Delivered += n
+	}
+	for i, n := range c.Reported {
+		if i <= oldest {
+			stale = append(stale, keys.QualityReported(i))
+			continue
 		}
+		q.Reports += n
 	}
 	if len(stale) > 0 {
 		s.rdb.HDel(ctx, b.Quality(), stale...)
@@ -107,16 +105,14 @@ func (s *Store) Quality(ctx context.Context, id string, now time.Time, pol Quali
 	if q.Delivered > 0 {
 		q.Rate = float64(q.Reports) / float64(q.Delivered)
 	}
-	if ms, err := strconv.ParseInt(h["stepped"], 10, 64); err == nil {
-		q.LastStepDown = time.UnixMilli(ms)
-	}
+	q.LastStepDown = c.Stepped
 	return q, nil
 }
 
 //go:embed stepdown.lua
 var stepDownSource string
 
-var stepDownScript = redis.NewScript(stepDownSource)
+var stepDownScript = rscript.New(stepDownSource)
 
 // Report counts a report against the business and steps its limits down a tier if
 // the figure is above the policy's threshold (at most once per window). It returns
@@ -132,30 +128,32 @@ func (s *Store) Report(ctx context.Context, id string, now time.Time, pol Qualit
 	b := keys.Business(id)
 	var rec *redis.MapStringStringCmd
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HIncrBy(ctx, b.Quality(), "r:"+strconv.FormatInt(bucketOf(now, pol), 10), 1)
+		p.HIncrBy(ctx, b.Quality(), keys.QualityReported(bucketOf(now, pol)), 1)
 		rec = p.HGetAll(ctx, b.Record())
 		return nil
 	}); err != nil {
 		return false, fmt.Errorf("report: %w", err)
 	}
 	h := rec.Val()
-	if h["display_name"] == "" {
+	r, err := keys.ParseBusiness(h)
+	if err != nil {
+		return false, fmt.Errorf("report: %w", err)
+	}
+	if r.DisplayName == "" {
 		return false, ErrNotFound
 	}
-	cur := parseLimits(h)
+	cur := limitsOf(r)
 	next := stepDown(cur)
 	if next == cur {
 		return false, nil // as low as a step goes
 	}
-	cmds, err := rscript.Run(ctx, s.rdb, stepDownScript, []rscript.Call{{
-		Keys: []string{b.Quality(), b.Record()},
-		Args: []any{bucketOf(now.Add(-pol.Window), pol), now.UnixMilli(), pol.Window.Milliseconds(), pol.Threshold,
-			pol.MinDelivered, h["mps"], h["burst"], h["uniq"], next.PerSecond, next.Burst, next.DailyUnique},
-	}})
-	if err != nil {
-		return false, fmt.Errorf("report: %w", err)
-	}
-	stepped, err := cmds[0].Int()
+	// The script compares the limits as stored and writes the next ones as the codec
+	// writes them: fields 1, 3 and 5 of the record's mps, burst, uniq.
+	f := keys.BusinessRecord{Limits: stored(next)}.Fields()
+	stepped, err := stepDownScript.Run(ctx, s.rdb, []string{b.Quality(), b.Record()},
+		bucketOf(now.Add(-pol.Window), pol), now.UnixMilli(), pol.Window.Milliseconds(), pol.Threshold,
+		pol.MinDelivered, h[keys.BusinessPerSecond], h[keys.BusinessBurst], h[keys.BusinessDailyUnique],
+		f[1], f[3], f[5]).Int()
 	if err != nil {
 		return false, fmt.Errorf("report: %w", err)
 	}

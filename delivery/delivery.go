@@ -4,7 +4,9 @@
 //
 // Guarantees:
 //   - A message admitted for a device stays in its mailbox until the device acks it or
-//     it expires; every Receive sends what is queued, so delivery is at least once.
+//     it expires; every Receive sends what is queued, so delivery is at least once. A
+//     message that cannot be delivered (its sealed body is gone) is reported expired
+//     on the device rather than holding up the rest.
 //   - Each state change of a message on a device (queued, delivered, read, expired)
 //     happens once, atomically with the status event that reports it; status events
 //     reach the business at least once, in a stream it can resume by cursor.
@@ -73,9 +75,13 @@ func (s *Service) Expiries() *Expiries { return s.expiries }
 // a last bounded attempt to forward and index what is pending, so a graceful shutdown
 // leaves nothing behind that it could send, and returns when that is done.
 func (s *Service) Run(ctx context.Context) {
+	forwarding, stop := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Go(func() { s.forwarder.run(ctx) })
-	wg.Go(func() { s.expiries.run(ctx) })
+	wg.Go(func() { s.forwarder.run(forwarding) })
+	s.expiries.run(ctx)
+	// The forwarder stops after the sweep has, so that its last drain sees every event
+	// the sweep queued.
+	stop()
 	wg.Wait()
 }
 

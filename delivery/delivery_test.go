@@ -103,8 +103,8 @@ func (f *fixture) send(ttl time.Duration, devs ...Principal) string {
 	n := f.seq
 	f.mu.Unlock()
 	uid := devs[0].UID
-	id := fmt.Sprintf("%s.m%06d", uid, n)
 	now := f.clock.Now()
+	id := keys.NewMessageID(uid, now)
 	a := blocklist.Admission{UID: uid, Business: biz, Category: blocklist.Transactional, Kind: "receipt",
 		ClientMessageID: fmt.Sprint("c", n), MessageID: id, Now: now, Expires: now.Add(ttl)}
 	for _, d := range devs {

@@ -7,26 +7,25 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"encoding/base32"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/e2e"
 	"github.com/heraldhq/herald/internal/cache"
 	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/internal/rscript"
 	"github.com/redis/go-redis/v9"
 )
 
 //go:embed register.lua
 var registerSource string
 
-var registerScript = redis.NewScript(registerSource)
+var registerScript = rscript.New(keys.Lua(registerSource))
 
 // Verification code rules.
 const (
@@ -87,7 +86,7 @@ func (d *Devices) IssueCode(ctx context.Context, uid string, now time.Time) (str
 	exp := now.Add(CodeTTL)
 	_, err = d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, u.Code())
-		p.HSet(ctx, u.Code(), "h", hash(code), "n", 0)
+		p.HSet(ctx, u.Code(), keys.Code{Hash: hash(code)}.Fields()...)
 		p.PExpireAt(ctx, u.Code(), exp)
 		return nil
 	})
@@ -98,8 +97,7 @@ func (d *Devices) IssueCode(ctx context.Context, uid string, now time.Time) (str
 }
 
 func record(alg int, pub []byte, tokenHash string, created time.Time) string {
-	return strings.Join([]string{strconv.Itoa(alg), base64.StdEncoding.EncodeToString(pub), tokenHash,
-		strconv.FormatInt(created.UnixMilli(), 10), e2e.KeyID(pub)}, "|")
+	return keys.DeviceRecord{Algorithm: alg, PublicKey: pub, TokenHash: tokenHash, Created: created, KeyID: e2e.KeyID(pub)}.Encode()
 }
 
 // Register spends code and adds a device with the public key for uid. It returns the
@@ -185,17 +183,12 @@ func ParseDevices(records map[string]string) ([]Device, error) {
 }
 
 func parseDevice(id, rec string) (Device, error) {
-	f := strings.Split(rec, "|")
-	if len(f) != 5 {
-		return Device{}, fmt.Errorf("device %s: malformed record", id)
+	r, err := keys.ParseDeviceRecord(rec)
+	if err != nil {
+		return Device{}, fmt.Errorf("device %s: %w", id, err)
 	}
-	alg, err1 := strconv.Atoi(f[0])
-	pub, err2 := base64.StdEncoding.DecodeString(f[1])
-	ms, err3 := strconv.ParseInt(f[3], 10, 64)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return Device{}, fmt.Errorf("device %s: malformed record: %w", id, err)
-	}
-	return Device{ID: id, PublicKey: pub, Algorithm: alg, KeyID: f[4], Created: time.UnixMilli(ms), tokenHash: f[2]}, nil
+	return Device{ID: id, PublicKey: r.PublicKey, Algorithm: r.Algorithm, KeyID: r.KeyID, Created: r.Created,
+		tokenHash: r.TokenHash}, nil
 }
 
 func hash(s string) string {

@@ -1,29 +1,27 @@
 -- expire.lua: report a message expired on every device that has not received it, so
 -- the business hears STATUS_EXPIRED even from a device that never comes back. Each
 -- device's state moves q -> x once, as in fetch.lua and ack.lua, so whichever of them
--- runs first reports it.
+-- runs first reports it. Mailbox keys are built from the prefix and a device id: each
+-- is the recipient's, on this slot.
 -- KEYS[1] message  KEYS[2] outbox
 -- ARGV[1] now (ms)  ARGV[2] mailbox key prefix (the device id follows)  ARGV[3] message id
 -- Reply: how many devices it expired on (-1: not expired yet).
+local f = values.message
 local now = tonumber(ARGV[1])
-local x = redis.call("HGET", KEYS[1], "x")
+local x = redis.call("HGET", KEYS[1], f.expires)
 if not x then
   return 0
 end
 if tonumber(x) > now then
   return -1
 end
-local m = redis.call("HMGET", KEYS[1], "b", "cm")
+local m = redis.call("HMGET", KEYS[1], f.business, f.client_id)
 local n = 0
 local h = redis.call("HGETALL", KEYS[1])
 for i = 1, #h, 2 do
-  local f, v = h[i], h[i + 1]
-  if v == "q" and string.sub(f, 1, 2) == "s:" then
-    local dev = string.sub(f, 3)
-    redis.call("ZREM", ARGV[2] .. dev, ARGV[3])
-    redis.call("DEL", KEYS[1] .. ":" .. dev)
-    redis.call("HSET", KEYS[1], f, "x")
-    redis.call("RPUSH", KEYS[2], "X|" .. m[1] .. "|" .. ARGV[3] .. "|" .. m[2] .. "|" .. dev .. "|" .. ARGV[1])
+  local dev = values.state_field_device(h[i])
+  if dev and h[i + 1] == values.state.queued then
+    values.expire_on_device(KEYS[1], ARGV[2] .. dev, KEYS[2], ARGV[3], m[1], m[2], dev, ARGV[1])
     n = n + 1
   end
 end

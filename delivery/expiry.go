@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +18,7 @@ import (
 //go:embed expire.lua
 var expireSource string
 
-var expireScript = redis.NewScript(expireSource)
+var expireScript = rscript.New(keys.Lua(expireSource))
 
 // Expiries reports messages expired on devices that never came back for them. Fetch
 // and Ack already report what they find expired; this covers the rest.
@@ -138,7 +137,7 @@ func (e *Expiries) sweep(ctx context.Context) error {
 	var ids []string
 	for _, r := range ranges {
 		for _, id := range r.Val() {
-			uid, _, ok := strings.Cut(id, ".")
+			uid, ok := keys.MessageUID(id)
 			if !ok {
 				continue
 			}
@@ -162,7 +161,7 @@ func (e *Expiries) sweep(ctx context.Context) error {
 			continue // not expired by its own record (clock skew) or failed: next sweep
 		}
 		if n > 0 {
-			uid, _, _ := strings.Cut(ids[i], ".")
+			uid, _ := keys.MessageUID(ids[i])
 			e.out.Kick(uid)
 		}
 		done[expiryShard(ids[i])] = append(done[expiryShard(ids[i])], ids[i])

@@ -5,10 +5,10 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/internal/rscript"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -18,9 +18,14 @@ var fetchSource string
 //go:embed ack.lua
 var ackSource string
 
+//go:embed undeliverable.lua
+var undeliverableSource string
+
 var (
-	fetchScript = redis.NewScript(fetchSource)
-	ackScript   = redis.NewScript(ackSource)
+	fetchScript = rscript.New(keys.Lua(fetchSource))
+	ackScript   = rscript.New(keys.Lua(ackSource))
+
+	undeliverableScript = rscript.New(keys.Lua(undeliverableSource))
 )
 
 // fetchLimit is how many deliveries one fetch returns.
@@ -110,63 +115,111 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Del
 		m.out.Kick(p.UID)
 	}
 	var ds []Delivery
-	for i := 2; i+9 < len(reply); i += 10 {
-		f := make([]string, 10)
-		for j := range f {
-			f[j], _ = reply[i+j].(string)
+	var lost []string // queued, but unreadable: they cannot be delivered
+	n := 2 + len(keys.MessageFields(p.DeviceID))
+	for i := 2; i+n <= len(reply); i += n {
+		id, _ := reply[i].(string)
+		env, _ := reply[i+1].(string)
+		msg, err := keys.ParseMessageFields(p.DeviceID, reply[i+2:i+n])
+		if err != nil {
+			lost = append(lost, id)
+			continue
 		}
-		sent, _ := strconv.ParseInt(f[5], 10, 64)
-		exp, _ := strconv.ParseInt(f[6], 10, 64)
-		d := Delivery{MessageID: f[0], Business: f[1], Category: f[2], Kind: f[3],
-			ClientMessageID: f[4], Sent: time.UnixMilli(sent), Expires: time.UnixMilli(exp), Ciphertext: []byte(f[7]),
-			KeyID: f[9]}
-		if f[8] != "" {
-			d.Body = []byte(f[8]) // the hash, until loadBodies swaps in the body
+		d := Delivery{MessageID: id, Business: msg.Business, Category: msg.Category, Kind: msg.Kind,
+			ClientMessageID: msg.ClientMessageID, Sent: msg.Sent, Expires: msg.Expires, Ciphertext: []byte(env),
+			KeyID: msg.Devices[p.DeviceID].KeyID}
+		if msg.BodyHash != "" {
+			d.Body = []byte(msg.BodyHash) // the hash, until loadBodies swaps in the body
 		}
 		ds = append(ds, d)
 	}
-	if err := m.loadBodies(ctx, ds); err != nil {
+	ds, missing, err := m.loadBodies(ctx, ds)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := m.undeliverable(ctx, p, append(lost, missing...)); err != nil {
 		return nil, "", err
 	}
 	return ds, last, nil
 }
 
+// undeliverable reports expired on the device the messages queued for it that it
+// cannot be given, so they stop holding up its mailbox.
+func (m *Mailboxes) undeliverable(ctx context.Context, p Principal, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	u := keys.Recipient(p.UID)
+	args := []any{p.DeviceID, m.now().UnixMilli(), u.MessagePrefix()}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	if err := undeliverableScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox()}, args...).Err(); err != nil {
+		return fmt.Errorf("expire undeliverable messages: %w", err)
+	}
+	m.out.Kick(p.UID)
+	return nil
+}
+
+// bodyGrace is how long after its admission a message whose body is missing is
+// waited for (fetch fails, and the next Receive tries again) rather than given up on.
+// Admit writes a body in the same round trip as the admission, but on Redis Cluster
+// on another node, at the same time; a write that failed is written again by the
+// business's retry.
+const bodyGrace = time.Minute
+
 // loadBodies replaces each delivery's body hash by the body, from the cache or in one
-// pipelined round trip for those it lacks.
-func (m *Mailboxes) loadBodies(ctx context.Context, ds []Delivery) error {
+// pipelined round trip for those it lacks. It returns the deliveries it could fill and
+// the ids of those whose body is gone from Redis for longer than bodyGrace. A body
+// that is unreachable, or missing for less, is an error: nothing is given up on.
+func (m *Mailboxes) loadBodies(ctx context.Context, ds []Delivery) ([]Delivery, []string, error) {
+	got := map[string][]byte{}
 	want := map[string]*redis.StringCmd{}
 	for _, d := range ds {
 		if h := string(d.Body); h != "" {
-			if _, ok := m.bodies.get(h); !ok {
+			if b, ok := m.bodies.get(h); ok {
+				got[h] = b
+			} else {
 				want[h] = nil
 			}
 		}
 	}
 	if len(want) > 0 {
-		if _, err := m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// Each GET's own error says whether its body is gone or unreachable.
+		m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for h := range want {
 				want[h] = p.Get(ctx, keys.Body(h))
 			}
 			return nil
-		}); err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("load bodies: %w", err)
-		}
+		})
 		for h, c := range want {
-			if b, err := c.Bytes(); err == nil {
+			b, err := c.Bytes()
+			switch {
+			case err == nil:
+				got[h] = b
 				m.bodies.put(h, b)
+			case !errors.Is(err, redis.Nil):
+				return nil, nil, fmt.Errorf("load bodies: %w", err)
 			}
 		}
 	}
-	for i, d := range ds {
+	kept := ds[:0]
+	var missing []string
+	for _, d := range ds {
 		if h := string(d.Body); h != "" {
-			b, ok := m.bodies.get(h)
-			if !ok {
-				return fmt.Errorf("load bodies: body %s of message %s is missing", h, d.MessageID)
+			b, ok := got[h]
+			if !ok && m.now().Sub(d.Sent) < bodyGrace {
+				return nil, nil, fmt.Errorf("load bodies: body %s of message %s is not stored yet", h, d.MessageID)
 			}
-			ds[i].Body = b
+			if !ok {
+				missing = append(missing, d.MessageID)
+				continue
+			}
+			d.Body = b
 		}
+		kept = append(kept, d)
 	}
-	return nil
+	return kept, missing, nil
 }
 
 // Ack records that the device received (or read) the messages. It returns the ids
@@ -194,7 +247,7 @@ func (m *Mailboxes) Ack(ctx context.Context, p Principal, ids []string, read boo
 //go:embed report.lua
 var reportSource string
 
-var reportScript = redis.NewScript(reportSource)
+var reportScript = rscript.New(keys.Lua(reportSource))
 
 // ErrNotDelivered is returned for a report of a message that was not delivered to the
 // device (or is gone).

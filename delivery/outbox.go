@@ -2,11 +2,8 @@ package delivery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,12 +14,12 @@ import (
 // StatusStreamLen bounds each business's status stream (approximately).
 const StatusStreamLen = 1_000_000
 
-// Status event letters as stored in outboxes.
+// Status event letters, as Event.Status holds them.
 const (
-	StatusAccepted  = "A"
-	StatusDelivered = "D"
-	StatusRead      = "R"
-	StatusExpired   = "X"
+	StatusAccepted  = keys.StatusAccepted
+	StatusDelivered = keys.StatusDelivered
+	StatusRead      = keys.StatusRead
+	StatusExpired   = keys.StatusExpired
 )
 
 // Forwarder moves status events from recipients' outboxes to businesses' status
@@ -68,18 +65,28 @@ func (f *Forwarder) run(ctx context.Context) {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
 	for {
+		stopping := false
 		select {
 		case <-ctx.Done():
-			final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			f.drain(final)
-			cancel()
-			return
+			stopping = true
 		case <-f.wake:
 		case <-retry.C:
 		}
-		f.drain(ctx)
+		// A drain under way is not cut by ctx: cut between a flush's copy and its
+		// removal, it would leave the events to be copied again. Its own deadline
+		// bounds it when Redis stalls.
+		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+		f.drain(work)
+		cancel()
+		if stopping {
+			return
+		}
 	}
 }
+
+// drainTimeout bounds one drain of the pending outboxes, and so how long a stopping
+// gateway spends on its last one.
+const drainTimeout = 5 * time.Second
 
 func (f *Forwarder) drain(ctx context.Context) {
 	for {
@@ -104,9 +111,7 @@ func (f *Forwarder) drain(ctx context.Context) {
 				f.pending[u] = struct{}{}
 			}
 			f.mu.Unlock()
-			if ctx.Err() == nil {
-				f.log.Warn("forwarding status events failed; will retry", "err", err)
-			}
+			f.log.Warn("forwarding status events failed; will retry", "err", err)
 			return
 		}
 	}
@@ -139,7 +144,7 @@ func (f *Forwarder) flush(ctx context.Context, uids []string) error {
 			evs := reads[i].Val()
 			more = more || len(evs) == outboxBatch
 			for _, raw := range evs {
-				e, err := parseOutbox(raw)
+				e, err := keys.ParseEvent(raw)
 				if err != nil {
 					f.log.Error("dropping malformed outbox entry", "err", err)
 					p.LRem(ctx, keys.Recipient(u).Outbox(), 1, raw)
@@ -147,14 +152,13 @@ func (f *Forwarder) flush(ctx context.Context, uids []string) error {
 				}
 				b := keys.Business(e.Business)
 				add := p.XAdd(ctx, &redis.XAddArgs{Stream: b.Statuses(), MaxLen: StatusStreamLen, Approx: true,
-					Values: []any{"s", e.Status, "m", e.MessageID, "cm", e.ClientMessageID, "d", e.DeviceID,
-						"t", e.Time.UnixMilli()}})
+					Values: e.StreamValues()})
 				items = append(items, item{uid: u, raw: raw, add: add})
 				touched[e.Business] = true
 				if e.Status == StatusDelivered {
 					// Repeated only if this flush is, like the event itself.
 					bucket := e.Time.UnixMilli() / f.qualityBucket.Milliseconds()
-					p.HIncrBy(ctx, b.Quality(), "d:"+strconv.FormatInt(bucket, 10), 1)
+					p.HIncrBy(ctx, b.Quality(), keys.QualityDelivered(bucket), 1)
 				}
 			}
 		}
@@ -210,14 +214,8 @@ type Event struct {
 	Time            time.Time
 }
 
-func parseOutbox(raw string) (Event, error) {
-	f := strings.Split(raw, "|")
-	if len(f) != 6 {
-		return Event{}, errors.New("outbox entry has the wrong number of fields")
-	}
-	ms, err := strconv.ParseInt(f[5], 10, 64)
-	if err != nil {
-		return Event{}, fmt.Errorf("outbox entry time: %w", err)
-	}
-	return Event{Status: f[0], Business: f[1], MessageID: f[2], ClientMessageID: f[3], DeviceID: f[4], Time: time.UnixMilli(ms)}, nil
+// event is the status event e of business's stream at cursor.
+func event(cursor string, e keys.Event) Event {
+	return Event{Cursor: cursor, Status: e.Status, Business: e.Business, MessageID: e.MessageID,
+		ClientMessageID: e.ClientMessageID, DeviceID: e.DeviceID, Time: e.Time}
 }

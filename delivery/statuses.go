@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
@@ -47,10 +46,11 @@ func (s *Statuses) Stream(ctx context.Context, business, cursor string, send fun
 			for _, m := range st.Messages {
 				n++
 				cursor = m.ID
-				ms, _ := strconv.ParseInt(str(m.Values["t"]), 10, 64)
-				if err := send(Event{Cursor: m.ID, Status: str(m.Values["s"]), Business: business,
-					MessageID: str(m.Values["m"]), ClientMessageID: str(m.Values["cm"]), DeviceID: str(m.Values["d"]),
-					Time: time.UnixMilli(ms)}); err != nil {
+				e, err := keys.ParseStreamEvent(business, m.Values)
+				if err != nil {
+					continue // not an event Herald wrote: nothing true to report
+				}
+				if err := send(event(m.ID, e)); err != nil {
 					return err
 				}
 			}
@@ -65,9 +65,4 @@ func (s *Statuses) Stream(ctx context.Context, business, cursor string, send fun
 		case <-poll.C:
 		}
 	}
-}
-
-func str(v any) string {
-	s, _ := v.(string)
-	return s
 }

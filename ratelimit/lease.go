@@ -4,18 +4,18 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-	"github.com/heraldhq/herald/internal/keys"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/internal/rscript"
 )
 
 //go:embed lease.lua
 var leaseSource string
 
-var leaseScript = redis.NewScript(leaseSource)
+var leaseScript = rscript.New(leaseSource)
 
 // gcraKey is the business's global bucket, leasersKey the gateways leasing from it.
 // Both carry the business's hash tag, so one script touches one slot.
@@ -250,13 +250,9 @@ func (l *Limiter) args(lim Limit, now, need, stock, held, give int64, lease bool
 		refillQuantum.Microseconds(), us - l.ttl.Microseconds(), (2 * l.ttl).Milliseconds()}
 }
 
-// eval runs lease.lua: by hash, and with its source when Redis does not know it yet.
+// eval runs lease.lua.
 func (l *Limiter) eval(ctx context.Context, keys []string, args []any) (granted int64, wait time.Duration, replicas int64, err error) {
-	cmd := l.rdb.EvalSha(ctx, leaseScript.Hash(), keys, args...)
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		cmd = l.rdb.Eval(ctx, leaseSource, keys, args...)
-	}
-	r, err := cmd.Int64Slice()
+	r, err := leaseScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("ratelimit: lease from %s: %w", keys[0], err)
 	}

@@ -15,15 +15,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// uidOfMessage is the recipient uid inside a message id, or "".
-func uidOfMessage(id string) string {
-	uid, rest, ok := strings.Cut(id, ".")
-	if !ok || len(uid) != 26 || len(rest) != 23 {
-		return ""
-	}
-	return uid
-}
-
 func (s *Server) uid(e164 string) string { return keys.UID(s.cfg.Secret, e164) }
 
 // toAdmission is a validated message as package admission takes it.

@@ -10,6 +10,7 @@ import (
 	"github.com/heraldhq/herald/delivery"
 	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/keys"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -97,8 +98,8 @@ func (r *recipientService) Ack(ctx context.Context, req *heraldv1.AckRequest) (*
 		if len(ids) > maxAckIDs {
 			break
 		}
-		switch uid := uidOfMessage(id); {
-		case uid == "":
+		switch uid, ok := keys.MessageUID(id); {
+		case !ok:
 			c.bad(fmt.Sprintf("message_ids[%d]", i), "not a message id")
 		case uid != p.UID:
 			foreign = true
@@ -226,8 +227,8 @@ var reportReasons = map[heraldv1.ReportReason]string{
 func (r *recipientService) ReportSpam(ctx context.Context, req *heraldv1.ReportSpamRequest) (*heraldv1.ReportSpamResponse, error) {
 	p := deviceFrom(ctx)
 	c := &checker{}
-	uid := uidOfMessage(req.GetMessageId())
-	if uid == "" {
+	uid, ok := keys.MessageUID(req.GetMessageId())
+	if !ok {
 		c.bad("message_id", "not a message id")
 	}
 	reason, ok := reportReasons[req.GetReason()]

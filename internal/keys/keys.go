@@ -1,5 +1,8 @@
-// Package keys is Herald's Redis data model in one place: every key and channel name,
-// and how recipients and businesses are named in them.
+// Package keys is Herald's Redis data model in one place: every key and channel name
+// here, how recipients and businesses are named in them, and beside it (values.go) the
+// format of every value stored under them, each with its one codec, and values.lua,
+// the Lua side of the same formats that every script of blocklist and delivery starts
+// with.
 //
 // Invariants:
 //   - No key or value holds a plaintext phone number: a recipient is a uid, an HMAC of
@@ -9,39 +12,52 @@
 //     unchanged on Redis Cluster. No command spans two recipients, or a recipient and a
 //     business.
 //
+// Encodings: times are Unix milliseconds in decimal (the rate bucket's, microseconds);
+// categories are c=t|m (t transactional, m marketing); consents are in|out; a device's
+// state in a message is q queued, d delivered, r read, x expired; status events are A
+// accepted, D delivered, R read, X expired. Message ids are <uid>.<23 base32 chars>
+// (NewMessageID), so each names its recipient.
+//
 // Recipient keys ({u:<uid>}):
 //
-//	hr:{u:U}:dev        hash   device id -> device record (algorithm, public key, token hash, created)
-//	hr:{u:U}:code       hash   pending verification code: h (sha256), n (failed tries); expires
-//	hr:{u:U}:pref:B     hash   the recipient's relation to business B: blk, blk_t, u_t, u_t_at,
-//	                           u_m, u_m_at (the recipient's own consent), b_t, b_t_at, b_t_src,
-//	                           b_t_ref, b_m, … (what B recorded), last (last admission)
+//	hr:{u:U}:dev        hash   device id -> device record alg|public key (base64)|token hash|
+//	                           created|key id (DeviceRecord)
+//	hr:{u:U}:code       hash   pending verification code: h (sha256), n (failed tries);
+//	                           expires (Code)
+//	hr:{u:U}:pref:B     hash   the recipient's relation to business B (Pref): blk (1|0),
+//	                           blk_at; u_c, u_c_at (the recipient's own consent to category c);
+//	                           b_c, b_c_at, b_c_src, b_c_ref, b_c_col (what B recorded, with its
+//	                           evidence); tat (the pair rate's GCRA); last (last admission)
 //	hr:{u:U}:biz        set    businesses with a pref hash, for ListPreferences
-//	hr:{u:U}:clog       stream every consent change, with who, when and how
+//	hr:{u:U}:clog       stream every consent change, with who, when and how (ConsentChange)
 //	hr:{u:U}:idem:B:C   string message id admitted for business B's client_message_id C (24 h)
-//	hr:{u:U}:msg:M      hash   message M: b, c, k, cm, t, x, bd (body hash or ""), and per device D:
-//	                           kid:D (key id it was sealed to), s:D (q queued, d delivered,
-//	                           r read, x expired), rp:D (reported)
+//	hr:{u:U}:msg:M      hash   message M (Message): b, c, k, cm, t (sent), x (expires), bd (body
+//	                           hash or ""), and per device D: s:D (state), kid:D (key id it
+//	                           was sealed to), rp:D (why D reported it)
 //	hr:{u:U}:msg:M:D    string device D's envelope of message M, until delivered
 //	hr:{u:U}:mb:D       zset   device D's mailbox: queued message ids by admission sequence
 //	hr:{u:U}:seq        string admission sequence
-//	hr:{u:U}:out        list   status events waiting to be forwarded to business streams
+//	hr:{u:U}:out        list   status events waiting to be forwarded to business streams:
+//	                           S|business|message id|client message id|device id|time (Event)
 //	hr:{u:U}:seen:B     string when business B last contacted U (message or lookup), for its
 //	                           new-recipient limit; expires with the window
-//	hr:{u:U}:mk         zset   marketing messages admitted for U in the cap window, by time
+//	hr:{u:U}:mk         zset   marketing message ids admitted for U in the cap window, by time
 //
 // Business keys ({b:<id>}):
 //
-//	hr:{b:B}            hash   display_name, created, mps, burst, uniq (limits)
+//	hr:{b:B}            hash   display_name, created, mps, burst, uniq (limits), sigkey (its
+//	                           Ed25519 public key, raw) (BusinessRecord)
 //	hr:{b:B}:keys       set    ids of the business's active API keys
-//	hr:{b:B}:st         stream status events for the business (StreamStatus)
+//	hr:{b:B}:st         stream status events for the business (StreamStatus): s, m, cm, d, t
 //	hr:{b:B}:new        zset   leased units of its new-recipient allowance, by lease time
-//	hr:{b:B}:gcra       hash   its global rate bucket: tokens and when (see package ratelimit)
+//	hr:{b:B}:gcra       hash   its global rate bucket: tokens and ts (see package ratelimit)
 //	hr:{b:B}:leasers    zset   gateways leasing from that bucket, by last lease
-//	hr:{b:B}:q          hash   quality counters: d:<bucket> delivered, r:<bucket> reported,
-//	                           stepped (when limits last stepped down)
+//	hr:{b:B}:q          hash   quality counters (QualityCounters): d:<bucket> delivered,
+//	                           r:<bucket> reported, stepped (when limits last stepped
+//	                           down; business/stepdown.lua decides and steps in one go)
 //
-// API keys ({k:<key id>}): hr:{k:K} hash: business, hash (sha256 of the key), created, revoked.
+// API keys ({k:<key id>}): hr:{k:K} hash: business, hash (sha256 of the key), created,
+// revoked (APIKeyRecord).
 //
 // Expiry index ({x:<shard>}): hr:{x:N} zset: admitted message ids by expiry, spread
 // over a few shards, for the sweep that reports messages expired on devices that never
@@ -52,6 +68,25 @@
 //
 // Channels: hr:n:u:U (something was admitted for recipient U), hr:n:b:B (business B has
 // new status events).
+//
+// # Keys that scripts build
+//
+// Redis Cluster routes a script by the keys it declares, and a script may touch only
+// keys of their slot. A few scripts build key names inside Lua rather than declaring
+// each one, because how many they touch depends on what they read:
+//
+//   - fetch.lua, ack.lua and undeliverable.lua build message keys (hr:{u:U}:msg:M) and
+//     envelope keys (…:msg:M:D) from the recipient's MessagePrefix and the ids they read
+//     from a mailbox or are given;
+//   - expire.lua builds mailbox keys (hr:{u:U}:mb:D) from the recipient's mailbox prefix
+//     and the devices it finds in a message hash;
+//   - admit.lua builds each envelope key from the message key and a device id.
+//
+// Each built name starts with a declared key, or with a prefix (MessagePrefix,
+// Mailbox("")) that the caller made from the same Recipient as the declared keys:
+// hr:{u:U}:. Redis Cluster hashes only the first {…} of a name, so what a script
+// appends cannot change it: a built name has the same {u:U} hash tag as the declared
+// keys, hashes to their slot, and lives on the node that runs the script.
 package keys
 
 import (
@@ -100,6 +135,9 @@ func (u Recipient) Message(m string) string { return u.prefix() + "msg:" + m }
 
 // MessagePrefix is Message without the message id, for scripts that build Message keys.
 func (u Recipient) MessagePrefix() string { return u.prefix() + "msg:" }
+
+// Envelope is device d's envelope of message m, beside the message's hash.
+func (u Recipient) Envelope(m, d string) string { return u.Message(m) + ":" + d }
 
 // Mailbox is device d's mailbox.
 func (u Recipient) Mailbox(d string) string { return u.prefix() + "mb:" + d }

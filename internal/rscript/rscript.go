@@ -1,54 +1,112 @@
-// Package rscript runs Lua scripts on Redis by hash, many calls in one pipeline, and
-// falls back to sending the source when Redis has forgotten the script (after a
-// restart or SCRIPT FLUSH), so callers never see NOSCRIPT.
+// Package rscript is the one way Herald runs Lua scripts on Redis: by hash, alone
+// (Script.Run) or many calls in one pipeline (Run), sending the source only when Redis
+// has forgotten the script (after a restart, a failover or SCRIPT FLUSH), so callers
+// never see NOSCRIPT.
+//
+// Guarantee: a call runs its script at most once. EVALSHA either runs the script or
+// fails with NOSCRIPT having run nothing; only then is the call repeated as EVAL.
 package rscript
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Call is one call of a script.
+// Script is a Lua script with its SHA-1, built once (usually in a package variable)
+// and run many times.
+type Script struct {
+	src  string
+	hash string
+}
+
+// New returns the script with source src.
+func New(src string) *Script {
+	h := sha1.Sum([]byte(src))
+	return &Script{src: src, hash: hex.EncodeToString(h[:])}
+}
+
+// Hash is the script's SHA-1, as EVALSHA names it.
+func (s *Script) Hash() string { return s.hash }
+
+// Source is the script's source, as EVAL sends it.
+func (s *Script) Source() string { return s.src }
+
+// Scripter is the part of a Redis client that Script.Run needs; *redis.Client,
+// *redis.ClusterClient, *redis.Ring and a redis.Pipeliner have it.
+type Scripter interface {
+	Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd
+	EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd
+}
+
+// Run runs the script once with keys and args: by hash, and with its source when
+// Redis does not know it. The command's error is the script's or the connection's,
+// never NOSCRIPT.
+func (s *Script) Run(ctx context.Context, rdb Scripter, keys []string, args ...any) *redis.Cmd {
+	cmd := rdb.EvalSha(ctx, s.hash, keys, args...)
+	if isNoScript(cmd.Err()) {
+		return rdb.Eval(ctx, s.src, keys, args...)
+	}
+	return cmd
+}
+
+// Call is one call of a script in a pipeline.
 type Call struct {
 	// Script is the script to call; nil means Run's s.
-	Script *redis.Script
+	Script *Script
 	Keys   []string
 	Args   []any
 }
 
-func (c Call) script(s *redis.Script) *redis.Script {
+func (c Call) script(s *Script) *Script {
 	if c.Script != nil {
 		return c.Script
 	}
 	return s
 }
 
-// Pipeliner is the part of a Redis client that rscript needs.
+// Pipeliner is the part of a Redis client that Run needs.
 type Pipeliner interface {
 	Pipeline() redis.Pipeliner
 }
 
-// Run runs every call (of s, or of the call's own Script) in one pipeline (one round trip, or two when Redis had to be
-// told the script again) and returns one result per call. The error is a connection
-// level error; script errors are in the results.
-func Run(ctx context.Context, rdb Pipeliner, s *redis.Script, calls []Call) ([]*redis.Cmd, error) {
-	if len(calls) == 0 {
+// Run runs every call (of s, or of the call's own Script) in one pipeline (one round
+// trip, or two when Redis had to be told a script again) and returns one result per
+// call, in order. The error is a connection level error; script errors are in the
+// results.
+//
+// Calls must not depend on one another's order: a call that Redis answered NOSCRIPT
+// runs again after every other call of the pipeline has run.
+func Run(ctx context.Context, rdb Pipeliner, s *Script, calls []Call) ([]*redis.Cmd, error) {
+	return RunAfter(ctx, rdb, nil, s, calls)
+}
+
+// RunAfter is Run with the plain commands that first queues sent ahead of the calls,
+// in the same pipeline: a command that must take effect before the calls (on a single
+// Redis it always does, since Redis cannot forget a command as it forgets a script).
+// The caller reads its commands' results from the commands first queued.
+func RunAfter(ctx context.Context, rdb Pipeliner, first func(redis.Pipeliner), s *Script, calls []Call) ([]*redis.Cmd, error) {
+	if len(calls) == 0 && first == nil {
 		return nil, nil
 	}
 	pipe := rdb.Pipeline()
+	if first != nil {
+		first(pipe)
+	}
 	cmds := make([]*redis.Cmd, len(calls))
 	for i, c := range calls {
-		cmds[i] = c.script(s).EvalSha(ctx, pipe, c.Keys, c.Args...)
+		cmds[i] = pipe.EvalSha(ctx, c.script(s).hash, c.Keys, c.Args...)
 	}
-	_, err := pipe.Exec(ctx)
+	sent, err := pipe.Exec(ctx)
 	if err == nil {
 		return cmds, nil
 	}
 	if !anyNoScript(cmds) {
-		if isConnErr(cmds) {
+		if isConnErr(sent) {
 			return nil, err
 		}
 		return cmds, nil
@@ -57,24 +115,16 @@ func Run(ctx context.Context, rdb Pipeliner, s *redis.Script, calls []Call) ([]*
 	redo := map[int]*redis.Cmd{}
 	for i, c := range calls {
 		if isNoScript(cmds[i].Err()) {
-			redo[i] = c.script(s).Eval(ctx, pipe, c.Keys, c.Args...)
+			redo[i] = pipe.Eval(ctx, c.script(s).src, c.Keys, c.Args...)
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && isConnErr(values(redo)) {
+	if sent, err := pipe.Exec(ctx); err != nil && isConnErr(sent) {
 		return nil, err
 	}
 	for i, c := range redo {
 		cmds[i] = c
 	}
 	return cmds, nil
-}
-
-func values(m map[int]*redis.Cmd) []*redis.Cmd {
-	out := make([]*redis.Cmd, 0, len(m))
-	for _, c := range m {
-		out = append(out, c)
-	}
-	return out
 }
 
 func anyNoScript(cmds []*redis.Cmd) bool {
@@ -92,7 +142,7 @@ func isNoScript(err error) bool {
 
 // isConnErr reports whether a command failed for lack of Redis rather than by a
 // script error reply, which go-redis gives as redis.Error.
-func isConnErr(cmds []*redis.Cmd) bool {
+func isConnErr(cmds []redis.Cmder) bool {
 	for _, c := range cmds {
 		err := c.Err()
 		if err == nil || errors.Is(err, redis.Nil) {

@@ -1,0 +1,53 @@
+-- policy.lua: the admission policy as one function, which admit.lua and check.lua both
+-- run, so a Send and a LookupRecipient can never decide differently. DESIGN.md: a
+-- block beats everything; the recipient's own consent beats what the business
+-- recorded; transactional is allowed unless opted out; marketing needs an opt-in.
+--
+-- decide(devices, pref, seen, cat, now, allowance, window), on the recipient's keys:
+--   devices, pref, seen  the device hash, the pref hash and the seen mark of this business
+--   cat        category (t|m)
+--   now        now (ms), as the caller passed it
+--   allowance  new recipients: "1" this call may start one, "0" it may not, "-" no limit
+--   window     the new-recipient window (ms)
+-- Returns refusal, new, pref: refusal is nil when the policy allows the message, or
+-- the reply word (new_limited, unknown_recipient, blocked, opted_out, not_opted_in);
+-- new is 1 when the call started a new recipient (the caller spends one of its
+-- business's new-recipient allowance); pref is {blocked, own consent, recorded
+-- consent, pair tat} as read.
+local function decide(devices, pref, seen, cat, now, allowance, window)
+  -- A person the business has not contacted within the window counts against its
+  -- new-recipient allowance, whatever the outcome: that is what stops a business from
+  -- probing numbers. Decided before anything about the person is revealed.
+  local new = 0
+  if allowance ~= "-" then
+    local last = redis.call("GET", seen)
+    if not last or tonumber(now) - tonumber(last) >= tonumber(window) then
+      if allowance ~= "1" then
+        return "new_limited", 0
+      end
+      new = 1
+      redis.call("SET", seen, now, "PX", window)
+    end
+  end
+
+  if redis.call("EXISTS", devices) == 0 then
+    return "unknown_recipient", new
+  end
+
+  local p = redis.call("HMGET", pref, values.PREF_BLOCKED, values.pref_own(cat), values.pref_recorded(cat),
+    values.PREF_PAIR_TAT)
+  if p[1] == "1" then
+    return "blocked", new
+  end
+  local consent = p[2]
+  if not consent then
+    consent = p[3]
+  end
+  if consent == values.CONSENT_OUT then
+    return "opted_out", new
+  end
+  if cat == values.category.marketing and consent ~= values.CONSENT_IN then
+    return "not_opted_in", new
+  end
+  return nil, new, p
+end

@@ -1,0 +1,862 @@
+package keys
+
+// The values stored under the keys of keys.go, each with its one Go codec: what writes
+// a value and what reads it meet here, so a format is changed in one place. Scripts use
+// the Lua side of the same formats, values.lua, which the function Lua puts in front of
+// them; the package's tests run every script and parse what it wrote with these
+// codecs.
+//
+// Field values never contain "|", the separator of lines: ids are drawn from
+// [a-z0-9_], client message ids from [A-Za-z0-9._:-], public keys are base64, hashes
+// hex.
+
+import (
+	"crypto/rand"
+	_ "embed"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrMalformed is wrapped by every parse error: the stored value is not in the format
+// its key holds (written by a different version, or tampered with).
+var ErrMalformed = errors.New("malformed stored value")
+
+func malformed(what, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrMalformed, what, fmt.Sprintf(format, args...))
+}
+
+// millis formats t as Unix milliseconds, the stored form of every time.
+func millis(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// parseMillis reads Unix milliseconds.
+func parseMillis(what, s string) (time.Time, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, malformed(what, "not a time in milliseconds: %q", s)
+	}
+	return time.UnixMilli(n), nil
+}
+
+// optMillis reads Unix milliseconds, or the zero time from "".
+func optMillis(what, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return parseMillis(what, s)
+}
+
+// optField appends field and v to kv unless v is "".
+func optField(kv []any, field, v string) []any {
+	if v == "" {
+		return kv
+	}
+	return append(kv, field, v)
+}
+
+// --- Message ids -------------------------------------------------------------------
+
+// messageIDTail is the length of a message id after its uid and ".": 14 bytes in
+// unpadded base32.
+const messageIDTail = 23
+
+// NewMessageID makes the id of a message to recipient uid admitted at now: the uid (so
+// an ack, a sweep or a report names whose keys hold the message), ".", then 14 bytes in
+// lower-case base32: the admission time in milliseconds (48 bits, so ids sort roughly
+// by time) and 64 random bits.
+func NewMessageID(uid string, now time.Time) string {
+	var b [14]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	rand.Read(b[6:])
+	return uid + "." + strings.ToLower(b32.EncodeToString(b[:]))
+}
+
+// MessageUID is the recipient uid inside a message id; ok is false when id is not
+// shaped like one.
+func MessageUID(id string) (uid string, ok bool) {
+	uid, tail, found := strings.Cut(id, ".")
+	if !found || len(uid) != 26 || len(tail) != messageIDTail || !isBase32(uid) || !isBase32(tail) {
+		return "", false
+	}
+	return uid, true
+}
+
+func isBase32(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// --- Status events (hr:{u:U}:out, hr:{b:B}:st) --------------------------------------
+
+// Status letters of events, as outboxes and status streams hold them.
+const (
+	StatusAccepted  = "A"
+	StatusDelivered = "D"
+	StatusRead      = "R"
+	StatusExpired   = "X"
+)
+
+// Event is a status event. A script appends it to the recipient's outbox in the same
+// step as the change it reports, as the line
+//
+//	status|business|message id|client message id|device id|time (ms)
+//
+// (device id "" for StatusAccepted); the forwarder copies it to the business's status
+// stream as the entry {s: status, m: message id, cm: client message id, d: device id,
+// t: time (ms)}.
+type Event struct {
+	Status          string
+	Business        string
+	MessageID       string
+	ClientMessageID string
+	DeviceID        string
+	Time            time.Time
+}
+
+// Encode is the event's outbox line.
+func (e Event) Encode() string {
+	return strings.Join([]string{e.Status, e.Business, e.MessageID, e.ClientMessageID, e.DeviceID, millis(e.Time)}, "|")
+}
+
+// ParseEvent reads an outbox line.
+func ParseEvent(line string) (Event, error) {
+	f := strings.Split(line, "|")
+	if len(f) != 6 {
+		return Event{}, malformed("outbox event", "%d fields, want 6", len(f))
+	}
+	t, err := parseMillis("outbox event", f[5])
+	if err != nil {
+		return Event{}, err
+	}
+	e := Event{Status: f[0], Business: f[1], MessageID: f[2], ClientMessageID: f[3], DeviceID: f[4], Time: t}
+	return e, e.check("outbox event")
+}
+
+// StreamValues are the event's fields in its business's status stream (XADD).
+func (e Event) StreamValues() []any {
+	return []any{"s", e.Status, "m", e.MessageID, "cm", e.ClientMessageID, "d", e.DeviceID, "t", millis(e.Time)}
+}
+
+// ParseStreamEvent reads an entry of business's status stream.
+func ParseStreamEvent(business string, values map[string]any) (Event, error) {
+	s := func(f string) string { v, _ := values[f].(string); return v }
+	t, err := parseMillis("status stream entry", s("t"))
+	if err != nil {
+		return Event{}, err
+	}
+	e := Event{Status: s("s"), Business: business, MessageID: s("m"), ClientMessageID: s("cm"), DeviceID: s("d"), Time: t}
+	return e, e.check("status stream entry")
+}
+
+func (e Event) check(what string) error {
+	switch {
+	case !slices.Contains([]string{StatusAccepted, StatusDelivered, StatusRead, StatusExpired}, e.Status):
+		return malformed(what, "unknown status %q", e.Status)
+	case e.Business == "" || e.MessageID == "":
+		return malformed(what, "no business or message id")
+	case (e.Status == StatusAccepted) != (e.DeviceID == ""):
+		return malformed(what, "status %s with device %q", e.Status, e.DeviceID)
+	}
+	return nil
+}
+
+// --- Device records (hr:{u:U}:dev) -------------------------------------------------
+
+// DeviceRecord is a device's value in its recipient's device hash, the line
+//
+//	algorithm|public key (standard base64)|token hash (hex sha256)|created (ms)|key id
+type DeviceRecord struct {
+	Algorithm int
+	PublicKey []byte
+	// TokenHash is the SHA-256 of the device's bearer token; the token is never stored.
+	TokenHash string
+	Created   time.Time
+	// KeyID names PublicKey (e2e.KeyID); envelopes say which key they were sealed to.
+	KeyID string
+}
+
+// Encode is the record's stored line.
+func (r DeviceRecord) Encode() string {
+	return strings.Join([]string{strconv.Itoa(r.Algorithm), base64.StdEncoding.EncodeToString(r.PublicKey), r.TokenHash,
+		millis(r.Created), r.KeyID}, "|")
+}
+
+// ParseDeviceRecord reads a stored device line.
+func ParseDeviceRecord(line string) (DeviceRecord, error) {
+	f := strings.Split(line, "|")
+	if len(f) != 5 {
+		return DeviceRecord{}, malformed("device record", "%d fields, want 5", len(f))
+	}
+	alg, err := strconv.Atoi(f[0])
+	if err != nil {
+		return DeviceRecord{}, malformed("device record", "algorithm %q", f[0])
+	}
+	pub, err := base64.StdEncoding.DecodeString(f[1])
+	if err != nil {
+		return DeviceRecord{}, malformed("device record", "public key: %v", err)
+	}
+	created, err := parseMillis("device record", f[3])
+	if err != nil {
+		return DeviceRecord{}, err
+	}
+	return DeviceRecord{Algorithm: alg, PublicKey: pub, TokenHash: f[2], Created: created, KeyID: f[4]}, nil
+}
+
+// --- Messages (hr:{u:U}:msg:M) ------------------------------------------------------
+
+// Fields of a message hash: what admit.lua writes once for the message.
+const (
+	MessageBusiness = "b"
+	MessageCategory = "c"
+	MessageKind     = "k"
+	MessageClientID = "cm"
+	MessageSent     = "t"
+	MessageExpires  = "x"
+	// MessageBody is the hash of the sealed body (hr:{m:H}) the envelopes unlock, or ""
+	// when each envelope is the whole message.
+	MessageBody = "bd"
+)
+
+// MessageState is the field of device d's state (StateQueued …) in a message hash.
+func MessageState(d string) string { return "s:" + d }
+
+// MessageKeyID is the field of the device key that d's envelope was sealed to, when the
+// business said.
+func MessageKeyID(d string) string { return "kid:" + d }
+
+// MessageReport is the field of the reason device d reported the message for, once it
+// did.
+func MessageReport(d string) string { return "rp:" + d }
+
+// A message's states on one device. Each moves once, forward only: q -> d -> r, or
+// q -> x; the change and the status event that reports it are one script.
+const (
+	StateQueued    = "q"
+	StateDelivered = "d"
+	StateRead      = "r"
+	StateExpired   = "x"
+)
+
+// Message categories, as message hashes and pref fields name them.
+const (
+	CategoryTransactional = "t"
+	CategoryMarketing     = "m"
+)
+
+// Message is a message's hash.
+type Message struct {
+	Business        string
+	Category        string
+	Kind            string
+	ClientMessageID string
+	Sent            time.Time
+	Expires         time.Time
+	// BodyHash names the sealed body (see MessageBody); "" for none.
+	BodyHash string
+	// Devices are the message's recipients' devices, by id.
+	Devices map[string]MessageDevice
+}
+
+// MessageDevice is a message on one device.
+type MessageDevice struct {
+	State string
+	// KeyID is the device key its envelope was sealed to; "" when the business did
+	// not say.
+	KeyID string
+	// Report is why the device reported the message; "" until it does.
+	Report string
+}
+
+// Fields are the message's hash fields and values, for HSET.
+func (m Message) Fields() []any {
+	kv := []any{MessageBusiness, m.Business, MessageCategory, m.Category, MessageKind, m.Kind,
+		MessageClientID, m.ClientMessageID, MessageSent, millis(m.Sent), MessageExpires, millis(m.Expires),
+		MessageBody, m.BodyHash}
+	for _, d := range slices.Sorted(maps.Keys(m.Devices)) {
+		md := m.Devices[d]
+		kv = append(kv, MessageState(d), md.State)
+		kv = optField(kv, MessageKeyID(d), md.KeyID)
+		kv = optField(kv, MessageReport(d), md.Report)
+	}
+	return kv
+}
+
+// ParseMessage reads a message hash (HGETALL).
+func ParseMessage(h map[string]string) (Message, error) {
+	m := Message{Business: h[MessageBusiness], Category: h[MessageCategory], Kind: h[MessageKind],
+		ClientMessageID: h[MessageClientID], BodyHash: h[MessageBody], Devices: map[string]MessageDevice{}}
+	for f, v := range h {
+		kind, d, perDevice := strings.Cut(f, ":")
+		if !perDevice {
+			switch f {
+			case MessageBusiness, MessageCategory, MessageKind, MessageClientID, MessageSent, MessageExpires, MessageBody:
+				continue
+			}
+			return Message{}, malformed("message", "unknown field %q", f)
+		}
+		md := m.Devices[d]
+		switch kind + ":" {
+		case MessageState(""):
+			md.State = v
+		case MessageKeyID(""):
+			md.KeyID = v
+		case MessageReport(""):
+			md.Report = v
+		default:
+			return Message{}, malformed("message", "unknown field %q", f)
+		}
+		m.Devices[d] = md
+	}
+	if err := m.parseTimes(h[MessageSent], h[MessageExpires]); err != nil {
+		return Message{}, err
+	}
+	for d, md := range m.Devices {
+		if !validState(md.State) {
+			return Message{}, malformed("message", "device %s in state %q", d, md.State)
+		}
+	}
+	return m, m.check()
+}
+
+// MessageFields are the fields that one device's view of a message is read with
+// (HMGET), in the order ParseMessageFields expects: the message's own fields, then
+// d's state, key id and report.
+func MessageFields(d string) []string {
+	return []string{MessageBusiness, MessageCategory, MessageKind, MessageClientID, MessageSent, MessageExpires,
+		MessageBody, MessageState(d), MessageKeyID(d), MessageReport(d)}
+}
+
+// ParseMessageFields reads device d's view of a message: the values of HMGET
+// MessageFields(d), nil where a field is absent. Devices holds d alone.
+func ParseMessageFields(d string, vals []any) (Message, error) {
+	if len(vals) != len(MessageFields(d)) {
+		return Message{}, malformed("message", "%d values, want %d", len(vals), len(MessageFields(d)))
+	}
+	v := make([]string, len(vals))
+	for i, x := range vals {
+		switch x := x.(type) {
+		case nil:
+		case string:
+			v[i] = x
+		default:
+			return Message{}, malformed("message", "value %d is a %T", i, x)
+		}
+	}
+	m := Message{Business: v[0], Category: v[1], Kind: v[2], ClientMessageID: v[3], BodyHash: v[6],
+		Devices: map[string]MessageDevice{d: {State: v[7], KeyID: v[8], Report: v[9]}}}
+	if err := m.parseTimes(v[4], v[5]); err != nil {
+		return Message{}, err
+	}
+	if !validState(v[7]) {
+		return Message{}, malformed("message", "device %s in state %q", d, v[7])
+	}
+	return m, m.check()
+}
+
+func (m *Message) parseTimes(sent, expires string) error {
+	var err1, err2 error
+	m.Sent, err1 = parseMillis("message sent", sent)
+	m.Expires, err2 = parseMillis("message expiry", expires)
+	return errors.Join(err1, err2)
+}
+
+func (m Message) check() error {
+	if m.Business == "" {
+		return malformed("message", "no business")
+	}
+	if m.Category != CategoryTransactional && m.Category != CategoryMarketing {
+		return malformed("message", "category %q", m.Category)
+	}
+	return nil
+}
+
+func validState(s string) bool {
+	return s == StateQueued || s == StateDelivered || s == StateRead || s == StateExpired
+}
+
+// --- Preferences (hr:{u:U}:pref:B) -------------------------------------------------
+
+// Fields of a pref hash, the recipient's relation to one business. Consent fields are
+// per category (CategoryTransactional, CategoryMarketing): PrefOwn(c) and
+// PrefRecorded(c), each with companions named by suffix.
+const (
+	// PrefBlocked is "1" while the recipient blocks the business, "0" after an unblock.
+	PrefBlocked = "blk"
+	// PrefBlockedAt is when the recipient last blocked or unblocked it (ms).
+	PrefBlockedAt = "blk_at"
+	// PrefPairTAT is the theoretical arrival time (ms) of the pair rate: the
+	// business-to-recipient GCRA of admit.lua.
+	PrefPairTAT = "tat"
+	// PrefLast is when the business's last message was admitted (ms).
+	PrefLast = "last"
+)
+
+// Consent values, as pref fields hold them; "" is no choice.
+const (
+	ConsentIn  = "in"
+	ConsentOut = "out"
+)
+
+// PrefOwn is the field of the recipient's own consent to category c (ConsentIn or
+// ConsentOut); PrefOwn(c)+"_at" is when it was set (ms).
+func PrefOwn(c string) string { return "u_" + c }
+
+// PrefRecorded is the field of the consent the business recorded for category c;
+// PrefRecorded(c) + "_at" (when, ms), "_src" (how it was collected), "_ref" (the
+// business's reference) and "_col" (when it was collected, ms) are its evidence.
+func PrefRecorded(c string) string { return "b_" + c }
+
+// Pref is a pref hash.
+type Pref struct {
+	Blocked   bool
+	BlockedAt time.Time
+	// Own and Recorded are the recipient's own and the business's consents, by
+	// category; a category without one is absent.
+	Own      map[string]OwnConsent
+	Recorded map[string]RecordedConsent
+	PairTAT  time.Time
+	Last     time.Time
+}
+
+// OwnConsent is the recipient's own choice for a category.
+type OwnConsent struct {
+	Consent string
+	At      time.Time
+}
+
+// RecordedConsent is a consent a business recorded for a category, with its evidence.
+type RecordedConsent struct {
+	Consent   string
+	At        time.Time
+	Source    string
+	Reference string
+	Collected time.Time
+}
+
+// BlockFields are the pref fields that record a block (on) or an unblock at t.
+func BlockFields(on bool, at time.Time) []any {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	return []any{PrefBlocked, v, PrefBlockedAt, millis(at)}
+}
+
+// Fields are the pref fields that record c as the recipient's choice for category cat.
+func (c OwnConsent) Fields(cat string) []any {
+	f := PrefOwn(cat)
+	return []any{f, c.Consent, f + "_at", millis(c.At)}
+}
+
+// Fields are the pref fields that record c as the business's record for category cat.
+func (c RecordedConsent) Fields(cat string) []any {
+	f := PrefRecorded(cat)
+	return []any{f, c.Consent, f + "_at", millis(c.At), f + "_src", c.Source, f + "_ref", c.Reference,
+		f + "_col", millis(c.Collected)}
+}
+
+// ParsePref reads a pref hash (HGETALL).
+func ParsePref(h map[string]string) (Pref, error) {
+	p := Pref{Blocked: h[PrefBlocked] == "1", Own: map[string]OwnConsent{}, Recorded: map[string]RecordedConsent{}}
+	if b := h[PrefBlocked]; b != "" && b != "0" && b != "1" {
+		return Pref{}, malformed("pref", "%s = %q", PrefBlocked, b)
+	}
+	var errs []error
+	var err error
+	p.BlockedAt, err = optMillis("pref block time", h[PrefBlockedAt])
+	errs = append(errs, err)
+	p.PairTAT, err = optMillis("pref pair rate", h[PrefPairTAT])
+	errs = append(errs, err)
+	p.Last, err = optMillis("pref last", h[PrefLast])
+	errs = append(errs, err)
+	for f, v := range h {
+		switch f {
+		case PrefBlocked, PrefBlockedAt, PrefPairTAT, PrefLast:
+			continue
+		}
+		who, rest, _ := strings.Cut(f, "_")
+		cat, suffix, _ := strings.Cut(rest, "_")
+		if cat != CategoryTransactional && cat != CategoryMarketing || who != "u" && who != "b" {
+			return Pref{}, malformed("pref", "unknown field %q", f)
+		}
+		if suffix == "" && v != ConsentIn && v != ConsentOut {
+			return Pref{}, malformed("pref", "%s = %q", f, v)
+		}
+		if who == "u" {
+			c := p.Own[cat]
+			switch suffix {
+			case "":
+				c.Consent = v
+			case "at":
+				c.At, err = parseMillis("pref "+f, v)
+				errs = append(errs, err)
+			default:
+				return Pref{}, malformed("pref", "unknown field %q", f)
+			}
+			p.Own[cat] = c
+			continue
+		}
+		c := p.Recorded[cat]
+		switch suffix {
+		case "":
+			c.Consent = v
+		case "at":
+			c.At, err = parseMillis("pref "+f, v)
+			errs = append(errs, err)
+		case "src":
+			c.Source = v
+		case "ref":
+			c.Reference = v
+		case "col":
+			c.Collected, err = parseMillis("pref "+f, v)
+			errs = append(errs, err)
+		default:
+			return Pref{}, malformed("pref", "unknown field %q", f)
+		}
+		p.Recorded[cat] = c
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Pref{}, err
+	}
+	for cat, c := range p.Own {
+		if c.Consent == "" {
+			return Pref{}, malformed("pref", "%s without %s", PrefOwn(cat)+"_at", PrefOwn(cat))
+		}
+	}
+	for cat, c := range p.Recorded {
+		if c.Consent == "" {
+			return Pref{}, malformed("pref", "evidence without %s", PrefRecorded(cat))
+		}
+	}
+	return p, nil
+}
+
+// --- Consent log (hr:{u:U}:clog) ---------------------------------------------------
+
+// Who changed a consent, as consent log entries say.
+const ConsentByUser = "user"
+
+// ConsentByBusiness names a business's record of a consent it collected by source.
+func ConsentByBusiness(source string) string { return "business:" + source }
+
+// ConsentChange is an entry of a recipient's consent log: a block or unblock
+// {b, what, by, t}, the recipient's consent {b, c, v, by, t}, or a business's record
+// {b, c, v, by, ref, col, t}.
+type ConsentChange struct {
+	Business string
+	// What is "block" or "unblock" for a block change, "" for a consent.
+	What string
+	// Category and Consent are the consent set (consents only).
+	Category string
+	Consent  string
+	// By is ConsentByUser or ConsentByBusiness(source).
+	By string
+	// Reference and Collected are the business's evidence (its records only).
+	Reference string
+	Collected time.Time
+	Time      time.Time
+}
+
+// Values are the entry's stream fields (XADD).
+func (c ConsentChange) Values() []any {
+	kv := []any{"b", c.Business}
+	if c.What != "" {
+		kv = append(kv, "what", c.What, "by", c.By)
+	} else {
+		kv = append(kv, "c", c.Category, "v", c.Consent, "by", c.By)
+		if c.By != ConsentByUser {
+			kv = append(kv, "ref", c.Reference, "col", millis(c.Collected))
+		}
+	}
+	return append(kv, "t", millis(c.Time))
+}
+
+// ParseConsentChange reads a consent log entry.
+func ParseConsentChange(values map[string]any) (ConsentChange, error) {
+	s := func(f string) string { v, _ := values[f].(string); return v }
+	c := ConsentChange{Business: s("b"), What: s("what"), Category: s("c"), Consent: s("v"), By: s("by"),
+		Reference: s("ref")}
+	var err1, err2 error
+	c.Time, err1 = parseMillis("consent log time", s("t"))
+	c.Collected, err2 = optMillis("consent log collected", s("col"))
+	if err := errors.Join(err1, err2); err != nil {
+		return ConsentChange{}, err
+	}
+	switch {
+	case c.Business == "":
+		return ConsentChange{}, malformed("consent log", "no business")
+	case c.What != "" && c.What != "block" && c.What != "unblock":
+		return ConsentChange{}, malformed("consent log", "what = %q", c.What)
+	case c.What == "" && (c.Category != CategoryTransactional && c.Category != CategoryMarketing ||
+		c.Consent != ConsentIn && c.Consent != ConsentOut):
+		return ConsentChange{}, malformed("consent log", "consent %q for category %q", c.Consent, c.Category)
+	case c.By != ConsentByUser && !strings.HasPrefix(c.By, ConsentByBusiness("")):
+		return ConsentChange{}, malformed("consent log", "by %q", c.By)
+	}
+	return c, nil
+}
+
+// --- Verification codes (hr:{u:U}:code) ---------------------------------------------
+
+// Fields of a pending verification code.
+const (
+	// CodeHash is the hex SHA-256 of the code; the code is never stored.
+	CodeHash = "h"
+	// CodeFailures counts wrong guesses.
+	CodeFailures = "n"
+)
+
+// Code is a pending verification code.
+type Code struct {
+	Hash     string
+	Failures int
+}
+
+// Fields are the code's hash fields, for HSET.
+func (c Code) Fields() []any { return []any{CodeHash, c.Hash, CodeFailures, strconv.Itoa(c.Failures)} }
+
+// ParseCode reads a code hash (HGETALL).
+func ParseCode(h map[string]string) (Code, error) {
+	n, err := strconv.Atoi(h[CodeFailures])
+	if err != nil || h[CodeHash] == "" || len(h) != 2 {
+		return Code{}, malformed("verification code", "fields %v", slices.Sorted(maps.Keys(h)))
+	}
+	return Code{Hash: h[CodeHash], Failures: n}, nil
+}
+
+// --- Businesses (hr:{b:B}) ---------------------------------------------------------
+
+// Fields of a business record.
+const (
+	BusinessName    = "display_name"
+	BusinessCreated = "created"
+	// BusinessPerSecond, BusinessBurst and BusinessDailyUnique are its limits, written
+	// together: messages per second (a decimal), burst, and people newly contacted per
+	// window (0: no limit).
+	BusinessPerSecond   = "mps"
+	BusinessBurst       = "burst"
+	BusinessDailyUnique = "uniq"
+	// BusinessSigningKey is its Ed25519 public key (32 raw bytes), once it registers one.
+	BusinessSigningKey = "sigkey"
+)
+
+// BusinessRecord is a business's hash.
+type BusinessRecord struct {
+	DisplayName string
+	Created     time.Time
+	// Limits is nil when the record holds none (the business's defaults apply).
+	Limits     *BusinessLimits
+	SigningKey []byte
+}
+
+// BusinessLimits are a business's stored limits.
+type BusinessLimits struct {
+	PerSecond   float64
+	Burst       int
+	DailyUnique int
+}
+
+// Fields are the record's fields, for HSET; it writes only what r holds (a zero
+// Created, nil Limits or SigningKey, or "" name are left out).
+func (r BusinessRecord) Fields() []any {
+	kv := optField(nil, BusinessName, r.DisplayName)
+	if !r.Created.IsZero() {
+		kv = append(kv, BusinessCreated, millis(r.Created))
+	}
+	if l := r.Limits; l != nil {
+		kv = append(kv, BusinessPerSecond, strconv.FormatFloat(l.PerSecond, 'f', -1, 64), BusinessBurst,
+			strconv.Itoa(l.Burst), BusinessDailyUnique, strconv.Itoa(l.DailyUnique))
+	}
+	if r.SigningKey != nil {
+		kv = append(kv, BusinessSigningKey, string(r.SigningKey))
+	}
+	return kv
+}
+
+// ParseBusiness reads a business hash (HGETALL). An empty hash is no business: its
+// DisplayName is "".
+func ParseBusiness(h map[string]string) (BusinessRecord, error) {
+	r := BusinessRecord{DisplayName: h[BusinessName]}
+	if k, ok := h[BusinessSigningKey]; ok {
+		r.SigningKey = []byte(k)
+	}
+	var err error
+	if r.Created, err = optMillis("business created", h[BusinessCreated]); err != nil {
+		return BusinessRecord{}, err
+	}
+	mps, burst, uniq := h[BusinessPerSecond], h[BusinessBurst], h[BusinessDailyUnique]
+	if mps == "" && burst == "" && uniq == "" {
+		return r, nil
+	}
+	l := &BusinessLimits{}
+	var err1, err2, err3 error
+	l.PerSecond, err1 = strconv.ParseFloat(mps, 64)
+	l.Burst, err2 = strconv.Atoi(burst)
+	l.DailyUnique, err3 = strconv.Atoi(uniq)
+	if errors.Join(err1, err2, err3) != nil {
+		return BusinessRecord{}, malformed("business limits", "mps %q, burst %q, uniq %q", mps, burst, uniq)
+	}
+	r.Limits = l
+	return r, nil
+}
+
+// --- API keys (hr:{k:K}) -----------------------------------------------------------
+
+// Fields of an API key record.
+const (
+	APIKeyBusiness = "business"
+	// APIKeyHash is the hex SHA-256 of the whole key; the key is never stored.
+	APIKeyHash    = "hash"
+	APIKeyCreated = "created"
+	// APIKeyRevoked is when the key was revoked (ms); absent while it is active.
+	APIKeyRevoked = "revoked"
+)
+
+// APIKeyRecord is an API key's hash.
+type APIKeyRecord struct {
+	Business string
+	Hash     string
+	Created  time.Time
+	// Revoked is the zero time while the key is active.
+	Revoked time.Time
+}
+
+// Fields are the record's fields, for HSET (revoked only once it is).
+func (r APIKeyRecord) Fields() []any {
+	kv := []any{APIKeyBusiness, r.Business, APIKeyHash, r.Hash, APIKeyCreated, millis(r.Created)}
+	if !r.Revoked.IsZero() {
+		kv = append(kv, APIKeyRevoked, millis(r.Revoked))
+	}
+	return kv
+}
+
+// ParseAPIKey reads an API key hash (HGETALL).
+func ParseAPIKey(h map[string]string) (APIKeyRecord, error) {
+	r := APIKeyRecord{Business: h[APIKeyBusiness], Hash: h[APIKeyHash]}
+	if r.Business == "" || r.Hash == "" {
+		return APIKeyRecord{}, malformed("API key", "no business or hash")
+	}
+	var err1, err2 error
+	r.Created, err1 = parseMillis("API key created", h[APIKeyCreated])
+	r.Revoked, err2 = optMillis("API key revoked", h[APIKeyRevoked])
+	if err := errors.Join(err1, err2); err != nil {
+		return APIKeyRecord{}, err
+	}
+	return r, nil
+}
+
+// --- Quality counters (hr:{b:B}:q) -------------------------------------------------
+
+// QualityDelivered is the field counting deliveries in time bucket n (Unix time
+// divided by the bucket width, business.QualityPolicy.Bucket).
+func QualityDelivered(n int64) string { return "d:" + strconv.FormatInt(n, 10) }
+
+// QualityReported is the field counting reports in time bucket n.
+func QualityReported(n int64) string { return "r:" + strconv.FormatInt(n, 10) }
+
+// Other fields of the quality hash.
+const (
+	// QualityStepped is when the business's limits last stepped down (ms).
+	QualityStepped = "stepped"
+	// QualityStepping was a lock (ms) that gateways before the one-script step-down
+	// held while stepping; a leftover one is read past and never written.
+	QualityStepping = "stepping"
+)
+
+// QualityCounters are a quality hash.
+type QualityCounters struct {
+	// Delivered and Reported are counts by time bucket.
+	Delivered map[int64]int64
+	Reported  map[int64]int64
+	Stepped   time.Time
+}
+
+// ParseQuality reads a quality hash (HGETALL).
+func ParseQuality(h map[string]string) (QualityCounters, error) {
+	q := QualityCounters{Delivered: map[int64]int64{}, Reported: map[int64]int64{}}
+	var err error
+	for f, v := range h {
+		switch f {
+		case QualityStepped:
+			q.Stepped, err = parseMillis("quality "+f, v)
+		case QualityStepping:
+		default:
+			kind, bucket, _ := strings.Cut(f, ":")
+			n, err1 := strconv.ParseInt(bucket, 10, 64)
+			c, err2 := strconv.ParseInt(v, 10, 64)
+			switch {
+			case errors.Join(err1, err2) != nil:
+				err = malformed("quality", "%s = %q", f, v)
+			case kind == "d":
+				q.Delivered[n] = c
+			case kind == "r":
+				q.Reported[n] = c
+			default:
+				err = malformed("quality", "unknown field %q", f)
+			}
+		}
+		if err != nil {
+			return QualityCounters{}, err
+		}
+	}
+	return q, nil
+}
+
+// --- Rate buckets (hr:{b:B}:gcra) --------------------------------------------------
+
+// RateBucket is a business's global token bucket, which only ratelimit's lease.lua
+// writes: {tokens: what it held at ts (a decimal), ts: microseconds since the Unix
+// epoch}.
+type RateBucket struct {
+	Tokens float64
+	At     time.Time
+}
+
+// ParseRateBucket reads a rate bucket hash (HGETALL).
+func ParseRateBucket(h map[string]string) (RateBucket, error) {
+	tokens, err1 := strconv.ParseFloat(h["tokens"], 64)
+	us, err2 := strconv.ParseInt(h["ts"], 10, 64)
+	if errors.Join(err1, err2) != nil || len(h) != 2 {
+		return RateBucket{}, malformed("rate bucket", "%v", h)
+	}
+	return RateBucket{Tokens: tokens, At: time.UnixMicro(us)}, nil
+}
+
+// --- New-recipient allowance (hr:{b:B}:new) ----------------------------------------
+
+// AllowanceUnit is the member naming unit i (from 1) of the allowance lease lease, in
+// a business's sorted set of leased units, scored by the lease time (ms).
+// admission/allowance.lua writes the same members (lease .. ":" .. i).
+func AllowanceUnit(lease string, i int) string { return lease + ":" + strconv.Itoa(i) }
+
+// ParseAllowanceUnit reads a member of the allowance set.
+func ParseAllowanceUnit(member string) (lease string, i int, err error) {
+	lease, n, ok := strings.Cut(member, ":")
+	i, err = strconv.Atoi(n)
+	if !ok || lease == "" || err != nil || i < 1 {
+		return "", 0, malformed("allowance unit", "%q", member)
+	}
+	return lease, i, nil
+}
+
+// --- Lua ---------------------------------------------------------------------------
+
+//go:embed values.lua
+var luaValues string
+
+// Lua joins a script's source files behind values.lua, the Lua side of this file's
+// formats, which every script of blocklist and delivery is built with. Lua reports
+// line numbers counted from the first line of values.lua.
+func Lua(sources ...string) string {
+	return luaValues + "\n" + strings.Join(sources, "\n")
+}

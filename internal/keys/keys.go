@@ -49,7 +49,7 @@
 //	                           Ed25519 public key, raw) (BusinessRecord)
 //	hr:{b:B}:keys       set    ids of the business's active API keys
 //	hr:{b:B}:st         stream status events for the business (StreamStatus): s, m, cm, d, t
-//	hr:{b:B}:new        zset   leased units of its new-recipient allowance, by lease time
+//	hr:{b:B}:new        zset   units of its new-recipient allowance (AllowanceUnit), by lease time
 //	hr:{b:B}:gcra       hash   its global rate bucket: tokens and ts (see package ratelimit)
 //	hr:{b:B}:leasers    zset   gateways leasing from that bucket, by last lease
 //	hr:{b:B}:q          hash   quality counters (QualityCounters): d:<bucket> delivered,

@@ -214,7 +214,9 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 
 	// expire.lua: the sweep expires a message on every device that has not had it.
 	m3 := keys.NewMessageID(uid, now)
-	ds, err = store.Admit(ctx, []blocklist.Admission{admission(m3, "c3", blocklist.Transactional, "", time.Second,
+	// It expires 150 s after now: later than the clock reads until the sweep is meant
+	// to find it, so that nothing sweeps it while the store is being checked.
+	ds, err = store.Admit(ctx, []blocklist.Admission{admission(m3, "c3", blocklist.Transactional, "", 150*time.Second,
 		blocklist.Envelope{DeviceID: d1, Ciphertext: []byte("wrap 31")}, blocklist.Envelope{DeviceID: d2, Ciphertext: []byte("wrap 32")})})
 	if err != nil || ds[0].Outcome != blocklist.Accepted {
 		t.Fatalf("Admit = %+v, %v", ds, err)
@@ -225,7 +227,7 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	ctxRun, stop := context.WithCancel(ctx)
 	ran := make(chan struct{})
 	go func() { svc.Run(ctxRun); close(ran) }()
-	svc.Expiries().Track(m3, now.Add(time.Second))
+	svc.Expiries().Track(m3, now.Add(150*time.Second))
 	waitFor(t, "the expiry index to hold the message", func() bool { return indexed(rdb, m3) })
 	checkStore(t, rdb, seen) // before the sweep takes it out of the index
 	clock.Store(now.Add(3 * time.Minute).UnixMilli())

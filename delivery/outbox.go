@@ -202,20 +202,13 @@ func cmp(a, b error) error {
 	return b
 }
 
-// Event is one status event.
+// Event is one status event as a business reads it: the stored event (keys.Event) at
+// its position in the business's stream.
 type Event struct {
 	// Cursor is the event's position in its business's stream.
-	Cursor          string
-	Status          string
-	Business        string
-	MessageID       string
-	ClientMessageID string
-	DeviceID        string
-	Time            time.Time
+	Cursor string
+	keys.Event
 }
 
 // event is the status event e of business's stream at cursor.
-func event(cursor string, e keys.Event) Event {
-	return Event{Cursor: cursor, Status: e.Status, Business: e.Business, MessageID: e.MessageID,
-		ClientMessageID: e.ClientMessageID, DeviceID: e.DeviceID, Time: e.Time}
-}
+func event(cursor string, e keys.Event) Event { return Event{Cursor: cursor, Event: e} }

@@ -48,7 +48,7 @@ local missing, unknown, retired, keyid = {}, {}, {}, {}
 local recs = redis.call("HGETALL", KEYS[1])
 for i = 1, #recs, 2 do
   local d = recs[i]
-  keyid[d] = values.device_key_id(recs[i + 1]) or ""
+  keyid[d] = device_key_id(recs[i + 1]) or ""
   if not given[d] then
     missing[#missing + 1] = d
   end
@@ -79,7 +79,7 @@ if interval > 0 then
   end
 end
 local cap, window = tonumber(ARGV[12]), tonumber(ARGV[13])
-if cat == values.category.marketing and cap > 0 then
+if cat == CATEGORY_MARKETING and cap > 0 then
   redis.call("ZREMRANGEBYSCORE", KEYS[9], "-inf", now - window)
   if redis.call("ZCARD", KEYS[9]) >= cap then
     local oldest = redis.call("ZRANGE", KEYS[9], 0, 0, "WITHSCORES")
@@ -89,14 +89,14 @@ end
 
 local mid, expiry = ARGV[5], tonumber(ARGV[7])
 local seq = redis.call("INCR", KEYS[6])
-local fields = values.message_fields(biz, cat, ARGV[3], ARGV[4], ARGV[6], ARGV[7], ARGV[16])
+local fields = message_fields(biz, cat, ARGV[3], ARGV[4], ARGV[6], ARGV[7], ARGV[16])
 for i = 1, n do
   local base = first_env + 3 * (i - 1)
   local d = ARGV[base]
-  fields[#fields + 1] = values.state_field(d)
-  fields[#fields + 1] = values.state.queued
+  fields[#fields + 1] = state_field(d)
+  fields[#fields + 1] = STATE_QUEUED
   if ARGV[base + 2] ~= "" then
-    fields[#fields + 1] = values.key_id_field(d)
+    fields[#fields + 1] = key_id_field(d)
     fields[#fields + 1] = ARGV[base + 2]
   end
 end
@@ -110,7 +110,7 @@ redis.call("PEXPIREAT", KEYS[5], keep)
 -- envelope's key does. Its key is built here from the message's (same slot).
 for i = 1, n do
   local base = first_env + 3 * (i - 1)
-  local envelope = values.envelope_key(KEYS[5], ARGV[base])
+  local envelope = envelope_key(KEYS[5], ARGV[base])
   redis.call("SET", envelope, ARGV[base + 1])
   redis.call("PEXPIREAT", envelope, keep)
 end
@@ -124,15 +124,15 @@ for i = 1, n do
 end
 
 if tat then
-  redis.call("HSET", KEYS[2], values.PREF_PAIR_TAT, tat + interval)
+  redis.call("HSET", KEYS[2], PREF_PAIR_TAT, tat + interval)
 end
-if cat == values.category.marketing and cap > 0 then
+if cat == CATEGORY_MARKETING and cap > 0 then
   redis.call("ZADD", KEYS[9], now, mid)
   redis.call("PEXPIRE", KEYS[9], window)
 end
 redis.call("SET", KEYS[4], mid, "PX", ARGV[8])
-redis.call("HSET", KEYS[2], values.PREF_LAST, ARGV[6])
+redis.call("HSET", KEYS[2], PREF_LAST, ARGV[6])
 redis.call("SADD", KEYS[3], biz)
-redis.call("RPUSH", KEYS[7], values.event(values.status.accepted, biz, mid, ARGV[4], "", ARGV[6]))
+redis.call("RPUSH", KEYS[7], event(STATUS_ACCEPTED, biz, mid, ARGV[4], "", ARGV[6]))
 redis.call("PUBLISH", ARGV[9], "m")
 return {"accepted", new, mid}

@@ -34,8 +34,8 @@ local function decide(devices, pref, seen, cat, now, allowance, window)
     return "unknown_recipient", new
   end
 
-  local p = redis.call("HMGET", pref, values.PREF_BLOCKED, values.pref_own(cat), values.pref_recorded(cat),
-    values.PREF_PAIR_TAT)
+  local p = redis.call("HMGET", pref, PREF_BLOCKED, pref_own(cat), pref_recorded(cat),
+    PREF_PAIR_TAT)
   if p[1] == "1" then
     return "blocked", new
   end
@@ -43,10 +43,10 @@ local function decide(devices, pref, seen, cat, now, allowance, window)
   if not consent then
     consent = p[3]
   end
-  if consent == values.CONSENT_OUT then
+  if consent == CONSENT_OUT then
     return "opted_out", new
   end
-  if cat == values.category.marketing and consent ~= values.CONSENT_IN then
+  if cat == CATEGORY_MARKETING and consent ~= CONSENT_IN then
     return "not_opted_in", new
   end
   return nil, new, p

@@ -7,33 +7,32 @@
 -- ARGV[5..] message ids
 -- Reply: {ids that are not deliveries to this device, or expired}
 local dev, read, now = ARGV[1], ARGV[2] == "1", tonumber(ARGV[3])
-local sf = values.state_field(dev)
-local st = values.state
+local sf = state_field(dev)
 local unknown = {}
 for i = 5, #ARGV do
   local id = ARGV[i]
   local key = ARGV[4] .. id
-  local m = values.read_message(key, dev)
+  local m = read_message(key, dev)
   local s = m.s
-  if s == st.queued and tonumber(m.x) <= now then
-    values.expire_on_device(key, KEYS[1], KEYS[2], id, m.b, m.cm, dev, ARGV[3])
+  if s == STATE_QUEUED and tonumber(m.x) <= now then
+    expire_on_device(key, KEYS[1], KEYS[2], id, m.b, m.cm, dev, ARGV[3])
     unknown[#unknown + 1] = id
-  elseif s == st.queued then
+  elseif s == STATE_QUEUED then
     redis.call("ZREM", KEYS[1], id)
-    redis.call("DEL", values.envelope_key(key, dev))
-    redis.call("RPUSH", KEYS[2], values.event(values.status.delivered, m.b, id, m.cm, dev, ARGV[3]))
+    redis.call("DEL", envelope_key(key, dev))
+    redis.call("RPUSH", KEYS[2], event(STATUS_DELIVERED, m.b, id, m.cm, dev, ARGV[3]))
     if read then
-      redis.call("HSET", key, sf, st.read)
-      redis.call("RPUSH", KEYS[2], values.event(values.status.read, m.b, id, m.cm, dev, ARGV[3]))
+      redis.call("HSET", key, sf, STATE_READ)
+      redis.call("RPUSH", KEYS[2], event(STATUS_READ, m.b, id, m.cm, dev, ARGV[3]))
     else
-      redis.call("HSET", key, sf, st.delivered)
+      redis.call("HSET", key, sf, STATE_DELIVERED)
     end
-  elseif s == st.delivered then
+  elseif s == STATE_DELIVERED then
     if read then
-      redis.call("HSET", key, sf, st.read)
-      redis.call("RPUSH", KEYS[2], values.event(values.status.read, m.b, id, m.cm, dev, ARGV[3]))
+      redis.call("HSET", key, sf, STATE_READ)
+      redis.call("RPUSH", KEYS[2], event(STATUS_READ, m.b, id, m.cm, dev, ARGV[3]))
     end
-  elseif s ~= st.read then
+  elseif s ~= STATE_READ then
     unknown[#unknown + 1] = id
   end
 end

@@ -6,22 +6,21 @@
 -- KEYS[1] message  KEYS[2] outbox
 -- ARGV[1] now (ms)  ARGV[2] mailbox key prefix (the device id follows)  ARGV[3] message id
 -- Reply: how many devices it expired on (-1: not expired yet).
-local f = values.message
 local now = tonumber(ARGV[1])
-local x = redis.call("HGET", KEYS[1], f.expires)
+local x = redis.call("HGET", KEYS[1], MESSAGE_EXPIRES)
 if not x then
   return 0
 end
 if tonumber(x) > now then
   return -1
 end
-local m = redis.call("HMGET", KEYS[1], f.business, f.client_id)
+local m = redis.call("HMGET", KEYS[1], MESSAGE_BUSINESS, MESSAGE_CLIENT_ID)
 local n = 0
 local h = redis.call("HGETALL", KEYS[1])
 for i = 1, #h, 2 do
-  local dev = values.state_field_device(h[i])
-  if dev and h[i + 1] == values.state.queued then
-    values.expire_on_device(KEYS[1], ARGV[2] .. dev, KEYS[2], ARGV[3], m[1], m[2], dev, ARGV[1])
+  local dev = state_field_device(h[i])
+  if dev and h[i + 1] == STATE_QUEUED then
+    expire_on_device(KEYS[1], ARGV[2] .. dev, KEYS[2], ARGV[3], m[1], m[2], dev, ARGV[1])
     n = n + 1
   end
 end

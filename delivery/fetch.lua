@@ -15,15 +15,15 @@ for i = 1, #got, 2 do
   local id = got[i]
   out[1] = got[i + 1]
   local key = ARGV[5] .. id
-  local m = values.read_message(key, dev)
-  if not m.b or m.s ~= values.state.queued then
+  local m = read_message(key, dev)
+  if not m.b or m.s ~= STATE_QUEUED then
     redis.call("ZREM", KEYS[1], id)
   elseif tonumber(m.x) <= now then
-    values.expire_on_device(key, KEYS[1], KEYS[2], id, m.b, m.cm, dev, ARGV[3])
+    expire_on_device(key, KEYS[1], KEYS[2], id, m.b, m.cm, dev, ARGV[3])
     expired = expired + 1
   else
     out[#out + 1] = id
-    out[#out + 1] = redis.call("GET", values.envelope_key(key, dev)) or ""
+    out[#out + 1] = redis.call("GET", envelope_key(key, dev)) or ""
     for j = 1, #m do
       out[#out + 1] = m[j]
     end

@@ -59,37 +59,36 @@ func (f *Forwarder) Kick(uid string) {
 	}
 }
 
-// run forwards kicked outboxes until ctx ends, then makes a last attempt for what is
-// pending, so a graceful shutdown leaves nothing behind that it could send.
+// run forwards kicked outboxes until ctx ends, then makes a last attempt, of at most
+// lastDrain, for what is pending, so a graceful shutdown leaves nothing behind that it
+// could send.
 func (f *Forwarder) run(ctx context.Context) {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
 	for {
-		stopping := false
 		select {
 		case <-ctx.Done():
-			stopping = true
+			f.drain(ctx, time.Now().Add(lastDrain))
+			return
 		case <-f.wake:
 		case <-retry.C:
 		}
-		// A drain under way is not cut by ctx: cut between a flush's copy and its
-		// removal, it would leave the events to be copied again. Its own deadline
-		// bounds it when Redis stalls.
-		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
-		f.drain(work)
-		cancel()
-		if stopping {
-			return
-		}
+		f.drain(ctx, time.Time{})
 	}
 }
 
-// drainTimeout bounds one drain of the pending outboxes, and so how long a stopping
-// gateway spends on its last one.
-const drainTimeout = 5 * time.Second
+const (
+	// flushTimeout bounds one flush when Redis stalls.
+	flushTimeout = 5 * time.Second
+	// lastDrain bounds the last drain of a stopping gateway.
+	lastDrain = 5 * time.Second
+)
 
-func (f *Forwarder) drain(ctx context.Context) {
-	for {
+// drain flushes pending outboxes until none is left or, when until is set, until then.
+// A flush is never cut by ctx, only by its own deadline: cut between its copy and its
+// removal, it would leave its events to be copied again.
+func (f *Forwarder) drain(ctx context.Context, until time.Time) {
+	for until.IsZero() || time.Now().Before(until) {
 		f.mu.Lock()
 		if len(f.pending) == 0 {
 			f.mu.Unlock()
@@ -104,7 +103,10 @@ func (f *Forwarder) drain(ctx context.Context) {
 			}
 		}
 		f.mu.Unlock()
-		if err := f.flush(ctx, uids); err != nil {
+		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+		err := f.flush(work, uids)
+		cancel()
+		if err != nil {
 			// Put them back for the retry tick; the events are safe in the outboxes.
 			f.mu.Lock()
 			for _, u := range uids {
@@ -113,6 +115,9 @@ func (f *Forwarder) drain(ctx context.Context) {
 			f.mu.Unlock()
 			f.log.Warn("forwarding status events failed; will retry", "err", err)
 			return
+		}
+		if until.IsZero() && ctx.Err() != nil {
+			return // stopping: run makes the last, bounded drain
 		}
 	}
 }

@@ -12,9 +12,9 @@ local n = 0
 for i = 4, #ARGV do
   local id = ARGV[i]
   local key = ARGV[3] .. id
-  local m = values.read_message(key, dev)
-  if m.s == values.state.queued then
-    values.expire_on_device(key, KEYS[1], KEYS[2], id, m.b or "", m.cm or "", dev, ARGV[2])
+  local m = read_message(key, dev)
+  if m.s == STATE_QUEUED then
+    expire_on_device(key, KEYS[1], KEYS[2], id, m.b or "", m.cm or "", dev, ARGV[2])
     n = n + 1
   end
 end

@@ -2,8 +2,10 @@ package admission
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/heraldhq/herald/blocklist"
@@ -12,6 +14,13 @@ import (
 	"github.com/heraldhq/herald/ratelimit"
 	"github.com/redis/go-redis/v9"
 )
+
+// ErrOutcomeUnknown marks an Admit error that came after the admission scripts may
+// have run: some messages may have been admitted, and a retry with the same client
+// message ids is the way to learn which (a message admitted before comes back as a
+// duplicate with its message id). An error without it came before anything was
+// written: nothing was admitted.
+var ErrOutcomeUnknown = errors.New("the outcome is unknown: messages may have been admitted")
 
 // Limits is where admission reads a business's limits, cached by the store that has
 // them (business.Store). The error is business.ErrNotFound for no such business.
@@ -69,9 +78,11 @@ func WithReplicas(n int) Option { return func(c *config) { c.replicas = n } }
 // of allowance it failed to hand back. The default discards.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
-// WithAdmitted registers f, called after Admit for each message newly accepted (not
-// for duplicates), so that the gateway can start the work that follows an admission
-// (status forwarding, expiry tracking) off the Send path. f must not block.
+// WithAdmitted registers f, called after Admit for each message accepted, so that the
+// gateway can start the work that follows an admission (status forwarding, expiry
+// tracking) off the Send path. It is called for duplicates too, with the first
+// admission's message id and expiry, so that a retry after a failure completes what
+// the failed call could not; f must be idempotent, and must not block.
 func WithAdmitted(f func(blocklist.Admission)) Option { return func(c *config) { c.admitted = f } }
 
 // New returns an Admitter that admits into recipients' mailboxes through recipients,
@@ -141,21 +152,41 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 	}
 	ds, err := a.recipients.Admit(ctx, as)
 	if err != nil {
-		return nil, err
+		return nil, unknownUnlessUnsent(err)
 	}
 	err = a.startNew(ctx, biz, lim, as, ds, now)
 	// What was admitted is followed up even if starting new people failed: the
-	// messages are in their mailboxes whatever the caller is told.
+	// messages are in their mailboxes whatever the caller is told. A duplicate is
+	// followed up again, since the call that admitted it may have failed before it
+	// could be (and following up twice changes nothing).
 	for i, d := range ds {
 		out[i] = d
-		if d.Outcome == blocklist.Accepted && !d.Duplicate {
-			a.admitted(as[i])
+		if d.Outcome == blocklist.Accepted {
+			first := as[i]
+			if d.Duplicate {
+				first.MessageID, first.Expires = d.MessageID, d.Expires
+			}
+			a.admitted(first)
 		}
 	}
 	if err != nil {
-		return nil, err
+		// The first admissions ran: whatever failed after them, some messages may
+		// have been admitted.
+		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
 	return out, nil
+}
+
+// unknownUnlessUnsent marks err, from a call of the admission scripts, as an unknown
+// outcome, unless it is certain that nothing reached Redis: the connection could not
+// even be made. Any later failure (a write into a connection Redis has dropped, a
+// reply that did not come in time) may follow a script that ran.
+func unknownUnlessUnsent(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 }
 
 // refusedUnless is what a first attempt may do about a new person: nothing, when the

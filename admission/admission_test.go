@@ -264,17 +264,23 @@ func TestLookupSpendsAllowance(t *testing.T) {
 	}
 }
 
-// Duplicates return the first result and start nothing again.
-func TestDuplicatesAreNotFollowedUpAgain(t *testing.T) {
+// Duplicates return the first result and append nothing again; they are followed up
+// again with the first message's id and expiry, so that a retry after a failed call
+// completes what that call could not.
+func TestDuplicatesAreFollowedUpAsTheFirst(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, business.Limits{PerSecond: 1e6, Burst: 1e6, DailyUnique: 5})
 	m := f.person(1)
 	first := f.admit(m)[0]
+	f.clock.Add(time.Minute)
 	second := f.admit(m)[0]
 	if first.Outcome != blocklist.Accepted || !second.Duplicate || second.MessageID != first.MessageID {
 		t.Fatalf("first %+v, second %+v", first, second)
 	}
-	if len(f.admitted) != 1 {
-		t.Fatalf("admitted hook saw %d messages, want 1", len(f.admitted))
+	if want := f.clock.Now().Add(-time.Minute).Add(m.TTL); !second.Expires.Equal(want) {
+		t.Fatalf("duplicate's expiry %v, want the first admission's %v", second.Expires, want)
+	}
+	if len(f.admitted) != 2 || f.admitted[0] != first.MessageID || f.admitted[1] != first.MessageID {
+		t.Fatalf("admitted hook saw %v, want the first message id twice", f.admitted)
 	}
 }

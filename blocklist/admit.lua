@@ -19,7 +19,8 @@
 --
 -- Replies, {word, new, ...}, where new is 1 when the call started a new recipient
 -- (the caller spends one of its business's new-recipient allowance):
--- {"accepted", new, id} {"duplicate", 0, id} {"stale", new, missing, unknown, retired}
+-- {"accepted", new, id} {"duplicate", 0, id, expiry ms ("" if the message is gone)}
+-- {"stale", new, missing, unknown, retired}
 -- {"blocked", new} {"opted_out", new} {"not_opted_in", new} {"unknown_recipient", new}
 -- {"new_limited", 0} {"capped", new, retry ms}
 
@@ -28,7 +29,10 @@ local now = tonumber(ARGV[6])
 
 local first = redis.call("GET", KEYS[4])
 if first then
-  return {"duplicate", 0, first}
+  -- The first message's key is this one's with the first id: KEYS[5] is the message
+  -- key prefix followed by ARGV[5], so the name keeps the recipient's hash tag.
+  local key = string.sub(KEYS[5], 1, #KEYS[5] - #ARGV[5]) .. first
+  return {"duplicate", 0, first, redis.call("HGET", key, MESSAGE_EXPIRES) or ""}
 end
 
 local refusal, new, p = decide(KEYS[1], KEYS[2], KEYS[8], cat, ARGV[6], ARGV[10], ARGV[11])

@@ -179,6 +179,9 @@ type Decision struct {
 	// Duplicate is true when the message was admitted before under the same client
 	// message id; nothing was appended again.
 	Duplicate bool
+	// Expires is when the first admission expires (Duplicate only; zero when its
+	// message is gone).
+	Expires time.Time
 	// Missing are the recipient's devices without an envelope (StaleDevices only).
 	Missing []string
 	// Unknown are envelope devices the recipient does not have (StaleDevices only).
@@ -327,6 +330,13 @@ func decision(reply []any) (Decision, error) {
 		d.Outcome, d.MessageID = Accepted, reply[2].(string)
 	case "duplicate":
 		d.Outcome, d.MessageID, d.Duplicate = Accepted, reply[2].(string), true
+		if len(reply) > 3 {
+			x, _ := reply[3].(string)
+			var err error
+			if d.Expires, err = keys.ParseTime(x); err != nil {
+				return Decision{}, fmt.Errorf("admit: duplicate's expiry: %w", err)
+			}
+		}
 	case "stale":
 		d.Outcome, d.Missing, d.Unknown, d.Retired = StaleDevices, strs(reply[2]), strs(reply[3]), strs(reply[4])
 	case "capped":

@@ -107,17 +107,26 @@ func (e *InvalidArgumentError) Error() string {
 func (e *InvalidArgumentError) Unwrap() error { return e.Err }
 
 // UnavailableError is the gateway (or its Redis) unreachable, still so after the
-// retries WithRetry allows. The gateway guarantees that nothing was done; the call can
-// be repeated later as it is.
+// retries WithRetry allows. The call can be repeated later as it is: a Send keeps its
+// client message id, so a message the gateway admitted before it failed comes back as
+// a duplicate with its message id, never delivered twice.
 type UnavailableError struct {
 	// Op names the call.
 	Op string
+	// OutcomeUnknown is true when the gateway said the call may have taken effect
+	// before storage failed (ErrorInfo reason OUTCOME_UNKNOWN): a message may have
+	// been admitted. When false, a Send or SendBatch admitted nothing.
+	OutcomeUnknown bool
 	// Err is the last gRPC status error.
 	Err error
 }
 
 func (e *UnavailableError) Error() string {
-	return fmt.Sprintf("herald: %s: gateway unavailable, nothing was done: %s", e.Op, status.Convert(e.Err).Message())
+	what := "gateway unavailable"
+	if e.OutcomeUnknown {
+		what = "gateway unavailable, outcome unknown (retry with the same client message id)"
+	}
+	return fmt.Sprintf("herald: %s: %s: %s", e.Op, what, status.Convert(e.Err).Message())
 }
 
 func (e *UnavailableError) Unwrap() error { return e.Err }
@@ -158,7 +167,7 @@ func callError(ctx context.Context, op string, err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return &UnavailableError{Op: op, Err: err}
+		return &UnavailableError{Op: op, OutcomeUnknown: reason(st) == "OUTCOME_UNKNOWN", Err: err}
 	case codes.ResourceExhausted:
 		return &RateLimitedError{Op: op, RetryAfter: retryInfo(st), Err: err}
 	case codes.InvalidArgument:
@@ -172,13 +181,17 @@ func callError(ctx context.Context, op string, err error) error {
 		}
 		return e
 	}
-	e := &StatusError{Op: op, Code: st.Code(), Err: err}
+	return &StatusError{Op: op, Code: st.Code(), Reason: reason(st), Err: err}
+}
+
+// reason is a status's google.rpc.ErrorInfo reason, or "".
+func reason(st *status.Status) string {
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			e.Reason = info.GetReason()
+			return info.GetReason()
 		}
 	}
-	return e
+	return ""
 }
 
 // retryInfo is the delay a status's google.rpc.RetryInfo asks for, or 0.

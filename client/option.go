@@ -55,7 +55,8 @@ type businessOption func(*Business)
 
 func (o businessOption) applyBusiness(b *Business) { o(b) }
 
-// WithRetry sets how a call that failed with UNAVAILABLE (nothing was done) or
+// WithRetry sets how a call that failed with UNAVAILABLE (safe to repeat; see
+// UnavailableError) or
 // RESOURCE_EXHAUSTED (over the business's rate) is retried: attempts tries in all (1
 // turns retries off), waiting backoff after the first UNAVAILABLE and twice as long
 // after each next one (with jitter, at most MaxBackoff), or as long as the gateway's

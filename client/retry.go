@@ -13,7 +13,8 @@ import (
 
 // retry runs call until it succeeds, fails for good, or has been tried s.attempts
 // times, and returns nil or the last error, typed (callError). It retries only what
-// the gateway says is safe to repeat as it is: UNAVAILABLE (nothing was done) and
+// the gateway says is safe to repeat as it is: UNAVAILABLE (a Send repeats its client
+// message id, so a message admitted before the failure is not admitted again) and
 // RESOURCE_EXHAUSTED (waiting at least its RetryInfo delay).
 func (s *settings) retry(ctx context.Context, op string, call func(context.Context) error) error {
 	for attempt := 0; ; attempt++ {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/admission"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -59,9 +60,27 @@ func exhausted(msg string, retry time.Duration) error {
 }
 
 // storeError turns an error from a store into a status: Redis unreachable (or
-// anything unexpected from it) is UNAVAILABLE, so callers retry and nothing is assumed
-// done; a script error is a bug (INTERNAL).
+// anything unexpected from it) is UNAVAILABLE, so callers retry; a script error is a
+// bug (INTERNAL). It claims nothing about what was done: the call may have taken
+// effect before Redis failed (sendError says more for Send).
 func (s *Server) storeError(ctx context.Context, op string, err error) error {
+	return s.unavailable(ctx, op, err, "storage unavailable; retry", "STORAGE_UNAVAILABLE")
+}
+
+// sendError is storeError for Send and SendBatch, which can say what the business
+// may assume: nothing was admitted when Redis failed before any admission script was
+// sent, and otherwise that the outcome is unknown and a retry with the same
+// client_message_id is safe (it returns the message id of a message admitted before).
+func (s *Server) sendError(ctx context.Context, err error) error {
+	if errors.Is(err, admission.ErrOutcomeUnknown) {
+		return s.unavailable(ctx, "send", err, "storage failed after messages may have been admitted, so the outcome "+
+			"is unknown; a retry with the same client_message_id is safe and returns the message id of one admitted",
+			"OUTCOME_UNKNOWN")
+	}
+	return s.unavailable(ctx, "send", err, "storage unavailable, nothing was admitted; retry", "STORAGE_UNAVAILABLE")
+}
+
+func (s *Server) unavailable(ctx context.Context, op string, err error, msg, reason string) error {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, op+": canceled")
@@ -73,8 +92,8 @@ func (s *Server) storeError(ctx context.Context, op string, err error) error {
 		s.log.Error("storage error", "op", op, "err", err)
 		return status.Error(codes.Internal, op+": internal error")
 	}
-	s.log.Warn("storage unavailable", "op", op, "err", err)
-	return withInfo(codes.Unavailable, op+": storage unavailable, nothing was done; retry", "STORAGE_UNAVAILABLE")
+	s.log.Warn("storage unavailable", "op", op, "reason", reason, "err", err)
+	return withInfo(codes.Unavailable, op+": "+msg, reason)
 }
 
 // isTransient reports Redis replies that mean "not now" rather than "wrong".

@@ -33,7 +33,7 @@ func (s *Server) Send(ctx context.Context, req *heraldv1.SendRequest) (*heraldv1
 	}
 	ds, err := s.admission.Admit(ctx, businessFrom(ctx), []admission.Message{s.toAdmission(m)})
 	if err != nil {
-		return nil, s.storeError(ctx, "send", err)
+		return nil, s.sendError(ctx, err)
 	}
 	if ds[0].Outcome == blocklist.RateLimited {
 		return nil, exhausted("over the business's rate limit; retry after the RetryInfo delay", ds[0].RetryAfter)
@@ -71,7 +71,7 @@ func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) 
 	}
 	ds, err := s.admission.Admit(ctx, businessFrom(ctx), valid)
 	if err != nil {
-		return nil, s.storeError(ctx, "send", err)
+		return nil, s.sendError(ctx, err)
 	}
 	for j, d := range ds {
 		results[at[j]] = result(d)
@@ -80,10 +80,13 @@ func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) 
 }
 
 // admitted kicks the forwarder for the ACCEPTED event an admission queued, and
-// indexes the new message by expiry.
+// indexes the message by expiry; for a duplicate it does both again, which changes
+// nothing unless the call that admitted it failed before it could.
 func (s *Server) admitted(a blocklist.Admission) {
 	s.delivery.Forwarder().Kick(a.UID)
-	s.delivery.Expiries().Track(a.MessageID, a.Expires)
+	if !a.Expires.IsZero() { // zero: a duplicate whose message is gone
+		s.delivery.Expiries().Track(a.MessageID, a.Expires)
+	}
 }
 
 var outcomes = map[blocklist.Outcome]heraldv1.Outcome{

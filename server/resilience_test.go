@@ -3,13 +3,17 @@ package server
 import (
 	"context"
 	"io"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/redistest"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -242,4 +246,64 @@ func TestExpiryIsReportedWithoutTheDevice(t *testing.T) {
 	}
 	// When the lost device does come back, there is nothing for it.
 	g.receive(lost).none(300 * time.Millisecond)
+}
+
+// TestStalledRedisAnswersOutcomeUnknown: Redis stalls past the gateway's read
+// timeout while a Send's admission script waits in its socket, and runs it when it
+// wakes. The Send cannot know whether it ran, and says so; the retry with the same
+// client_message_id returns the message admitted meanwhile, delivered once.
+func TestStalledRedisAnswersOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	g := startGatewayOn(t, rs)
+	_, key := g.newBusiness("Acme")
+	phone := g.register(alice)
+	g.send(key, msg(alice, tx, rcpt, "warm", "hi", phone)) // caches, rate tokens and scripts ready
+	// Open connections to spare, so that the Send writes its script on one (a new
+	// connection's handshake would stall before the script is sent, and the stall
+	// would then be one where nothing was sent at all).
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() { g.srv.cfg.Redis.BLPop(context.Background(), 100*time.Millisecond, "nothing") })
+	}
+	wg.Wait()
+
+	rs.Pause(t)
+	ctx, cancel := context.WithTimeout(as(key), 30*time.Second)
+	defer cancel()
+	_, err := g.messaging.Send(ctx, &heraldv1.SendRequest{Message: msg(alice, tx, rcpt, "stalled", "hi", phone)})
+	rs.Resume(t)
+	requireCode(t, err, codes.Unavailable, "")
+	if r := reasonOf(err); r != "OUTCOME_UNKNOWN" {
+		t.Fatalf("Send during the stall: %v with reason %q, want OUTCOME_UNKNOWN", err, r)
+	}
+	if m := grpcstatus.Convert(err).Message(); strings.Contains(m, "nothing was") {
+		t.Fatalf("Send during the stall claims %q", m)
+	}
+
+	again := g.send(key, msg(alice, tx, rcpt, "stalled", "hi", phone))
+	if again.Outcome != heraldv1.Outcome_OUTCOME_ACCEPTED || !again.Duplicate {
+		t.Fatalf("retry after the stall: %v; want the message the stalled call admitted (a duplicate)", again)
+	}
+	// The retry completed what the failed call could not: the ACCEPTED event goes out
+	// now, not when the device next shows up.
+	g.statuses(key, "").waitFor(t, again.MessageId, heraldv1.Status_STATUS_ACCEPTED, "")
+	rc := g.receive(phone)
+	if d := rc.next(); d.ClientMessageId != "warm" {
+		t.Fatalf("first delivery %q, want warm", d.ClientMessageId)
+	}
+	if d := rc.next(); d.MessageId != again.MessageId {
+		t.Fatalf("second delivery %s, want the stalled message %s", d.MessageId, again.MessageId)
+	}
+	rc.none(300 * time.Millisecond) // delivered once
+}
+
+// reasonOf is the ErrorInfo reason of a status error, or "".
+func reasonOf(err error) string {
+	for _, d := range grpcstatus.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.Reason
+		}
+	}
+	return ""
 }

@@ -15,7 +15,7 @@
 // Encodings: times are Unix milliseconds in decimal (the rate bucket's, microseconds);
 // categories are c=t|m (t transactional, m marketing); consents are in|out; a device's
 // state in a message is q queued, d delivered, r read, x expired; status events are A
-// accepted, D delivered, R read, X expired. Message ids are <uid>.<23 base32 chars>
+// accepted, D delivered, R read, X expired. Message ids are <uid>.<23 base32hex chars>
 // (NewMessageID), so each names its recipient.
 //
 // Recipient keys ({u:<uid>}):

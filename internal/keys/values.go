@@ -13,6 +13,7 @@ package keys
 import (
 	"crypto/rand"
 	_ "embed"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -52,6 +53,11 @@ func optMillis(what, s string) (time.Time, error) {
 	return parseMillis(what, s)
 }
 
+// ParseTime reads a stored time (Unix milliseconds, as every time here but the rate
+// bucket's); "" is the zero time. For a single field a script returns, such as the
+// expiry admit.lua answers a duplicate with (MessageExpires).
+func ParseTime(s string) (time.Time, error) { return optMillis("time", s) }
+
 // optField appends field and v to kv unless v is "".
 func optField(kv []any, field, v string) []any {
 	if v == "" {
@@ -66,25 +72,41 @@ func optField(kv []any, field, v string) []any {
 // unpadded base32.
 const messageIDTail = 23
 
+// b32hex encodes a message id's tail: base32 with the "extended hex" alphabet
+// (RFC 4648 §7) keeps the bytes' order in the strings' order, which the standard
+// alphabet, whose digits come after its letters, does not.
+var b32hex = base32.HexEncoding.WithPadding(base32.NoPadding)
+
 // NewMessageID makes the id of a message to recipient uid admitted at now: the uid (so
 // an ack, a sweep or a report names whose keys hold the message), ".", then 14 bytes in
-// lower-case base32: the admission time in milliseconds (48 bits, so ids sort roughly
-// by time) and 64 random bits.
+// lower-case base32hex: the admission time in milliseconds (48 bits, so ids of one
+// recipient sort by admission time, to the millisecond) and 64 random bits.
 func NewMessageID(uid string, now time.Time) string {
 	var b [14]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
 	rand.Read(b[6:])
-	return uid + "." + strings.ToLower(b32.EncodeToString(b[:]))
+	return uid + "." + strings.ToLower(b32hex.EncodeToString(b[:]))
 }
 
 // MessageUID is the recipient uid inside a message id; ok is false when id is not
-// shaped like one.
+// shaped like one. The tail may be in either base32 alphabet: ids made before they
+// were base32hex stay valid.
 func MessageUID(id string) (uid string, ok bool) {
 	uid, tail, found := strings.Cut(id, ".")
-	if !found || len(uid) != 26 || len(tail) != messageIDTail || !isBase32(uid) || !isBase32(tail) {
+	if !found || len(uid) != 26 || len(tail) != messageIDTail || !isBase32(uid) || !isLowerAlnum(tail) {
 		return "", false
 	}
 	return uid, true
+}
+
+// isLowerAlnum reports whether s is lower-case letters and digits only.
+func isLowerAlnum(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 func isBase32(s string) bool {

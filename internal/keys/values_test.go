@@ -24,12 +24,16 @@ func TestMessageID(t *testing.T) {
 	if got, ok := keys.MessageUID(a); !ok || got != uid {
 		t.Fatalf("MessageUID(%s) = %q, %v; want %q", a, got, ok, uid)
 	}
-	// Ids sort by admission time across milliseconds.
-	if later := keys.NewMessageID(uid, now.Add(time.Millisecond)); strings.Compare(a, later) >= 0 {
-		t.Fatalf("%s sorts after the later %s", a, later)
+	// Ids sort by admission time across milliseconds, whatever the time's digits:
+	// across 2,000 consecutive milliseconds every id sorts before the next one's.
+	for i := range 2000 {
+		at := now.Add(time.Duration(i) * time.Millisecond)
+		if x, y := keys.NewMessageID(uid, at), keys.NewMessageID(uid, at.Add(time.Millisecond)); x >= y {
+			t.Fatalf("%s sorts after the later %s", x, y)
+		}
 	}
 	for _, bad := range []string{"", uid, uid + ".", uid + ".short", "x" + a, a + "a", strings.ToUpper(a),
-		strings.Replace(a, ".", "-", 1), uid + ".0000000000000000000000a"} {
+		strings.Replace(a, ".", "-", 1), uid + ".000000000000000000000_a"} {
 		if got, ok := keys.MessageUID(bad); ok {
 			t.Errorf("MessageUID(%q) = %q, true; want not a message id", bad, got)
 		}

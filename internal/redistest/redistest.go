@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -134,6 +135,32 @@ func (s *Server) Stop() {
 	}
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
+}
+
+// Pause stalls the server (SIGSTOP) as an overloaded or swapping Redis would: it
+// keeps its connections and what clients send it waits, unread, until Resume. On the
+// in-process store it skips the test: that store cannot stall.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGSTOP)
+}
+
+// Resume lets a paused server go on; it then runs what was sent to it meanwhile.
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGCONT)
+}
+
+func (s *Server) signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if s.memory != nil {
+		t.Skip("the in-process store cannot be stalled")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Restart starts a stopped real redis-server again on the same address. On the

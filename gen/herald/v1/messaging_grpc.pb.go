@@ -37,7 +37,10 @@ type MessagingServiceClient interface {
 	// Send admits one message for one recipient, or says why not. A policy rejection is an
 	// outcome in the result, not an error; invalid input is INVALID_ARGUMENT with a
 	// BadRequest naming the field; over the business's rate is RESOURCE_EXHAUSTED with
-	// RetryInfo; Redis unreachable is UNAVAILABLE and nothing was admitted.
+	// RetryInfo. Storage failing is UNAVAILABLE: with ErrorInfo reason
+	// STORAGE_UNAVAILABLE when it failed before anything was admitted, and
+	// OUTCOME_UNKNOWN when the message may have been admitted; either way a retry with
+	// the same client_message_id is safe, and returns the message id if it was.
 	Send(ctx context.Context, in *SendRequest, opts ...grpc.CallOption) (*SendResponse, error)
 	// SendBatch admits up to 1000 messages, one result each in request order. A bad entry
 	// gets its own OUTCOME_INVALID result and never fails the batch.
@@ -147,7 +150,10 @@ type MessagingServiceServer interface {
 	// Send admits one message for one recipient, or says why not. A policy rejection is an
 	// outcome in the result, not an error; invalid input is INVALID_ARGUMENT with a
 	// BadRequest naming the field; over the business's rate is RESOURCE_EXHAUSTED with
-	// RetryInfo; Redis unreachable is UNAVAILABLE and nothing was admitted.
+	// RetryInfo. Storage failing is UNAVAILABLE: with ErrorInfo reason
+	// STORAGE_UNAVAILABLE when it failed before anything was admitted, and
+	// OUTCOME_UNKNOWN when the message may have been admitted; either way a retry with
+	// the same client_message_id is safe, and returns the message id if it was.
 	Send(context.Context, *SendRequest) (*SendResponse, error)
 	// SendBatch admits up to 1000 messages, one result each in request order. A bad entry
 	// gets its own OUTCOME_INVALID result and never fails the batch.

@@ -2,14 +2,15 @@
 -- Expired ones are dropped here and reported (an EXPIRED event goes to the outbox),
 -- in the same step, so a message is either delivered or reported expired, never both.
 -- Message keys are built from the prefix: each is the recipient's, on this slot.
--- KEYS[1] mailbox  KEYS[2] outbox
+-- KEYS[1] mailbox  KEYS[2] outbox  KEYS[3] the recipient's admission sequence
 -- ARGV[1] device  ARGV[2] min score ("-inf" or "(<seq>")  ARGV[3] now (ms)
 -- ARGV[4] limit  ARGV[5] message key prefix
--- Reply: {last score seen, expired count, then per delivery: id, ciphertext, and the
--- message as the device sees it (the values of keys.MessageFields(device))}
+-- Reply: {last score seen, expired count, the admission sequence now (a stream that
+-- saw a higher score knows Redis lost writes), then per delivery: id, ciphertext, and
+-- the message as the device sees it (the values of keys.MessageFields(device))}
 local dev, now = ARGV[1], tonumber(ARGV[3])
 local got = redis.call("ZRANGEBYSCORE", KEYS[1], ARGV[2], "+inf", "WITHSCORES", "LIMIT", 0, tonumber(ARGV[4]))
-local out = {"", 0}
+local out = {"", 0, redis.call("GET", KEYS[3]) or "0"}
 local expired = 0
 for i = 1, #got, 2 do
   local id = got[i]

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
@@ -74,17 +75,26 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 	m.out.Kick(p.UID)
 	poll := time.NewTicker(m.poll)
 	defer poll.Stop()
-	after := "-inf"
+	after, seen := "-inf", int64(0) // the mailbox position streamed up to
 	for {
-		ds, last, err := m.fetch(ctx, p, after)
+		ds, last, seq, err := m.fetch(ctx, p, after)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		if seq < seen {
+			// The recipient's admission sequence went backwards: Redis came back
+			// without its last writes, and messages admitted since sit below the
+			// position this stream reached. Start again from the top of the mailbox
+			// (what is sent twice, the device drops as a replay).
+			after, seen = "-inf", 0
+			continue
+		}
 		if last != "" {
 			after = "(" + last
+			seen, _ = strconv.ParseInt(last, 10, 64)
 		}
 		for _, d := range ds {
 			if err := send(d); err != nil {
@@ -103,21 +113,28 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 	}
 }
 
-func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Delivery, string, error) {
+// fetch returns the next deliveries after the mailbox position after, the position of
+// the last one it looked at ("" for none), and the recipient's admission sequence now.
+func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Delivery, string, int64, error) {
 	u := keys.Recipient(p.UID)
-	reply, err := fetchScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox()},
+	reply, err := fetchScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox(), u.Sequence()},
 		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix()).Slice()
 	if err != nil {
-		return nil, "", fmt.Errorf("fetch: %w", err)
+		return nil, "", 0, fmt.Errorf("fetch: %w", err)
 	}
 	last, _ := reply[0].(string)
+	seqText, _ := reply[2].(string)
+	seq, err := strconv.ParseInt(seqText, 10, 64)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("fetch: admission sequence %q: %w", seqText, err)
+	}
 	if n, _ := reply[1].(int64); n > 0 {
 		m.out.Kick(p.UID)
 	}
 	var ds []Delivery
 	var lost []string // queued, but unreadable: they cannot be delivered
 	n := 2 + len(keys.MessageFields(p.DeviceID))
-	for i := 2; i+n <= len(reply); i += n {
+	for i := 3; i+n <= len(reply); i += n {
 		id, _ := reply[i].(string)
 		env, _ := reply[i+1].(string)
 		msg, err := keys.ParseMessageFields(p.DeviceID, reply[i+2:i+n])
@@ -135,12 +152,12 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Del
 	}
 	ds, missing, err := m.loadBodies(ctx, ds)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	if err := m.undeliverable(ctx, p, append(lost, missing...)); err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
-	return ds, last, nil
+	return ds, last, seq, nil
 }
 
 // undeliverable reports expired on the device the messages queued for it that it

@@ -18,7 +18,7 @@ func (f *fixture) page(p Principal, cursor string) ([]Delivery, string) {
 	if cursor != "" {
 		after = "(" + cursor
 	}
-	ds, last, err := f.svc.Mailboxes().fetch(f.ctx, p, after)
+	ds, last, _, err := f.svc.Mailboxes().fetch(f.ctx, p, after)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -331,5 +331,49 @@ func TestReport(t *testing.T) {
 		if got != tc.want || !errors.Is(err, tc.err) {
 			t.Errorf("report %d = %q, %v; want %q, %v", i+1, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+// TestStreamResyncsWhenRedisLostWrites: Redis comes back without its last writes (the
+// sequence below is deleted, as a restart that lost it would), so messages admitted
+// after sit below the position an open stream reached. The stream notices the
+// sequence went backwards and delivers them without the device reconnecting.
+func TestStreamResyncsWhenRedisLostWrites(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, WithPollInterval(time.Hour))
+	phone := f.device(recipient(0))
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	got := make(chan string, 10)
+	go f.svc.Mailboxes().Stream(ctx, phone, func(d Delivery) error { got <- d.MessageID; return nil })
+	next := func(what string) string {
+		t.Helper()
+		select {
+		case id := <-got:
+			return id
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: nothing streamed within 10s", what)
+		}
+		return ""
+	}
+	f.waitSubscribed(keys.Recipient(phone.UID).Channel())
+	var sent []string
+	for range 3 {
+		sent = append(sent, f.send(time.Hour, phone))
+		if id := next("before the loss"); id != sent[len(sent)-1] {
+			t.Fatalf("streamed %s, want %s", id, sent[len(sent)-1])
+		}
+	}
+
+	// Lost with the last writes: the sequence, and the three messages.
+	u := keys.Recipient(phone.UID)
+	for _, k := range []string{u.Sequence(), u.Mailbox(phone.DeviceID)} {
+		if err := f.rdb.Del(f.ctx, k).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := f.send(time.Hour, phone) // admitted at sequence 1, below the stream's 3
+	if id := next("after the loss"); id != after {
+		t.Fatalf("streamed %s after Redis lost writes, want the message admitted since, %s", id, after)
 	}
 }

@@ -80,7 +80,8 @@
 //     from a mailbox or are given;
 //   - expire.lua builds mailbox keys (hr:{u:U}:mb:D) from the recipient's mailbox prefix
 //     and the devices it finds in a message hash;
-//   - admit.lua builds each envelope key from the message key and a device id.
+//   - admit.lua builds each envelope key from the message key and a device id, and for
+//     a duplicate the first message's key from the message key's prefix.
 //
 // Each built name starts with a declared key, or with a prefix (MessagePrefix,
 // Mailbox("")) that the caller made from the same Recipient as the declared keys:

@@ -132,6 +132,61 @@ func (d *Device) Ack(ctx context.Context, ids ...string) error { return d.ack(ct
 // STATUS_READ.
 func (d *Device) Read(ctx context.Context, ids ...string) error { return d.ack(ctx, ids, true) }
 
+// RejectReason is why a device refused a delivery, as the business sees it on its
+// STATUS_FAILED event.
+type RejectReason = heraldv1.RejectReason
+
+// The reasons.
+const (
+	RejectBadSignature   = heraldv1.RejectReason_REJECT_REASON_BAD_SIGNATURE
+	RejectUnknownKey     = heraldv1.RejectReason_REJECT_REASON_UNKNOWN_KEY
+	RejectCannotDecrypt  = heraldv1.RejectReason_REJECT_REASON_CANNOT_DECRYPT
+	RejectHeaderMismatch = heraldv1.RejectReason_REJECT_REASON_HEADER_MISMATCH
+	RejectReplay         = heraldv1.RejectReason_REJECT_REASON_REPLAY
+)
+
+// RejectReasonOf is the reason to report for an error Open returned (the Reason of a
+// *RejectedDeliveryError): a bad signature, a key the device lacks (the business's
+// signing key, or the device key the envelope was sealed to), a header that does not
+// match, a replay, or else an envelope that does not open.
+func RejectReasonOf(err error) RejectReason {
+	switch {
+	case errors.Is(err, e2e.ErrBadSignature):
+		return RejectBadSignature
+	case errors.Is(err, ErrNoSigningKey), errors.Is(err, e2e.ErrNotForThisDevice):
+		return RejectUnknownKey
+	case errors.Is(err, e2e.ErrHeaderMismatch):
+		return RejectHeaderMismatch
+	case errors.Is(err, ErrReplay):
+		return RejectReplay
+	}
+	return RejectCannotDecrypt
+}
+
+// Reject reports that the device refused a delivery, and why: the gateway drops it
+// from the device's mailbox and the business sees STATUS_FAILED with the reason, never
+// STATUS_DELIVERED. Receive does this by itself for every delivery it refuses; call it
+// when the application refuses one Open accepted. The device refuses the message from
+// now on as a replay.
+func (d *Device) Reject(ctx context.Context, id string, reason RejectReason) error {
+	err := d.retry(ctx, "ack", func(ctx context.Context) error {
+		_, err := d.rpc.Ack(d.authorized(ctx), &heraldv1.AckRequest{
+			Rejections: []*heraldv1.Rejection{{MessageId: id, Reason: reason}}})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	if r, ok := d.accepted[id]; ok {
+		delete(d.accepted, id)
+		d.acked[id] = r
+		d.ackedPairs[r.pair()] = true
+	}
+	d.mu.Unlock()
+	return nil
+}
+
 // maxAck is how many ids one Ack call takes.
 const maxAck = 1000
 

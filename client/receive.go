@@ -141,9 +141,11 @@ func (d *Device) open(expect e2e.Header, business ed25519.PublicKey, envelope []
 // until Ack or Read, so a message yielded but not acknowledged comes again from the
 // next Receive (never twice from one).
 //
-// A delivery that fails verification (a *RejectedDeliveryError) is acknowledged, so
-// that it is not delivered again for 30 days, but never returned: whatever its reason
-// (forged, tampered, replayed, not for this device), no later attempt would open it.
+// A delivery that fails verification (a *RejectedDeliveryError) is reported to the
+// gateway as refused (Reject), so that it is not delivered again and the business sees
+// STATUS_FAILED with the reason, never STATUS_DELIVERED; it is never returned:
+// whatever its reason (forged, tampered, replayed, not for this device), no later
+// attempt would open it.
 // Two exceptions stay queued: ErrUnsupportedVersion and ErrUnsupportedAlgorithm (an
 // updated SDK may open it), and a *KeyChangedError (after TrustKey, the next Receive
 // opens it).
@@ -220,8 +222,8 @@ func (d *Device) receive(ctx context.Context, failures *int, yielded map[string]
 			d.log.WarnContext(ctx, "herald: rejected a delivery", "message_id", dl.GetMessageId(), "business_id", dl.GetBusinessId(), "err", err)
 		}
 		if rej != nil && !keepRejected(rej) {
-			if aerr := d.Ack(ctx, dl.GetMessageId()); aerr != nil {
-				d.log.WarnContext(ctx, "herald: could not acknowledge a rejected delivery", "message_id", dl.GetMessageId(), "err", aerr)
+			if aerr := d.Reject(ctx, dl.GetMessageId(), RejectReasonOf(rej.Reason)); aerr != nil {
+				d.log.WarnContext(ctx, "herald: could not report a rejected delivery", "message_id", dl.GetMessageId(), "err", aerr)
 			} else {
 				rej.Dropped = true
 			}

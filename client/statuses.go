@@ -9,8 +9,8 @@ import (
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 )
 
-// Status is a step in a message's life on one device: accepted, delivered, read or
-// expired.
+// Status is a step in a message's life on one device: accepted, delivered, read,
+// expired or failed.
 type Status = heraldv1.Status
 
 // The statuses, as StatusEvent.Status reports them.
@@ -19,6 +19,8 @@ const (
 	StatusDelivered = heraldv1.Status_STATUS_DELIVERED
 	StatusRead      = heraldv1.Status_STATUS_READ
 	StatusExpired   = heraldv1.Status_STATUS_EXPIRED
+	// StatusFailed: the device refused the delivery (see StatusEvent.FailureReason).
+	StatusFailed = heraldv1.Status_STATUS_FAILED
 )
 
 // StatusEvent is one status change of one of the business's messages.
@@ -37,6 +39,8 @@ type StatusEvent struct {
 	DeviceID string
 	// Time is when it happened.
 	Time time.Time
+	// FailureReason is why the device refused the delivery (StatusFailed only).
+	FailureReason RejectReason
 }
 
 // Statuses streams the business's status events, oldest first, then new ones as they
@@ -104,7 +108,7 @@ func (b *Business) streamStatuses(ctx context.Context, failures *int, yield func
 		b.cursor = e.GetCursor()
 		b.mu.Unlock()
 		ev := StatusEvent{Cursor: e.GetCursor(), MessageID: e.GetMessageId(), ClientMessageID: e.GetClientMessageId(),
-			Status: e.GetStatus(), DeviceID: e.GetDeviceId(), Time: e.GetTime().AsTime()}
+			Status: e.GetStatus(), DeviceID: e.GetDeviceId(), Time: e.GetTime().AsTime(), FailureReason: e.GetFailureReason()}
 		if !yield(ev, nil) {
 			return errStopped
 		}

@@ -27,7 +27,11 @@ var (
 	ackScript   = rscript.New(keys.Lua(ackSource))
 
 	undeliverableScript = rscript.New(keys.Lua(undeliverableSource))
+	rejectScript        = rscript.New(keys.Lua(rejectSource))
 )
+
+//go:embed reject.lua
+var rejectSource string
 
 // fetchLimit is how many deliveries one fetch returns.
 const fetchLimit = 64
@@ -256,6 +260,30 @@ func (m *Mailboxes) Ack(ctx context.Context, p Principal, ids []string, read boo
 	unknown, err := ackScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox()}, args...).StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("ack: %w", err)
+	}
+	m.out.Kick(p.UID)
+	return unknown, nil
+}
+
+// Rejection is a delivery the device refused, and why (keys.Reject*).
+type Rejection struct {
+	MessageID string
+	Reason    string
+}
+
+// Reject records that the device refused the deliveries: each queued one leaves the
+// mailbox and is reported failed with its reason, never delivered. It returns the ids
+// that are not queued deliveries to this device (acknowledged or expired first, or
+// not its own); those keep their state.
+func (m *Mailboxes) Reject(ctx context.Context, p Principal, rs []Rejection) ([]string, error) {
+	u := keys.Recipient(p.UID)
+	args := []any{p.DeviceID, m.now().UnixMilli(), u.MessagePrefix()}
+	for _, r := range rs {
+		args = append(args, r.MessageID, r.Reason)
+	}
+	unknown, err := rejectScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox()}, args...).StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("reject: %w", err)
 	}
 	m.out.Kick(p.UID)
 	return unknown, nil

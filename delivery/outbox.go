@@ -20,6 +20,7 @@ const (
 	StatusDelivered = keys.StatusDelivered
 	StatusRead      = keys.StatusRead
 	StatusExpired   = keys.StatusExpired
+	StatusFailed    = keys.StatusFailed
 )
 
 // Forwarder moves status events from recipients' outboxes to businesses' status

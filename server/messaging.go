@@ -187,11 +187,21 @@ func consentProto(c blocklist.Consent) heraldv1.Consent {
 	return heraldv1.Consent_CONSENT_UNSPECIFIED
 }
 
+// rejectReasonProto is rejectReasons the other way.
+var rejectReasonProto = map[string]heraldv1.RejectReason{}
+
+func init() {
+	for k, v := range rejectReasons {
+		rejectReasonProto[v] = k
+	}
+}
+
 var statusProto = map[string]heraldv1.Status{
 	delivery.StatusAccepted:  heraldv1.Status_STATUS_ACCEPTED,
 	delivery.StatusDelivered: heraldv1.Status_STATUS_DELIVERED,
 	delivery.StatusRead:      heraldv1.Status_STATUS_READ,
 	delivery.StatusExpired:   heraldv1.Status_STATUS_EXPIRED,
+	delivery.StatusFailed:    heraldv1.Status_STATUS_FAILED,
 }
 
 // StreamStatus streams the business's status events from a cursor. A cursor names
@@ -214,7 +224,8 @@ func (s *Server) StreamStatus(req *heraldv1.StreamStatusRequest, stream grpc.Ser
 	err := s.delivery.Statuses().Stream(ctx, business, after, func(e delivery.Event) error {
 		return stream.Send(&heraldv1.StatusEvent{Cursor: business + "." + e.Cursor, MessageId: e.MessageID,
 			ClientMessageId: e.ClientMessageID, Status: statusProto[e.Status], DeviceId: e.DeviceID,
-			Time: timestamppb.New(e.Time)})
+			FailureReason: rejectReasonProto[e.Reason],
+			Time:          timestamppb.New(e.Time)})
 	})
 	if err != nil && stream.Context().Err() == nil {
 		return s.storeError(ctx, "stream status", err)

@@ -86,23 +86,34 @@ func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.Serve
 func (r *recipientService) Ack(ctx context.Context, req *heraldv1.AckRequest) (*heraldv1.AckResponse, error) {
 	p := deviceFrom(ctx)
 	c := &checker{}
-	ids := req.GetMessageIds()
-	switch {
-	case len(ids) == 0:
-		c.bad("message_ids", "required: 1 to %d message ids", maxAckIDs)
-	case len(ids) > maxAckIDs:
-		c.bad("message_ids", "at most %d message ids, got %d", maxAckIDs, len(ids))
+	ids, rejections := req.GetMessageIds(), req.GetRejections()
+	switch n := len(ids) + len(rejections); {
+	case n == 0:
+		c.bad("message_ids", "required: 1 to %d message ids and rejections together", maxAckIDs)
+	case n > maxAckIDs:
+		c.bad("message_ids", "at most %d message ids and rejections together, got %d", maxAckIDs, n)
 	}
 	foreign := false
-	for i, id := range ids {
-		if len(ids) > maxAckIDs {
-			break
-		}
+	mine := func(field, id string) {
 		switch uid, ok := keys.MessageUID(id); {
 		case !ok:
-			c.bad(fmt.Sprintf("message_ids[%d]", i), "not a message id")
+			c.bad(field, "not a message id")
 		case uid != p.UID:
 			foreign = true
+		}
+	}
+	var refused []delivery.Rejection
+	if len(c.vs) == 0 {
+		for i, id := range ids {
+			mine(fmt.Sprintf("message_ids[%d]", i), id)
+		}
+		for i, rj := range rejections {
+			mine(fmt.Sprintf("rejections[%d].message_id", i), rj.GetMessageId())
+			reason, ok := rejectReasons[rj.GetReason()]
+			if !ok {
+				c.bad(fmt.Sprintf("rejections[%d].reason", i), "required: why the device refused the delivery")
+			}
+			refused = append(refused, delivery.Rejection{MessageID: rj.GetMessageId(), Reason: reason})
 		}
 	}
 	if len(c.vs) > 0 {
@@ -111,11 +122,31 @@ func (r *recipientService) Ack(ctx context.Context, req *heraldv1.AckRequest) (*
 	if foreign {
 		return nil, permissionDenied("a message id belongs to another person's mailbox")
 	}
-	unknown, err := r.delivery.Mailboxes().Ack(ctx, p, ids, req.GetRead())
-	if err != nil {
-		return nil, r.storeError(ctx, "ack", err)
+	var unknown []string
+	if len(ids) > 0 {
+		u, err := r.delivery.Mailboxes().Ack(ctx, p, ids, req.GetRead())
+		if err != nil {
+			return nil, r.storeError(ctx, "ack", err)
+		}
+		unknown = u
+	}
+	if len(refused) > 0 {
+		u, err := r.delivery.Mailboxes().Reject(ctx, p, refused)
+		if err != nil {
+			return nil, r.storeError(ctx, "ack", err)
+		}
+		unknown = append(unknown, u...)
 	}
 	return &heraldv1.AckResponse{UnknownMessageIds: unknown}, nil
+}
+
+// rejectReasons are the reasons a device may give for refusing a delivery, as stored.
+var rejectReasons = map[heraldv1.RejectReason]string{
+	heraldv1.RejectReason_REJECT_REASON_BAD_SIGNATURE:   keys.RejectBadSignature,
+	heraldv1.RejectReason_REJECT_REASON_UNKNOWN_KEY:     keys.RejectUnknownKey,
+	heraldv1.RejectReason_REJECT_REASON_CANNOT_DECRYPT:  keys.RejectCannotDecrypt,
+	heraldv1.RejectReason_REJECT_REASON_HEADER_MISMATCH: keys.RejectHeaderMismatch,
+	heraldv1.RejectReason_REJECT_REASON_REPLAY:          keys.RejectReplay,
 }
 
 // existingBusiness validates a business id field and checks the business exists.

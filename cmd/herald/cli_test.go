@@ -34,8 +34,9 @@ type fakeState struct {
 	mu      sync.Mutex
 	auth    map[string]string // full method name → last authorization metadata
 	devices []*fakeDevice
-	blocked map[string]bool // phone + " " + business id
-	acks    map[string]bool // device id + " " + message id → read
+	blocked map[string]bool                  // phone + " " + business id
+	acks    map[string]bool                  // device id + " " + message id → read
+	refused map[string]heraldv1.RejectReason // device id + " " + message id → why
 	nextMsg int
 	// signingKey is the business's registered Ed25519 public key.
 	signingKey []byte
@@ -58,7 +59,8 @@ const (
 // startFake serves the fake gateway on loopback and returns its address.
 func startFake(t *testing.T) (*fakeState, string) {
 	t.Helper()
-	st := &fakeState{auth: map[string]string{}, blocked: map[string]bool{}, acks: map[string]bool{}}
+	st := &fakeState{auth: map[string]string{}, blocked: map[string]bool{}, acks: map[string]bool{},
+		refused: map[string]heraldv1.RejectReason{}}
 	record := func(ctx context.Context, method string) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		st.mu.Lock()
@@ -161,7 +163,8 @@ func (f *fakeRecipient) Receive(_ *heraldv1.ReceiveRequest, stream grpc.ServerSt
 	var queued []*heraldv1.Delivery
 	if err == nil {
 		for _, m := range d.mailbox {
-			if _, acked := f.st.acks[d.id+" "+m.GetMessageId()]; !acked {
+			_, acked := f.st.acks[d.id+" "+m.GetMessageId()]
+			if _, refused := f.st.refused[d.id+" "+m.GetMessageId()]; !acked && !refused {
 				queued = append(queued, m)
 			}
 		}
@@ -189,6 +192,9 @@ func (f *fakeRecipient) Ack(ctx context.Context, req *heraldv1.AckRequest) (*her
 	}
 	for _, id := range req.GetMessageIds() {
 		f.st.acks[d.id+" "+id] = req.GetRead()
+	}
+	for _, r := range req.GetRejections() {
+		f.st.refused[d.id+" "+r.GetMessageId()] = r.GetReason()
 	}
 	return &heraldv1.AckResponse{}, nil
 }
@@ -451,8 +457,9 @@ func TestWalkThrough(t *testing.T) {
 }
 
 // TestReceiveRefusesWhatFailsVerification: a delivery that is not what the business
-// signed is never shown. A forgery is acknowledged so that it does not come back; an
-// envelope of an unknown format stays queued for a newer herald.
+// signed is never shown. A forgery is reported refused, with its reason, so that it
+// does not come back and the business sees it failed; an envelope of an unknown format
+// stays queued for a newer herald.
 func TestReceiveRefusesWhatFailsVerification(t *testing.T) {
 	t.Parallel()
 	st, addr := startFake(t)
@@ -488,12 +495,14 @@ func TestReceiveRefusesWhatFailsVerification(t *testing.T) {
 		t.Errorf("a business's id reached the terminal raw: %q", out)
 	}
 	st.mu.Lock()
+	forged, odd, esc := st.refused["d_1 m_forged"], st.refused["d_1 m_x"], st.refused["d_1 m_esc"]
 	_, forgedAcked := st.acks["d_1 m_forged"]
-	_, oddAcked := st.acks["d_1 m_x"]
 	_, escAcked := st.acks["d_1 m_esc"]
 	st.mu.Unlock()
-	if !forgedAcked || oddAcked || !escAcked {
-		t.Errorf("acknowledged: forgery %v (want true), unknown format %v (want false), unverifiable %v (want true)", forgedAcked, oddAcked, escAcked)
+	if forged != heraldv1.RejectReason_REJECT_REASON_BAD_SIGNATURE || odd != heraldv1.RejectReason_REJECT_REASON_UNSPECIFIED ||
+		esc != heraldv1.RejectReason_REJECT_REASON_UNKNOWN_KEY || forgedAcked || escAcked {
+		t.Errorf("refused: forgery %v (want BAD_SIGNATURE), unknown format %v (want none: it stays queued), unverifiable %v (want UNKNOWN_KEY); acked as delivered: forgery %v, unverifiable %v (want neither)",
+			forged, odd, esc, forgedAcked, escAcked)
 	}
 }
 

@@ -334,15 +334,19 @@ func (c *cli) statuses(ctx context.Context, fs *flag.FlagSet, args []string) err
 		events++
 		if c.cfg.JSON {
 			err = jsonLine(c.stdout, &heraldv1.StatusEvent{Cursor: e.Cursor, MessageId: e.MessageID, ClientMessageId: e.ClientMessageID,
-				Status: e.Status, DeviceId: e.DeviceID, Time: timestamppb.New(e.Time)})
+				Status: e.Status, DeviceId: e.DeviceID, Time: timestamppb.New(e.Time), FailureReason: e.FailureReason})
 		} else {
 			device := e.DeviceID
 			if device == "" {
 				device = "all"
 			}
-			_, err = fmt.Fprintf(c.stdout, "%s  %-9s  %s  client=%s  device=%s  cursor=%s\n",
+			why := ""
+			if e.Status == client.StatusFailed {
+				why = "  reason=" + enumWord(e.FailureReason.String(), "REJECT_REASON_")
+			}
+			_, err = fmt.Fprintf(c.stdout, "%s  %-9s  %s  client=%s  device=%s%s  cursor=%s\n",
 				e.Time.Local().Format(time.RFC3339), enumWord(e.Status.String(), "STATUS_"),
-				e.MessageID, e.ClientMessageID, device, e.Cursor)
+				e.MessageID, e.ClientMessageID, device, why, e.Cursor)
 		}
 		if err != nil {
 			return err

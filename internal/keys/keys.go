@@ -14,9 +14,11 @@
 //
 // Encodings: times are Unix milliseconds in decimal (the rate bucket's, microseconds);
 // categories are c=t|m (t transactional, m marketing); consents are in|out; a device's
-// state in a message is q queued, d delivered, r read, x expired; status events are A
-// accepted, D delivered, R read, X expired. Message ids are <uid>.<23 base32hex chars>
-// (NewMessageID), so each names its recipient.
+// state in a message is q queued, d delivered, r read, x expired, f failed (refused by
+// the device); status events are A accepted, D delivered, R read, X expired, F failed
+// (with a reason: bad_signature, unknown_key, cannot_decrypt, header_mismatch,
+// replay). Message ids are <uid>.<23 base32hex chars> (NewMessageID), so each names
+// its recipient.
 //
 // Recipient keys ({u:<uid>}):
 //
@@ -75,9 +77,9 @@
 // keys of their slot. A few scripts build key names inside Lua rather than declaring
 // each one, because how many they touch depends on what they read:
 //
-//   - fetch.lua, ack.lua and undeliverable.lua build message keys (hr:{u:U}:msg:M) and
-//     envelope keys (…:msg:M:D) from the recipient's MessagePrefix and the ids they read
-//     from a mailbox or are given;
+//   - fetch.lua, ack.lua, reject.lua and undeliverable.lua build message keys
+//     (hr:{u:U}:msg:M) and envelope keys (…:msg:M:D) from the recipient's
+//     MessagePrefix and the ids they read from a mailbox or are given;
 //   - expire.lua builds mailbox keys (hr:{u:U}:mb:D) from the recipient's mailbox prefix
 //     and the devices it finds in a message hash;
 //   - admit.lua builds each envelope key from the message key and a device id, and for

@@ -25,7 +25,7 @@ import (
 )
 
 // TestScriptsWriteWhatCodecsRead runs every script (register, check, admit, fetch,
-// ack, report, undeliverable, expire, lease) and the Go writers (bodies, preferences,
+// ack, report, undeliverable, reject, expire, lease) and the Go writers (bodies, preferences,
 // businesses, API keys, the forwarder's status streams) through their
 // packages' APIs, then reads back what they stored with the codecs of values.go: the
 // values it knows must come back as written, and every key in the store must parse by
@@ -210,6 +210,20 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	msg, err = keys.ParseMessage(rdb.HGetAll(ctx, u.Message(m2)).Val())
 	if err != nil || msg.Devices[d2].State != keys.StateExpired || msg.Devices[d1].State != keys.StateQueued {
 		t.Fatalf("message without its body = %+v, %v", msg, err)
+	}
+
+	// reject.lua: device 2 refuses message 1; it fails there, with the reason.
+	if unknown, err := mb.Reject(ctx, delivery.Principal{UID: uid, DeviceID: d2},
+		[]delivery.Rejection{{MessageID: m1, Reason: keys.RejectHeaderMismatch}}); err != nil || len(unknown) != 0 {
+		t.Fatalf("Reject = %v, %v", unknown, err)
+	}
+	msg, err = keys.ParseMessage(rdb.HGetAll(ctx, u.Message(m1)).Val())
+	if err != nil || msg.Devices[d2].State != keys.StateFailed {
+		t.Fatalf("message after the refusal = %+v, %v", msg, err)
+	}
+	if evs := outbox(t, rdb, u); evs[len(evs)-1] != (keys.Event{Status: keys.StatusFailed, Business: biz, MessageID: m1,
+		ClientMessageID: "c1", DeviceID: d2, Time: nowFn(), Reason: keys.RejectHeaderMismatch}) {
+		t.Fatalf("last event after the refusal = %+v", evs[len(evs)-1])
 	}
 
 	// expire.lua: the sweep expires a message on every device that has not had it.

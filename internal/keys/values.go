@@ -126,16 +126,29 @@ const (
 	StatusDelivered = "D"
 	StatusRead      = "R"
 	StatusExpired   = "X"
+	StatusFailed    = "F"
 )
+
+// Reasons a device refuses a delivery, as StatusFailed events carry them.
+const (
+	RejectBadSignature   = "bad_signature"
+	RejectUnknownKey     = "unknown_key"
+	RejectCannotDecrypt  = "cannot_decrypt"
+	RejectHeaderMismatch = "header_mismatch"
+	RejectReplay         = "replay"
+)
+
+// rejectReasons are the reasons, for checking.
+var rejectReasons = []string{RejectBadSignature, RejectUnknownKey, RejectCannotDecrypt, RejectHeaderMismatch, RejectReplay}
 
 // Event is a status event. A script appends it to the recipient's outbox in the same
 // step as the change it reports, as the line
 //
-//	status|business|message id|client message id|device id|time (ms)
+//	status|business|message id|client message id|device id|time (ms)[|reason]
 //
-// (device id "" for StatusAccepted); the forwarder copies it to the business's status
-// stream as the entry {s: status, m: message id, cm: client message id, d: device id,
-// t: time (ms)}.
+// (device id "" for StatusAccepted; the reason, Reject*, only on StatusFailed); the
+// forwarder copies it to the business's status stream as the entry {s: status, m:
+// message id, cm: client message id, d: device id, t: time (ms)[, r: reason]}.
 type Event struct {
 	Status          string
 	Business        string
@@ -143,30 +156,43 @@ type Event struct {
 	ClientMessageID string
 	DeviceID        string
 	Time            time.Time
+	// Reason is why the device refused the delivery (StatusFailed only).
+	Reason string
 }
 
 // Encode is the event's outbox line.
 func (e Event) Encode() string {
-	return strings.Join([]string{e.Status, e.Business, e.MessageID, e.ClientMessageID, e.DeviceID, millis(e.Time)}, "|")
+	f := []string{e.Status, e.Business, e.MessageID, e.ClientMessageID, e.DeviceID, millis(e.Time)}
+	if e.Reason != "" {
+		f = append(f, e.Reason)
+	}
+	return strings.Join(f, "|")
 }
 
 // ParseEvent reads an outbox line.
 func ParseEvent(line string) (Event, error) {
 	f := strings.Split(line, "|")
-	if len(f) != 6 {
-		return Event{}, malformed("outbox event", "%d fields, want 6", len(f))
+	if len(f) != 6 && len(f) != 7 {
+		return Event{}, malformed("outbox event", "%d fields, want 6 or 7", len(f))
 	}
 	t, err := parseMillis("outbox event", f[5])
 	if err != nil {
 		return Event{}, err
 	}
 	e := Event{Status: f[0], Business: f[1], MessageID: f[2], ClientMessageID: f[3], DeviceID: f[4], Time: t}
+	if len(f) == 7 {
+		e.Reason = f[6]
+	}
 	return e, e.check("outbox event")
 }
 
 // StreamValues are the event's fields in its business's status stream (XADD).
 func (e Event) StreamValues() []any {
-	return []any{"s", e.Status, "m", e.MessageID, "cm", e.ClientMessageID, "d", e.DeviceID, "t", millis(e.Time)}
+	v := []any{"s", e.Status, "m", e.MessageID, "cm", e.ClientMessageID, "d", e.DeviceID, "t", millis(e.Time)}
+	if e.Reason != "" {
+		v = append(v, "r", e.Reason)
+	}
+	return v
 }
 
 // ParseStreamEvent reads an entry of business's status stream.
@@ -176,18 +202,23 @@ func ParseStreamEvent(business string, values map[string]any) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	e := Event{Status: s("s"), Business: business, MessageID: s("m"), ClientMessageID: s("cm"), DeviceID: s("d"), Time: t}
+	e := Event{Status: s("s"), Business: business, MessageID: s("m"), ClientMessageID: s("cm"), DeviceID: s("d"),
+		Time: t, Reason: s("r")}
 	return e, e.check("status stream entry")
 }
 
 func (e Event) check(what string) error {
 	switch {
-	case !slices.Contains([]string{StatusAccepted, StatusDelivered, StatusRead, StatusExpired}, e.Status):
+	case !slices.Contains([]string{StatusAccepted, StatusDelivered, StatusRead, StatusExpired, StatusFailed}, e.Status):
 		return malformed(what, "unknown status %q", e.Status)
 	case e.Business == "" || e.MessageID == "":
 		return malformed(what, "no business or message id")
 	case (e.Status == StatusAccepted) != (e.DeviceID == ""):
 		return malformed(what, "status %s with device %q", e.Status, e.DeviceID)
+	case (e.Status == StatusFailed) != (e.Reason != ""):
+		return malformed(what, "status %s with reason %q", e.Status, e.Reason)
+	case e.Reason != "" && !slices.Contains(rejectReasons, e.Reason):
+		return malformed(what, "unknown reason %q", e.Reason)
 	}
 	return nil
 }
@@ -261,12 +292,14 @@ func MessageKeyID(d string) string { return "kid:" + d }
 func MessageReport(d string) string { return "rp:" + d }
 
 // A message's states on one device. Each moves once, forward only: q -> d -> r, or
-// q -> x; the change and the status event that reports it are one script.
+// q -> x (expired), or q -> f (the device refused it); the change and the status
+// event that reports it are one script.
 const (
 	StateQueued    = "q"
 	StateDelivered = "d"
 	StateRead      = "r"
 	StateExpired   = "x"
+	StateFailed    = "f"
 )
 
 // Message categories, as message hashes and pref fields name them.
@@ -403,7 +436,7 @@ func (m Message) check() error {
 }
 
 func validState(s string) bool {
-	return s == StateQueued || s == StateDelivered || s == StateRead || s == StateExpired
+	return s == StateQueued || s == StateDelivered || s == StateRead || s == StateExpired || s == StateFailed
 }
 
 // --- Preferences (hr:{u:U}:pref:B) -------------------------------------------------

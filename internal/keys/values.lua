@@ -7,10 +7,10 @@
 -- cost about 3 µs of Redis CPU per call.
 
 -- Status event letters (keys.Status*).
-local STATUS_ACCEPTED, STATUS_DELIVERED, STATUS_READ, STATUS_EXPIRED = "A", "D", "R", "X"
+local STATUS_ACCEPTED, STATUS_DELIVERED, STATUS_READ, STATUS_EXPIRED, STATUS_FAILED = "A", "D", "R", "X", "F"
 
 -- A message's state on one device (keys.State*).
-local STATE_QUEUED, STATE_DELIVERED, STATE_READ, STATE_EXPIRED = "q", "d", "r", "x"
+local STATE_QUEUED, STATE_DELIVERED, STATE_READ, STATE_EXPIRED, STATE_FAILED = "q", "d", "r", "x", "f"
 
 -- Message categories (keys.Category*).
 local CATEGORY_TRANSACTIONAL, CATEGORY_MARKETING = "t", "m"
@@ -28,9 +28,14 @@ local CONSENT_IN, CONSENT_OUT = "in", "out"
 local CODE_HASH, CODE_FAILURES = "h", "n"
 
 -- event is a status event's outbox line (keys.Event): status|business|message id|
--- client message id|device id ("" for accepted)|time (ms).
-local function event(status, biz, id, cm, dev, now)
-  return status .. "|" .. biz .. "|" .. id .. "|" .. cm .. "|" .. dev .. "|" .. now
+-- client message id|device id ("" for accepted)|time (ms), and |reason when reason
+-- is given (failed only).
+local function event(status, biz, id, cm, dev, now, reason)
+  local line = status .. "|" .. biz .. "|" .. id .. "|" .. cm .. "|" .. dev .. "|" .. now
+  if reason then
+    line = line .. "|" .. reason
+  end
+  return line
 end
 
 -- device_key_id is the key id of a device record (keys.DeviceRecord):

@@ -45,6 +45,8 @@ func TestEventCodec(t *testing.T) {
 	for _, e := range []keys.Event{
 		{Status: keys.StatusAccepted, Business: "biz_a", MessageID: "m1", ClientMessageID: "c-1", Time: ms(1000)},
 		{Status: keys.StatusExpired, Business: "biz_a", MessageID: "m1", ClientMessageID: "c:1", DeviceID: "d1", Time: ms(2000)},
+		{Status: keys.StatusFailed, Business: "biz_a", MessageID: "m1", ClientMessageID: "c1", DeviceID: "d1", Time: ms(3000),
+			Reason: keys.RejectBadSignature},
 	} {
 		line := e.Encode()
 		got, err := keys.ParseEvent(line)
@@ -64,7 +66,8 @@ func TestEventCodec(t *testing.T) {
 		t.Fatalf("accepted event line = %q", line)
 	}
 	for _, bad := range []string{"", "not an event", "A|b|m|c||", "A|b|m|c||x", "Q|b|m|c|d|1", "A|b|m|c|d|1",
-		"D|b|m|c||1", "D||m|c|d|1", "D|b|m|c|d|1|extra"} {
+		"D|b|m|c||1", "D||m|c|d|1", "D|b|m|c|d|1|replay", "F|b|m|c|d|1", "F|b|m|c|d|1|nonsense",
+		"F|b|m|c|d|1|replay|extra"} {
 		if _, err := keys.ParseEvent(bad); !errors.Is(err, keys.ErrMalformed) {
 			t.Errorf("ParseEvent(%q) = %v, want ErrMalformed", bad, err)
 		}

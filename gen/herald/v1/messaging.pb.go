@@ -36,6 +36,9 @@ const (
 	Status_STATUS_READ Status = 3
 	// The message expired before the device acknowledged it.
 	Status_STATUS_EXPIRED Status = 4
+	// The device refused the delivery (see failure_reason): it failed verification or
+	// decryption there. Never followed by STATUS_DELIVERED on that device.
+	Status_STATUS_FAILED Status = 5
 )
 
 // Enum value maps for Status.
@@ -46,6 +49,7 @@ var (
 		2: "STATUS_DELIVERED",
 		3: "STATUS_READ",
 		4: "STATUS_EXPIRED",
+		5: "STATUS_FAILED",
 	}
 	Status_value = map[string]int32{
 		"STATUS_UNSPECIFIED": 0,
@@ -53,6 +57,7 @@ var (
 		"STATUS_DELIVERED":   2,
 		"STATUS_READ":        3,
 		"STATUS_EXPIRED":     4,
+		"STATUS_FAILED":      5,
 	}
 )
 
@@ -993,7 +998,9 @@ type StatusEvent struct {
 	// The device it happened on; empty for STATUS_ACCEPTED.
 	DeviceId string `protobuf:"bytes,5,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// When it happened.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	// Why the device refused it (STATUS_FAILED only).
+	FailureReason RejectReason `protobuf:"varint,7,opt,name=failure_reason,json=failureReason,proto3,enum=herald.v1.RejectReason" json:"failure_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1068,6 +1075,13 @@ func (x *StatusEvent) GetTime() *timestamppb.Timestamp {
 		return x.Time
 	}
 	return nil
+}
+
+func (x *StatusEvent) GetFailureReason() RejectReason {
+	if x != nil {
+		return x.FailureReason
+	}
+	return RejectReason_REJECT_REASON_UNSPECIFIED
 }
 
 // SetSigningKeyRequest carries the business's signing key.
@@ -1218,7 +1232,7 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\x11effective_consent\x18\x01 \x01(\x0e2\x12.herald.v1.ConsentR\x10effectiveConsent\x126\n" +
 	"\x17overridden_by_recipient\x18\x02 \x01(\bR\x15overriddenByRecipient\"-\n" +
 	"\x13StreamStatusRequest\x12\x16\n" +
-	"\x06cursor\x18\x01 \x01(\tR\x06cursor\"\xe8\x01\n" +
+	"\x06cursor\x18\x01 \x01(\tR\x06cursor\"\xa8\x02\n" +
 	"\vStatusEvent\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12\x1d\n" +
 	"\n" +
@@ -1226,17 +1240,19 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\x11client_message_id\x18\x03 \x01(\tR\x0fclientMessageId\x12)\n" +
 	"\x06status\x18\x04 \x01(\x0e2\x11.herald.v1.StatusR\x06status\x12\x1b\n" +
 	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\x12.\n" +
-	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"5\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12>\n" +
+	"\x0efailure_reason\x18\a \x01(\x0e2\x17.herald.v1.RejectReasonR\rfailureReason\"5\n" +
 	"\x14SetSigningKeyRequest\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x01 \x01(\fR\tpublicKey\"\x17\n" +
-	"\x15SetSigningKeyResponse*p\n" +
+	"\x15SetSigningKeyResponse*\x83\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTATUS_ACCEPTED\x10\x01\x12\x14\n" +
 	"\x10STATUS_DELIVERED\x10\x02\x12\x0f\n" +
 	"\vSTATUS_READ\x10\x03\x12\x12\n" +
-	"\x0eSTATUS_EXPIRED\x10\x042\xdf\x03\n" +
+	"\x0eSTATUS_EXPIRED\x10\x04\x12\x11\n" +
+	"\rSTATUS_FAILED\x10\x052\xdf\x03\n" +
 	"\x10MessagingService\x127\n" +
 	"\x04Send\x12\x16.herald.v1.SendRequest\x1a\x17.herald.v1.SendResponse\x12F\n" +
 	"\tSendBatch\x12\x1b.herald.v1.SendBatchRequest\x1a\x1c.herald.v1.SendBatchResponse\x12X\n" +
@@ -1286,6 +1302,7 @@ var file_herald_v1_messaging_proto_goTypes = []any{
 	(KeyAlgorithm)(0),               // 23: herald.v1.KeyAlgorithm
 	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
 	(Consent)(0),                    // 25: herald.v1.Consent
+	(RejectReason)(0),               // 26: herald.v1.RejectReason
 }
 var file_herald_v1_messaging_proto_depIdxs = []int32{
 	18, // 0: herald.v1.Message.category:type_name -> herald.v1.Category
@@ -1310,23 +1327,24 @@ var file_herald_v1_messaging_proto_depIdxs = []int32{
 	25, // 19: herald.v1.RecordConsentResponse.effective_consent:type_name -> herald.v1.Consent
 	0,  // 20: herald.v1.StatusEvent.status:type_name -> herald.v1.Status
 	24, // 21: herald.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
-	4,  // 22: herald.v1.MessagingService.Send:input_type -> herald.v1.SendRequest
-	6,  // 23: herald.v1.MessagingService.SendBatch:input_type -> herald.v1.SendBatchRequest
-	8,  // 24: herald.v1.MessagingService.LookupRecipient:input_type -> herald.v1.LookupRecipientRequest
-	12, // 25: herald.v1.MessagingService.RecordConsent:input_type -> herald.v1.RecordConsentRequest
-	14, // 26: herald.v1.MessagingService.StreamStatus:input_type -> herald.v1.StreamStatusRequest
-	16, // 27: herald.v1.MessagingService.SetSigningKey:input_type -> herald.v1.SetSigningKeyRequest
-	5,  // 28: herald.v1.MessagingService.Send:output_type -> herald.v1.SendResponse
-	7,  // 29: herald.v1.MessagingService.SendBatch:output_type -> herald.v1.SendBatchResponse
-	10, // 30: herald.v1.MessagingService.LookupRecipient:output_type -> herald.v1.LookupRecipientResponse
-	13, // 31: herald.v1.MessagingService.RecordConsent:output_type -> herald.v1.RecordConsentResponse
-	15, // 32: herald.v1.MessagingService.StreamStatus:output_type -> herald.v1.StatusEvent
-	17, // 33: herald.v1.MessagingService.SetSigningKey:output_type -> herald.v1.SetSigningKeyResponse
-	28, // [28:34] is the sub-list for method output_type
-	22, // [22:28] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	26, // 22: herald.v1.StatusEvent.failure_reason:type_name -> herald.v1.RejectReason
+	4,  // 23: herald.v1.MessagingService.Send:input_type -> herald.v1.SendRequest
+	6,  // 24: herald.v1.MessagingService.SendBatch:input_type -> herald.v1.SendBatchRequest
+	8,  // 25: herald.v1.MessagingService.LookupRecipient:input_type -> herald.v1.LookupRecipientRequest
+	12, // 26: herald.v1.MessagingService.RecordConsent:input_type -> herald.v1.RecordConsentRequest
+	14, // 27: herald.v1.MessagingService.StreamStatus:input_type -> herald.v1.StreamStatusRequest
+	16, // 28: herald.v1.MessagingService.SetSigningKey:input_type -> herald.v1.SetSigningKeyRequest
+	5,  // 29: herald.v1.MessagingService.Send:output_type -> herald.v1.SendResponse
+	7,  // 30: herald.v1.MessagingService.SendBatch:output_type -> herald.v1.SendBatchResponse
+	10, // 31: herald.v1.MessagingService.LookupRecipient:output_type -> herald.v1.LookupRecipientResponse
+	13, // 32: herald.v1.MessagingService.RecordConsent:output_type -> herald.v1.RecordConsentResponse
+	15, // 33: herald.v1.MessagingService.StreamStatus:output_type -> herald.v1.StatusEvent
+	17, // 34: herald.v1.MessagingService.SetSigningKey:output_type -> herald.v1.SetSigningKeyResponse
+	29, // [29:35] is the sub-list for method output_type
+	23, // [23:29] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_messaging_proto_init() }

@@ -447,13 +447,18 @@ func (x *Delivery) GetKeyId() string {
 	return ""
 }
 
-// AckRequest acknowledges deliveries.
+// AckRequest acknowledges deliveries: as delivered, as read, or as refused.
 type AckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required: 1 to 1000 message ids from deliveries to this device.
+	// Message ids from deliveries to this device, delivered or read. Together with
+	// rejections: 1 to 1000 ids.
 	MessageIds []string `protobuf:"bytes,1,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
 	// False: delivered. True: read (implies delivered).
-	Read          bool `protobuf:"varint,2,opt,name=read,proto3" json:"read,omitempty"`
+	Read bool `protobuf:"varint,2,opt,name=read,proto3" json:"read,omitempty"`
+	// Deliveries this device refused (they failed verification or decryption): each
+	// leaves the mailbox and is reported STATUS_FAILED with its reason, never
+	// STATUS_DELIVERED. A delivery already acknowledged stays as it was.
+	Rejections    []*Rejection `protobuf:"bytes,3,rep,name=rejections,proto3" json:"rejections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -502,6 +507,68 @@ func (x *AckRequest) GetRead() bool {
 	return false
 }
 
+func (x *AckRequest) GetRejections() []*Rejection {
+	if x != nil {
+		return x.Rejections
+	}
+	return nil
+}
+
+// Rejection is a delivery the device refused, and why.
+type Rejection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the delivery's message id.
+	MessageId string `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// Required: why.
+	Reason        RejectReason `protobuf:"varint,2,opt,name=reason,proto3,enum=herald.v1.RejectReason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rejection) Reset() {
+	*x = Rejection{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rejection) ProtoMessage() {}
+
+func (x *Rejection) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
+func (*Rejection) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Rejection) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *Rejection) GetReason() RejectReason {
+	if x != nil {
+		return x.Reason
+	}
+	return RejectReason_REJECT_REASON_UNSPECIFIED
+}
+
 // AckResponse reports ids that matched nothing.
 type AckResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -513,7 +580,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[5]
+	mi := &file_herald_v1_recipient_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -525,7 +592,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[5]
+	mi := &file_herald_v1_recipient_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -538,7 +605,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AckResponse) GetUnknownMessageIds() []string {
@@ -559,7 +626,7 @@ type BlockRequest struct {
 
 func (x *BlockRequest) Reset() {
 	*x = BlockRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[6]
+	mi := &file_herald_v1_recipient_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +638,7 @@ func (x *BlockRequest) String() string {
 func (*BlockRequest) ProtoMessage() {}
 
 func (x *BlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[6]
+	mi := &file_herald_v1_recipient_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +651,7 @@ func (x *BlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockRequest.ProtoReflect.Descriptor instead.
 func (*BlockRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BlockRequest) GetBusinessId() string {
@@ -603,7 +670,7 @@ type BlockResponse struct {
 
 func (x *BlockResponse) Reset() {
 	*x = BlockResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[7]
+	mi := &file_herald_v1_recipient_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +682,7 @@ func (x *BlockResponse) String() string {
 func (*BlockResponse) ProtoMessage() {}
 
 func (x *BlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[7]
+	mi := &file_herald_v1_recipient_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +695,7 @@ func (x *BlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockResponse.ProtoReflect.Descriptor instead.
 func (*BlockResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{8}
 }
 
 // UnblockRequest names the business to unblock.
@@ -642,7 +709,7 @@ type UnblockRequest struct {
 
 func (x *UnblockRequest) Reset() {
 	*x = UnblockRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[8]
+	mi := &file_herald_v1_recipient_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +721,7 @@ func (x *UnblockRequest) String() string {
 func (*UnblockRequest) ProtoMessage() {}
 
 func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[8]
+	mi := &file_herald_v1_recipient_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +734,7 @@ func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockRequest.ProtoReflect.Descriptor instead.
 func (*UnblockRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UnblockRequest) GetBusinessId() string {
@@ -686,7 +753,7 @@ type UnblockResponse struct {
 
 func (x *UnblockResponse) Reset() {
 	*x = UnblockResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[9]
+	mi := &file_herald_v1_recipient_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +765,7 @@ func (x *UnblockResponse) String() string {
 func (*UnblockResponse) ProtoMessage() {}
 
 func (x *UnblockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[9]
+	mi := &file_herald_v1_recipient_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +778,7 @@ func (x *UnblockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockResponse.ProtoReflect.Descriptor instead.
 func (*UnblockResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{9}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{10}
 }
 
 // SetConsentRequest opts in or out.
@@ -729,7 +796,7 @@ type SetConsentRequest struct {
 
 func (x *SetConsentRequest) Reset() {
 	*x = SetConsentRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[10]
+	mi := &file_herald_v1_recipient_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +808,7 @@ func (x *SetConsentRequest) String() string {
 func (*SetConsentRequest) ProtoMessage() {}
 
 func (x *SetConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[10]
+	mi := &file_herald_v1_recipient_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +821,7 @@ func (x *SetConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConsentRequest.ProtoReflect.Descriptor instead.
 func (*SetConsentRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{10}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetConsentRequest) GetBusinessId() string {
@@ -787,7 +854,7 @@ type SetConsentResponse struct {
 
 func (x *SetConsentResponse) Reset() {
 	*x = SetConsentResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[11]
+	mi := &file_herald_v1_recipient_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +866,7 @@ func (x *SetConsentResponse) String() string {
 func (*SetConsentResponse) ProtoMessage() {}
 
 func (x *SetConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[11]
+	mi := &file_herald_v1_recipient_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +879,7 @@ func (x *SetConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConsentResponse.ProtoReflect.Descriptor instead.
 func (*SetConsentResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{11}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{12}
 }
 
 // ListPreferencesRequest lists preferences.
@@ -824,7 +891,7 @@ type ListPreferencesRequest struct {
 
 func (x *ListPreferencesRequest) Reset() {
 	*x = ListPreferencesRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[12]
+	mi := &file_herald_v1_recipient_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +903,7 @@ func (x *ListPreferencesRequest) String() string {
 func (*ListPreferencesRequest) ProtoMessage() {}
 
 func (x *ListPreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[12]
+	mi := &file_herald_v1_recipient_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +916,7 @@ func (x *ListPreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPreferencesRequest.ProtoReflect.Descriptor instead.
 func (*ListPreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{12}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{13}
 }
 
 // CategoryConsent is the consent for one category and where it came from.
@@ -871,7 +938,7 @@ type CategoryConsent struct {
 
 func (x *CategoryConsent) Reset() {
 	*x = CategoryConsent{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[13]
+	mi := &file_herald_v1_recipient_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +950,7 @@ func (x *CategoryConsent) String() string {
 func (*CategoryConsent) ProtoMessage() {}
 
 func (x *CategoryConsent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[13]
+	mi := &file_herald_v1_recipient_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +963,7 @@ func (x *CategoryConsent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CategoryConsent.ProtoReflect.Descriptor instead.
 func (*CategoryConsent) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{13}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CategoryConsent) GetCategory() Category {
@@ -957,7 +1024,7 @@ type BusinessPreference struct {
 
 func (x *BusinessPreference) Reset() {
 	*x = BusinessPreference{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[14]
+	mi := &file_herald_v1_recipient_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1036,7 @@ func (x *BusinessPreference) String() string {
 func (*BusinessPreference) ProtoMessage() {}
 
 func (x *BusinessPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[14]
+	mi := &file_herald_v1_recipient_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1049,7 @@ func (x *BusinessPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BusinessPreference.ProtoReflect.Descriptor instead.
 func (*BusinessPreference) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{14}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BusinessPreference) GetBusinessId() string {
@@ -1030,7 +1097,7 @@ type ListPreferencesResponse struct {
 
 func (x *ListPreferencesResponse) Reset() {
 	*x = ListPreferencesResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[15]
+	mi := &file_herald_v1_recipient_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1109,7 @@ func (x *ListPreferencesResponse) String() string {
 func (*ListPreferencesResponse) ProtoMessage() {}
 
 func (x *ListPreferencesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[15]
+	mi := &file_herald_v1_recipient_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1122,7 @@ func (x *ListPreferencesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPreferencesResponse.ProtoReflect.Descriptor instead.
 func (*ListPreferencesResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{15}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListPreferencesResponse) GetBusinesses() []*BusinessPreference {
@@ -1078,7 +1145,7 @@ type RotateKeyRequest struct {
 
 func (x *RotateKeyRequest) Reset() {
 	*x = RotateKeyRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[16]
+	mi := &file_herald_v1_recipient_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1157,7 @@ func (x *RotateKeyRequest) String() string {
 func (*RotateKeyRequest) ProtoMessage() {}
 
 func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[16]
+	mi := &file_herald_v1_recipient_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1170,7 @@ func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{16}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RotateKeyRequest) GetPublicKey() []byte {
@@ -1130,7 +1197,7 @@ type RotateKeyResponse struct {
 
 func (x *RotateKeyResponse) Reset() {
 	*x = RotateKeyResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[17]
+	mi := &file_herald_v1_recipient_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1209,7 @@ func (x *RotateKeyResponse) String() string {
 func (*RotateKeyResponse) ProtoMessage() {}
 
 func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[17]
+	mi := &file_herald_v1_recipient_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1222,7 @@ func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{17}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RotateKeyResponse) GetKeyId() string {
@@ -1178,7 +1245,7 @@ type ReportSpamRequest struct {
 
 func (x *ReportSpamRequest) Reset() {
 	*x = ReportSpamRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[18]
+	mi := &file_herald_v1_recipient_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1257,7 @@ func (x *ReportSpamRequest) String() string {
 func (*ReportSpamRequest) ProtoMessage() {}
 
 func (x *ReportSpamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[18]
+	mi := &file_herald_v1_recipient_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1270,7 @@ func (x *ReportSpamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpamRequest.ProtoReflect.Descriptor instead.
 func (*ReportSpamRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{18}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReportSpamRequest) GetMessageId() string {
@@ -1229,7 +1296,7 @@ type ReportSpamResponse struct {
 
 func (x *ReportSpamResponse) Reset() {
 	*x = ReportSpamResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[19]
+	mi := &file_herald_v1_recipient_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1308,7 @@ func (x *ReportSpamResponse) String() string {
 func (*ReportSpamResponse) ProtoMessage() {}
 
 func (x *ReportSpamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[19]
+	mi := &file_herald_v1_recipient_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1321,7 @@ func (x *ReportSpamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpamResponse.ProtoReflect.Descriptor instead.
 func (*ReportSpamResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{19}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{20}
 }
 
 var File_herald_v1_recipient_proto protoreflect.FileDescriptor
@@ -1291,12 +1358,19 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x04body\x18\n" +
 	" \x01(\fR\x04body\x120\n" +
 	"\x14business_signing_key\x18\v \x01(\fR\x12businessSigningKey\x12\x15\n" +
-	"\x06key_id\x18\f \x01(\tR\x05keyId\"A\n" +
+	"\x06key_id\x18\f \x01(\tR\x05keyId\"w\n" +
 	"\n" +
 	"AckRequest\x12\x1f\n" +
 	"\vmessage_ids\x18\x01 \x03(\tR\n" +
 	"messageIds\x12\x12\n" +
-	"\x04read\x18\x02 \x01(\bR\x04read\"=\n" +
+	"\x04read\x18\x02 \x01(\bR\x04read\x124\n" +
+	"\n" +
+	"rejections\x18\x03 \x03(\v2\x14.herald.v1.RejectionR\n" +
+	"rejections\"[\n" +
+	"\tRejection\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\tR\tmessageId\x12/\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x17.herald.v1.RejectReasonR\x06reason\"=\n" +
 	"\vAckResponse\x12.\n" +
 	"\x13unknown_message_ids\x18\x01 \x03(\tR\x11unknownMessageIds\"/\n" +
 	"\fBlockRequest\x12\x1f\n" +
@@ -1378,7 +1452,7 @@ func file_herald_v1_recipient_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_recipient_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_herald_v1_recipient_proto_goTypes = []any{
 	(Setter)(0),                     // 0: herald.v1.Setter
 	(ReportReason)(0),               // 1: herald.v1.ReportReason
@@ -1387,67 +1461,71 @@ var file_herald_v1_recipient_proto_goTypes = []any{
 	(*ReceiveRequest)(nil),          // 4: herald.v1.ReceiveRequest
 	(*Delivery)(nil),                // 5: herald.v1.Delivery
 	(*AckRequest)(nil),              // 6: herald.v1.AckRequest
-	(*AckResponse)(nil),             // 7: herald.v1.AckResponse
-	(*BlockRequest)(nil),            // 8: herald.v1.BlockRequest
-	(*BlockResponse)(nil),           // 9: herald.v1.BlockResponse
-	(*UnblockRequest)(nil),          // 10: herald.v1.UnblockRequest
-	(*UnblockResponse)(nil),         // 11: herald.v1.UnblockResponse
-	(*SetConsentRequest)(nil),       // 12: herald.v1.SetConsentRequest
-	(*SetConsentResponse)(nil),      // 13: herald.v1.SetConsentResponse
-	(*ListPreferencesRequest)(nil),  // 14: herald.v1.ListPreferencesRequest
-	(*CategoryConsent)(nil),         // 15: herald.v1.CategoryConsent
-	(*BusinessPreference)(nil),      // 16: herald.v1.BusinessPreference
-	(*ListPreferencesResponse)(nil), // 17: herald.v1.ListPreferencesResponse
-	(*RotateKeyRequest)(nil),        // 18: herald.v1.RotateKeyRequest
-	(*RotateKeyResponse)(nil),       // 19: herald.v1.RotateKeyResponse
-	(*ReportSpamRequest)(nil),       // 20: herald.v1.ReportSpamRequest
-	(*ReportSpamResponse)(nil),      // 21: herald.v1.ReportSpamResponse
-	(KeyAlgorithm)(0),               // 22: herald.v1.KeyAlgorithm
-	(Category)(0),                   // 23: herald.v1.Category
-	(Kind)(0),                       // 24: herald.v1.Kind
-	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
-	(Consent)(0),                    // 26: herald.v1.Consent
+	(*Rejection)(nil),               // 7: herald.v1.Rejection
+	(*AckResponse)(nil),             // 8: herald.v1.AckResponse
+	(*BlockRequest)(nil),            // 9: herald.v1.BlockRequest
+	(*BlockResponse)(nil),           // 10: herald.v1.BlockResponse
+	(*UnblockRequest)(nil),          // 11: herald.v1.UnblockRequest
+	(*UnblockResponse)(nil),         // 12: herald.v1.UnblockResponse
+	(*SetConsentRequest)(nil),       // 13: herald.v1.SetConsentRequest
+	(*SetConsentResponse)(nil),      // 14: herald.v1.SetConsentResponse
+	(*ListPreferencesRequest)(nil),  // 15: herald.v1.ListPreferencesRequest
+	(*CategoryConsent)(nil),         // 16: herald.v1.CategoryConsent
+	(*BusinessPreference)(nil),      // 17: herald.v1.BusinessPreference
+	(*ListPreferencesResponse)(nil), // 18: herald.v1.ListPreferencesResponse
+	(*RotateKeyRequest)(nil),        // 19: herald.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),       // 20: herald.v1.RotateKeyResponse
+	(*ReportSpamRequest)(nil),       // 21: herald.v1.ReportSpamRequest
+	(*ReportSpamResponse)(nil),      // 22: herald.v1.ReportSpamResponse
+	(KeyAlgorithm)(0),               // 23: herald.v1.KeyAlgorithm
+	(Category)(0),                   // 24: herald.v1.Category
+	(Kind)(0),                       // 25: herald.v1.Kind
+	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
+	(RejectReason)(0),               // 27: herald.v1.RejectReason
+	(Consent)(0),                    // 28: herald.v1.Consent
 }
 var file_herald_v1_recipient_proto_depIdxs = []int32{
-	22, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	23, // 1: herald.v1.Delivery.category:type_name -> herald.v1.Category
-	24, // 2: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
-	25, // 3: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
-	25, // 4: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
-	23, // 5: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
-	26, // 6: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
-	23, // 7: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
-	26, // 8: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
-	0,  // 9: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
-	25, // 10: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
-	15, // 11: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
-	25, // 12: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
-	16, // 13: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
-	22, // 14: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	1,  // 15: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
-	2,  // 16: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
-	4,  // 17: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
-	6,  // 18: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
-	8,  // 19: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
-	10, // 20: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
-	12, // 21: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
-	14, // 22: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
-	18, // 23: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
-	20, // 24: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
-	3,  // 25: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
-	5,  // 26: herald.v1.RecipientService.Receive:output_type -> herald.v1.Delivery
-	7,  // 27: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
-	9,  // 28: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
-	11, // 29: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
-	13, // 30: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
-	17, // 31: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
-	19, // 32: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
-	21, // 33: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
-	25, // [25:34] is the sub-list for method output_type
-	16, // [16:25] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	23, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	24, // 1: herald.v1.Delivery.category:type_name -> herald.v1.Category
+	25, // 2: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
+	26, // 3: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
+	26, // 4: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 5: herald.v1.AckRequest.rejections:type_name -> herald.v1.Rejection
+	27, // 6: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
+	24, // 7: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
+	28, // 8: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
+	24, // 9: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
+	28, // 10: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
+	0,  // 11: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
+	26, // 12: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
+	16, // 13: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
+	26, // 14: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
+	17, // 15: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
+	23, // 16: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	1,  // 17: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
+	2,  // 18: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
+	4,  // 19: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
+	6,  // 20: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
+	9,  // 21: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
+	11, // 22: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
+	13, // 23: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
+	15, // 24: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
+	19, // 25: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
+	21, // 26: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
+	3,  // 27: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
+	5,  // 28: herald.v1.RecipientService.Receive:output_type -> herald.v1.Delivery
+	8,  // 29: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
+	10, // 30: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
+	12, // 31: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
+	14, // 32: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
+	18, // 33: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
+	20, // 34: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
+	22, // 35: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
+	27, // [27:36] is the sub-list for method output_type
+	18, // [18:27] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_recipient_proto_init() }
@@ -1462,7 +1540,7 @@ func file_herald_v1_recipient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_recipient_proto_rawDesc), len(file_herald_v1_recipient_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

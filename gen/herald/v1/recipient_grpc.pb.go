@@ -47,8 +47,8 @@ type RecipientServiceClient interface {
 	// until it is acknowledged or expires.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	Receive(ctx context.Context, in *ReceiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Delivery], error)
-	// Ack acknowledges deliveries to this device, as delivered or as read; the business
-	// sees STATUS_DELIVERED / STATUS_READ events.
+	// Ack acknowledges deliveries to this device, as delivered, read or refused; the
+	// business sees STATUS_DELIVERED / STATUS_READ / STATUS_FAILED events.
 	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
 	// Block stops every message from a business; acknowledged, it holds for every later
 	// admission.
@@ -195,8 +195,8 @@ type RecipientServiceServer interface {
 	// until it is acknowledged or expires.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	Receive(*ReceiveRequest, grpc.ServerStreamingServer[Delivery]) error
-	// Ack acknowledges deliveries to this device, as delivered or as read; the business
-	// sees STATUS_DELIVERED / STATUS_READ events.
+	// Ack acknowledges deliveries to this device, as delivered, read or refused; the
+	// business sees STATUS_DELIVERED / STATUS_READ / STATUS_FAILED events.
 	Ack(context.Context, *AckRequest) (*AckResponse, error)
 	// Block stops every message from a business; acknowledged, it holds for every later
 	// admission.

@@ -328,6 +328,73 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_herald_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
+// RejectReason is why a device refused a delivery: the business sees it on the
+// STATUS_FAILED event, and the message is never reported delivered on that device.
+type RejectReason int32
+
+const (
+	RejectReason_REJECT_REASON_UNSPECIFIED RejectReason = 0
+	// The business's signature does not verify.
+	RejectReason_REJECT_REASON_BAD_SIGNATURE RejectReason = 1
+	// The device does not have the key the message needs: the business's signing key,
+	// or the device key the envelope was sealed to.
+	RejectReason_REJECT_REASON_UNKNOWN_KEY RejectReason = 2
+	// The envelope or body does not open.
+	RejectReason_REJECT_REASON_CANNOT_DECRYPT RejectReason = 3
+	// The sealed header does not match what the delivery says (business, category,
+	// kind, client message id).
+	RejectReason_REJECT_REASON_HEADER_MISMATCH RejectReason = 4
+	// The device has had this message already, or it is too old.
+	RejectReason_REJECT_REASON_REPLAY RejectReason = 5
+)
+
+// Enum value maps for RejectReason.
+var (
+	RejectReason_name = map[int32]string{
+		0: "REJECT_REASON_UNSPECIFIED",
+		1: "REJECT_REASON_BAD_SIGNATURE",
+		2: "REJECT_REASON_UNKNOWN_KEY",
+		3: "REJECT_REASON_CANNOT_DECRYPT",
+		4: "REJECT_REASON_HEADER_MISMATCH",
+		5: "REJECT_REASON_REPLAY",
+	}
+	RejectReason_value = map[string]int32{
+		"REJECT_REASON_UNSPECIFIED":     0,
+		"REJECT_REASON_BAD_SIGNATURE":   1,
+		"REJECT_REASON_UNKNOWN_KEY":     2,
+		"REJECT_REASON_CANNOT_DECRYPT":  3,
+		"REJECT_REASON_HEADER_MISMATCH": 4,
+		"REJECT_REASON_REPLAY":          5,
+	}
+)
+
+func (x RejectReason) Enum() *RejectReason {
+	p := new(RejectReason)
+	*p = x
+	return p
+}
+
+func (x RejectReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RejectReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_v1_types_proto_enumTypes[5].Descriptor()
+}
+
+func (RejectReason) Type() protoreflect.EnumType {
+	return &file_herald_v1_types_proto_enumTypes[5]
+}
+
+func (x RejectReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RejectReason.Descriptor instead.
+func (RejectReason) EnumDescriptor() ([]byte, []int) {
+	return file_herald_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
 // FieldViolation names one invalid field of a batch entry, as google.rpc.BadRequest does
 // for a whole request.
 type FieldViolation struct {
@@ -424,7 +491,14 @@ const file_herald_v1_types_proto_rawDesc = "" +
 	"\x14OUTCOME_RATE_LIMITED\x10\b\x12\x1c\n" +
 	"\x18OUTCOME_RECIPIENT_CAPPED\x10\t\x12!\n" +
 	"\x1dOUTCOME_NEW_RECIPIENT_LIMITED\x10\n" +
-	"B3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"*\xcc\x01\n" +
+	"\fRejectReason\x12\x1d\n" +
+	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bREJECT_REASON_BAD_SIGNATURE\x10\x01\x12\x1d\n" +
+	"\x19REJECT_REASON_UNKNOWN_KEY\x10\x02\x12 \n" +
+	"\x1cREJECT_REASON_CANNOT_DECRYPT\x10\x03\x12!\n" +
+	"\x1dREJECT_REASON_HEADER_MISMATCH\x10\x04\x12\x18\n" +
+	"\x14REJECT_REASON_REPLAY\x10\x05B3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_types_proto_rawDescOnce sync.Once
@@ -438,7 +512,7 @@ func file_herald_v1_types_proto_rawDescGZIP() []byte {
 	return file_herald_v1_types_proto_rawDescData
 }
 
-var file_herald_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_herald_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_herald_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_herald_v1_types_proto_goTypes = []any{
 	(Category)(0),          // 0: herald.v1.Category
@@ -446,7 +520,8 @@ var file_herald_v1_types_proto_goTypes = []any{
 	(Consent)(0),           // 2: herald.v1.Consent
 	(KeyAlgorithm)(0),      // 3: herald.v1.KeyAlgorithm
 	(Outcome)(0),           // 4: herald.v1.Outcome
-	(*FieldViolation)(nil), // 5: herald.v1.FieldViolation
+	(RejectReason)(0),      // 5: herald.v1.RejectReason
+	(*FieldViolation)(nil), // 6: herald.v1.FieldViolation
 }
 var file_herald_v1_types_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -466,7 +541,7 @@ func file_herald_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_types_proto_rawDesc), len(file_herald_v1_types_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   1,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -7,6 +7,7 @@
 package business
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -55,6 +56,9 @@ var (
 	ErrNotFound  = errors.New("no such business")
 	ErrBadKey    = errors.New("invalid or revoked API key")
 	ErrNoSuchKey = errors.New("no such API key")
+	// ErrSigningKeyExists: the business has another signing key, and the call did not
+	// say to replace it.
+	ErrSigningKeyExists = errors.New("the business has another signing key")
 )
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -204,10 +208,31 @@ func (s *Store) Profile(ctx context.Context, id string, now time.Time) (Profile,
 	})
 }
 
-// SetSigningKey registers the business's Ed25519 public key.
-func (s *Store) SetSigningKey(ctx context.Context, id string, pub []byte) error {
-	if err := s.rdb.HSet(ctx, keys.Business(id).Record(), keys.BusinessSigningKey, pub).Err(); err != nil {
+// SetSigningKey registers the business's Ed25519 public key: its first, or the one it
+// has again. A different key replaces the one it has only when replace is set, and is
+// ErrSigningKeyExists otherwise, so that a sender without the key cannot replace it by
+// accident (every device that trusted the old one would see a key change).
+func (s *Store) SetSigningKey(ctx context.Context, id string, pub []byte, replace bool) error {
+	rec := keys.Business(id).Record()
+	if replace {
+		if err := s.rdb.HSet(ctx, rec, keys.BusinessSigningKey, pub).Err(); err != nil {
+			return fmt.Errorf("set signing key: %w", err)
+		}
+		s.profiles.Forget(id)
+		return nil
+	}
+	set, err := s.rdb.HSetNX(ctx, rec, keys.BusinessSigningKey, pub).Result()
+	if err != nil {
 		return fmt.Errorf("set signing key: %w", err)
+	}
+	if !set {
+		have, err := s.rdb.HGet(ctx, rec, keys.BusinessSigningKey).Bytes()
+		if err != nil {
+			return fmt.Errorf("set signing key: %w", err)
+		}
+		if !bytes.Equal(have, pub) {
+			return ErrSigningKeyExists
+		}
 	}
 	s.profiles.Forget(id)
 	return nil

@@ -72,16 +72,36 @@ func (b *Business) authorized(ctx context.Context) context.Context {
 
 // RegisterSigningKey registers the public half of the Business's signing key with the
 // gateway, which hands it to devices with every delivery. Call it once when the key
-// is new. Devices pin the first key they see for a business and refuse a different
-// one until the person trusts it, so replacing a key is visible to every customer.
+// is new; calling it again with the same key is harmless. When the business has
+// another key registered it fails with an error that is ErrSigningKeyExists: sign
+// with that key (load it where you send from), or replace it on purpose with
+// ReplaceSigningKey.
 func (b *Business) RegisterSigningKey(ctx context.Context) error {
+	return b.setSigningKey(ctx, false)
+}
+
+// ReplaceSigningKey registers the Business's signing key in place of the one the
+// business has. Devices pin the first key they see for a business and refuse a
+// different one until the person trusts it, so replacing a key is visible to every
+// customer: do it only when the old key is lost or compromised.
+func (b *Business) ReplaceSigningKey(ctx context.Context) error {
+	return b.setSigningKey(ctx, true)
+}
+
+func (b *Business) setSigningKey(ctx context.Context, replace bool) error {
 	if b.signer == nil {
 		return errors.New("client: register signing key: the Business has no signing key")
 	}
-	return b.retry(ctx, "set signing key", func(ctx context.Context) error {
-		_, err := b.rpc.SetSigningKey(b.authorized(ctx), &heraldv1.SetSigningKeyRequest{PublicKey: b.signer.PublicKey()})
+	err := b.retry(ctx, "set signing key", func(ctx context.Context) error {
+		_, err := b.rpc.SetSigningKey(b.authorized(ctx), &heraldv1.SetSigningKeyRequest{PublicKey: b.signer.PublicKey(),
+			Replace: replace})
 		return err
 	})
+	var se *StatusError
+	if errors.As(err, &se) && se.Reason == "SIGNING_KEY_EXISTS" {
+		return fmt.Errorf("%w: %w", ErrSigningKeyExists, err)
+	}
+	return err
 }
 
 // Sent is a message the gateway accepted for one recipient.

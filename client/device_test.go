@@ -96,7 +96,10 @@ func TestKeyChangeSurfaced(t *testing.T) {
 
 	newSigner, _ := e2e.GenerateSigningKey()
 	rotated := client.NewBusiness(g.conn, b.ID(), businessKey(t, g, b), newSigner)
-	if err := rotated.RegisterSigningKey(ctx); err != nil {
+	if err := rotated.RegisterSigningKey(ctx); !errors.Is(err, client.ErrSigningKeyExists) {
+		t.Fatalf("registering another key: %v, want ErrSigningKeyExists", err)
+	}
+	if err := rotated.ReplaceSigningKey(ctx); err != nil {
 		t.Fatal(err)
 	}
 	s, err := rotated.Send(ctx, alice, e2e.Transactional, e2e.Receipt, []byte("second"))

@@ -204,6 +204,10 @@ func retryInfo(st *status.Status) time.Duration {
 	return 0
 }
 
+// ErrSigningKeyExists is returned by RegisterSigningKey when the business has another
+// signing key registered: a sender without that key must not replace it by accident.
+var ErrSigningKeyExists = errors.New("client: the business has another signing key registered")
+
 // Errors a Device returns as the Reason of a *RejectedDeliveryError, next to those of
 // package e2e (e2e.ErrBadSignature, e2e.ErrHeaderMismatch, e2e.ErrNotForThisDevice,
 // e2e.ErrMalformed, e2e.ErrUnsupportedVersion, e2e.ErrUnsupportedAlgorithm).

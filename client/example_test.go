@@ -61,6 +61,27 @@ func ExampleBusiness_RegisterSigningKey() {
 	}
 }
 
+// A business whose signing key was stolen replaces it: every device then reports a
+// key change until its person trusts the new key. Without the stolen key at hand,
+// RegisterSigningKey would refuse (ErrSigningKeyExists) rather than replace it.
+func ExampleBusiness_ReplaceSigningKey() {
+	signer, err := e2e.GenerateSigningKey()
+	if err != nil {
+		log.Fatal(err)
+	}
+	acme := client.NewBusiness(conn, "biz_acme", os.Getenv("HERALD_API_KEY"), signer)
+	err = acme.RegisterSigningKey(ctx)
+	if errors.Is(err, client.ErrSigningKeyExists) {
+		err = acme.ReplaceSigningKey(ctx) // on purpose: the old key is compromised
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile("herald-signing.key", signer.MarshalPrivate(), 0o600); err != nil {
+		log.Fatal(err)
+	}
+}
+
 // A receipt, with an idempotency key derived from the order so that a job that runs
 // twice delivers it once.
 func ExampleBusiness_Send() {

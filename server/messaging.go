@@ -2,15 +2,18 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/heraldhq/herald/admission"
 	"github.com/heraldhq/herald/blocklist"
+	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/delivery"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/keys"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -251,12 +254,19 @@ func isDigits(v string) bool {
 	return true
 }
 
-// SetSigningKey registers the business's Ed25519 public key, which deliveries carry.
+// SetSigningKey registers the business's Ed25519 public key, which deliveries carry;
+// another key replaces it only when the request says replace.
 func (s *Server) SetSigningKey(ctx context.Context, req *heraldv1.SetSigningKeyRequest) (*heraldv1.SetSigningKeyResponse, error) {
 	if n := len(req.GetPublicKey()); n != 32 {
 		return nil, invalid([]*violation{badField("public_key", fmt.Sprintf("must be a 32-byte Ed25519 public key, got %d bytes", n))})
 	}
-	if err := s.businesses.SetSigningKey(ctx, businessFrom(ctx), req.GetPublicKey()); err != nil {
+	err := s.businesses.SetSigningKey(ctx, businessFrom(ctx), req.GetPublicKey(), req.GetReplace())
+	if errors.Is(err, business.ErrSigningKeyExists) {
+		return nil, withInfo(codes.FailedPrecondition, "the business has another signing key: sign with that one "+
+			"(load its private key where you send from), or set replace to replace it, which every device "+
+			"that trusted it sees as a key change", "SIGNING_KEY_EXISTS")
+	}
+	if err != nil {
 		return nil, s.storeError(ctx, "set signing key", err)
 	}
 	return &heraldv1.SetSigningKeyResponse{}, nil

@@ -288,6 +288,11 @@ func (f *fakeMessaging) Send(_ context.Context, req *heraldv1.SendRequest) (*her
 func (f *fakeMessaging) SetSigningKey(_ context.Context, req *heraldv1.SetSigningKeyRequest) (*heraldv1.SetSigningKeyResponse, error) {
 	f.st.mu.Lock()
 	defer f.st.mu.Unlock()
+	if f.st.signingKey != nil && !bytes.Equal(f.st.signingKey, req.GetPublicKey()) && !req.GetReplace() {
+		st, _ := status.New(codes.FailedPrecondition, "the business has another signing key").WithDetails(
+			&errdetails.ErrorInfo{Reason: "SIGNING_KEY_EXISTS"})
+		return nil, st.Err()
+	}
 	f.st.signingKey = req.GetPublicKey()
 	return &heraldv1.SetSigningKeyResponse{}, nil
 }
@@ -506,26 +511,29 @@ func TestReceiveRefusesWhatFailsVerification(t *testing.T) {
 	}
 }
 
-// TestBusinessKeyChange: when a business's signing key changes, the device withholds
+// TestBusinessKeyChange: when a business replaces its signing key, the device withholds
 // its messages until the person trusts the new key.
 func TestBusinessKeyChange(t *testing.T) {
 	t.Parallel()
 	_, addr := startFake(t)
 	state := t.TempDir()
 	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": state, "HERALD_API_KEY": fakeAPIKey, "HERALD_BUSINESS_ID": fakeBusiness}
-	send := func(text string) {
+	send := func(want int, text string, extra ...string) {
 		t.Helper()
-		mustHerald(t, exitOK, vars, "send", "--to", "+15550000001", "--category", "transactional", "--kind", "receipt", "--text", text)
+		mustHerald(t, want, vars, append([]string{"send", "--to", "+15550000001", "--category", "transactional", "--kind", "receipt",
+			"--text", text}, extra...)...)
 	}
 	mustHerald(t, exitOK, vars, "device", "register", "--phone", "+15550000001", "--code", fakeCode)
-	send("first")
+	send(exitOK, "first")
 	mustHerald(t, exitOK, vars, "device", "receive", "--ack")
 
-	// The business loses its key file: the next send makes and registers a new key.
+	// The business loses its key file: a send does not replace the key by itself; the
+	// business replaces it on purpose.
 	if err := os.Remove(filepath.Join(state, "business-"+fakeBusiness+".key")); err != nil {
 		t.Fatal(err)
 	}
-	send("second")
+	send(exitError, "second")
+	send(exitOK, "second", "--replace-signing-key")
 	code, out, stderr := herald(t, vars, "device", "receive", "--ack")
 	if code != exitError || strings.Contains(out, "second") || !strings.Contains(stderr, "herald device trust "+fakeBusiness+" --key ") {
 		t.Fatalf("receive under a new key: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)

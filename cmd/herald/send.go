@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,6 +33,7 @@ func (c *cli) send(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	text := fs.String("text", "", "the message `TEXT` (required); only the recipient's devices can read it")
 	id := fs.String("id", "", "client message `ID`, the idempotency key: sending again with the same id delivers nothing twice (default: random)")
 	ttl := fs.Duration("ttl", 0, "drop the message if undelivered after this `DURATION`, 1s to 720h (default: the gateway's, 30 days)")
+	replaceKey := fs.Bool("replace-signing-key", false, "replace the business's registered signing key with a new one (or HERALD_SIGNING_KEY_FILE's): every device sees a key change; for a lost or stolen key only")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -64,7 +67,7 @@ func (c *cli) send(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	b, err := c.signingBusiness(ctx, conn, *business, key)
+	b, err := c.signingBusiness(ctx, conn, *business, key, *replaceKey)
 	if err != nil {
 		return err
 	}
@@ -84,21 +87,64 @@ func (c *cli) send(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		*id, sent.DeviceIDs)
 }
 
-// signingBusiness is the business id with its signing key from the state directory.
-// The first time, it generates the key, registers it with the gateway and saves it.
-func (c *cli) signingBusiness(ctx context.Context, conn grpc.ClientConnInterface, id, key string) (*client.Business, error) {
+// signingBusiness is the business id with its signing key: from the file
+// HERALD_SIGNING_KEY_FILE names, or else from the state directory. The first time
+// (no key anywhere) it generates one, registers it with the gateway and saves it. It
+// never replaces a key the business has registered unless replace is set: a machine
+// without the key gets an error saying how to load it.
+func (c *cli) signingBusiness(ctx context.Context, conn grpc.ClientConnInterface, id, key string, replace bool) (*client.Business, error) {
+	if file := c.cfg.getenv("HERALD_SIGNING_KEY_FILE"); file != "" {
+		seed, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("HERALD_SIGNING_KEY_FILE: %w", err)
+		}
+		signer, err := e2e.ParseSigningKey(seed)
+		if err != nil {
+			return nil, fmt.Errorf("HERALD_SIGNING_KEY_FILE %s: %w", file, err)
+		}
+		b := client.NewBusiness(conn, id, key, signer)
+		if replace {
+			return b, b.ReplaceSigningKey(ctx)
+		}
+		if err := b.RegisterSigningKey(ctx); errors.Is(err, client.ErrSigningKeyExists) {
+			return nil, fmt.Errorf("the key in HERALD_SIGNING_KEY_FILE (%s) is not the signing key business %s has registered; "+
+				"point it at the registered key, or send with --replace-signing-key to replace that one (every device will see a key change)", file, id)
+		} else if err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
 	signer, saved, err := loadSigningKey(c.cfg.StateDir, id)
+	if replace && err == nil {
+		signer, err = e2e.GenerateSigningKey() // a replacement is a new key, whatever is saved
+	}
 	if err != nil {
 		return nil, err
 	}
 	b := client.NewBusiness(conn, id, key, signer)
-	if saved {
+	if saved && !replace {
 		return b, nil
 	}
-	if err := b.RegisterSigningKey(ctx); err != nil {
+	if replace {
+		err = b.ReplaceSigningKey(ctx)
+	} else {
+		err = b.RegisterSigningKey(ctx)
+	}
+	if errors.Is(err, client.ErrSigningKeyExists) {
+		// Another herald on this machine may have made and saved one meanwhile.
+		if signer, saved, lerr := loadSigningKey(c.cfg.StateDir, id); lerr == nil && saved {
+			b = client.NewBusiness(conn, id, key, signer)
+			return b, b.RegisterSigningKey(ctx)
+		}
+		path, _ := signingKeyPath(c.cfg.StateDir, id)
+		return nil, fmt.Errorf("business %s has a signing key registered, and this machine does not have it: copy %s from the machine "+
+			"that made it, or set HERALD_SIGNING_KEY_FILE to that key file; to replace the key on purpose "+
+			"(every device will see a key change), send with --replace-signing-key", id, filepath.Base(path))
+	}
+	if err != nil {
 		return nil, err
 	}
-	path, err := saveSigningKey(c.cfg.StateDir, id, signer)
+	path, err := saveSigningKey(c.cfg.StateDir, id, signer, replace)
 	if errors.Is(err, fs.ErrExist) {
 		// Another herald made one meanwhile: use that, and make sure it is the one
 		// registered, whichever registration came last.
@@ -106,13 +152,17 @@ func (c *cli) signingBusiness(ctx context.Context, conn grpc.ClientConnInterface
 			return nil, err
 		}
 		b = client.NewBusiness(conn, id, key, signer)
-		return b, b.RegisterSigningKey(ctx)
+		return b, b.ReplaceSigningKey(ctx)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("registered a new signing key for %s but could not save it (send again to make another): %w", id, err)
 	}
 	if !c.cfg.JSON {
-		fmt.Fprintf(c.stderr, "herald: new signing key for %s registered and saved in %s; devices trust it from now on\n", id, path)
+		what := "new signing key"
+		if replace {
+			what = "replacement signing key"
+		}
+		fmt.Fprintf(c.stderr, "herald: %s for %s registered and saved in %s; devices trust it from now on\n", what, id, path)
 	}
 	return b, nil
 }

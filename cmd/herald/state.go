@@ -190,12 +190,12 @@ func loadSigningKey(dir, id string) (key *e2e.SigningKey, saved bool, err error)
 	return key, true, nil
 }
 
-// saveSigningKey saves a new signing key. It fails with fs.ErrExist if another
-// herald saved one for the business meanwhile.
-func saveSigningKey(dir, id string, key *e2e.SigningKey) (string, error) {
+// saveSigningKey saves a new signing key. Unless replace is set it fails with
+// fs.ErrExist if another herald saved one for the business meanwhile.
+func saveSigningKey(dir, id string, key *e2e.SigningKey, replace bool) (string, error) {
 	path, err := signingKeyPath(dir, id)
 	if err != nil {
 		return "", err
 	}
-	return path, writePrivate(dir, path, key.MarshalPrivate(), false)
+	return path, writePrivate(dir, path, key.MarshalPrivate(), replace)
 }

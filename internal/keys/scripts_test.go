@@ -53,7 +53,7 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	must(t, bs.RevokeKey(ctx, gone, now))
 	sig := make([]byte, 32)
 	sig[0] = 7
-	must(t, bs.SetSigningKey(ctx, biz, sig))
+	must(t, bs.SetSigningKey(ctx, biz, sig, false))
 	rec, err := keys.ParseBusiness(rdb.HGetAll(ctx, keys.Business(biz).Record()).Val())
 	d := business.DefaultLimits
 	wantRec := keys.BusinessRecord{DisplayName: "Acme", Created: now, SigningKey: sig,

@@ -1088,7 +1088,11 @@ func (x *StatusEvent) GetFailureReason() RejectReason {
 type SetSigningKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required: a 32-byte Ed25519 public key.
-	PublicKey     []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// Replace the business's key with this one. Without it the call registers the
+	// business's first key, or repeats the one it has. Replacing is a deliberate act:
+	// every device that trusted the old key sees a key change.
+	Replace       bool `protobuf:"varint,2,opt,name=replace,proto3" json:"replace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1128,6 +1132,13 @@ func (x *SetSigningKeyRequest) GetPublicKey() []byte {
 		return x.PublicKey
 	}
 	return nil
+}
+
+func (x *SetSigningKeyRequest) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
 }
 
 // SetSigningKeyResponse is empty.
@@ -1241,10 +1252,11 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\x0e2\x11.herald.v1.StatusR\x06status\x12\x1b\n" +
 	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\x12.\n" +
 	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12>\n" +
-	"\x0efailure_reason\x18\a \x01(\x0e2\x17.herald.v1.RejectReasonR\rfailureReason\"5\n" +
+	"\x0efailure_reason\x18\a \x01(\x0e2\x17.herald.v1.RejectReasonR\rfailureReason\"O\n" +
 	"\x14SetSigningKeyRequest\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x01 \x01(\fR\tpublicKey\"\x17\n" +
+	"public_key\x18\x01 \x01(\fR\tpublicKey\x12\x18\n" +
+	"\areplace\x18\x02 \x01(\bR\areplace\"\x17\n" +
 	"\x15SetSigningKeyResponse*\x83\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x13\n" +

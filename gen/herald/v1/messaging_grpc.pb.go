@@ -59,7 +59,10 @@ type MessagingServiceClient interface {
 	StreamStatus(ctx context.Context, in *StreamStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatusEvent], error)
 	// SetSigningKey registers the business's Ed25519 public key. Deliveries carry it, so
 	// that devices can check that a message really comes from the business; devices pin
-	// the first key they see and tell the person when it changes.
+	// the first key they see and tell the person when it changes. A business that has a
+	// key keeps it unless the call says replace: a different key is FAILED_PRECONDITION
+	// with ErrorInfo reason SIGNING_KEY_EXISTS, so that a machine without the key never
+	// replaces it by accident.
 	SetSigningKey(ctx context.Context, in *SetSigningKeyRequest, opts ...grpc.CallOption) (*SetSigningKeyResponse, error)
 }
 
@@ -172,7 +175,10 @@ type MessagingServiceServer interface {
 	StreamStatus(*StreamStatusRequest, grpc.ServerStreamingServer[StatusEvent]) error
 	// SetSigningKey registers the business's Ed25519 public key. Deliveries carry it, so
 	// that devices can check that a message really comes from the business; devices pin
-	// the first key they see and tell the person when it changes.
+	// the first key they see and tell the person when it changes. A business that has a
+	// key keeps it unless the call says replace: a different key is FAILED_PRECONDITION
+	// with ErrorInfo reason SIGNING_KEY_EXISTS, so that a machine without the key never
+	// replaces it by accident.
 	SetSigningKey(context.Context, *SetSigningKeyRequest) (*SetSigningKeyResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }

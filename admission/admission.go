@@ -41,6 +41,8 @@ type Message struct {
 	Envelopes []blocklist.Envelope
 	// Body is the sealed body the envelopes unlock, or nil.
 	Body []byte
+	// SigningKeyID is the business key the message was signed with, or "".
+	SigningKeyID string
 }
 
 // Admitter runs the Send path of a gateway: every admission and every lookup of a
@@ -145,7 +147,8 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 	for i, m := range ms[:r.Allowed] {
 		as[i] = blocklist.Admission{UID: m.UID, Business: biz, Category: m.Category, Kind: m.Kind,
 			ClientMessageID: m.ClientMessageID, MessageID: keys.NewMessageID(m.UID, now), Now: now,
-			Expires: now.Add(m.TTL), Envelopes: m.Envelopes, Body: m.Body, New: refusedUnless(lim)}
+			Expires: now.Add(m.TTL), Envelopes: m.Envelopes, Body: m.Body, SigningKeyID: m.SigningKeyID,
+			New: refusedUnless(lim)}
 	}
 	if len(as) == 0 {
 		return out, nil

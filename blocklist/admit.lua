@@ -15,7 +15,8 @@
 -- ARGV[12] marketing cap per recipient (0: none)  ARGV[13] marketing window (ms)
 -- ARGV[14] pair interval (ms, 0: none)  ARGV[15] pair burst
 -- ARGV[16] body hash ("" when the envelopes carry whole messages)
--- ARGV[17..] device id, ciphertext, key id ("" to skip the check), for each envelope
+-- ARGV[17] the business signing key id the message was signed with ("" if not said)
+-- ARGV[18..] device id, ciphertext, key id ("" to skip the check), for each envelope
 --
 -- Replies, {word, new, ...}, where new is 1 when the call started a new recipient
 -- (the caller spends one of its business's new-recipient allowance):
@@ -42,7 +43,7 @@ end
 
 -- Envelopes must match the recipient's devices and their current keys exactly (the
 -- Signal way): the sender learns which device keys to fetch or drop and sends again.
-local first_env = 17
+local first_env = 18
 local n = (#ARGV - first_env + 1) / 3
 local given = {}
 for i = 1, n do
@@ -93,7 +94,7 @@ end
 
 local mid, expiry = ARGV[5], tonumber(ARGV[7])
 local seq = redis.call("INCR", KEYS[6])
-local fields = message_fields(biz, cat, ARGV[3], ARGV[4], ARGV[6], ARGV[7], ARGV[16])
+local fields = message_fields(biz, cat, ARGV[3], ARGV[4], ARGV[6], ARGV[7], ARGV[16], ARGV[17])
 for i = 1, n do
   local base = first_env + 3 * (i - 1)
   local d = ARGV[base]

@@ -169,6 +169,9 @@ type Admission struct {
 	// Body is the sealed body the envelopes unlock (nil when each envelope is the
 	// whole message). Admit stores each distinct body once, named by its hash.
 	Body []byte
+	// SigningKeyID names the business key the message was signed with (e2e.KeyID), so
+	// that its deliveries carry that key; "" when the business did not say.
+	SigningKeyID string
 }
 
 // Decision is what happened to one Admission.
@@ -279,7 +282,7 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 		if len(a.Body) > 0 {
 			bh = BodyHash(a.Body)
 		}
-		args = append(args, bh)
+		args = append(args, bh, a.SigningKeyID)
 		for _, e := range a.Envelopes {
 			ks = append(ks, u.Mailbox(e.DeviceID))
 			args = append(args, e.DeviceID, e.Ciphertext, e.KeyID)

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/e2e"
 	"github.com/heraldhq/herald/internal/cache"
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/redis/go-redis/v9"
@@ -59,6 +60,11 @@ var (
 	// ErrSigningKeyExists: the business has another signing key, and the call did not
 	// say to replace it.
 	ErrSigningKeyExists = errors.New("the business has another signing key")
+	// ErrNoSuchSigningKey: the business keeps no signing key with that id.
+	ErrNoSuchSigningKey = errors.New("no such signing key")
+	// ErrCurrentSigningKey: the key is the business's current one, which only a
+	// replacement retires.
+	ErrCurrentSigningKey = errors.New("the business's current signing key")
 )
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -83,8 +89,20 @@ type Store struct {
 // Profile is what deliveries tell devices about their sender.
 type Profile struct {
 	DisplayName string
-	// SigningKey is the business's Ed25519 public key, if it registered one.
+	// SigningKey is the business's current Ed25519 public key, if it registered one.
 	SigningKey []byte
+	// SigningKeys are the keys it registered and has not retired, by id (e2e.KeyID):
+	// a message signed with one is delivered with it.
+	SigningKeys map[string][]byte
+}
+
+// SigningKeyFor is the key a delivery of a message signed with key id carries: that
+// key while the business keeps it, else (an id not given, or retired) the current one.
+func (p Profile) SigningKeyFor(id string) []byte {
+	if k, ok := p.SigningKeys[id]; ok {
+		return k
+	}
+	return p.SigningKey
 }
 
 // New returns a Store on rdb.
@@ -200,7 +218,7 @@ func (s *Store) Profile(ctx context.Context, id string, now time.Time) (Profile,
 		if r.DisplayName == "" {
 			return Profile{}, ErrNotFound
 		}
-		p := Profile{DisplayName: r.DisplayName}
+		p := Profile{DisplayName: r.DisplayName, SigningKeys: r.SigningKeys}
 		if len(r.SigningKey) > 0 {
 			p.SigningKey = r.SigningKey
 		}
@@ -214,6 +232,11 @@ func (s *Store) Profile(ctx context.Context, id string, now time.Time) (Profile,
 // accident (every device that trusted the old one would see a key change).
 func (s *Store) SetSigningKey(ctx context.Context, id string, pub []byte, replace bool) error {
 	rec := keys.Business(id).Record()
+	// Every key is kept by its id too, so that messages signed with a replaced key are
+	// still delivered with it.
+	if err := s.rdb.HSet(ctx, rec, keys.BusinessSigningKeyOf(e2e.KeyID(pub)), pub).Err(); err != nil {
+		return fmt.Errorf("set signing key: %w", err)
+	}
 	if replace {
 		if err := s.rdb.HSet(ctx, rec, keys.BusinessSigningKey, pub).Err(); err != nil {
 			return fmt.Errorf("set signing key: %w", err)
@@ -231,8 +254,33 @@ func (s *Store) SetSigningKey(ctx context.Context, id string, pub []byte, replac
 			return fmt.Errorf("set signing key: %w", err)
 		}
 		if !bytes.Equal(have, pub) {
+			// Not kept: the key was refused.
+			s.rdb.HDel(ctx, rec, keys.BusinessSigningKeyOf(e2e.KeyID(pub)))
 			return ErrSigningKeyExists
 		}
+	}
+	s.profiles.Forget(id)
+	return nil
+}
+
+// RetireSigningKey forgets the business's replaced signing key with id keyID. It is
+// ErrNoSuchSigningKey for a key the business does not keep, and ErrCurrentSigningKey
+// for its current key, which only a replacement retires.
+func (s *Store) RetireSigningKey(ctx context.Context, id, keyID string) error {
+	rec := keys.Business(id).Record()
+	h, err := s.rdb.HMGet(ctx, rec, keys.BusinessSigningKey, keys.BusinessSigningKeyOf(keyID)).Result()
+	if err != nil {
+		return fmt.Errorf("retire signing key: %w", err)
+	}
+	cur, _ := h[0].(string)
+	if _, ok := h[1].(string); !ok {
+		return ErrNoSuchSigningKey
+	}
+	if cur != "" && e2e.KeyID([]byte(cur)) == keyID {
+		return ErrCurrentSigningKey
+	}
+	if err := s.rdb.HDel(ctx, rec, keys.BusinessSigningKeyOf(keyID)).Err(); err != nil {
+		return fmt.Errorf("retire signing key: %w", err)
 	}
 	s.profiles.Forget(id)
 	return nil

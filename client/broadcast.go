@@ -121,7 +121,7 @@ func (bc *broadcast) round(ctx context.Context, idx []int, fresh bool) (stale []
 	}
 	msgs := make(map[int]*heraldv1.Message, len(ready))
 	for _, i := range ready {
-		msgs[i] = message(bc.to[i], bc.h, sealed, devices[i], bc.ttl)
+		msgs[i] = message(bc.to[i], bc.h, sealed, devices[i], bc.ttl, bc.b.signer)
 	}
 	return bc.send(ctx, ready, msgs, devices, !fresh)
 }

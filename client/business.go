@@ -88,6 +88,26 @@ func (b *Business) ReplaceSigningKey(ctx context.Context) error {
 	return b.setSigningKey(ctx, true)
 }
 
+// SigningKeyID is the id of the Business's signing key, as messages name it and
+// RetireSigningKey takes it.
+func (b *Business) SigningKeyID() string {
+	if b.signer == nil {
+		return ""
+	}
+	return e2e.KeyID(b.signer.PublicKey())
+}
+
+// RetireSigningKey forgets a signing key the business replaced (by its SigningKeyID):
+// messages still queued that were signed with it are then delivered with the current
+// key, and devices refuse them. Until then the gateway keeps every replaced key, so
+// that a replacement strands no queued message.
+func (b *Business) RetireSigningKey(ctx context.Context, keyID string) error {
+	return b.retry(ctx, "retire signing key", func(ctx context.Context) error {
+		_, err := b.rpc.RetireSigningKey(b.authorized(ctx), &heraldv1.RetireSigningKeyRequest{KeyId: keyID})
+		return err
+	})
+}
+
 func (b *Business) setSigningKey(ctx context.Context, replace bool) error {
 	if b.signer == nil {
 		return errors.New("client: register signing key: the Business has no signing key")
@@ -148,7 +168,7 @@ func (b *Business) Send(ctx context.Context, to string, category e2e.Category, k
 		if err != nil {
 			return nil, fmt.Errorf("client: send: %w", err)
 		}
-		msg := message(to, h, sealed, devices, o.ttl)
+		msg := message(to, h, sealed, devices, o.ttl, b.signer)
 		var resp *heraldv1.SendResponse
 		err = b.retry(ctx, "send", func(ctx context.Context) error {
 			var err error
@@ -189,11 +209,12 @@ func (b *Business) sendOptions(opts []SendOption) (sendOptions, error) {
 // random bits, in the characters the gateway allows.
 func newClientMessageID() string { return "sdk-" + rand.Text() }
 
-// message is the Message for one recipient: the sealed body once, and each of its
-// devices' wraps as that device's envelope.
-func message(to string, h e2e.Header, s *e2e.Sealed, devices []e2e.Recipient, ttl time.Duration) *heraldv1.Message {
+// message is the Message for one recipient: the sealed body once, each of its devices'
+// wraps as that device's envelope, and the id of the key it was signed with, so that
+// its deliveries carry that key even if the business replaces it meanwhile.
+func message(to string, h e2e.Header, s *e2e.Sealed, devices []e2e.Recipient, ttl time.Duration, signer *e2e.SigningKey) *heraldv1.Message {
 	m := &heraldv1.Message{Recipient: to, Category: heraldv1.Category(h.Category), Kind: heraldv1.Kind(h.Kind),
-		ClientMessageId: h.ClientMessageID, Body: s.Body}
+		ClientMessageId: h.ClientMessageID, Body: s.Body, SigningKeyId: e2e.KeyID(signer.PublicKey())}
 	if ttl > 0 {
 		m.Ttl = durationpb.New(ttl)
 	}

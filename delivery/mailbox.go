@@ -50,6 +50,8 @@ type Delivery struct {
 	Body []byte
 	// KeyID is the device key the envelope was sealed to, if the business said.
 	KeyID string
+	// SigningKeyID is the business key the message was signed with, if it said.
+	SigningKeyID string
 }
 
 // Mailboxes reads device mailboxes and records acknowledgements.
@@ -148,7 +150,7 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Del
 		}
 		d := Delivery{MessageID: id, Business: msg.Business, Category: msg.Category, Kind: msg.Kind,
 			ClientMessageID: msg.ClientMessageID, Sent: msg.Sent, Expires: msg.Expires, Ciphertext: []byte(env),
-			KeyID: msg.Devices[p.DeviceID].KeyID}
+			KeyID: msg.Devices[p.DeviceID].KeyID, SigningKeyID: msg.SigningKeyID}
 		if msg.BodyHash != "" {
 			d.Body = []byte(msg.BodyHash) // the hash, until loadBodies swaps in the body
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/heraldhq/herald/blocklist"
 	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/delivery"
+	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/keys"
 	"google.golang.org/grpc"
@@ -23,7 +24,7 @@ func (s *Server) uid(e164 string) string { return keys.UID(s.cfg.Secret, e164) }
 // toAdmission is a validated message as package admission takes it.
 func (s *Server) toAdmission(m message) admission.Message {
 	return admission.Message{UID: s.uid(m.e164), Category: m.category, Kind: m.kind, ClientMessageID: m.clientID,
-		TTL: m.ttl, Envelopes: m.envelopes, Body: m.body}
+		TTL: m.ttl, Envelopes: m.envelopes, Body: m.body, SigningKeyID: m.signingKeyID}
 }
 
 // Send admits one message. Over the business's rate it fails with
@@ -269,5 +270,22 @@ func (s *Server) SetSigningKey(ctx context.Context, req *heraldv1.SetSigningKeyR
 	if err != nil {
 		return nil, s.storeError(ctx, "set signing key", err)
 	}
-	return &heraldv1.SetSigningKeyResponse{}, nil
+	return &heraldv1.SetSigningKeyResponse{KeyId: e2e.KeyID(req.GetPublicKey())}, nil
+}
+
+// RetireSigningKey forgets one of the business's replaced signing keys.
+func (s *Server) RetireSigningKey(ctx context.Context, req *heraldv1.RetireSigningKeyRequest) (*heraldv1.RetireSigningKeyResponse, error) {
+	if !validKeyID(req.GetKeyId()) {
+		return nil, invalid([]*violation{badField("key_id", "required: a key id from SetSigningKey")})
+	}
+	switch err := s.businesses.RetireSigningKey(ctx, businessFrom(ctx), req.GetKeyId()); {
+	case errors.Is(err, business.ErrNoSuchSigningKey):
+		return nil, notFound("the business keeps no signing key " + req.GetKeyId())
+	case errors.Is(err, business.ErrCurrentSigningKey):
+		return nil, withInfo(codes.FailedPrecondition, "that is the business's current signing key: replace it first",
+			"CURRENT_SIGNING_KEY")
+	case err != nil:
+		return nil, s.storeError(ctx, "retire signing key", err)
+	}
+	return &heraldv1.RetireSigningKeyResponse{}, nil
 }

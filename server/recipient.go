@@ -73,7 +73,8 @@ func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.Serve
 		return stream.Send(&heraldv1.Delivery{MessageId: d.MessageID, BusinessId: d.Business,
 			BusinessDisplayName: prof.DisplayName, Category: categoryProto[d.Category], Kind: kindProto[d.Kind],
 			SentTime: timestamppb.New(d.Sent), ExpireTime: timestamppb.New(d.Expires), Ciphertext: d.Ciphertext,
-			ClientMessageId: d.ClientMessageID, Body: d.Body, BusinessSigningKey: prof.SigningKey, KeyId: d.KeyID})
+			ClientMessageId: d.ClientMessageID, Body: d.Body, BusinessSigningKey: prof.SigningKeyFor(d.SigningKeyID),
+			KeyId: d.KeyID})
 	})
 	if err != nil && stream.Context().Err() == nil {
 		return r.storeError(ctx, "receive", err)

@@ -54,6 +54,8 @@ type message struct {
 	clientID  string
 	ttl       time.Duration
 	envelopes []blocklist.Envelope
+	// signingKeyID is the business key the message is signed with, or "".
+	signingKeyID string
 }
 
 // checker collects violations under a path prefix.
@@ -222,6 +224,11 @@ func (c *checker) message(m *heraldv1.Message) message {
 		c.bad("body", "at most %d bytes (64 KiB), got %d", maxCiphertext, len(m.GetBody()))
 	} else {
 		out.body = m.GetBody()
+	}
+	if k := m.GetSigningKeyId(); k != "" && !validKeyID(k) {
+		c.bad("signing_key_id", "not a key id from SetSigningKey")
+	} else {
+		out.signingKeyID = k
 	}
 	out.ttl = maxTTL
 	if m.Ttl != nil {

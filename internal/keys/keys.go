@@ -34,8 +34,9 @@
 //	hr:{u:U}:clog       stream every consent change, with who, when and how (ConsentChange)
 //	hr:{u:U}:idem:B:C   string message id admitted for business B's client_message_id C (24 h)
 //	hr:{u:U}:msg:M      hash   message M (Message): b, c, k, cm, t (sent), x (expires), bd (body
-//	                           hash or ""), and per device D: s:D (state), kid:D (key id it
-//	                           was sealed to), rp:D (why D reported it)
+//	                           hash or ""), sk (the business key id it was signed with, if
+//	                           given), and per device D: s:D (state), kid:D (key id it was
+//	                           sealed to), rp:D (why D reported it)
 //	hr:{u:U}:msg:M:D    string device D's envelope of message M, until delivered
 //	hr:{u:U}:mb:D       zset   device D's mailbox: queued message ids by admission sequence
 //	hr:{u:U}:seq        string admission sequence
@@ -48,7 +49,8 @@
 // Business keys ({b:<id>}):
 //
 //	hr:{b:B}            hash   display_name, created, mps, burst, uniq (limits), sigkey (its
-//	                           Ed25519 public key, raw) (BusinessRecord)
+//	                           current Ed25519 public key, raw), sigkey:<key id> (every key
+//	                           it registered and has not retired) (BusinessRecord)
 //	hr:{b:B}:keys       set    ids of the business's active API keys
 //	hr:{b:B}:st         stream status events for the business (StreamStatus): s, m, cm, d, t
 //	hr:{b:B}:new        zset   units of its new-recipient allowance (AllowanceUnit), by lease time

@@ -57,7 +57,8 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	rec, err := keys.ParseBusiness(rdb.HGetAll(ctx, keys.Business(biz).Record()).Val())
 	d := business.DefaultLimits
 	wantRec := keys.BusinessRecord{DisplayName: "Acme", Created: now, SigningKey: sig,
-		Limits: &keys.BusinessLimits{PerSecond: d.PerSecond, Burst: d.Burst, DailyUnique: d.DailyUnique}}
+		SigningKeys: map[string][]byte{e2e.KeyID(sig): sig},
+		Limits:      &keys.BusinessLimits{PerSecond: d.PerSecond, Burst: d.Burst, DailyUnique: d.DailyUnique}}
 	if err != nil || !reflect.DeepEqual(rec, wantRec) {
 		t.Fatalf("business record = %+v, %v; want %+v", rec, err, wantRec)
 	}
@@ -134,15 +135,17 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	if err != nil || ds[0].Outcome != blocklist.StaleDevices || !slices.Equal(ds[0].Retired, []string{d1}) {
 		t.Fatalf("Admit to a retired key = %+v, %v", ds, err)
 	}
-	ds, err = store.Admit(ctx, []blocklist.Admission{admission(m1, "c1", blocklist.Marketing, "body one", time.Hour,
+	a1 := admission(m1, "c1", blocklist.Marketing, "body one", time.Hour,
 		blocklist.Envelope{DeviceID: d1, Ciphertext: []byte("wrap 1"), KeyID: k1},
-		blocklist.Envelope{DeviceID: d2, Ciphertext: []byte("wrap 2")})})
+		blocklist.Envelope{DeviceID: d2, Ciphertext: []byte("wrap 2")})
+	a1.SigningKeyID = e2e.KeyID(sig)
+	ds, err = store.Admit(ctx, []blocklist.Admission{a1})
 	if err != nil || ds[0].Outcome != blocklist.Accepted {
 		t.Fatalf("Admit = %+v, %v", ds, err)
 	}
 	msg, err := keys.ParseMessage(rdb.HGetAll(ctx, u.Message(m1)).Val())
 	wantMsg := keys.Message{Business: biz, Category: keys.CategoryMarketing, Kind: "offer", ClientMessageID: "c1",
-		Sent: now, Expires: now.Add(time.Hour), BodyHash: blocklist.BodyHash([]byte("body one")),
+		Sent: now, Expires: now.Add(time.Hour), BodyHash: blocklist.BodyHash([]byte("body one")), SigningKeyID: e2e.KeyID(sig),
 		Devices: map[string]keys.MessageDevice{d1: {State: keys.StateQueued, KeyID: k1}, d2: {State: keys.StateQueued}}}
 	if err != nil || !reflect.DeepEqual(msg, wantMsg) {
 		t.Fatalf("message = %+v, %v; want %+v", msg, err, wantMsg)
@@ -170,7 +173,8 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	mb := svc.Mailboxes()
 	got := receive(t, mb, delivery.Principal{UID: uid, DeviceID: d1})
 	wantDel := delivery.Delivery{MessageID: m1, Business: biz, Category: "m", Kind: "offer", ClientMessageID: "c1",
-		Sent: now, Expires: now.Add(time.Hour), Ciphertext: []byte("wrap 1"), Body: []byte("body one"), KeyID: k1}
+		Sent: now, Expires: now.Add(time.Hour), Ciphertext: []byte("wrap 1"), Body: []byte("body one"), KeyID: k1,
+		SigningKeyID: e2e.KeyID(sig)}
 	if !reflect.DeepEqual(got, wantDel) {
 		t.Fatalf("fetched %+v, want %+v", got, wantDel)
 	}

@@ -278,6 +278,9 @@ const (
 	// MessageBody is the hash of the sealed body (hr:{m:H}) the envelopes unlock, or ""
 	// when each envelope is the whole message.
 	MessageBody = "bd"
+	// MessageSigningKey is the id (e2e.KeyID) of the business key the message was
+	// signed with, when the business said: its deliveries carry that key.
+	MessageSigningKey = "sk"
 )
 
 // MessageState is the field of device d's state (StateQueued …) in a message hash.
@@ -318,6 +321,9 @@ type Message struct {
 	Expires         time.Time
 	// BodyHash names the sealed body (see MessageBody); "" for none.
 	BodyHash string
+	// SigningKeyID is the business key it was signed with (MessageSigningKey); "" when
+	// the business did not say.
+	SigningKeyID string
 	// Devices are the message's recipients' devices, by id.
 	Devices map[string]MessageDevice
 }
@@ -337,6 +343,7 @@ func (m Message) Fields() []any {
 	kv := []any{MessageBusiness, m.Business, MessageCategory, m.Category, MessageKind, m.Kind,
 		MessageClientID, m.ClientMessageID, MessageSent, millis(m.Sent), MessageExpires, millis(m.Expires),
 		MessageBody, m.BodyHash}
+	kv = optField(kv, MessageSigningKey, m.SigningKeyID)
 	for _, d := range slices.Sorted(maps.Keys(m.Devices)) {
 		md := m.Devices[d]
 		kv = append(kv, MessageState(d), md.State)
@@ -349,12 +356,14 @@ func (m Message) Fields() []any {
 // ParseMessage reads a message hash (HGETALL).
 func ParseMessage(h map[string]string) (Message, error) {
 	m := Message{Business: h[MessageBusiness], Category: h[MessageCategory], Kind: h[MessageKind],
-		ClientMessageID: h[MessageClientID], BodyHash: h[MessageBody], Devices: map[string]MessageDevice{}}
+		ClientMessageID: h[MessageClientID], BodyHash: h[MessageBody], SigningKeyID: h[MessageSigningKey],
+		Devices: map[string]MessageDevice{}}
 	for f, v := range h {
 		kind, d, perDevice := strings.Cut(f, ":")
 		if !perDevice {
 			switch f {
-			case MessageBusiness, MessageCategory, MessageKind, MessageClientID, MessageSent, MessageExpires, MessageBody:
+			case MessageBusiness, MessageCategory, MessageKind, MessageClientID, MessageSent, MessageExpires, MessageBody,
+				MessageSigningKey:
 				continue
 			}
 			return Message{}, malformed("message", "unknown field %q", f)
@@ -385,10 +394,10 @@ func ParseMessage(h map[string]string) (Message, error) {
 
 // MessageFields are the fields that one device's view of a message is read with
 // (HMGET), in the order ParseMessageFields expects: the message's own fields, then
-// d's state, key id and report.
+// d's state, key id and report, then the business's signing key id.
 func MessageFields(d string) []string {
 	return []string{MessageBusiness, MessageCategory, MessageKind, MessageClientID, MessageSent, MessageExpires,
-		MessageBody, MessageState(d), MessageKeyID(d), MessageReport(d)}
+		MessageBody, MessageState(d), MessageKeyID(d), MessageReport(d), MessageSigningKey}
 }
 
 // ParseMessageFields reads device d's view of a message: the values of HMGET
@@ -408,7 +417,7 @@ func ParseMessageFields(d string, vals []any) (Message, error) {
 		}
 	}
 	m := Message{Business: v[0], Category: v[1], Kind: v[2], ClientMessageID: v[3], BodyHash: v[6],
-		Devices: map[string]MessageDevice{d: {State: v[7], KeyID: v[8], Report: v[9]}}}
+		Devices: map[string]MessageDevice{d: {State: v[7], KeyID: v[8], Report: v[9]}}, SigningKeyID: v[10]}
 	if err := m.parseTimes(v[4], v[5]); err != nil {
 		return Message{}, err
 	}
@@ -701,9 +710,15 @@ const (
 	BusinessPerSecond   = "mps"
 	BusinessBurst       = "burst"
 	BusinessDailyUnique = "uniq"
-	// BusinessSigningKey is its Ed25519 public key (32 raw bytes), once it registers one.
+	// BusinessSigningKey is its Ed25519 public key (32 raw bytes), once it registers one:
+	// the current key. BusinessSigningKeyOf fields keep every key it registered and has
+	// not retired, so that a message signed with one is delivered with it.
 	BusinessSigningKey = "sigkey"
 )
+
+// BusinessSigningKeyOf is the field keeping the business's signing key with id keyID
+// (e2e.KeyID of the key), current or replaced, until the business retires it.
+func BusinessSigningKeyOf(keyID string) string { return BusinessSigningKey + ":" + keyID }
 
 // BusinessRecord is a business's hash.
 type BusinessRecord struct {
@@ -712,6 +727,9 @@ type BusinessRecord struct {
 	// Limits is nil when the record holds none (the business's defaults apply).
 	Limits     *BusinessLimits
 	SigningKey []byte
+	// SigningKeys are every key the business registered and has not retired, by id
+	// (BusinessSigningKeyOf), the current one among them.
+	SigningKeys map[string][]byte
 }
 
 // BusinessLimits are a business's stored limits.
@@ -735,6 +753,9 @@ func (r BusinessRecord) Fields() []any {
 	if r.SigningKey != nil {
 		kv = append(kv, BusinessSigningKey, string(r.SigningKey))
 	}
+	for _, id := range slices.Sorted(maps.Keys(r.SigningKeys)) {
+		kv = append(kv, BusinessSigningKeyOf(id), string(r.SigningKeys[id]))
+	}
 	return kv
 }
 
@@ -744,6 +765,14 @@ func ParseBusiness(h map[string]string) (BusinessRecord, error) {
 	r := BusinessRecord{DisplayName: h[BusinessName]}
 	if k, ok := h[BusinessSigningKey]; ok {
 		r.SigningKey = []byte(k)
+	}
+	for f, v := range h {
+		if id, ok := strings.CutPrefix(f, BusinessSigningKeyOf("")); ok {
+			if r.SigningKeys == nil {
+				r.SigningKeys = map[string][]byte{}
+			}
+			r.SigningKeys[id] = []byte(v)
+		}
 	}
 	var err error
 	if r.Created, err = optMillis("business created", h[BusinessCreated]); err != nil {

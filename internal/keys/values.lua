@@ -17,7 +17,7 @@ local CATEGORY_TRANSACTIONAL, CATEGORY_MARKETING = "t", "m"
 
 -- The message hash's own fields (keys.Message*).
 local MESSAGE_BUSINESS, MESSAGE_CATEGORY, MESSAGE_KIND, MESSAGE_CLIENT_ID = "b", "c", "k", "cm"
-local MESSAGE_SENT, MESSAGE_EXPIRES, MESSAGE_BODY = "t", "x", "bd"
+local MESSAGE_SENT, MESSAGE_EXPIRES, MESSAGE_BODY, MESSAGE_SIGNING_KEY = "t", "x", "bd", "sk"
 
 -- Fields of the recipient's pref hash for one business, and consent values
 -- (keys.Pref*, keys.Consent*).
@@ -69,20 +69,27 @@ local function envelope_key(message_key, dev)
   return message_key .. ":" .. dev
 end
 
--- message_fields are a new message's own fields and values, for HSET.
-local function message_fields(biz, cat, kind, cm, sent, expires, body)
-  return {MESSAGE_BUSINESS, biz, MESSAGE_CATEGORY, cat, MESSAGE_KIND, kind, MESSAGE_CLIENT_ID, cm,
+-- message_fields are a new message's own fields and values, for HSET; the signing key
+-- id only when the business gave one.
+local function message_fields(biz, cat, kind, cm, sent, expires, body, signing_key)
+  local f = {MESSAGE_BUSINESS, biz, MESSAGE_CATEGORY, cat, MESSAGE_KIND, kind, MESSAGE_CLIENT_ID, cm,
     MESSAGE_SENT, sent, MESSAGE_EXPIRES, expires, MESSAGE_BODY, body}
+  if signing_key ~= "" then
+    f[#f + 1] = MESSAGE_SIGNING_KEY
+    f[#f + 1] = signing_key
+  end
+  return f
 end
 
 -- read_message reads device dev's view of a message (HMGET keys.MessageFields(dev)):
--- a table by field (b, c, k, cm, t, x, bd, s, kid, rp; false where absent) whose
+-- a table by field (b, c, k, cm, t, x, bd, s, kid, rp, sk; false where absent) whose
 -- list part is the values in that order, for a reply keys.ParseMessageFields reads.
 local function read_message(message_key, dev)
   local v = redis.call("HMGET", message_key, MESSAGE_BUSINESS, MESSAGE_CATEGORY, MESSAGE_KIND,
     MESSAGE_CLIENT_ID, MESSAGE_SENT, MESSAGE_EXPIRES, MESSAGE_BODY, state_field(dev), key_id_field(dev),
-    report_field(dev))
+    report_field(dev), MESSAGE_SIGNING_KEY)
   v.b, v.c, v.k, v.cm, v.t, v.x, v.bd, v.s, v.kid, v.rp = v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]
+  v.sk = v[11]
   return v
 end
 

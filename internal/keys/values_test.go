@@ -107,7 +107,7 @@ func hash(kv []any) map[string]string {
 func TestMessageCodec(t *testing.T) {
 	t.Parallel()
 	m := keys.Message{Business: "biz_a", Category: keys.CategoryMarketing, Kind: "offer", ClientMessageID: "c1",
-		Sent: ms(1000), Expires: ms(5000), BodyHash: "ff00",
+		Sent: ms(1000), Expires: ms(5000), BodyHash: "ff00", SigningKeyID: "sk1",
 		Devices: map[string]keys.MessageDevice{
 			"d1": {State: keys.StateQueued, KeyID: "k1"},
 			"d2": {State: keys.StateRead, Report: "spam"},

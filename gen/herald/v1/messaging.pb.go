@@ -113,7 +113,12 @@ type Message struct {
 	// (the e2e format: one body, one small wrap per device). Herald stores a body once,
 	// however many recipients and devices share it, and hands it to each device with its
 	// wrap. Without it, each envelope's ciphertext is the whole message for its device.
-	Body          []byte `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
+	Body []byte `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
+	// Optional: the id of the business key the message is signed with
+	// (SetSigningKeyResponse.key_id; 26 lowercase base32 characters). Its deliveries
+	// carry that key, whatever key the business registers meanwhile, until the business
+	// retires it (RetireSigningKey). Without it, deliveries carry the current key.
+	SigningKeyId  string `protobuf:"bytes,8,opt,name=signing_key_id,json=signingKeyId,proto3" json:"signing_key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,6 +200,13 @@ func (x *Message) GetBody() []byte {
 		return x.Body
 	}
 	return nil
+}
+
+func (x *Message) GetSigningKeyId() string {
+	if x != nil {
+		return x.SigningKeyId
+	}
+	return ""
 }
 
 // Envelope is the message encrypted for one device. Herald never reads it.
@@ -1143,7 +1155,9 @@ func (x *SetSigningKeyRequest) GetReplace() bool {
 
 // SetSigningKeyResponse is empty.
 type SetSigningKeyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's id, for Message.signing_key_id.
+	KeyId         string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1178,11 +1192,101 @@ func (*SetSigningKeyResponse) Descriptor() ([]byte, []int) {
 	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{16}
 }
 
+func (x *SetSigningKeyResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// RetireSigningKeyRequest names a replaced signing key the business no longer needs.
+type RetireSigningKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: the key's id. Not the current key.
+	KeyId         string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireSigningKeyRequest) Reset() {
+	*x = RetireSigningKeyRequest{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireSigningKeyRequest) ProtoMessage() {}
+
+func (x *RetireSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*RetireSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RetireSigningKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// RetireSigningKeyResponse is empty.
+type RetireSigningKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireSigningKeyResponse) Reset() {
+	*x = RetireSigningKeyResponse{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireSigningKeyResponse) ProtoMessage() {}
+
+func (x *RetireSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*RetireSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{18}
+}
+
 var File_herald_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\n" +
-	"\x19herald/v1/messaging.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15herald/v1/types.proto\"\x9d\x02\n" +
+	"\x19herald/v1/messaging.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15herald/v1/types.proto\"\xc3\x02\n" +
 	"\aMessage\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12/\n" +
 	"\bcategory\x18\x02 \x01(\x0e2\x13.herald.v1.CategoryR\bcategory\x12#\n" +
@@ -1190,7 +1294,8 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\x121\n" +
 	"\tenvelopes\x18\x05 \x03(\v2\x13.herald.v1.EnvelopeR\tenvelopes\x12+\n" +
 	"\x03ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x12\n" +
-	"\x04body\x18\a \x01(\fR\x04body\"^\n" +
+	"\x04body\x18\a \x01(\fR\x04body\x12$\n" +
+	"\x0esigning_key_id\x18\b \x01(\tR\fsigningKeyId\"^\n" +
 	"\bEnvelope\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1e\n" +
 	"\n" +
@@ -1256,22 +1361,27 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\x14SetSigningKeyRequest\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x01 \x01(\fR\tpublicKey\x12\x18\n" +
-	"\areplace\x18\x02 \x01(\bR\areplace\"\x17\n" +
-	"\x15SetSigningKeyResponse*\x83\x01\n" +
+	"\areplace\x18\x02 \x01(\bR\areplace\".\n" +
+	"\x15SetSigningKeyResponse\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"0\n" +
+	"\x17RetireSigningKeyRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x1a\n" +
+	"\x18RetireSigningKeyResponse*\x83\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTATUS_ACCEPTED\x10\x01\x12\x14\n" +
 	"\x10STATUS_DELIVERED\x10\x02\x12\x0f\n" +
 	"\vSTATUS_READ\x10\x03\x12\x12\n" +
 	"\x0eSTATUS_EXPIRED\x10\x04\x12\x11\n" +
-	"\rSTATUS_FAILED\x10\x052\xdf\x03\n" +
+	"\rSTATUS_FAILED\x10\x052\xbc\x04\n" +
 	"\x10MessagingService\x127\n" +
 	"\x04Send\x12\x16.herald.v1.SendRequest\x1a\x17.herald.v1.SendResponse\x12F\n" +
 	"\tSendBatch\x12\x1b.herald.v1.SendBatchRequest\x1a\x1c.herald.v1.SendBatchResponse\x12X\n" +
 	"\x0fLookupRecipient\x12!.herald.v1.LookupRecipientRequest\x1a\".herald.v1.LookupRecipientResponse\x12R\n" +
 	"\rRecordConsent\x12\x1f.herald.v1.RecordConsentRequest\x1a .herald.v1.RecordConsentResponse\x12H\n" +
 	"\fStreamStatus\x12\x1e.herald.v1.StreamStatusRequest\x1a\x16.herald.v1.StatusEvent0\x01\x12R\n" +
-	"\rSetSigningKey\x12\x1f.herald.v1.SetSigningKeyRequest\x1a .herald.v1.SetSigningKeyResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\rSetSigningKey\x12\x1f.herald.v1.SetSigningKeyRequest\x1a .herald.v1.SetSigningKeyResponse\x12[\n" +
+	"\x10RetireSigningKey\x12\".herald.v1.RetireSigningKeyRequest\x1a#.herald.v1.RetireSigningKeyResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_messaging_proto_rawDescOnce sync.Once
@@ -1286,74 +1396,78 @@ func file_herald_v1_messaging_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herald_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_herald_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_herald_v1_messaging_proto_goTypes = []any{
-	(Status)(0),                     // 0: herald.v1.Status
-	(*Message)(nil),                 // 1: herald.v1.Message
-	(*Envelope)(nil),                // 2: herald.v1.Envelope
-	(*Result)(nil),                  // 3: herald.v1.Result
-	(*SendRequest)(nil),             // 4: herald.v1.SendRequest
-	(*SendResponse)(nil),            // 5: herald.v1.SendResponse
-	(*SendBatchRequest)(nil),        // 6: herald.v1.SendBatchRequest
-	(*SendBatchResponse)(nil),       // 7: herald.v1.SendBatchResponse
-	(*LookupRecipientRequest)(nil),  // 8: herald.v1.LookupRecipientRequest
-	(*Device)(nil),                  // 9: herald.v1.Device
-	(*LookupRecipientResponse)(nil), // 10: herald.v1.LookupRecipientResponse
-	(*ConsentEvidence)(nil),         // 11: herald.v1.ConsentEvidence
-	(*RecordConsentRequest)(nil),    // 12: herald.v1.RecordConsentRequest
-	(*RecordConsentResponse)(nil),   // 13: herald.v1.RecordConsentResponse
-	(*StreamStatusRequest)(nil),     // 14: herald.v1.StreamStatusRequest
-	(*StatusEvent)(nil),             // 15: herald.v1.StatusEvent
-	(*SetSigningKeyRequest)(nil),    // 16: herald.v1.SetSigningKeyRequest
-	(*SetSigningKeyResponse)(nil),   // 17: herald.v1.SetSigningKeyResponse
-	(Category)(0),                   // 18: herald.v1.Category
-	(Kind)(0),                       // 19: herald.v1.Kind
-	(*durationpb.Duration)(nil),     // 20: google.protobuf.Duration
-	(Outcome)(0),                    // 21: herald.v1.Outcome
-	(*FieldViolation)(nil),          // 22: herald.v1.FieldViolation
-	(KeyAlgorithm)(0),               // 23: herald.v1.KeyAlgorithm
-	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
-	(Consent)(0),                    // 25: herald.v1.Consent
-	(RejectReason)(0),               // 26: herald.v1.RejectReason
+	(Status)(0),                      // 0: herald.v1.Status
+	(*Message)(nil),                  // 1: herald.v1.Message
+	(*Envelope)(nil),                 // 2: herald.v1.Envelope
+	(*Result)(nil),                   // 3: herald.v1.Result
+	(*SendRequest)(nil),              // 4: herald.v1.SendRequest
+	(*SendResponse)(nil),             // 5: herald.v1.SendResponse
+	(*SendBatchRequest)(nil),         // 6: herald.v1.SendBatchRequest
+	(*SendBatchResponse)(nil),        // 7: herald.v1.SendBatchResponse
+	(*LookupRecipientRequest)(nil),   // 8: herald.v1.LookupRecipientRequest
+	(*Device)(nil),                   // 9: herald.v1.Device
+	(*LookupRecipientResponse)(nil),  // 10: herald.v1.LookupRecipientResponse
+	(*ConsentEvidence)(nil),          // 11: herald.v1.ConsentEvidence
+	(*RecordConsentRequest)(nil),     // 12: herald.v1.RecordConsentRequest
+	(*RecordConsentResponse)(nil),    // 13: herald.v1.RecordConsentResponse
+	(*StreamStatusRequest)(nil),      // 14: herald.v1.StreamStatusRequest
+	(*StatusEvent)(nil),              // 15: herald.v1.StatusEvent
+	(*SetSigningKeyRequest)(nil),     // 16: herald.v1.SetSigningKeyRequest
+	(*SetSigningKeyResponse)(nil),    // 17: herald.v1.SetSigningKeyResponse
+	(*RetireSigningKeyRequest)(nil),  // 18: herald.v1.RetireSigningKeyRequest
+	(*RetireSigningKeyResponse)(nil), // 19: herald.v1.RetireSigningKeyResponse
+	(Category)(0),                    // 20: herald.v1.Category
+	(Kind)(0),                        // 21: herald.v1.Kind
+	(*durationpb.Duration)(nil),      // 22: google.protobuf.Duration
+	(Outcome)(0),                     // 23: herald.v1.Outcome
+	(*FieldViolation)(nil),           // 24: herald.v1.FieldViolation
+	(KeyAlgorithm)(0),                // 25: herald.v1.KeyAlgorithm
+	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
+	(Consent)(0),                     // 27: herald.v1.Consent
+	(RejectReason)(0),                // 28: herald.v1.RejectReason
 }
 var file_herald_v1_messaging_proto_depIdxs = []int32{
-	18, // 0: herald.v1.Message.category:type_name -> herald.v1.Category
-	19, // 1: herald.v1.Message.kind:type_name -> herald.v1.Kind
+	20, // 0: herald.v1.Message.category:type_name -> herald.v1.Category
+	21, // 1: herald.v1.Message.kind:type_name -> herald.v1.Kind
 	2,  // 2: herald.v1.Message.envelopes:type_name -> herald.v1.Envelope
-	20, // 3: herald.v1.Message.ttl:type_name -> google.protobuf.Duration
-	21, // 4: herald.v1.Result.outcome:type_name -> herald.v1.Outcome
-	20, // 5: herald.v1.Result.retry_after:type_name -> google.protobuf.Duration
-	22, // 6: herald.v1.Result.violations:type_name -> herald.v1.FieldViolation
+	22, // 3: herald.v1.Message.ttl:type_name -> google.protobuf.Duration
+	23, // 4: herald.v1.Result.outcome:type_name -> herald.v1.Outcome
+	22, // 5: herald.v1.Result.retry_after:type_name -> google.protobuf.Duration
+	24, // 6: herald.v1.Result.violations:type_name -> herald.v1.FieldViolation
 	1,  // 7: herald.v1.SendRequest.message:type_name -> herald.v1.Message
 	3,  // 8: herald.v1.SendResponse.result:type_name -> herald.v1.Result
 	1,  // 9: herald.v1.SendBatchRequest.messages:type_name -> herald.v1.Message
 	3,  // 10: herald.v1.SendBatchResponse.results:type_name -> herald.v1.Result
-	18, // 11: herald.v1.LookupRecipientRequest.category:type_name -> herald.v1.Category
-	23, // 12: herald.v1.Device.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	21, // 13: herald.v1.LookupRecipientResponse.outcome:type_name -> herald.v1.Outcome
+	20, // 11: herald.v1.LookupRecipientRequest.category:type_name -> herald.v1.Category
+	25, // 12: herald.v1.Device.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	23, // 13: herald.v1.LookupRecipientResponse.outcome:type_name -> herald.v1.Outcome
 	9,  // 14: herald.v1.LookupRecipientResponse.devices:type_name -> herald.v1.Device
-	24, // 15: herald.v1.ConsentEvidence.collected_time:type_name -> google.protobuf.Timestamp
-	18, // 16: herald.v1.RecordConsentRequest.category:type_name -> herald.v1.Category
-	25, // 17: herald.v1.RecordConsentRequest.consent:type_name -> herald.v1.Consent
+	26, // 15: herald.v1.ConsentEvidence.collected_time:type_name -> google.protobuf.Timestamp
+	20, // 16: herald.v1.RecordConsentRequest.category:type_name -> herald.v1.Category
+	27, // 17: herald.v1.RecordConsentRequest.consent:type_name -> herald.v1.Consent
 	11, // 18: herald.v1.RecordConsentRequest.evidence:type_name -> herald.v1.ConsentEvidence
-	25, // 19: herald.v1.RecordConsentResponse.effective_consent:type_name -> herald.v1.Consent
+	27, // 19: herald.v1.RecordConsentResponse.effective_consent:type_name -> herald.v1.Consent
 	0,  // 20: herald.v1.StatusEvent.status:type_name -> herald.v1.Status
-	24, // 21: herald.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
-	26, // 22: herald.v1.StatusEvent.failure_reason:type_name -> herald.v1.RejectReason
+	26, // 21: herald.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
+	28, // 22: herald.v1.StatusEvent.failure_reason:type_name -> herald.v1.RejectReason
 	4,  // 23: herald.v1.MessagingService.Send:input_type -> herald.v1.SendRequest
 	6,  // 24: herald.v1.MessagingService.SendBatch:input_type -> herald.v1.SendBatchRequest
 	8,  // 25: herald.v1.MessagingService.LookupRecipient:input_type -> herald.v1.LookupRecipientRequest
 	12, // 26: herald.v1.MessagingService.RecordConsent:input_type -> herald.v1.RecordConsentRequest
 	14, // 27: herald.v1.MessagingService.StreamStatus:input_type -> herald.v1.StreamStatusRequest
 	16, // 28: herald.v1.MessagingService.SetSigningKey:input_type -> herald.v1.SetSigningKeyRequest
-	5,  // 29: herald.v1.MessagingService.Send:output_type -> herald.v1.SendResponse
-	7,  // 30: herald.v1.MessagingService.SendBatch:output_type -> herald.v1.SendBatchResponse
-	10, // 31: herald.v1.MessagingService.LookupRecipient:output_type -> herald.v1.LookupRecipientResponse
-	13, // 32: herald.v1.MessagingService.RecordConsent:output_type -> herald.v1.RecordConsentResponse
-	15, // 33: herald.v1.MessagingService.StreamStatus:output_type -> herald.v1.StatusEvent
-	17, // 34: herald.v1.MessagingService.SetSigningKey:output_type -> herald.v1.SetSigningKeyResponse
-	29, // [29:35] is the sub-list for method output_type
-	23, // [23:29] is the sub-list for method input_type
+	18, // 29: herald.v1.MessagingService.RetireSigningKey:input_type -> herald.v1.RetireSigningKeyRequest
+	5,  // 30: herald.v1.MessagingService.Send:output_type -> herald.v1.SendResponse
+	7,  // 31: herald.v1.MessagingService.SendBatch:output_type -> herald.v1.SendBatchResponse
+	10, // 32: herald.v1.MessagingService.LookupRecipient:output_type -> herald.v1.LookupRecipientResponse
+	13, // 33: herald.v1.MessagingService.RecordConsent:output_type -> herald.v1.RecordConsentResponse
+	15, // 34: herald.v1.MessagingService.StreamStatus:output_type -> herald.v1.StatusEvent
+	17, // 35: herald.v1.MessagingService.SetSigningKey:output_type -> herald.v1.SetSigningKeyResponse
+	19, // 36: herald.v1.MessagingService.RetireSigningKey:output_type -> herald.v1.RetireSigningKeyResponse
+	30, // [30:37] is the sub-list for method output_type
+	23, // [23:30] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -1371,7 +1485,7 @@ func file_herald_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_messaging_proto_rawDesc), len(file_herald_v1_messaging_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

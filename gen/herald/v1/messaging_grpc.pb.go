@@ -19,12 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MessagingService_Send_FullMethodName            = "/herald.v1.MessagingService/Send"
-	MessagingService_SendBatch_FullMethodName       = "/herald.v1.MessagingService/SendBatch"
-	MessagingService_LookupRecipient_FullMethodName = "/herald.v1.MessagingService/LookupRecipient"
-	MessagingService_RecordConsent_FullMethodName   = "/herald.v1.MessagingService/RecordConsent"
-	MessagingService_StreamStatus_FullMethodName    = "/herald.v1.MessagingService/StreamStatus"
-	MessagingService_SetSigningKey_FullMethodName   = "/herald.v1.MessagingService/SetSigningKey"
+	MessagingService_Send_FullMethodName             = "/herald.v1.MessagingService/Send"
+	MessagingService_SendBatch_FullMethodName        = "/herald.v1.MessagingService/SendBatch"
+	MessagingService_LookupRecipient_FullMethodName  = "/herald.v1.MessagingService/LookupRecipient"
+	MessagingService_RecordConsent_FullMethodName    = "/herald.v1.MessagingService/RecordConsent"
+	MessagingService_StreamStatus_FullMethodName     = "/herald.v1.MessagingService/StreamStatus"
+	MessagingService_SetSigningKey_FullMethodName    = "/herald.v1.MessagingService/SetSigningKey"
+	MessagingService_RetireSigningKey_FullMethodName = "/herald.v1.MessagingService/RetireSigningKey"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -64,6 +65,10 @@ type MessagingServiceClient interface {
 	// with ErrorInfo reason SIGNING_KEY_EXISTS, so that a machine without the key never
 	// replaces it by accident.
 	SetSigningKey(ctx context.Context, in *SetSigningKeyRequest, opts ...grpc.CallOption) (*SetSigningKeyResponse, error)
+	// RetireSigningKey forgets a replaced signing key: messages still queued that were
+	// signed with it are then delivered with the current key, and fail on devices. A
+	// replaced key is kept until the business retires it; the current key cannot be.
+	RetireSigningKey(ctx context.Context, in *RetireSigningKeyRequest, opts ...grpc.CallOption) (*RetireSigningKeyResponse, error)
 }
 
 type messagingServiceClient struct {
@@ -143,6 +148,16 @@ func (c *messagingServiceClient) SetSigningKey(ctx context.Context, in *SetSigni
 	return out, nil
 }
 
+func (c *messagingServiceClient) RetireSigningKey(ctx context.Context, in *RetireSigningKeyRequest, opts ...grpc.CallOption) (*RetireSigningKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetireSigningKeyResponse)
+	err := c.cc.Invoke(ctx, MessagingService_RetireSigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -180,6 +195,10 @@ type MessagingServiceServer interface {
 	// with ErrorInfo reason SIGNING_KEY_EXISTS, so that a machine without the key never
 	// replaces it by accident.
 	SetSigningKey(context.Context, *SetSigningKeyRequest) (*SetSigningKeyResponse, error)
+	// RetireSigningKey forgets a replaced signing key: messages still queued that were
+	// signed with it are then delivered with the current key, and fail on devices. A
+	// replaced key is kept until the business retires it; the current key cannot be.
+	RetireSigningKey(context.Context, *RetireSigningKeyRequest) (*RetireSigningKeyResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -207,6 +226,9 @@ func (UnimplementedMessagingServiceServer) StreamStatus(*StreamStatusRequest, gr
 }
 func (UnimplementedMessagingServiceServer) SetSigningKey(context.Context, *SetSigningKeyRequest) (*SetSigningKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetSigningKey not implemented")
+}
+func (UnimplementedMessagingServiceServer) RetireSigningKey(context.Context, *RetireSigningKeyRequest) (*RetireSigningKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetireSigningKey not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -330,6 +352,24 @@ func _MessagingService_SetSigningKey_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_RetireSigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetireSigningKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).RetireSigningKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_RetireSigningKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).RetireSigningKey(ctx, req.(*RetireSigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -356,6 +396,10 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetSigningKey",
 			Handler:    _MessagingService_SetSigningKey_Handler,
+		},
+		{
+			MethodName: "RetireSigningKey",
+			Handler:    _MessagingService_RetireSigningKey_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -8,8 +8,9 @@
 //     message that cannot be delivered (its sealed body is gone) is reported expired
 //     on the device rather than holding up the rest.
 //   - Each state change of a message on a device (queued, delivered, read, expired)
-//     happens once, atomically with the status event that reports it; status events
-//     reach the business at least once, in a stream it can resume by cursor.
+//     happens once, atomically with the status event that reports it; each status
+//     event reaches the business once (a repeated copy within forwardDedupe is
+//     dropped), in a stream it can resume by cursor.
 //   - One pub/sub connection per gateway, whatever the number of connected devices.
 //
 // A gateway builds one Service with New, runs its background work (forwarding status

@@ -2,7 +2,11 @@ package delivery
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/heraldhq/herald/internal/redistest"
@@ -40,5 +44,88 @@ func TestFlushMovesEventsOnce(t *testing.T) {
 	// A delivered event counts toward the business's quality figure.
 	if q := rs.Client.HGetAll(ctx, keys.Business("biz_a").Quality()).Val(); len(q) != 1 {
 		t.Fatalf("quality counters = %v, want one delivered bucket", q)
+	}
+}
+
+// TestEachEventReachesTheBusinessOnce: two gateways flushing the same outboxes at once,
+// and a flush repeated as after a gateway died between copying events and removing
+// them from the outbox, put each event in the business's stream once, and count each
+// delivery once in its quality figure.
+func TestEachEventReachesTheBusinessOnce(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	ctx := context.Background()
+	const recipients, perRecipient = 20, 30
+	var uids []string
+	var lines []string
+	delivered := 0
+	for r := range recipients {
+		u := keys.Recipient(fmt.Sprintf("u%025d", r))
+		uids = append(uids, string(u))
+		for i := range perRecipient {
+			// Per message: accepted, then delivered on each of two devices.
+			status, dev := keys.StatusDelivered, fmt.Sprint("d", i%3)
+			if i%3 == 0 {
+				status, dev = keys.StatusAccepted, ""
+			} else {
+				delivered++
+			}
+			line := keys.Event{Status: status, Business: "biz_a", MessageID: fmt.Sprintf("%s.m%d", u, i/3), ClientMessageID: "c",
+				DeviceID: dev, Time: time.UnixMilli(int64(1000 + i))}.Encode()
+			lines = append(lines, line)
+			rs.Client.RPush(ctx, u.Outbox(), line)
+		}
+	}
+	a, b := New(rs.Client), New(rs.Client)
+	defer a.Close()
+	defer b.Close()
+	var wg sync.WaitGroup
+	for _, svc := range []*Service{a, b} {
+		wg.Go(func() {
+			for range 5 {
+				if err := svc.forwarder.flush(ctx, uids); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// A gateway that died after copying left the events in the outboxes: they are
+	// copied again, and must not reach the business twice.
+	for r, u := range uids {
+		rs.Client.RPush(ctx, keys.Recipient(u).Outbox(), lines[r*perRecipient:(r+1)*perRecipient])
+	}
+	if err := a.forwarder.flush(ctx, uids); err != nil {
+		t.Fatal(err)
+	}
+
+	seen := map[string]int{}
+	for _, x := range rs.Client.XRange(ctx, keys.Business("biz_a").Statuses(), "-", "+").Val() {
+		e, err := keys.ParseStreamEvent("biz_a", x.Values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[e.Encode()]++
+	}
+	for _, line := range lines {
+		if seen[line] != 1 {
+			t.Errorf("event %s reached the business %d times, want once", line, seen[line])
+		}
+	}
+	if len(seen) != len(lines) {
+		t.Errorf("%d distinct events in the stream, want %d", len(seen), len(lines))
+	}
+	counted := 0
+	for _, v := range rs.Client.HGetAll(ctx, keys.Business("biz_a").Quality()).Val() {
+		n, _ := strconv.Atoi(v)
+		counted += n
+	}
+	if counted != delivered {
+		t.Errorf("quality figure counts %d deliveries, want %d", counted, delivered)
+	}
+	for _, u := range uids {
+		if n := rs.Client.LLen(ctx, keys.Recipient(u).Outbox()).Val(); n != 0 {
+			t.Fatalf("%s still holds %d entries", u, n)
+		}
 	}
 }

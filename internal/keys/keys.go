@@ -56,6 +56,8 @@
 //	hr:{b:B}:new        zset   units of its new-recipient allowance (AllowanceUnit), by lease time
 //	hr:{b:B}:gcra       hash   its global rate bucket: tokens and ts (see package ratelimit)
 //	hr:{b:B}:leasers    zset   gateways leasing from that bucket, by last lease
+//	hr:{b:B}:fw:E       string mark that event E (EventID) was copied to the stream; expires
+//	                           after the forwarder's dedupe window
 //	hr:{b:B}:q          hash   quality counters (QualityCounters): d:<bucket> delivered,
 //	                           r:<bucket> reported, stepped (when limits last stepped
 //	                           down; business/stepdown.lua decides and steps in one go)
@@ -84,6 +86,8 @@
 //     MessagePrefix and the ids they read from a mailbox or are given;
 //   - expire.lua builds mailbox keys (hr:{u:U}:mb:D) from the recipient's mailbox prefix
 //     and the devices it finds in a message hash;
+//   - forward.lua builds each event's dedupe mark from the business's ForwardedPrefix
+//     (hr:{b:B}:fw:), on the slot of the business's stream it declares;
 //   - admit.lua builds each envelope key from the message key and a device id, and for
 //     a duplicate the first message's key from the message key's prefix.
 //
@@ -185,6 +189,12 @@ func (b Business) RateBucket() string { return "hr:{b:" + string(b) + "}:gcra" }
 
 // RateLeasers are the gateways leasing from the business's rate bucket.
 func (b Business) RateLeasers() string { return "hr:{b:" + string(b) + "}:leasers" }
+
+// ForwardedPrefix starts the names of the marks of status events already copied to
+// the business's stream (ForwardedPrefix + EventID), kept for the dedupe window, so
+// that an event copied twice reaches the business once. delivery/forward.lua builds
+// them, on the business's slot.
+func (b Business) ForwardedPrefix() string { return "hr:{b:" + string(b) + "}:fw:" }
 
 // Channel is where new status events of the business are announced.
 func (b Business) Channel() string { return "hr:n:b:" + string(b) }

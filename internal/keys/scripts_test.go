@@ -480,6 +480,18 @@ var (
 				}
 			}
 		}},
+		{"forwarded mark", regexp.MustCompile(`^hr:\{b:([a-z0-9_]+)\}:fw:([0-9a-f]{16})$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
+			// The mark names an event of the business's stream, and expires.
+			found := false
+			for _, x := range rdb.XRange(ctx0, keys.Business(m[1]).Statuses(), "-", "+").Val() {
+				if e, err := keys.ParseStreamEvent(m[1], x.Values); err == nil && keys.EventID(e.Encode()) == m[2] {
+					found = true
+				}
+			}
+			if !found || rdb.PTTL(ctx0, key).Val() <= 0 {
+				t.Errorf("%s: marks no event of the stream (%v) or never expires", key, found)
+			}
+		}},
 		{"quality", regexp.MustCompile(`^hr:\{b:([a-z0-9_]+)\}:q$`), hashOf(func(h map[string]string) error {
 			_, err := keys.ParseQuality(h)
 			return err

@@ -12,10 +12,12 @@ package keys
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	_ "embed"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -184,6 +186,15 @@ func ParseEvent(line string) (Event, error) {
 		e.Reason = f[6]
 	}
 	return e, e.check("outbox event")
+}
+
+// EventID names an event by its outbox line, for the mark that it was copied to its
+// business's stream (Business.ForwardedPrefix): 16 hex characters of its SHA-256. Two
+// events never share a line (each state change of a message on a device happens
+// once), and a line copied again has the same id.
+func EventID(line string) string {
+	h := sha256.Sum256([]byte(line))
+	return hex.EncodeToString(h[:8])
 }
 
 // StreamValues are the event's fields in its business's status stream (XADD).

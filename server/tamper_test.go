@@ -53,7 +53,7 @@ func rejected(t *testing.T, m *client.Message, err error, reason error) {
 }
 
 // msgKey is the Redis key of a message, from its id (the recipient's uid, a dot, the
-// rest: see newMessageID).
+// rest: see keys.NewMessageID).
 func msgKey(id string) string {
 	uid, _, _ := strings.Cut(id, ".")
 	return "hr:{u:" + uid + "}:msg:" + id

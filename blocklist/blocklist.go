@@ -291,6 +291,16 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 	}
 	var bodyCmds []*redis.Cmd
 	cmds, err := rscript.RunAfter(ctx, s.rdb, func(p redis.Pipeliner) {
+		// The recipients go into the outbox index ahead of the scripts that may add
+		// their ACCEPTED events, so that if this gateway dies before forwarding them,
+		// another finds them (package delivery).
+		indexed := map[string]bool{}
+		for _, a := range as {
+			if !indexed[a.UID] {
+				indexed[a.UID] = true
+				p.ZAdd(ctx, keys.OutboxIndex(a.UID), redis.Z{Score: float64(a.Now.UnixMilli()), Member: a.UID})
+			}
+		}
 		for _, h := range order {
 			b := bodies[h]
 			// Stored if new; an existing body's life is only ever extended.

@@ -45,7 +45,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Service {
 		o(&c)
 	}
 	h := newHub(rdb, c.log)
-	f := newForwarder(rdb, c.log, c.qualityBucket)
+	f := newForwarder(rdb, c.log, c.now, c.qualityBucket, c.outboxSweep)
 	return &Service{
 		devices:   newDevices(rdb),
 		mailboxes: newMailboxes(rdb, h, f, c.now, c.pollInterval),

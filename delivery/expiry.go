@@ -150,7 +150,14 @@ func (e *Expiries) sweep(ctx context.Context) error {
 	if len(calls) == 0 {
 		return nil
 	}
-	cmds, err := rscript.Run(ctx, e.rdb, expireScript, calls)
+	// The recipients go into the outbox index ahead of the scripts that may add their
+	// EXPIRED events (see runIndexed).
+	cmds, err := rscript.RunAfter(ctx, e.rdb, func(p redis.Pipeliner) {
+		for _, id := range ids {
+			uid, _ := keys.MessageUID(id)
+			p.ZAdd(ctx, keys.OutboxIndex(uid), redis.Z{Score: float64(now.UnixMilli()), Member: uid})
+		}
+	}, expireScript, calls)
 	if err != nil {
 		return fmt.Errorf("sweep expiries: %w", err)
 	}

@@ -259,7 +259,8 @@ func (m *Mailboxes) Ack(ctx context.Context, p Principal, ids []string, read boo
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	unknown, err := ackScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox()}, args...).StringSlice()
+	unknown, err := runIndexed(ctx, m.rdb, p.UID, m.now(), ackScript, []string{u.Mailbox(p.DeviceID), u.Outbox()},
+		args...).StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("ack: %w", err)
 	}
@@ -283,7 +284,8 @@ func (m *Mailboxes) Reject(ctx context.Context, p Principal, rs []Rejection) ([]
 	for _, r := range rs {
 		args = append(args, r.MessageID, r.Reason)
 	}
-	unknown, err := rejectScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox()}, args...).StringSlice()
+	unknown, err := runIndexed(ctx, m.rdb, p.UID, m.now(), rejectScript, []string{u.Mailbox(p.DeviceID), u.Outbox()},
+		args...).StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("reject: %w", err)
 	}
@@ -312,4 +314,21 @@ func (m *Mailboxes) Report(ctx context.Context, p Principal, id, reason string) 
 	}
 	b, _ := res.(string)
 	return b, nil
+}
+
+// runIndexed runs one call of script s for recipient uid, with the recipient added to
+// the outbox index (keys.OutboxIndex) ahead of it in the same round trip: the script
+// may add status events, and if this gateway dies before forwarding them, another
+// finds them there.
+func runIndexed(ctx context.Context, rdb redis.UniversalClient, uid string, now time.Time, s *rscript.Script,
+	ks []string, args ...any) *redis.Cmd {
+	cmds, err := rscript.RunAfter(ctx, rdb, func(p redis.Pipeliner) {
+		p.ZAdd(ctx, keys.OutboxIndex(uid), redis.Z{Score: float64(now.UnixMilli()), Member: uid})
+	}, s, []rscript.Call{{Keys: ks, Args: args}})
+	if err != nil {
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(err)
+		return cmd
+	}
+	return cmds[0]
 }

@@ -14,6 +14,7 @@ type config struct {
 	pollInterval  time.Duration
 	expirySweep   time.Duration
 	qualityBucket time.Duration
+	outboxSweep   time.Duration
 }
 
 func defaults() config {
@@ -23,6 +24,7 @@ func defaults() config {
 		pollInterval:  5 * time.Second,
 		expirySweep:   5 * time.Second,
 		qualityBucket: time.Minute,
+		outboxSweep:   2 * time.Second,
 	}
 }
 
@@ -85,6 +87,18 @@ func WithQualityBucket(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
 			c.qualityBucket = d
+		}
+	}
+}
+
+// WithOutboxSweep sets how often the gateway looks for status events that a gateway
+// which died before forwarding them left in recipients' outboxes (default 2 s). With
+// outboxGrace it bounds how late such events reach their business; each sweep costs a
+// pipelined read of the outbox index, and a flush when it finds something.
+func WithOutboxSweep(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.outboxSweep = d
 		}
 	}
 }

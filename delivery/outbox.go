@@ -3,8 +3,10 @@ package delivery
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -35,11 +37,18 @@ const (
 // between copy and removal — reaches the business once, and its delivery counts once
 // in the quality figure.
 //
-// Who forwards: the gateway that caused the event is kicked at once; events a crashed
-// gateway left behind go out on the recipient's next admission, ack or Receive.
+// Who forwards: the gateway that caused the event is kicked at once. Events a gateway
+// that died left behind are found in the outbox index (keys.OutboxIndex), to which
+// every script that adds events has its recipient added first, in the same round
+// trip: every gateway sweeps the index (sweepEvery) for recipients indexed longer
+// than outboxGrace ago and forwards their outboxes; a drained outbox leaves the index
+// unless a newer entry came meanwhile.
 type Forwarder struct {
 	rdb redis.UniversalClient
 	log *slog.Logger
+	now func() time.Time
+	// sweepEvery is how often the outbox index is swept for events a dead gateway left.
+	sweepEvery time.Duration
 	// qualityBucket is the granularity of the per-business delivered counters that
 	// the quality figure is computed from (see WithQualityBucket).
 	qualityBucket time.Duration
@@ -50,8 +59,9 @@ type Forwarder struct {
 }
 
 // newForwarder returns a forwarder on rdb; run runs it.
-func newForwarder(rdb redis.UniversalClient, log *slog.Logger, qualityBucket time.Duration) *Forwarder {
-	return &Forwarder{rdb: rdb, log: log, qualityBucket: qualityBucket, pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+func newForwarder(rdb redis.UniversalClient, log *slog.Logger, now func() time.Time, qualityBucket, sweepEvery time.Duration) *Forwarder {
+	return &Forwarder{rdb: rdb, log: log, now: now, qualityBucket: qualityBucket, sweepEvery: sweepEvery,
+		pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
 // Kick asks for uid's outbox to be forwarded soon. It never blocks.
@@ -71,6 +81,8 @@ func (f *Forwarder) Kick(uid string) {
 func (f *Forwarder) run(ctx context.Context) {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
+	sweep := time.NewTicker(f.sweepEvery)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -78,9 +90,40 @@ func (f *Forwarder) run(ctx context.Context) {
 			return
 		case <-f.wake:
 		case <-retry.C:
+		case <-sweep.C:
+			if err := f.sweep(ctx); err != nil && ctx.Err() == nil {
+				f.log.Warn("sweeping the outbox index failed; will retry", "err", err)
+			}
 		}
 		f.drain(ctx, time.Time{})
 	}
+}
+
+// outboxGrace is how long a recipient stays in the outbox index before a sweep takes
+// it as left behind: its own gateway forwards within milliseconds.
+const outboxGrace = 2 * time.Second
+
+// sweep forwards the outboxes of recipients indexed longer than outboxGrace ago, up to
+// 256 per shard a call.
+func (f *Forwarder) sweep(ctx context.Context) error {
+	before := strconv.FormatInt(f.now().Add(-outboxGrace).UnixMilli(), 10)
+	ranges := make([]*redis.StringSliceCmd, keys.OutboxShards)
+	if _, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range keys.OutboxShards {
+			ranges[i] = p.ZRangeByScore(ctx, keys.OutboxIndexShard(i), &redis.ZRangeBy{Min: "-inf", Max: before, Count: 256})
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("sweep outbox index: %w", err)
+	}
+	var uids []string
+	for _, r := range ranges {
+		uids = append(uids, r.Val()...)
+	}
+	if len(uids) == 0 {
+		return nil
+	}
+	return f.flush(ctx, uids)
 }
 
 const (
@@ -134,14 +177,23 @@ const outboxBatch = 500
 // flush forwards the outboxes of uids now: three pipelined round trips however many
 // recipients (read, copy, remove).
 func (f *Forwarder) flush(ctx context.Context, uids []string) error {
+	// Each recipient's index score is read before its outbox, in the same round trip:
+	// if the outbox drains, the recipient leaves the index only with that score.
 	reads := make([]*redis.StringSliceCmd, len(uids))
+	scores := make([]*redis.FloatCmd, len(uids))
 	if _, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, u := range uids {
+			scores[i] = p.ZScore(ctx, keys.OutboxIndex(u), u)
 			reads[i] = p.LRange(ctx, keys.Recipient(u).Outbox(), 0, outboxBatch-1)
 		}
 		return nil
-	}); err != nil {
+	}); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("read outboxes: %w", err)
+	}
+	for _, r := range reads {
+		if r.Err() != nil {
+			return fmt.Errorf("read outboxes: %w", r.Err())
+		}
 	}
 	// The events by business, in outbox order: one forward.lua call each.
 	type item struct{ uid, raw string }
@@ -187,21 +239,37 @@ func (f *Forwarder) flush(ctx context.Context, uids []string) error {
 	// the next flush, which will not copy twice what did go.
 	var copied []item
 	var firstErr error
+	failed := map[string]bool{} // recipients with an event whose copy failed
 	for i, c := range cmds {
 		if c.Err() != nil {
 			firstErr = cmp(firstErr, c.Err())
+			for _, it := range byBusiness[order[i]] {
+				failed[it.uid] = true
+			}
 			continue
 		}
 		copied = append(copied, byBusiness[order[i]]...)
 	}
 	copied = append(copied, malformed...)
-	if len(copied) > 0 {
-		if _, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	// Recipients whose outbox this flush drains leave the index, with the score read.
+	unindex := map[string][]any{}
+	for i, u := range uids {
+		if sc, err := scores[i].Result(); err == nil && len(reads[i].Val()) < outboxBatch && !failed[u] {
+			k := keys.OutboxIndex(u)
+			unindex[k] = append(unindex[k], u, strconv.FormatFloat(sc, 'f', -1, 64))
+		}
+	}
+	if len(copied) > 0 || len(unindex) > 0 {
+		// The removals first, then the index, in one round trip.
+		var calls []rscript.Call
+		for k, args := range unindex {
+			calls = append(calls, rscript.Call{Keys: []string{k}, Args: args})
+		}
+		if _, err := rscript.RunAfter(ctx, f.rdb, func(p redis.Pipeliner) {
 			for _, it := range copied {
 				p.LRem(ctx, keys.Recipient(it.uid).Outbox(), 1, it.raw)
 			}
-			return nil
-		}); err != nil {
+		}, unindexScript, calls); err != nil {
 			return fmt.Errorf("clear outboxes: %w", err)
 		}
 	}
@@ -228,7 +296,13 @@ const forwardDedupe = 10 * time.Minute
 //go:embed forward.lua
 var forwardSource string
 
-var forwardScript = rscript.New(forwardSource)
+//go:embed unindex.lua
+var unindexSource string
+
+var (
+	forwardScript = rscript.New(forwardSource)
+	unindexScript = rscript.New(unindexSource)
+)
 
 func cmp(a, b error) error {
 	if a != nil {

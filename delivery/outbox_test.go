@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -127,5 +128,67 @@ func TestEachEventReachesTheBusinessOnce(t *testing.T) {
 		if n := rs.Client.LLen(ctx, keys.Recipient(u).Outbox()).Val(); n != 0 {
 			t.Fatalf("%s still holds %d entries", u, n)
 		}
+	}
+}
+
+// TestEventsADeadGatewayLeftAreForwarded: a gateway admits messages and takes acks,
+// then dies before forwarding their status events. Another gateway's sweep finds the
+// recipients in the outbox index and forwards the events, without the recipients or
+// their devices doing anything; the index is left empty.
+func TestEventsADeadGatewayLeftAreForwarded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var phones []Principal
+	for i := range 3 {
+		phones = append(phones, f.device(recipient(i)))
+	}
+	var want []string
+	for _, p := range phones {
+		id := f.send(time.Hour, p) // the dead gateway's admission: nothing forwarded
+		if _, err := f.svc.Mailboxes().Ack(f.ctx, p, []string{id}, false); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, keys.StatusAccepted+" "+id, keys.StatusDelivered+" "+id)
+	}
+	f.clock.Add(3 * time.Second) // past outboxGrace
+
+	live := f.service(WithOutboxSweep(20 * time.Millisecond))
+	ctx, stop := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	go func() { live.Run(ctx); close(done) }()
+	defer func() { stop(); <-done }()
+
+	deadline := time.Now().Add(10 * time.Second) // bounds a hang only
+	for {
+		var got []string
+		for _, x := range f.rdb.XRange(f.ctx, keys.Business(biz).Statuses(), "-", "+").Val() {
+			e, err := keys.ParseStreamEvent(biz, x.Values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, e.Status+" "+e.MessageID)
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if slices.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the business's stream holds %v, want %v", got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		n := int64(0)
+		for i := range keys.OutboxShards {
+			n += f.rdb.ZCard(f.ctx, keys.OutboxIndexShard(i)).Val()
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d recipients left in the outbox index after their outboxes drained", n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

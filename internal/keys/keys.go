@@ -65,6 +65,10 @@
 // API keys ({k:<key id>}): hr:{k:K} hash: business, hash (sha256 of the key), created,
 // revoked (APIKeyRecord).
 //
+// Outbox index ({o:<shard>}): hr:{o:N} zset: recipients whose outbox may hold status
+// events, by when one may have been added (OutboxIndex); a forwarder that drained an
+// outbox removes its recipient unless a newer entry came meanwhile.
+//
 // Expiry index ({x:<shard>}): hr:{x:N} zset: admitted message ids by expiry, spread
 // over a few shards, for the sweep that reports messages expired on devices that never
 // came back.
@@ -102,6 +106,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base32"
+	"hash/fnv"
 	"strconv"
 	"strings"
 )
@@ -201,6 +206,26 @@ func (b Business) Channel() string { return "hr:n:b:" + string(b) }
 
 // Body is the sealed body with hash h.
 func Body(h string) string { return "hr:{m:" + h + "}" }
+
+// OutboxShards is how many sorted sets the outbox index is spread over, so that no one
+// Redis Cluster slot takes every write of it.
+const OutboxShards = 16
+
+// OutboxIndex is the shard of the outbox index that holds recipient uid: the
+// recipients whose outbox may hold status events, by when one may have been added.
+// A gateway adds the recipient in the same pipeline as the script that adds events,
+// ahead of it, so that events a gateway that died before forwarding them left behind
+// are found and forwarded by any other.
+func OutboxIndex(uid string) string { return OutboxIndexShard(int(fnv32(uid) % OutboxShards)) }
+
+// OutboxIndexShard is shard n of the outbox index.
+func OutboxIndexShard(n int) string { return "hr:{o:" + strconv.Itoa(n) + "}" }
+
+func fnv32(s string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return h.Sum32()
+}
 
 // ExpiryIndex is shard n of the expiry index.
 func ExpiryIndex(n int) string { return "hr:{x:" + strconv.Itoa(n) + "}" }

@@ -500,6 +500,15 @@ var (
 			_, err := keys.ParseRateBucket(h)
 			return err
 		})},
+		{"outbox index", regexp.MustCompile(`^hr:\{o:([0-9]+)\}$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
+			// Members are recipient uids, each in its own shard, scored by a time.
+			for _, z := range rdb.ZRangeWithScores(ctx0, key, 0, -1).Val() {
+				uid, _ := z.Member.(string)
+				if keys.OutboxIndex(uid) != key || !regexp.MustCompile(`^[a-z2-7]{26}$`).MatchString(uid) || z.Score <= 0 {
+					t.Errorf("%s holds %v", key, z)
+				}
+			}
+		}},
 		{"rate leasers", regexp.MustCompile(`^hr:\{b:([a-z0-9_]+)\}:leasers$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
 			if n := rdb.ZCard(ctx0, key).Val(); n == 0 {
 				t.Errorf("%s is empty", key)

@@ -37,7 +37,8 @@ func (s *Script) Hash() string { return s.hash }
 func (s *Script) Source() string { return s.src }
 
 // Scripter is the part of a Redis client that Script.Run needs; *redis.Client,
-// *redis.ClusterClient, *redis.Ring and a redis.Pipeliner have it.
+// *redis.ClusterClient and *redis.Ring have it. (A redis.Pipeliner has it too, but a
+// queued command has no reply to fall back on: in a pipeline, use Run.)
 type Scripter interface {
 	Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd
 	EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd

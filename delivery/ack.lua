@@ -1,15 +1,16 @@
 -- ack.lua: a device acknowledges deliveries as delivered or read. Each state change
 -- (q -> d -> r) happens once, and its status event is queued in the outbox in the same
 -- step, so a business is told of each change at least once and an ack can be retried.
--- Message keys are built from the prefix: each is the recipient's, on this slot.
+-- A message that no device has queued any more is settled (values.lua) in the same
+-- step. Message keys are built from the prefix: each is the recipient's, on this slot.
 -- KEYS[1] mailbox  KEYS[2] outbox
 -- ARGV[1] device  ARGV[2] read (0|1)  ARGV[3] now (ms)  ARGV[4] message key prefix
--- ARGV[5..] message ids
--- Reply: {ids that are not deliveries to this device, or expired}
-local dev, read, now = ARGV[1], ARGV[2] == "1", tonumber(ARGV[3])
+-- ARGV[5] receipt window (ms)  ARGV[6..] message ids
+-- Reply: {{ids that are not deliveries to this device, or expired}, {ids settled}}
+local dev, read, now, window = ARGV[1], ARGV[2] == "1", tonumber(ARGV[3]), tonumber(ARGV[5])
 local sf = state_field(dev)
-local unknown = {}
-for i = 5, #ARGV do
+local unknown, settled = {}, {}
+for i = 6, #ARGV do
   local id = ARGV[i]
   local key = ARGV[4] .. id
   local m = read_message(key, dev)
@@ -17,6 +18,9 @@ for i = 5, #ARGV do
   if s == STATE_QUEUED and tonumber(m.x) <= now then
     expire_on_device(key, KEYS[1], KEYS[2], id, m.b, m.cm, dev, ARGV[3])
     unknown[#unknown + 1] = id
+    if settle(key, window) then
+      settled[#settled + 1] = id
+    end
   elseif s == STATE_QUEUED then
     redis.call("ZREM", KEYS[1], id)
     redis.call("DEL", envelope_key(key, dev))
@@ -27,6 +31,9 @@ for i = 5, #ARGV do
     else
       redis.call("HSET", key, sf, STATE_DELIVERED)
     end
+    if settle(key, window) then
+      settled[#settled + 1] = id
+    end
   elseif s == STATE_DELIVERED then
     if read then
       redis.call("HSET", key, sf, STATE_READ)
@@ -36,4 +43,4 @@ for i = 5, #ARGV do
     unknown[#unknown + 1] = id
   end
 end
-return unknown
+return {unknown, settled}

@@ -46,12 +46,13 @@ func New(rdb redis.UniversalClient, opts ...Option) *Service {
 	}
 	h := newHub(rdb, c.log)
 	f := newForwarder(rdb, c.log, c.now, c.qualityBucket, c.outboxSweep)
+	e := newExpiries(rdb, f, c.now, c.log, c.expirySweep, c.receiptWindow)
 	return &Service{
 		devices:   newDevices(rdb),
-		mailboxes: newMailboxes(rdb, h, f, c.now, c.pollInterval),
+		mailboxes: newMailboxes(rdb, h, f, e, c.now, c.pollInterval, c.receiptWindow),
 		statuses:  newStatuses(rdb, h, c.pollInterval),
 		forwarder: f,
-		expiries:  newExpiries(rdb, f, c.now, c.log, c.expirySweep),
+		expiries:  e,
 		hub:       h,
 	}
 }

@@ -1,10 +1,12 @@
 -- expire.lua: report a message expired on every device that has not received it, so
 -- the business hears STATUS_EXPIRED even from a device that never comes back. Each
 -- device's state moves q -> x once, as in fetch.lua and ack.lua, so whichever of them
--- runs first reports it. Mailbox keys are built from the prefix and a device id: each
+-- runs first reports it; the message, queued nowhere then, is settled (values.lua).
+-- Mailbox keys are built from the prefix and a device id: each
 -- is the recipient's, on this slot.
 -- KEYS[1] message  KEYS[2] outbox
 -- ARGV[1] now (ms)  ARGV[2] mailbox key prefix (the device id follows)  ARGV[3] message id
+-- ARGV[4] receipt window (ms)
 -- Reply: how many devices it expired on (-1: not expired yet).
 local now = tonumber(ARGV[1])
 local x = redis.call("HGET", KEYS[1], MESSAGE_EXPIRES)
@@ -24,4 +26,5 @@ for i = 1, #h, 2 do
     n = n + 1
   end
 end
+settle(KEYS[1], tonumber(ARGV[4]))
 return n

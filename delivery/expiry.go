@@ -24,32 +24,61 @@ var expireScript = rscript.New(keys.Lua(expireSource))
 // and Ack already report what they find expired; this covers the rest.
 //
 // Admitted messages are indexed by expiry in a few sharded sorted sets (hr:{x:N}); the
-// admitting gateway adds them in the background, batched, off the Send path. The index
-// is a best effort: a message missing from it (its gateway died before writing) is
-// still reported expired when its device next connects. Every gateway sweeps; the
-// expiry script moves each device's state once, so two sweepers report nothing twice.
+// admitting gateway adds them in the background, batched, off the Send path, and the
+// gateway that sees a message settle (every device acked or refused it) takes it out
+// the same way, so the index holds the messages in flight and no more. The index is a
+// best effort: a message missing from it (its gateway died before writing) is still
+// reported expired when its device next connects, and one left in it after it settled
+// goes at its expiry, when the sweep finds nothing to report. Every gateway sweeps;
+// the expiry script moves each device's state once, so two sweepers report nothing
+// twice.
 type Expiries struct {
-	rdb   redis.UniversalClient
-	out   *Forwarder
-	now   func() time.Time
-	log   *slog.Logger
-	every time.Duration // see WithExpirySweep
+	rdb    redis.UniversalClient
+	out    *Forwarder
+	now    func() time.Time
+	log    *slog.Logger
+	every  time.Duration // see WithExpirySweep
+	window int64         // receipt window in ms; see WithReceiptWindow
 
 	mu      sync.Mutex
-	pending []redis.Z
+	pending []indexChange // in the order they were made
 	wake    chan struct{}
 }
 
+// indexChange is a message to add to the expiry index (at its expiry) or to take out.
+type indexChange struct {
+	id      string
+	expires int64 // ms; 0 takes it out
+}
+
 // newExpiries returns Expiries on rdb that sweep every so often; their reports go out
-// through out.
-func newExpiries(rdb redis.UniversalClient, out *Forwarder, now func() time.Time, log *slog.Logger, every time.Duration) *Expiries {
-	return &Expiries{rdb: rdb, out: out, now: now, log: log, every: every, wake: make(chan struct{}, 1)}
+// through out, and what they expire is settled with the receipt window.
+func newExpiries(rdb redis.UniversalClient, out *Forwarder, now func() time.Time, log *slog.Logger,
+	every, receiptWindow time.Duration) *Expiries {
+	return &Expiries{rdb: rdb, out: out, now: now, log: log, every: every, window: receiptWindow.Milliseconds(),
+		wake: make(chan struct{}, 1)}
 }
 
 // Track indexes an admitted message by its expiry. It never blocks.
 func (e *Expiries) Track(messageID string, expires time.Time) {
+	e.change([]indexChange{{id: messageID, expires: expires.UnixMilli()}})
+}
+
+// untrack takes settled messages out of the index. It never blocks.
+func (e *Expiries) untrack(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	cs := make([]indexChange, len(ids))
+	for i, id := range ids {
+		cs[i] = indexChange{id: id}
+	}
+	e.change(cs)
+}
+
+func (e *Expiries) change(cs []indexChange) {
 	e.mu.Lock()
-	e.pending = append(e.pending, redis.Z{Score: float64(expires.UnixMilli()), Member: messageID})
+	e.pending = append(e.pending, cs...)
 	e.mu.Unlock()
 	select {
 	case e.wake <- struct{}{}:
@@ -87,20 +116,44 @@ func (e *Expiries) flush(ctx context.Context) {
 	if len(batch) == 0 {
 		return
 	}
-	byShard := map[string][]redis.Z{}
-	for _, z := range batch {
-		id := z.Member.(string)
-		byShard[expiryShard(id)] = append(byShard[expiryShard(id)], z)
+	// The last change of each message wins; a message admitted and settled within one
+	// batch (a device online and quick to ack) never touches the index.
+	adds, removes := map[string]int64{}, map[string]bool{}
+	for _, c := range batch {
+		switch _, added := adds[c.id]; {
+		case c.expires != 0:
+			adds[c.id] = c.expires
+			delete(removes, c.id)
+		case added:
+			delete(adds, c.id)
+		default:
+			removes[c.id] = true
+		}
+	}
+	if len(adds) == 0 && len(removes) == 0 {
+		return
+	}
+	zadds, zrems := map[string][]redis.Z{}, map[string][]any{}
+	for id, x := range adds {
+		k := expiryShard(id)
+		zadds[k] = append(zadds[k], redis.Z{Score: float64(x), Member: id})
+	}
+	for id := range removes {
+		k := expiryShard(id)
+		zrems[k] = append(zrems[k], id)
 	}
 	if _, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for k, zs := range byShard {
+		for k, zs := range zadds {
 			p.ZAdd(ctx, k, zs...)
+		}
+		for k, ids := range zrems {
+			p.ZRem(ctx, k, ids...)
 		}
 		return nil
 	}); err != nil {
 		if ctx.Err() != nil {
 			// Stopping: put the batch back for run's last flush, which has a context
-			// of its own. (ZADD of the same members again changes nothing.)
+			// of its own. (ZADD or ZREM of the same members again changes nothing.)
 			e.mu.Lock()
 			e.pending = append(batch, e.pending...)
 			e.mu.Unlock()
@@ -143,7 +196,7 @@ func (e *Expiries) sweep(ctx context.Context) error {
 			}
 			u := keys.Recipient(uid)
 			calls = append(calls, rscript.Call{Keys: []string{u.Message(id), u.Outbox()},
-				Args: []any{now.UnixMilli(), u.Mailbox(""), id}})
+				Args: []any{now.UnixMilli(), u.Mailbox(""), id, e.window}})
 			ids = append(ids, id)
 		}
 	}

@@ -1,10 +1,11 @@
 -- fetch.lua: the next queued deliveries of one device after a mailbox position.
 -- Expired ones are dropped here and reported (an EXPIRED event goes to the outbox),
--- in the same step, so a message is either delivered or reported expired, never both.
+-- in the same step, so a message is either delivered or reported expired, never both;
+-- one that no device has queued any more is settled (values.lua).
 -- Message keys are built from the prefix: each is the recipient's, on this slot.
 -- KEYS[1] mailbox  KEYS[2] outbox  KEYS[3] the recipient's admission sequence
 -- ARGV[1] device  ARGV[2] min score ("-inf" or "(<seq>")  ARGV[3] now (ms)
--- ARGV[4] limit  ARGV[5] message key prefix
+-- ARGV[4] limit  ARGV[5] message key prefix  ARGV[6] receipt window (ms)
 -- Reply: {last score seen, expired count, the admission sequence now (a stream that
 -- saw a higher score knows Redis lost writes), then per delivery: id, ciphertext, and
 -- the message as the device sees it (the values of keys.MessageFields(device))}
@@ -21,6 +22,7 @@ for i = 1, #got, 2 do
     redis.call("ZREM", KEYS[1], id)
   elseif tonumber(m.x) <= now then
     expire_on_device(key, KEYS[1], KEYS[2], id, m.b, m.cm, dev, ARGV[3])
+    settle(key, tonumber(ARGV[6]))
     expired = expired + 1
   else
     out[#out + 1] = id

@@ -59,15 +59,19 @@ type Mailboxes struct {
 	rdb    redis.UniversalClient
 	hub    *hub
 	out    *Forwarder
+	exp    *Expiries
 	now    func() time.Time
 	poll   time.Duration // see WithPollInterval
+	window int64         // receipt window in ms; see WithReceiptWindow
 	bodies *bodyCache
 }
 
 // newMailboxes returns Mailboxes on rdb, woken by hub, whose status events out
-// forwards.
-func newMailboxes(rdb redis.UniversalClient, hub *hub, out *Forwarder, now func() time.Time, poll time.Duration) *Mailboxes {
-	return &Mailboxes{rdb: rdb, hub: hub, out: out, now: now, poll: poll, bodies: newBodyCache(64 << 20)}
+// forwards and whose settled messages leave exp's index.
+func newMailboxes(rdb redis.UniversalClient, hub *hub, out *Forwarder, exp *Expiries, now func() time.Time,
+	poll, receiptWindow time.Duration) *Mailboxes {
+	return &Mailboxes{rdb: rdb, hub: hub, out: out, exp: exp, now: now, poll: poll,
+		window: receiptWindow.Milliseconds(), bodies: newBodyCache(64 << 20)}
 }
 
 // Stream sends every queued delivery of the device, oldest first, then each new one
@@ -124,7 +128,7 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Delivery, string, int64, error) {
 	u := keys.Recipient(p.UID)
 	reply, err := fetchScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox(), u.Sequence()},
-		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix()).Slice()
+		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window).Slice()
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("fetch: %w", err)
 	}
@@ -173,7 +177,7 @@ func (m *Mailboxes) undeliverable(ctx context.Context, p Principal, ids []string
 		return nil
 	}
 	u := keys.Recipient(p.UID)
-	args := []any{p.DeviceID, m.now().UnixMilli(), u.MessagePrefix()}
+	args := []any{p.DeviceID, m.now().UnixMilli(), u.MessagePrefix(), m.window}
 	for _, id := range ids {
 		args = append(args, id)
 	}
@@ -255,17 +259,43 @@ func (m *Mailboxes) Ack(ctx context.Context, p Principal, ids []string, read boo
 	if read {
 		r = "1"
 	}
-	args := []any{p.DeviceID, r, m.now().UnixMilli(), u.MessagePrefix()}
+	args := []any{p.DeviceID, r, m.now().UnixMilli(), u.MessagePrefix(), m.window}
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	unknown, err := runIndexed(ctx, m.rdb, p.UID, m.now(), ackScript, []string{u.Mailbox(p.DeviceID), u.Outbox()},
-		args...).StringSlice()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	unknown, err := m.settling(runIndexed(ctx, m.rdb, p.UID, m.now(), ackScript,
+		[]string{u.Mailbox(p.DeviceID), u.Outbox()}, args...))
+	if err != nil {
 		return nil, fmt.Errorf("ack: %w", err)
 	}
 	m.out.Kick(p.UID)
 	return unknown, nil
+}
+
+// settling reads the reply of ack.lua or reject.lua, {unknown ids, settled ids}: it
+// returns the unknown ones and takes the settled ones out of the expiry index, which
+// has nothing left to report for them.
+func (m *Mailboxes) settling(c *redis.Cmd) ([]string, error) {
+	reply, err := c.Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(reply) != 2 {
+		return nil, fmt.Errorf("reply of %d parts, want 2", len(reply))
+	}
+	lists := [2][]string{}
+	for i := range lists {
+		vals, _ := reply[i].([]any)
+		for _, v := range vals {
+			s, ok := v.(string)
+			if !ok {
+				return nil, fmt.Errorf("reply holds a %T, want message ids", v)
+			}
+			lists[i] = append(lists[i], s)
+		}
+	}
+	m.exp.untrack(lists[1])
+	return lists[0], nil
 }
 
 // Rejection is a delivery the device refused, and why (keys.Reject*).
@@ -280,13 +310,13 @@ type Rejection struct {
 // not its own); those keep their state.
 func (m *Mailboxes) Reject(ctx context.Context, p Principal, rs []Rejection) ([]string, error) {
 	u := keys.Recipient(p.UID)
-	args := []any{p.DeviceID, m.now().UnixMilli(), u.MessagePrefix()}
+	args := []any{p.DeviceID, m.now().UnixMilli(), u.MessagePrefix(), m.window}
 	for _, r := range rs {
 		args = append(args, r.MessageID, r.Reason)
 	}
-	unknown, err := runIndexed(ctx, m.rdb, p.UID, m.now(), rejectScript, []string{u.Mailbox(p.DeviceID), u.Outbox()},
-		args...).StringSlice()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	unknown, err := m.settling(runIndexed(ctx, m.rdb, p.UID, m.now(), rejectScript,
+		[]string{u.Mailbox(p.DeviceID), u.Outbox()}, args...))
+	if err != nil {
 		return nil, fmt.Errorf("reject: %w", err)
 	}
 	m.out.Kick(p.UID)

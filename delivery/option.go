@@ -15,6 +15,7 @@ type config struct {
 	expirySweep   time.Duration
 	qualityBucket time.Duration
 	outboxSweep   time.Duration
+	receiptWindow time.Duration
 }
 
 func defaults() config {
@@ -25,6 +26,7 @@ func defaults() config {
 		expirySweep:   5 * time.Second,
 		qualityBucket: time.Minute,
 		outboxSweep:   2 * time.Second,
+		receiptWindow: DefaultReceiptWindow,
 	}
 }
 
@@ -99,6 +101,26 @@ func WithOutboxSweep(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
 			c.outboxSweep = d
+		}
+	}
+}
+
+// DefaultReceiptWindow is how long a message some device received is kept for read
+// receipts and reports when WithReceiptWindow does not say.
+const DefaultReceiptWindow = 48 * time.Hour
+
+// WithReceiptWindow sets how long a message is kept once no device has it queued any
+// more and some device received it (default DefaultReceiptWindow), never past a day
+// after its expiry: long enough for a late read receipt or a report of it as spam,
+// both of which need to know the message. What is kept is its settled record
+// (keys.Message): the business, the client message id and each device's state and
+// report, about a fifth of the message in flight. A message that no device received
+// (it expired, or every device refused it) goes as soon as the last device's status
+// is final.
+func WithReceiptWindow(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.receiptWindow = d
 		}
 	}
 }

@@ -59,6 +59,10 @@ type Config struct {
 	// ExpirySweep is how often the gateway reports messages expired on devices that
 	// never came back for them (delivery.WithExpirySweep). Zero means 5 s.
 	ExpirySweep time.Duration
+	// ReceiptWindow is how long a message that reached a device is kept, as a small
+	// settled record, once no device has it queued, for late read receipts and reports
+	// (delivery.WithReceiptWindow). Zero means delivery.DefaultReceiptWindow.
+	ReceiptWindow time.Duration
 }
 
 // Server is a Herald gateway.
@@ -121,7 +125,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.delivery = delivery.New(cfg.Redis, delivery.WithLogger(s.log.With("component", "delivery")),
 		delivery.WithClock(s.now), delivery.WithQualityBucket(s.quality.Bucket),
-		delivery.WithPollInterval(cfg.PollInterval), delivery.WithExpirySweep(cfg.ExpirySweep))
+		delivery.WithPollInterval(cfg.PollInterval), delivery.WithExpirySweep(cfg.ExpirySweep),
+		delivery.WithReceiptWindow(cfg.ReceiptWindow))
 	s.admission = admission.New(cfg.Redis, s.blocklist, s.businesses, admission.WithClock(s.now),
 		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted))
 	s.streams, s.stopStreams = context.WithCancel(context.Background())

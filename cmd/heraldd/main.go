@@ -22,6 +22,7 @@ import (
 
 	"github.com/heraldhq/herald/blocklist"
 	"github.com/heraldhq/herald/business"
+	"github.com/heraldhq/herald/delivery"
 	"github.com/heraldhq/herald/internal/memstore"
 	"github.com/heraldhq/herald/server"
 	"github.com/redis/go-redis/v9"
@@ -53,6 +54,9 @@ type Config struct {
 	Quality business.QualityPolicy
 	// Replicas is how many gateways run side by side (a floor; they count each other).
 	Replicas int
+	// ReceiptWindow is how long a message that reached a device is kept for late read
+	// receipts and reports (delivery.WithReceiptWindow).
+	ReceiptWindow time.Duration
 }
 
 func main() {
@@ -128,6 +132,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	durVar(&c.Quality.Window, "quality-window", "HERALD_QUALITY_WINDOW", dq.Window, "the rolling window of the quality figure")
 	intVar(&c.Replicas, "replicas", "HERALD_REPLICAS", 1,
 		"how many gateways run against this Redis; each holds at most burst/(2·replicas) of a business's tokens, which tightens the over-admission bound")
+	durVar(&c.ReceiptWindow, "receipt-window", "HERALD_RECEIPT_WINDOW", delivery.DefaultReceiptWindow,
+		"how long a message that reached a device is kept, cut to a small record, for late read receipts and spam reports")
 	intVar(&c.Quality.MinDelivered, "quality-min-delivered", "HERALD_QUALITY_MIN_DELIVERED", dq.MinDelivered,
 		"deliveries in the window before the quality figure is judged")
 	if len(errs) > 0 {
@@ -202,6 +208,8 @@ func (c *Config) validate() error {
 		return errors.New("--quality-min-delivered must be at least 1")
 	case c.Replicas < 1:
 		return errors.New("--replicas must be at least 1")
+	case c.ReceiptWindow < time.Minute:
+		return errors.New("--receipt-window must be at least 1m")
 	}
 	return nil
 }
@@ -249,7 +257,7 @@ func run(cfg Config) error {
 	cancel()
 
 	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log,
-		Caps: cfg.Caps, Quality: cfg.Quality, Replicas: cfg.Replicas})
+		Caps: cfg.Caps, Quality: cfg.Quality, Replicas: cfg.Replicas, ReceiptWindow: cfg.ReceiptWindow})
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,10 @@
 //	hr:{u:U}:msg:M      hash   message M (Message): b, c, k, cm, t (sent), x (expires), bd (body
 //	                           hash or ""), sk (the business key id it was signed with, if
 //	                           given), and per device D: s:D (state), kid:D (key id it was
-//	                           sealed to), rp:D (why D reported it)
+//	                           sealed to), rp:D (why D reported it). Once no device has
+//	                           it queued it settles (values.lua): cut to b, cm, s:D, rp:D
+//	                           for the receipt window if some device received it,
+//	                           deleted if none did
 //	hr:{u:U}:msg:M:D    string device D's envelope of message M, until delivered
 //	hr:{u:U}:mb:D       zset   device D's mailbox: queued message ids by admission sequence
 //	hr:{u:U}:seq        string admission sequence
@@ -69,9 +72,9 @@
 // events, by when one may have been added (OutboxIndex); a forwarder that drained an
 // outbox removes its recipient unless a newer entry came meanwhile.
 //
-// Expiry index ({x:<shard>}): hr:{x:N} zset: admitted message ids by expiry, spread
-// over a few shards, for the sweep that reports messages expired on devices that never
-// came back.
+// Expiry index ({x:<shard>}): hr:{x:N} zset: ids of messages in flight by expiry,
+// spread over a few shards, for the sweep that reports messages expired on devices
+// that never came back; a message leaves it when it settles or expires.
 //
 // Sealed bodies ({m:<sha256>}): hr:{m:H} string: a body shared by every message that
 // names it (field bd), kept until the last of them expires.

@@ -322,8 +322,15 @@ const (
 	CategoryMarketing     = "m"
 )
 
-// Message is a message's hash.
+// Message is a message's hash. In flight (some device has it queued) it holds every
+// field; once settled (no device has it queued, values.lua's settle) it is cut to what
+// a late read receipt or report needs: the business, the client message id, and each
+// device's state and report, and it lives for the receipt window at most. A message
+// that no device received is deleted when it settles.
 type Message struct {
+	// Settled is true for a settled record: only Business, ClientMessageID and the
+	// devices' State and Report are set.
+	Settled         bool
 	Business        string
 	Category        string
 	Kind            string
@@ -351,14 +358,18 @@ type MessageDevice struct {
 
 // Fields are the message's hash fields and values, for HSET.
 func (m Message) Fields() []any {
-	kv := []any{MessageBusiness, m.Business, MessageCategory, m.Category, MessageKind, m.Kind,
-		MessageClientID, m.ClientMessageID, MessageSent, millis(m.Sent), MessageExpires, millis(m.Expires),
-		MessageBody, m.BodyHash}
-	kv = optField(kv, MessageSigningKey, m.SigningKeyID)
+	kv := []any{MessageBusiness, m.Business, MessageClientID, m.ClientMessageID}
+	if !m.Settled {
+		kv = append(kv, MessageCategory, m.Category, MessageKind, m.Kind, MessageSent, millis(m.Sent),
+			MessageExpires, millis(m.Expires), MessageBody, m.BodyHash)
+		kv = optField(kv, MessageSigningKey, m.SigningKeyID)
+	}
 	for _, d := range slices.Sorted(maps.Keys(m.Devices)) {
 		md := m.Devices[d]
 		kv = append(kv, MessageState(d), md.State)
-		kv = optField(kv, MessageKeyID(d), md.KeyID)
+		if !m.Settled {
+			kv = optField(kv, MessageKeyID(d), md.KeyID)
+		}
 		kv = optField(kv, MessageReport(d), md.Report)
 	}
 	return kv
@@ -392,15 +403,48 @@ func ParseMessage(h map[string]string) (Message, error) {
 		}
 		m.Devices[d] = md
 	}
-	if err := m.parseTimes(h[MessageSent], h[MessageExpires]); err != nil {
-		return Message{}, err
-	}
 	for d, md := range m.Devices {
 		if !validState(md.State) {
 			return Message{}, malformed("message", "device %s in state %q", d, md.State)
 		}
 	}
+	if _, flying := h[MessageExpires]; !flying {
+		return m, m.checkSettled(h)
+	}
+	if err := m.parseTimes(h[MessageSent], h[MessageExpires]); err != nil {
+		return Message{}, err
+	}
 	return m, m.check()
+}
+
+// checkSettled checks a settled record, read from h: nothing but what it keeps, no
+// device with the message queued, and some device that received it (a message none
+// received is deleted, not kept).
+func (m *Message) checkSettled(h map[string]string) error {
+	m.Settled = true
+	if m.Business == "" {
+		return malformed("settled message", "no business")
+	}
+	for f := range h {
+		kind, _, perDevice := strings.Cut(f, ":")
+		if !(f == MessageBusiness || f == MessageClientID || perDevice && (kind+":" == MessageState("") ||
+			kind+":" == MessageReport(""))) {
+			return malformed("settled message", "field %q is kept", f)
+		}
+	}
+	received := false
+	for d, md := range m.Devices {
+		switch md.State {
+		case StateQueued:
+			return malformed("settled message", "device %s has it queued", d)
+		case StateDelivered, StateRead:
+			received = true
+		}
+	}
+	if !received {
+		return malformed("settled message", "no device received it")
+	}
+	return nil
 }
 
 // MessageFields are the fields that one device's view of a message is read with

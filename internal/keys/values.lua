@@ -104,6 +104,44 @@ local function expire_on_device(message_key, mailbox, outbox, id, biz, cm, dev, 
   redis.call("RPUSH", outbox, event(STATUS_EXPIRED, biz, id, cm, dev, now))
 end
 
+-- settle ends a message's flight once no device has it queued (keys.Message,
+-- Settled): a message some device received is cut to what a later read receipt or
+-- report needs (business, client message id, each device's state and report) and
+-- kept for the receipt window at most; a message no device received (expired or
+-- refused everywhere) is deleted. It returns true when the message left flight with
+-- this call, false while a device still has it queued or when it is gone already.
+-- Callers run it after moving a device's state off queued.
+local function settle(message_key, window)
+  local h = redis.call("HGETALL", message_key)
+  local drop, received, flying = {}, false, false
+  for i = 1, #h, 2 do
+    local f, v = h[i], h[i + 1]
+    local prefix = string.sub(f, 1, 2)
+    if prefix == "s:" then
+      if v == STATE_QUEUED then
+        return false
+      end
+      received = received or v == STATE_DELIVERED or v == STATE_READ
+    elseif prefix ~= "rp" and f ~= MESSAGE_BUSINESS and f ~= MESSAGE_CLIENT_ID then
+      flying = flying or f == MESSAGE_EXPIRES
+      drop[#drop + 1] = f
+    end
+  end
+  if not flying then
+    return false -- gone, or settled before
+  end
+  if not received then
+    redis.call("DEL", message_key)
+    return true
+  end
+  redis.call("HDEL", message_key, unpack(drop))
+  local ttl = redis.call("PTTL", message_key)
+  if ttl < 0 or ttl > window then
+    redis.call("PEXPIRE", message_key, window)
+  end
+  return true
+end
+
 -- The pref hash's consent fields for category cat: the recipient's own, and what the
 -- business recorded.
 local function pref_own(cat)

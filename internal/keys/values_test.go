@@ -154,6 +154,40 @@ func TestMessageCodec(t *testing.T) {
 	}
 }
 
+// TestSettledMessageCodec: a settled record keeps the business, the client message id
+// and each device's state and report, and nothing a message in flight needs besides.
+func TestSettledMessageCodec(t *testing.T) {
+	t.Parallel()
+	m := keys.Message{Settled: true, Business: "biz_a", ClientMessageID: "c1", Devices: map[string]keys.MessageDevice{
+		"d1": {State: keys.StateRead, Report: "spam"}, "d2": {State: keys.StateFailed}, "d3": {State: keys.StateDelivered}}}
+	h := hash(m.Fields())
+	if len(h) != 6 {
+		t.Fatalf("settled record %v, want 6 fields", h)
+	}
+	got, err := keys.ParseMessage(h)
+	if err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("ParseMessage(%v) = %+v, %v; want %+v", h, got, err, m)
+	}
+	for name, edit := range map[string]func(map[string]string){
+		"no business":         func(h map[string]string) { delete(h, keys.MessageBusiness) },
+		"a device queued":     func(h map[string]string) { h[keys.MessageState("d2")] = keys.StateQueued },
+		"nobody received it":  func(h map[string]string) { h[keys.MessageState("d1")], h[keys.MessageState("d3")] = "x", "f" },
+		"a key id kept":       func(h map[string]string) { h[keys.MessageKeyID("d1")] = "k" },
+		"the category kept":   func(h map[string]string) { h[keys.MessageCategory] = keys.CategoryMarketing },
+		"the body hash kept":  func(h map[string]string) { h[keys.MessageBody] = "ff00" },
+		"an unknown field":    func(h map[string]string) { h["z"] = "1" },
+		"bad state":           func(h map[string]string) { h[keys.MessageState("d3")] = "w" },
+		"a report, no state":  func(h map[string]string) { h[keys.MessageReport("d4")] = "spam" },
+		"a sent time, no exp": func(h map[string]string) { h[keys.MessageSent] = "1000" },
+	} {
+		bad := hash(m.Fields())
+		edit(bad)
+		if _, err := keys.ParseMessage(bad); !errors.Is(err, keys.ErrMalformed) {
+			t.Errorf("%s: ParseMessage = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
 func TestPrefCodec(t *testing.T) {
 	t.Parallel()
 	own := keys.OwnConsent{Consent: keys.ConsentOut, At: ms(10)}

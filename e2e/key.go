@@ -4,6 +4,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hpke"
+	"crypto/mlkem"
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
@@ -200,4 +201,65 @@ func (k *SigningKey) MarshalPrivate() []byte { return k.priv.Seed() }
 // PublicKey returns the key devices verify envelopes against.
 func (k *SigningKey) PublicKey() ed25519.PublicKey {
 	return append(ed25519.PublicKey(nil), k.priv.Public().(ed25519.PublicKey)...)
+}
+
+// CheckPublicKey reports whether pub is a public key a sender can seal to under alg:
+// the right length, an ML-KEM-768 encapsulation key that FIPS 203's input check
+// accepts and whose key vector is not all zeros (sealing to one would give the
+// shared secret away), and an X25519 point that is not of low order (the Diffie-Hellman
+// result with it is all zeros whatever the sender's key). A gateway checks keys this
+// way at registration, so that a junk key cannot make every send to a number fail.
+// The error wraps ErrMalformed, or ErrUnsupportedAlgorithm.
+func CheckPublicKey(alg Algorithm, pub []byte) error {
+	kem, err := alg.kem()
+	if err != nil {
+		return err
+	}
+	if len(pub) != alg.PublicKeySize() {
+		return fmt.Errorf("%w: %s public key of %d bytes, want %d", ErrMalformed, alg, len(pub), alg.PublicKeySize())
+	}
+	point := pub
+	if alg == MLKEM768X25519 {
+		ek := pub[:mlkem.EncapsulationKeySize768]
+		if _, err := mlkem.NewEncapsulationKey768(ek); err != nil {
+			return fmt.Errorf("%w: ML-KEM-768 key: %v", ErrMalformed, err)
+		}
+		// The encapsulation key is the encoded vector t then the 32-byte seed rho.
+		if allZero(ek[:len(ek)-32]) {
+			return fmt.Errorf("%w: ML-KEM-768 key vector is all zeros", ErrMalformed)
+		}
+		point = pub[mlkem.EncapsulationKeySize768:]
+	}
+	x, err := ecdh.X25519().NewPublicKey(point)
+	if err != nil {
+		return fmt.Errorf("%w: X25519 key: %v", ErrMalformed, err)
+	}
+	if _, err := lowOrderProbe.ECDH(x); err != nil {
+		return fmt.Errorf("%w: X25519 key is a point of low order", ErrMalformed)
+	}
+	if _, err := kem.NewPublicKey(pub); err != nil {
+		return fmt.Errorf("%w: %s key: %v", ErrMalformed, alg, err)
+	}
+	return nil
+}
+
+// lowOrderProbe is a fixed X25519 private key. Its scalar, like every X25519 scalar,
+// is a multiple of the cofactor, so its Diffie-Hellman result with a point of low
+// order is all zeros, which ECDH refuses; with any other point it is not.
+var lowOrderProbe = func() *ecdh.PrivateKey {
+	seed := sha256.Sum256([]byte("herald low-order probe"))
+	k, err := ecdh.X25519().NewPrivateKey(seed[:])
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"regexp"
+	"slices"
 	"testing"
 )
 
@@ -107,5 +108,48 @@ func TestSigningKeySurvivesStorage(t *testing.T) {
 	}
 	if _, err := ParseSigningKey(make([]byte, 31)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("short seed: err = %v, want ErrMalformed", err)
+	}
+}
+
+// TestCheckPublicKey: real keys of both algorithms pass; junk that parses as bytes of
+// the right length does not.
+func TestCheckPublicKey(t *testing.T) {
+	t.Parallel()
+	for _, alg := range []Algorithm{MLKEM768X25519, X25519} {
+		k, err := GenerateDeviceKey(alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckPublicKey(alg, k.PublicKey()); err != nil {
+			t.Errorf("%s: a generated key: %v", alg, err)
+		}
+	}
+	good, _ := GenerateDeviceKey(MLKEM768X25519)
+	hybrid := good.PublicKey()
+	mlkemPart, point := hybrid[:1184], hybrid[1184:]
+	// 0 and 1 are points of low order; so is 2^255-19 (p, an encoding of 0).
+	lowOrder := [][]byte{make([]byte, 32), append([]byte{1}, make([]byte, 31)...),
+		append([]byte{0xec}, append(bytes.Repeat([]byte{0xff}, 30), 0x7f)...)}
+	cases := map[string]struct {
+		alg Algorithm
+		pub []byte
+	}{
+		"x25519 too short":             {X25519, make([]byte, 31)},
+		"x25519 zero point":            {X25519, lowOrder[0]},
+		"x25519 point 1":               {X25519, lowOrder[1]},
+		"x25519 point p":               {X25519, lowOrder[2]},
+		"hybrid the size of x25519":    {MLKEM768X25519, make([]byte, 32)},
+		"hybrid all zeros":             {MLKEM768X25519, make([]byte, 1216)},
+		"hybrid ml-kem vector zero":    {MLKEM768X25519, slices.Concat(make([]byte, 1152), mlkemPart[1152:], point)},
+		"hybrid ml-kem out of range":   {MLKEM768X25519, slices.Concat(bytes.Repeat([]byte{0xff}, 1152), mlkemPart[1152:], point)},
+		"hybrid x25519 part low order": {MLKEM768X25519, slices.Concat(mlkemPart, lowOrder[0])},
+		"hybrid one byte long":         {MLKEM768X25519, append(slices.Clone(hybrid), 0)},
+		"unknown algorithm":            {Algorithm(9), hybrid},
+	}
+	for name, c := range cases {
+		err := CheckPublicKey(c.alg, c.pub)
+		if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupportedAlgorithm) {
+			t.Errorf("%s: CheckPublicKey = %v, want a refusal", name, err)
+		}
 	}
 }

@@ -66,7 +66,7 @@ func TestTokensAndPermissions(t *testing.T) {
 		}, codes.PermissionDenied},
 		{"register with a wrong code", func() error {
 			_, err := g.recipient.RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{PhoneNumber: alice,
-				Code: "00000000", PublicKey: make([]byte, 32), KeyAlgorithm: 1})
+				Code: "00000000", PublicKey: x25519Key(), KeyAlgorithm: 2})
 			return err
 		}, codes.PermissionDenied},
 	} {
@@ -86,7 +86,7 @@ func TestVerificationCodeIsSpentOnce(t *testing.T) {
 	}
 	reg := func(c string) error {
 		_, err := g.recipient.RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{PhoneNumber: alice,
-			Code: c, PublicKey: make([]byte, 32), KeyAlgorithm: 2})
+			Code: c, PublicKey: x25519Key(), KeyAlgorithm: 2})
 		return err
 	}
 	if err := reg(code.Code); err != nil {

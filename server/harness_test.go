@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -131,10 +132,8 @@ func (g *gateway) register(number string) device {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	pub := make([]byte, 32)
-	rand.Read(pub)
 	r, err := g.recipient.RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{PhoneNumber: number,
-		Code: code.Code, PublicKey: pub, KeyAlgorithm: heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519})
+		Code: code.Code, PublicKey: x25519Key(), KeyAlgorithm: heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519})
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -365,3 +364,12 @@ func unchanged(t *testing.T, rdb *redis.Client, before map[string]string) {
 func nowPB() *timestamppb.Timestamp { return timestamppb.Now() }
 
 func codeOf(err error) codes.Code { return grpcstatus.Code(err) }
+
+// x25519Key is a fresh X25519 public key, which registration accepts.
+func x25519Key() []byte {
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return k.PublicKey().Bytes()
+}

@@ -3,9 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -104,12 +106,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 		}, "message_ids[0]"},
 		{"register: bad phone", func() error {
 			_, err := g.recipient.RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{PhoneNumber: "+1", Code: "1",
-				PublicKey: make([]byte, 32), KeyAlgorithm: 1})
+				PublicKey: x25519Key(), KeyAlgorithm: 2})
 			return err
 		}, "phone_number"},
 		{"register: unknown key algorithm", func() error {
 			_, err := g.recipient.RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{PhoneNumber: alice, Code: "1",
-				PublicKey: make([]byte, 32), KeyAlgorithm: 99})
+				PublicKey: x25519Key(), KeyAlgorithm: 99})
 			return err
 		}, "key_algorithm"},
 		{"create business: no name", func() error {
@@ -159,5 +161,52 @@ func TestBatchEntriesStandAlone(t *testing.T) {
 	rc := g.receive(phone)
 	if a, b := rc.next(), rc.next(); a.MessageId != resp.Results[0].MessageId || b.MessageId != resp.Results[4].MessageId {
 		t.Fatalf("delivered %s, %s; want the two accepted in order", a.MessageId, b.MessageId)
+	}
+}
+
+// TestBadKeysAreRefusedAtTheDoor: a device key that no sender could seal to (wrong
+// length, an all-zero ML-KEM vector, an X25519 point of low order) is refused with
+// INVALID_ARGUMENT naming public_key, at registration and at rotation, and changes
+// nothing: the verification code is not spent, the old key stays.
+func TestBadKeysAreRefusedAtTheDoor(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t)
+	phone := g.register(alice)
+	hybrid, err := e2e.GenerateDeviceKey(e2e.MLKEM768X25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := hybrid.PublicKey()
+	code, err := g.admin.IssueVerificationCode(g.adminCtx(), &heraldv1.IssueVerificationCodeRequest{PhoneNumber: bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := quiet(t, g.rdb)
+	for _, c := range []struct {
+		name string
+		alg  heraldv1.KeyAlgorithm
+		key  []byte
+	}{
+		{"ml-kem: the size of an x25519 key", 1, x25519Key()},
+		{"ml-kem: all zeros", 1, make([]byte, 1216)},
+		{"ml-kem: key vector all zeros", 1, slices.Concat(make([]byte, 1152), pub[1152:])},
+		{"ml-kem: a coefficient out of range", 1, slices.Concat(bytes.Repeat([]byte{0xff}, 1152), pub[1152:])},
+		{"ml-kem: x25519 part of low order", 1, slices.Concat(pub[:1184], make([]byte, 32))},
+		{"x25519: all zeros", 2, make([]byte, 32)},
+		{"x25519: the point 1", 2, append([]byte{1}, make([]byte, 31)...)},
+		{"x25519: too long", 2, append(x25519Key(), 0)},
+		{"x25519: a hybrid key", 2, pub},
+	} {
+		_, err := g.recipient.RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{PhoneNumber: bob,
+			Code: code.Code, PublicKey: c.key, KeyAlgorithm: c.alg})
+		requireCode(t, err, codes.InvalidArgument, "public_key")
+		_, err = g.recipient.RotateKey(as(phone.token), &heraldv1.RotateKeyRequest{PublicKey: c.key, KeyAlgorithm: c.alg})
+		requireCode(t, err, codes.InvalidArgument, "public_key")
+	}
+	unchanged(t, g.rdb, before)
+	// The code was not spent on the refusals.
+	if _, err := g.recipient.RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{PhoneNumber: bob,
+		Code: code.Code, PublicKey: pub, KeyAlgorithm: 1}); err != nil {
+		t.Fatalf("registering a good key with the code after the refusals: %v", err)
 	}
 }

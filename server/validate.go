@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/heraldhq/herald/blocklist"
+	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/phone"
 )
@@ -26,8 +27,6 @@ const (
 	maxDisplayName    = 100
 	maxSourceLen      = 64
 	maxReferenceLen   = 256
-	minPublicKey      = 32
-	maxPublicKey      = 4096
 	consentClockSkew  = 5 * time.Minute
 	maxIDLen          = 64
 	maxMessageRequest = 64 << 20
@@ -242,20 +241,25 @@ func (c *checker) message(m *heraldv1.Message) message {
 	return out
 }
 
-// publicKey checks a device key and its algorithm. Herald never uses the key, so it
-// checks the size only.
+// publicKey checks a device key and its algorithm: the key must be one a sender can
+// seal to (e2e.CheckPublicKey), so that a junk key never makes every send to a number
+// fail.
 func (c *checker) publicKey(key []byte, alg heraldv1.KeyAlgorithm) {
-	switch n := len(key); {
-	case n == 0:
-		c.bad("public_key", "required")
-	case n < minPublicKey || n > maxPublicKey:
-		c.bad("public_key", "must be %d to %d bytes, got %d", minPublicKey, maxPublicKey, n)
-	}
 	switch alg {
 	case heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_MLKEM768_X25519, heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519:
 	case heraldv1.KeyAlgorithm_KEY_ALGORITHM_UNSPECIFIED:
 		c.bad("key_algorithm", "required")
+		return
 	default:
 		c.bad("key_algorithm", "unknown value %d", alg)
+		return
+	}
+	if len(key) == 0 {
+		c.bad("public_key", "required")
+		return
+	}
+	if err := e2e.CheckPublicKey(e2e.Algorithm(alg), key); err != nil {
+		c.bad("public_key", "not a valid %s key: %s", e2e.Algorithm(alg),
+			strings.TrimPrefix(err.Error(), e2e.ErrMalformed.Error()+": "))
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
@@ -136,7 +138,7 @@ func TestThreeReplicasShareTheLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		r, err := heraldv1.NewRecipientServiceClient(conns[i%3]).RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{
-			PhoneNumber: number, Code: code.Code, PublicKey: make([]byte, 32), KeyAlgorithm: heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519})
+			PhoneNumber: number, Code: code.Code, PublicKey: x25519Key(t), KeyAlgorithm: heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,4 +217,13 @@ func retryDelay(err error) time.Duration {
 		}
 	}
 	return 10 * time.Millisecond
+}
+
+// x25519Key is a fresh X25519 public key, which registration accepts.
+func x25519Key(t *testing.T) []byte {
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.PublicKey().Bytes()
 }

@@ -134,8 +134,10 @@ type RegisterDeviceRequest struct {
 	// Required. The one-time code issued for this number (AdminService.IssueVerificationCode,
 	// delivered by the operator's SMS system). Five wrong tries void it.
 	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	// Required, 32 to 4096 bytes. The device's public key; its private key never leaves
-	// the device.
+	// Required: the device's public key for key_algorithm (1216 bytes for
+	// KEY_ALGORITHM_HPKE_MLKEM768_X25519, 32 for KEY_ALGORITHM_HPKE_X25519); its private
+	// key never leaves the device. A key no sender could seal to (an all-zero ML-KEM
+	// vector, an X25519 point of low order) is INVALID_ARGUMENT.
 	PublicKey []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	// Required.
 	KeyAlgorithm  KeyAlgorithm `protobuf:"varint,4,opt,name=key_algorithm,json=keyAlgorithm,proto3,enum=herald.v1.KeyAlgorithm" json:"key_algorithm,omitempty"`
@@ -1135,7 +1137,7 @@ func (x *ListPreferencesResponse) GetBusinesses() []*BusinessPreference {
 // RotateKeyRequest carries the device's new key.
 type RotateKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required, 32 to 4096 bytes.
+	// Required, checked as RegisterDeviceRequest.public_key is.
 	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	// Required.
 	KeyAlgorithm  KeyAlgorithm `protobuf:"varint,2,opt,name=key_algorithm,json=keyAlgorithm,proto3,enum=herald.v1.KeyAlgorithm" json:"key_algorithm,omitempty"`

@@ -41,6 +41,12 @@ type Device struct {
 	// message id: a delivery matching either is a replay.
 	acked      map[string]record
 	ackedPairs map[pair]bool
+	// pending and activate say whether the device waited for approval when it
+	// registered, and until when at most.
+	pending  bool
+	activate time.Time
+	// notices gets the notices about the person's devices (WithDeviceNotices).
+	notices func(context.Context, DeviceNotice)
 }
 
 type deviceKey struct {
@@ -105,6 +111,10 @@ func Register(ctx context.Context, conn grpc.ClientConnInterface, phone, code st
 	}
 	d.id, d.token = resp.GetDeviceId(), resp.GetDeviceToken()
 	d.keys = []deviceKey{{key: key}}
+	d.pending = resp.GetPending()
+	if resp.GetActivateTime() != nil {
+		d.activate = resp.GetActivateTime().AsTime()
+	}
 	return d, nil
 }
 
@@ -330,16 +340,27 @@ func (d *Device) ReportSpam(ctx context.Context, messageID string, reason Report
 // right after: it is the only copy of the new key.
 func (d *Device) RotateKey(ctx context.Context) error {
 	d.mu.Lock()
-	alg := d.keys[0].key.Algorithm()
+	current := d.keys[0].key
 	d.mu.Unlock()
+	alg := current.Algorithm()
 	key, err := e2e.GenerateDeviceKey(alg)
 	if err != nil {
 		return err
 	}
 	var resp *heraldv1.RotateKeyResponse
 	err = d.retry(ctx, "rotate key", func(ctx context.Context) error {
-		var err error
-		resp, err = d.rpc.RotateKey(d.authorized(ctx), &heraldv1.RotateKeyRequest{PublicKey: key.PublicKey(), KeyAlgorithm: heraldv1.KeyAlgorithm(alg)})
+		// The gateway rotates only for the holder of the current key: it seals a
+		// challenge to it, and the answer is what is inside.
+		ch, err := d.rpc.GetKeyChallenge(d.authorized(ctx), &heraldv1.GetKeyChallengeRequest{})
+		if err != nil {
+			return err
+		}
+		answer, err := current.OpenChallenge(ch.GetChallenge())
+		if err != nil {
+			return fmt.Errorf("client: rotate key: %w", err)
+		}
+		resp, err = d.rpc.RotateKey(d.authorized(ctx), &heraldv1.RotateKeyRequest{PublicKey: key.PublicKey(),
+			KeyAlgorithm: heraldv1.KeyAlgorithm(alg), ChallengeResponse: answer, ChallengeExpireTime: ch.GetExpireTime()})
 		return err
 	})
 	if err != nil {

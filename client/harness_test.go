@@ -48,11 +48,14 @@ type gateway struct {
 	rdb   *redis.Client
 	conn  *grpc.ClientConn
 	admin heraldv1.AdminServiceClient
+
+	mu    sync.Mutex
+	first map[string]*client.Device // each number's first device, which approves the others
 }
 
 func startGateway(t testing.TB) *gateway {
 	t.Helper()
-	g := &gateway{t: t, rs: redistest.Start(t)}
+	g := &gateway{t: t, rs: redistest.Start(t), first: map[string]*client.Device{}}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +176,20 @@ func (g *gateway) device(conn grpc.ClientConnInterface, phone string, alg e2e.Al
 	if err != nil {
 		g.t.Fatal(err)
 	}
+	// The number's first device approves its later ones, as the person would.
+	g.mu.Lock()
+	first, ok := g.first[phone]
+	if !ok {
+		g.first[phone] = d
+	}
+	g.mu.Unlock()
+	if pending, _ := d.Pending(); pending != ok {
+		g.t.Fatalf("device %s of %s: pending = %v", d.ID(), phone, pending)
+	} else if pending {
+		if err := first.ApproveDevice(g.t.Context(), d.ID(), d.KeyID()); err != nil {
+			g.t.Fatal(err)
+		}
+	}
 	return d
 }
 
@@ -279,9 +296,9 @@ type tapStream struct {
 
 func (s *tapStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if d, ok := m.(*heraldv1.Delivery); ok && err == nil {
+	if r, ok := m.(*heraldv1.ReceiveResponse); ok && err == nil && r.GetDelivery() != nil {
 		s.t.mu.Lock()
-		s.t.deliveries = append(s.t.deliveries, proto.Clone(d).(*heraldv1.Delivery))
+		s.t.deliveries = append(s.t.deliveries, proto.Clone(r.GetDelivery()).(*heraldv1.Delivery))
 		s.t.mu.Unlock()
 	}
 	return err

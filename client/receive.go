@@ -207,11 +207,19 @@ func (d *Device) receive(ctx context.Context, failures *int, yielded map[string]
 		return err
 	}
 	for {
-		dl, err := stream.Recv()
+		item, err := stream.Recv()
 		if err != nil {
 			return err
 		}
 		*failures = 0
+		if n := item.GetNotice(); n != nil {
+			d.notice(ctx, n)
+			continue
+		}
+		dl := item.GetDelivery()
+		if dl == nil {
+			continue // an item of a newer gateway that this SDK does not know
+		}
 		if yielded[dl.GetMessageId()] {
 			continue
 		}
@@ -238,4 +246,19 @@ func (d *Device) receive(ctx context.Context, failures *int, yielded map[string]
 // be acknowledged: when a later attempt, with an updated SDK, might open it.
 func keepRejected(rej *RejectedDeliveryError) bool {
 	return errors.Is(rej.Reason, e2e.ErrUnsupportedVersion) || errors.Is(rej.Reason, e2e.ErrUnsupportedAlgorithm)
+}
+
+// notice hands a notice to the device's handler and acknowledges it; without a
+// handler it is left for the next Receive.
+func (d *Device) notice(ctx context.Context, n *heraldv1.DeviceNotice) {
+	if d.notices == nil {
+		return
+	}
+	d.notices(ctx, noticeOf(n))
+	if err := d.retry(ctx, "ack notice", func(ctx context.Context) error {
+		_, err := d.rpc.Ack(d.authorized(ctx), &heraldv1.AckRequest{NoticeIds: []string{n.GetNoticeId()}})
+		return err
+	}); err != nil {
+		d.log.WarnContext(ctx, "herald: could not acknowledge a device notice; it comes again", "notice_id", n.GetNoticeId(), "err", err)
+	}
 }

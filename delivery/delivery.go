@@ -44,11 +44,14 @@ func New(rdb redis.UniversalClient, opts ...Option) *Service {
 	for _, o := range opts {
 		o(&c)
 	}
+	if c.secret == nil {
+		c.secret = random(32)
+	}
 	h := newHub(rdb, c.log)
 	f := newForwarder(rdb, c.log, c.now, c.qualityBucket, c.outboxSweep)
 	e := newExpiries(rdb, f, c.now, c.log, c.expirySweep, c.receiptWindow)
 	return &Service{
-		devices:   newDevices(rdb),
+		devices:   newDevices(rdb, e, c),
 		mailboxes: newMailboxes(rdb, h, f, e, c.now, c.pollInterval, c.receiptWindow),
 		statuses:  newStatuses(rdb, h, c.pollInterval),
 		forwarder: f,

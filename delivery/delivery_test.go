@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/blocklist"
+	"github.com/heraldhq/herald/e2e"
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/redis/go-redis/v9"
@@ -35,7 +37,8 @@ type fixture struct {
 	admit *blocklist.Store
 
 	mu     sync.Mutex
-	uids   []string // recipients with devices: whose outboxes to forward
+	uids   []string             // recipients with devices: whose outboxes to forward
+	first  map[string]Principal // each recipient's first device, which approves the others
 	cursor string   // the last status event events returned
 	read   int64    // how many events it returned in all
 	seq    int
@@ -45,7 +48,7 @@ func newFixture(t *testing.T, opts ...Option) *fixture {
 	t.Helper()
 	rs := redistest.Start(t)
 	f := &fixture{t: t, ctx: context.Background(), rs: rs, rdb: rs.Client, clock: &clock{now: time.Now()},
-		admit: blocklist.New(rs.Client, blocklist.Caps{})}
+		admit: blocklist.New(rs.Client, blocklist.Caps{}), first: map[string]Principal{}}
 	f.svc = f.service(opts...)
 	return f
 }
@@ -64,33 +67,48 @@ func recipient(n int) string {
 	return keys.UID([]byte("test-secret-0123456789"), fmt.Sprintf("+1415555%04d", n))
 }
 
-// device registers a device for uid.
+// device registers a device for uid; a later device of uid is approved by the first,
+// as the person would.
 func (f *fixture) device(uid string) Principal {
 	f.t.Helper()
 	code, _, err := f.svc.Devices().IssueCode(f.ctx, uid, f.clock.Now())
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	id, token, err := f.svc.Devices().Register(f.ctx, uid, code, publicKey(), 1, f.clock.Now())
+	pub := publicKey()
+	reg, err := f.svc.Devices().Register(f.ctx, uid, code, pub, 2, f.clock.Now())
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	p, err := f.svc.Devices().Authenticate(f.ctx, token, f.clock.Now())
-	if err != nil || p != (Principal{UID: uid, DeviceID: id}) {
-		f.t.Fatalf("the new device's token authenticates as %v, %v", p, err)
-	}
 	f.mu.Lock()
-	if !slices.Contains(f.uids, uid) {
+	first, ok := f.first[uid]
+	if !ok {
+		f.first[uid] = Principal{UID: uid, DeviceID: reg.DeviceID}
 		f.uids = append(f.uids, uid)
 	}
 	f.mu.Unlock()
+	if reg.Pending != ok {
+		f.t.Fatalf("device %d of the number: pending = %v", len(f.first), reg.Pending)
+	}
+	if reg.Pending {
+		if err := f.svc.Devices().Approve(f.ctx, first, reg.DeviceID, e2e.KeyID(pub), f.clock.Now()); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	p, err := f.svc.Devices().Authenticate(f.ctx, reg.Token, f.clock.Now())
+	if err != nil || p != (Principal{UID: uid, DeviceID: reg.DeviceID}) {
+		f.t.Fatalf("the new device's token authenticates as %v, %v", p, err)
+	}
 	return p
 }
 
+// publicKey is a fresh X25519 public key.
 func publicKey() []byte {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return b
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return k.PublicKey().Bytes()
 }
 
 // send admits a message from biz that expires after ttl, sealed for devs (every

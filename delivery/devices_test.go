@@ -57,15 +57,17 @@ func TestRegister(t *testing.T) {
 					n, _ := strconv.Atoi(code)
 					offer = fmt.Sprintf("%08d", (n+1)%100_000_000)
 				}
-				id, token, err := f.svc.Devices().Register(f.ctx, uid, offer, publicKey(), 1, f.clock.Now())
+				reg, err := f.svc.Devices().Register(f.ctx, uid, offer, publicKey(), 1, f.clock.Now())
 				if !errors.Is(err, tc.want[j]) {
 					t.Fatalf("attempt %d (%s code) = %v, want %v", j+1, a, err, tc.want[j])
 				}
 				if err != nil {
 					continue
 				}
-				if p, err := f.svc.Devices().Authenticate(f.ctx, token, f.clock.Now()); err != nil || p != (Principal{uid, id}) {
-					t.Fatalf("the new device authenticates as %v, %v", p, err)
+				// A number's first device is active; later ones wait for approval.
+				want := Principal{UID: uid, DeviceID: reg.DeviceID, Pending: tc.devices > 0}
+				if p, err := f.svc.Devices().Authenticate(f.ctx, reg.Token, f.clock.Now()); err != nil || p != want || reg.Pending != want.Pending {
+					t.Fatalf("the new device (pending %v) authenticates as %v, %v; want %v", reg.Pending, p, err, want)
 				}
 			}
 			registered := int64(tc.devices)
@@ -74,10 +76,7 @@ func TestRegister(t *testing.T) {
 					registered++
 				}
 			}
-			n, err := f.rdb.HLen(f.ctx, keys.Recipient(uid).Devices()).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
+			n := f.rdb.HLen(f.ctx, keys.Recipient(uid).Devices()).Val() + f.rdb.HLen(f.ctx, keys.Recipient(uid).PendingDevices()).Val()
 			if n != registered {
 				t.Fatalf("the number has %d devices, want %d", n, registered)
 			}
@@ -97,7 +96,7 @@ func TestCodeExpires(t *testing.T) {
 	if !exp.Before(time.Now()) {
 		t.Fatalf("expiry %v is not in the past", exp)
 	}
-	if _, _, err := f.svc.Devices().Register(f.ctx, uid, code, publicKey(), 1, f.clock.Now()); !errors.Is(err, ErrNoCode) {
+	if _, err := f.svc.Devices().Register(f.ctx, uid, code, publicKey(), 1, f.clock.Now()); !errors.Is(err, ErrNoCode) {
 		t.Fatalf("register with an expired code = %v, want ErrNoCode", err)
 	}
 }
@@ -108,10 +107,11 @@ func TestAuthenticate(t *testing.T) {
 	f := newFixture(t)
 	uid := recipient(0)
 	code, _, _ := f.svc.Devices().IssueCode(f.ctx, uid, f.clock.Now())
-	id, token, err := f.svc.Devices().Register(f.ctx, uid, code, publicKey(), 1, f.clock.Now())
+	reg, err := f.svc.Devices().Register(f.ctx, uid, code, publicKey(), 1, f.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
+	id, token := reg.DeviceID, reg.Token
 	other := f.device(recipient(1))
 	for _, tok := range []string{
 		"",

@@ -1,17 +1,38 @@
--- fetch.lua: the next queued deliveries of one device after a mailbox position.
+-- fetch.lua: the next queued deliveries of one device after a mailbox position, and
+-- the notices about the person's devices it has not acknowledged.
 -- Expired ones are dropped here and reported (an EXPIRED event goes to the outbox),
 -- in the same step, so a message is either delivered or reported expired, never both;
 -- one that no device has queued any more is settled (values.lua).
 -- Message keys are built from the prefix: each is the recipient's, on this slot.
 -- KEYS[1] mailbox  KEYS[2] outbox  KEYS[3] the recipient's admission sequence
+-- KEYS[4] devices  KEYS[5] notices  KEYS[6] notice cursors
 -- ARGV[1] device  ARGV[2] min score ("-inf" or "(<seq>")  ARGV[3] now (ms)
 -- ARGV[4] limit  ARGV[5] message key prefix  ARGV[6] receipt window (ms)
+-- ARGV[7] the last notice this stream sent ("" for none)
 -- Reply: {last score seen, expired count, the admission sequence now (a stream that
--- saw a higher score knows Redis lost writes), then per delivery: id, ciphertext, and
+-- saw a higher score knows Redis lost writes), 1 if the device is active (0: removed,
+-- or pending), n, then n notices as id, line, then per delivery: id, ciphertext, and
 -- the message as the device sees it (the values of keys.MessageFields(device))}
 local dev, now = ARGV[1], tonumber(ARGV[3])
 local got = redis.call("ZRANGEBYSCORE", KEYS[1], ARGV[2], "+inf", "WITHSCORES", "LIMIT", 0, tonumber(ARGV[4]))
-local out = {"", 0, redis.call("GET", KEYS[3]) or "0"}
+local out = {"", 0, redis.call("GET", KEYS[3]) or "0", redis.call("HEXISTS", KEYS[4], dev), 0}
+if out[4] == 0 then
+  return out
+end
+-- Notices after both the device's acknowledged cursor and what this stream sent.
+local from = redis.call("HGET", KEYS[6], dev)
+if ARGV[7] ~= "" and (not from or stream_id_less(from, ARGV[7])) then
+  from = ARGV[7]
+end
+local start = "-"
+if from then
+  start = "(" .. from
+end
+for _, e in ipairs(redis.call("XRANGE", KEYS[5], start, "+", "COUNT", 64)) do
+  out[#out + 1] = e[1]
+  out[#out + 1] = e[2][2]
+  out[5] = out[5] + 1
+end
 local expired = 0
 for i = 1, #got, 2 do
   local id = got[i]

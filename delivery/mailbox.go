@@ -74,10 +74,19 @@ func newMailboxes(rdb redis.UniversalClient, hub *hub, out *Forwarder, exp *Expi
 		window: receiptWindow.Milliseconds(), bodies: newBodyCache(64 << 20)}
 }
 
+// Notice is a notice about one of the person's devices (keys.Notice), with its id to
+// acknowledge it by (Devices.AckNotices).
+type Notice struct {
+	ID string
+	keys.Notice
+}
+
 // Stream sends every queued delivery of the device, oldest first, then each new one
-// as it is admitted, until ctx ends or send fails. A delivery is sent once per Stream;
-// one not acknowledged is sent again by the next Stream. It returns nil when ctx ends.
-func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery) error) error {
+// as it is admitted, until ctx ends or send fails; and, through notify, every notice
+// about the person's devices the device has not acknowledged, as they come. A delivery
+// or notice is sent once per Stream; one not acknowledged is sent again by the next
+// Stream. It returns nil when ctx ends, and ErrBadToken once the device is removed.
+func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery) error, notify func(Notice) error) error {
 	u := keys.Recipient(p.UID)
 	wake, stop := m.hub.Watch(ctx, u.Channel())
 	defer stop()
@@ -86,13 +95,20 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 	poll := time.NewTicker(m.poll)
 	defer poll.Stop()
 	after, seen := "-inf", int64(0) // the mailbox position streamed up to
+	noticed := ""                   // the last notice streamed
 	for {
-		ds, last, seq, err := m.fetch(ctx, p, after)
+		ds, ns, last, seq, err := m.fetch(ctx, p, after, noticed)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
+		}
+		for _, n := range ns {
+			if err := notify(n); err != nil {
+				return err
+			}
+			noticed = n.ID
 		}
 		if seq < seen {
 			// The recipient's admission sequence went backwards: Redis came back
@@ -111,8 +127,8 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 				return err
 			}
 		}
-		if last != "" {
-			continue // the mailbox may hold more right now
+		if last != "" || len(ns) > 0 {
+			continue // the mailbox or the notices may hold more right now
 		}
 		select {
 		case <-ctx.Done():
@@ -123,28 +139,45 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 	}
 }
 
-// fetch returns the next deliveries after the mailbox position after, the position of
-// the last one it looked at ("" for none), and the recipient's admission sequence now.
-func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Delivery, string, int64, error) {
+// fetch returns the next deliveries after the mailbox position after and the notices
+// after noticed (and after the device's acknowledged ones), the position of the last
+// delivery it looked at ("" for none), and the recipient's admission sequence now.
+func (m *Mailboxes) fetch(ctx context.Context, p Principal, after, noticed string) ([]Delivery, []Notice, string, int64, error) {
 	u := keys.Recipient(p.UID)
-	reply, err := fetchScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox(), u.Sequence()},
-		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window).Slice()
+	reply, err := fetchScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox(), u.Sequence(), u.Devices(),
+		u.Notices(), u.NoticeCursors()},
+		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window, noticed).Slice()
 	if err != nil {
-		return nil, "", 0, fmt.Errorf("fetch: %w", err)
+		return nil, nil, "", 0, fmt.Errorf("fetch: %w", err)
 	}
 	last, _ := reply[0].(string)
 	seqText, _ := reply[2].(string)
 	seq, err := strconv.ParseInt(seqText, 10, 64)
 	if err != nil {
-		return nil, "", 0, fmt.Errorf("fetch: admission sequence %q: %w", seqText, err)
+		return nil, nil, "", 0, fmt.Errorf("fetch: admission sequence %q: %w", seqText, err)
+	}
+	if alive, _ := reply[3].(int64); alive != 1 {
+		return nil, nil, "", 0, ErrBadToken
 	}
 	if n, _ := reply[1].(int64); n > 0 {
 		m.out.Kick(p.UID)
 	}
+	count, _ := reply[4].(int64)
+	i := 5
+	var ns []Notice
+	for ; count > 0 && i+1 < len(reply); count, i = count-1, i+2 {
+		id, _ := reply[i].(string)
+		line, _ := reply[i+1].(string)
+		n, err := keys.ParseNotice(line)
+		if err != nil {
+			return nil, nil, "", 0, fmt.Errorf("fetch: notice %s: %w", id, err)
+		}
+		ns = append(ns, Notice{ID: id, Notice: n})
+	}
 	var ds []Delivery
 	var lost []string // queued, but unreadable: they cannot be delivered
 	n := 2 + len(keys.MessageFields(p.DeviceID))
-	for i := 3; i+n <= len(reply); i += n {
+	for ; i+n <= len(reply); i += n {
 		id, _ := reply[i].(string)
 		env, _ := reply[i+1].(string)
 		msg, err := keys.ParseMessageFields(p.DeviceID, reply[i+2:i+n])
@@ -162,12 +195,12 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after string) ([]Del
 	}
 	ds, missing, err := m.loadBodies(ctx, ds)
 	if err != nil {
-		return nil, "", 0, err
+		return nil, nil, "", 0, err
 	}
 	if err := m.undeliverable(ctx, p, append(lost, missing...)); err != nil {
-		return nil, "", 0, err
+		return nil, nil, "", 0, err
 	}
-	return ds, last, seq, nil
+	return ds, ns, last, seq, nil
 }
 
 // undeliverable reports expired on the device the messages queued for it that it

@@ -18,7 +18,7 @@ func (f *fixture) page(p Principal, cursor string) ([]Delivery, string) {
 	if cursor != "" {
 		after = "(" + cursor
 	}
-	ds, last, _, err := f.svc.Mailboxes().fetch(f.ctx, p, after)
+	ds, _, last, _, err := f.svc.Mailboxes().fetch(f.ctx, p, after, "")
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestStream(t *testing.T) {
 		done <- f.svc.Mailboxes().Stream(ctx, phone, func(d Delivery) error {
 			got <- d.MessageID
 			return nil
-		})
+		}, ignoreNotices)
 	}()
 	next := func() string {
 		t.Helper()
@@ -345,7 +345,7 @@ func TestStreamResyncsWhenRedisLostWrites(t *testing.T) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	defer cancel()
 	got := make(chan string, 10)
-	go f.svc.Mailboxes().Stream(ctx, phone, func(d Delivery) error { got <- d.MessageID; return nil })
+	go f.svc.Mailboxes().Stream(ctx, phone, func(d Delivery) error { got <- d.MessageID; return nil }, ignoreNotices)
 	next := func(what string) string {
 		t.Helper()
 		select {
@@ -377,3 +377,5 @@ func TestStreamResyncsWhenRedisLostWrites(t *testing.T) {
 		t.Fatalf("streamed %s after Redis lost writes, want the message admitted since, %s", id, after)
 	}
 }
+
+func ignoreNotices(Notice) error { return nil }

@@ -16,6 +16,8 @@ type config struct {
 	qualityBucket time.Duration
 	outboxSweep   time.Duration
 	receiptWindow time.Duration
+	approvalWait  time.Duration
+	secret        []byte
 }
 
 func defaults() config {
@@ -27,6 +29,7 @@ func defaults() config {
 		qualityBucket: time.Minute,
 		outboxSweep:   2 * time.Second,
 		receiptWindow: DefaultReceiptWindow,
+		approvalWait:  DefaultApprovalWait,
 	}
 }
 
@@ -121,6 +124,35 @@ func WithReceiptWindow(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
 			c.receiptWindow = d
+		}
+	}
+}
+
+// DefaultApprovalWait is how long a new device of a number that has devices waits,
+// unapproved and unrefused, before it becomes active, when WithApprovalWait does not
+// say.
+const DefaultApprovalWait = 7 * 24 * time.Hour
+
+// WithApprovalWait sets how long a new device of a number that has devices waits for
+// approval before it becomes active anyway, unless one of the number's devices refuses
+// it meanwhile (default DefaultApprovalWait). It is the way back for a person who
+// lost every device, and the time their devices have to notice a takeover: long
+// enough for a person to see the notice, short enough to get back in.
+func WithApprovalWait(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.approvalWait = d
+		}
+	}
+}
+
+// WithSecret sets the secret that keys the devices' key challenges (Devices.Challenge):
+// the same on every gateway, so that any of them can check an answer. Without it a
+// Service makes a random one, which only that Service accepts.
+func WithSecret(secret []byte) Option {
+	return func(c *config) {
+		if len(secret) > 0 {
+			c.secret = secret
 		}
 	}
 }

@@ -34,10 +34,11 @@ func TestMissingBodyDoesNotWedgeMailbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, _, err := devs.Register(ctx, uid, code, []byte("a public key"), 1, now)
+	reg, err := devs.Register(ctx, uid, code, []byte("a public key"), 1, now)
 	if err != nil {
 		t.Fatal(err)
 	}
+	dev := reg.DeviceID
 
 	lost, kept := keys.NewMessageID(uid, now), keys.NewMessageID(uid, now)
 	ds, err := blocklist.New(rs.Client, blocklist.Caps{}).Admit(ctx, []blocklist.Admission{
@@ -65,7 +66,7 @@ func TestMissingBodyDoesNotWedgeMailbox(t *testing.T) {
 			got = append(got, d)
 			cancel()
 			return nil
-		})
+		}, func(delivery.Notice) error { return nil })
 		return got, err
 	}
 

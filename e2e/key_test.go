@@ -153,3 +153,22 @@ func TestCheckPublicKey(t *testing.T) {
 		}
 	}
 }
+
+// TestChallenge: a challenge opens with the key it was sealed to, and with no other.
+func TestChallenge(t *testing.T) {
+	t.Parallel()
+	for _, alg := range []Algorithm{MLKEM768X25519, X25519} {
+		k, _ := GenerateDeviceKey(alg)
+		other, _ := GenerateDeviceKey(alg)
+		ch, err := SealChallenge(alg, k.PublicKey(), []byte("secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := k.OpenChallenge(ch); err != nil || string(got) != "secret" {
+			t.Errorf("%s: OpenChallenge = %q, %v", alg, got, err)
+		}
+		if _, err := other.OpenChallenge(ch); !errors.Is(err, ErrNotForThisDevice) {
+			t.Errorf("%s: another key opened the challenge: %v", alg, err)
+		}
+	}
+}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/delivery"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -78,10 +81,24 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 			return nil, unauthenticated("missing `authorization: Bearer <device token>` metadata")
 		}
 		p, err := s.delivery.Devices().Authenticate(ctx, tok, s.now())
-		if errors.Is(err, delivery.ErrBadToken) {
-			return nil, unauthenticated("invalid device token")
+		if err == nil && p.Pending {
+			// A pending device does nothing until it is approved, or until its
+			// waiting period ended unrefused, which this call may find.
+			err = s.delivery.Devices().Activate(ctx, p, s.now())
+			p.Pending = false
 		}
-		if err != nil {
+		var pending *delivery.PendingError
+		switch {
+		case errors.Is(err, delivery.ErrBadToken):
+			return nil, unauthenticated("invalid device token")
+		case errors.As(err, &pending):
+			return nil, withInfo(codes.FailedPrecondition, fmt.Sprintf("this device waits for approval by one of the "+
+				"person's devices; unless refused, it becomes active at %s", pending.Activate.UTC().Format(time.RFC3339)),
+				"DEVICE_PENDING")
+		case errors.Is(err, delivery.ErrTooManyDevices):
+			return nil, withInfo(codes.FailedPrecondition, "the number has the most devices allowed; remove one first",
+				"TOO_MANY_DEVICES")
+		case err != nil:
 			return nil, s.storeError(ctx, "authenticate", err)
 		}
 		return context.WithValue(ctx, deviceKey, p), nil

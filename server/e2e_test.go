@@ -38,7 +38,9 @@ func (g *gateway) registerKey(number string, alg e2e.Algorithm) (device, *e2e.De
 	if r.KeyId != k.KeyID() {
 		g.t.Fatalf("key id = %s, want %s", r.KeyId, k.KeyID())
 	}
-	return device{id: r.DeviceId, token: r.DeviceToken}, k
+	d := device{id: r.DeviceId, token: r.DeviceToken}
+	g.approve(number, g.approverOf(d), d.id, r.Pending, k.KeyID())
+	return d, k
 }
 
 // TestKeyRotation: after a device rotates its key, a send sealed to the old key is
@@ -56,8 +58,16 @@ func TestKeyRotation(t *testing.T) {
 	}
 	queued := g.send(key, env("before", oldKey.KeyID()))
 	newKey, _ := e2e.GenerateDeviceKey(e2e.X25519)
+	ch, err := g.recipient.GetKeyChallenge(as(phone.token), &heraldv1.GetKeyChallengeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := oldKey.OpenChallenge(ch.Challenge)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rot, err := g.recipient.RotateKey(as(phone.token), &heraldv1.RotateKeyRequest{PublicKey: newKey.PublicKey(),
-		KeyAlgorithm: heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519})
+		KeyAlgorithm: heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519, ChallengeResponse: answer, ChallengeExpireTime: ch.ExpireTime})
 	if err != nil || rot.KeyId != newKey.KeyID() {
 		t.Fatalf("rotate = %v, %v", rot, err)
 	}

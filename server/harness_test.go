@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/redis/go-redis/v9"
@@ -126,18 +127,75 @@ type device struct {
 	id, token string
 }
 
+// firstDevices are the first device of each number registered through register, by
+// store and number: the device that approves the number's later devices, as the
+// person would.
+var firstDevices = struct {
+	sync.Mutex
+	m map[string]approver
+}{m: map[string]approver{}}
+
+// approver approves a pending device with the key id the person compared.
+type approver func(deviceID, keyID string) error
+
+// approverOf is the approver that device d is.
+func (g *gateway) approverOf(d device) approver {
+	return func(id, keyID string) error {
+		_, err := g.recipient.ApproveDevice(as(d.token), &heraldv1.ApproveDeviceRequest{DeviceId: id, KeyId: keyID})
+		return err
+	}
+}
+
+// register registers a device for number; a later device of the number is approved by
+// the first.
 func (g *gateway) register(number string) device {
 	g.t.Helper()
 	code, err := g.admin.IssueVerificationCode(g.adminCtx(), &heraldv1.IssueVerificationCodeRequest{PhoneNumber: number})
 	if err != nil {
 		g.t.Fatal(err)
 	}
+	pub := x25519Key()
 	r, err := g.recipient.RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{PhoneNumber: number,
-		Code: code.Code, PublicKey: x25519Key(), KeyAlgorithm: heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519})
+		Code: code.Code, PublicKey: pub, KeyAlgorithm: heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519})
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	return device{id: r.DeviceId, token: r.DeviceToken}
+	d := device{id: r.DeviceId, token: r.DeviceToken}
+	g.approve(number, g.approverOf(d), d.id, r.Pending, e2e.KeyID(pub))
+	return d
+}
+
+// approve has the first device of number registered through this harness approve the
+// device id, if it is pending, as the person would; a device that is not pending (d
+// approves for it) becomes the number's first.
+func (g *gateway) approve(number string, d approver, id string, pending bool, keyID string) {
+	g.t.Helper()
+	// By store and digits, so that two spellings of a number are one person.
+	store := fmt.Sprintf("%p/", g.rdb)
+	if g.redis != nil {
+		store = g.redis.Addr + "/"
+	}
+	store += strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, number)
+	firstDevices.Lock()
+	first, ok := firstDevices.m[store]
+	if !pending {
+		firstDevices.m[store] = d
+	}
+	firstDevices.Unlock()
+	if !pending {
+		return
+	}
+	if !ok {
+		g.t.Fatalf("device of %s pending, and no first device to approve it", number)
+	}
+	if err := first(id, keyID); err != nil {
+		g.t.Fatalf("approve %s's device: %v", number, err)
+	}
 }
 
 // seal stands in for the business SDK's encryption: the envelope must not contain
@@ -180,7 +238,9 @@ type receiver struct {
 	t      testing.TB
 	cancel context.CancelFunc
 	ch     chan *heraldv1.Delivery
-	errc   chan error
+	// notices are the device notices the stream sent, for tests that look.
+	notices chan *heraldv1.DeviceNotice
+	errc    chan error
 }
 
 func (g *gateway) receive(d device) *receiver {
@@ -190,7 +250,8 @@ func (g *gateway) receive(d device) *receiver {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	r := &receiver{t: g.t, cancel: cancel, ch: make(chan *heraldv1.Delivery, 1000), errc: make(chan error, 1)}
+	r := &receiver{t: g.t, cancel: cancel, ch: make(chan *heraldv1.Delivery, 1000), notices: make(chan *heraldv1.DeviceNotice, 100),
+		errc: make(chan error, 1)}
 	go func() {
 		for {
 			m, err := st.Recv()
@@ -201,7 +262,14 @@ func (g *gateway) receive(d device) *receiver {
 				close(r.ch)
 				return
 			}
-			r.ch <- m
+			if n := m.GetNotice(); n != nil {
+				select {
+				case r.notices <- n:
+				default: // a test that does not read notices
+				}
+				continue
+			}
+			r.ch <- m.GetDelivery()
 		}
 	}()
 	g.t.Cleanup(cancel)

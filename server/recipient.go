@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 
 	"github.com/heraldhq/herald/blocklist"
 	"github.com/heraldhq/herald/business"
@@ -48,7 +49,7 @@ func (r *recipientService) RegisterDevice(ctx context.Context, req *heraldv1.Reg
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
-	id, token, err := r.delivery.Devices().Register(ctx, r.uid(e164), req.GetCode(), req.GetPublicKey(), int(req.GetKeyAlgorithm()), r.now())
+	reg, err := r.delivery.Devices().Register(ctx, r.uid(e164), req.GetCode(), req.GetPublicKey(), int(req.GetKeyAlgorithm()), r.now())
 	switch {
 	case errors.Is(err, delivery.ErrNoCode), errors.Is(err, delivery.ErrBadCode):
 		return nil, withInfo(codes.PermissionDenied, "the verification code is wrong or expired", "BAD_VERIFICATION_CODE")
@@ -57,11 +58,16 @@ func (r *recipientService) RegisterDevice(ctx context.Context, req *heraldv1.Reg
 	case err != nil:
 		return nil, r.storeError(ctx, "register device", err)
 	}
-	return &heraldv1.RegisterDeviceResponse{DeviceId: id, DeviceToken: token, KeyId: e2e.KeyID(req.GetPublicKey())}, nil
+	resp := &heraldv1.RegisterDeviceResponse{DeviceId: reg.DeviceID, DeviceToken: reg.Token,
+		KeyId: e2e.KeyID(req.GetPublicKey()), Pending: reg.Pending}
+	if reg.Pending {
+		resp.ActivateTime = timestamppb.New(reg.Activate)
+	}
+	return resp, nil
 }
 
 // Receive streams the device's deliveries.
-func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.ServerStreamingServer[heraldv1.Delivery]) error {
+func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.ServerStreamingServer[heraldv1.ReceiveResponse]) error {
 	p := deviceFrom(stream.Context())
 	ctx, cancel := r.streamContext(stream.Context())
 	defer cancel()
@@ -70,12 +76,18 @@ func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.Serve
 		if err != nil && !errors.Is(err, business.ErrNotFound) {
 			return err
 		}
-		return stream.Send(&heraldv1.Delivery{MessageId: d.MessageID, BusinessId: d.Business,
+		return stream.Send(&heraldv1.ReceiveResponse{Item: &heraldv1.ReceiveResponse_Delivery{Delivery: &heraldv1.Delivery{
+			MessageId: d.MessageID, BusinessId: d.Business,
 			BusinessDisplayName: prof.DisplayName, Category: categoryProto[d.Category], Kind: kindProto[d.Kind],
 			SentTime: timestamppb.New(d.Sent), ExpireTime: timestamppb.New(d.Expires), Ciphertext: d.Ciphertext,
 			ClientMessageId: d.ClientMessageID, Body: d.Body, BusinessSigningKey: prof.SigningKeyFor(d.SigningKeyID),
-			KeyId: d.KeyID})
+			KeyId: d.KeyID}}})
+	}, func(n delivery.Notice) error {
+		return stream.Send(&heraldv1.ReceiveResponse{Item: &heraldv1.ReceiveResponse_Notice{Notice: noticeProto(n)}})
 	})
+	if errors.Is(err, delivery.ErrBadToken) {
+		return unauthenticated("this device was removed")
+	}
 	if err != nil && stream.Context().Err() == nil {
 		return r.storeError(ctx, "receive", err)
 	}
@@ -88,11 +100,19 @@ func (r *recipientService) Ack(ctx context.Context, req *heraldv1.AckRequest) (*
 	p := deviceFrom(ctx)
 	c := &checker{}
 	ids, rejections := req.GetMessageIds(), req.GetRejections()
-	switch n := len(ids) + len(rejections); {
+	switch n := len(ids) + len(rejections) + len(req.GetNoticeIds()); {
 	case n == 0:
-		c.bad("message_ids", "required: 1 to %d message ids and rejections together", maxAckIDs)
+		c.bad("message_ids", "required: 1 to %d message ids, rejections and notice ids together", maxAckIDs)
 	case n > maxAckIDs:
 		c.bad("message_ids", "at most %d message ids and rejections together, got %d", maxAckIDs, n)
+	}
+	if n := len(req.GetNoticeIds()); n > maxAckIDs {
+		c.bad("notice_ids", "at most %d notice ids, got %d", maxAckIDs, n)
+	}
+	for i, id := range req.GetNoticeIds() {
+		if !noticeID.MatchString(id) {
+			c.bad(fmt.Sprintf("notice_ids[%d]", i), "not a notice id")
+		}
 	}
 	foreign := false
 	mine := func(field, id string) {
@@ -137,6 +157,9 @@ func (r *recipientService) Ack(ctx context.Context, req *heraldv1.AckRequest) (*
 			return nil, r.storeError(ctx, "ack", err)
 		}
 		unknown = append(unknown, u...)
+	}
+	if err := r.delivery.Devices().AckNotices(ctx, p, req.GetNoticeIds()); err != nil {
+		return nil, r.storeError(ctx, "ack", err)
 	}
 	return &heraldv1.AckResponse{UnknownMessageIds: unknown}, nil
 }
@@ -235,18 +258,129 @@ func (r *recipientService) ListPreferences(ctx context.Context, _ *heraldv1.List
 	return resp, nil
 }
 
-// RotateKey replaces the device's public key.
+// RotateKey replaces the device's public key, once the device proved it holds the
+// current one.
 func (r *recipientService) RotateKey(ctx context.Context, req *heraldv1.RotateKeyRequest) (*heraldv1.RotateKeyResponse, error) {
 	c := &checker{}
 	c.publicKey(req.GetPublicKey(), req.GetKeyAlgorithm())
+	if len(req.GetChallengeResponse()) == 0 {
+		c.bad("challenge_response", "required: the opened GetKeyChallenge challenge")
+	}
+	exp := req.GetChallengeExpireTime()
+	if exp == nil || exp.CheckValid() != nil {
+		c.bad("challenge_expire_time", "required: the challenge's expire_time")
+	}
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
-	id, err := r.delivery.Devices().RotateKey(ctx, deviceFrom(ctx), req.GetPublicKey(), int(req.GetKeyAlgorithm()))
-	if err != nil {
+	id, err := r.delivery.Devices().RotateKey(ctx, deviceFrom(ctx), req.GetChallengeResponse(), exp.AsTime(),
+		req.GetPublicKey(), int(req.GetKeyAlgorithm()), r.now())
+	switch {
+	case errors.Is(err, delivery.ErrBadChallenge):
+		return nil, permissionDenied("the key challenge's answer is wrong or expired: get a new challenge and open it with the current key")
+	case errors.Is(err, delivery.ErrBadToken):
+		return nil, unauthenticated("this device was removed")
+	case err != nil:
 		return nil, r.storeError(ctx, "rotate key", err)
 	}
 	return &heraldv1.RotateKeyResponse{KeyId: id}, nil
+}
+
+// GetKeyChallenge seals a challenge to the device's current key.
+func (r *recipientService) GetKeyChallenge(ctx context.Context, _ *heraldv1.GetKeyChallengeRequest) (*heraldv1.GetKeyChallengeResponse, error) {
+	ch, exp, err := r.delivery.Devices().Challenge(ctx, deviceFrom(ctx), r.now())
+	if errors.Is(err, delivery.ErrBadToken) {
+		return nil, unauthenticated("this device was removed")
+	}
+	if err != nil {
+		return nil, r.storeError(ctx, "key challenge", err)
+	}
+	return &heraldv1.GetKeyChallengeResponse{Challenge: ch, ExpireTime: timestamppb.New(exp)}, nil
+}
+
+// ListDevices lists the person's devices.
+func (r *recipientService) ListDevices(ctx context.Context, _ *heraldv1.ListDevicesRequest) (*heraldv1.ListDevicesResponse, error) {
+	p := deviceFrom(ctx)
+	devs, err := r.delivery.Devices().List(ctx, p.UID)
+	if err != nil {
+		return nil, r.storeError(ctx, "list devices", err)
+	}
+	resp := &heraldv1.ListDevicesResponse{}
+	for _, d := range devs {
+		info := &heraldv1.DeviceInfo{DeviceId: d.ID, State: heraldv1.DeviceState_DEVICE_STATE_ACTIVE, PublicKey: d.PublicKey,
+			KeyAlgorithm: heraldv1.KeyAlgorithm(d.Algorithm), KeyId: d.KeyID, CreateTime: timestamppb.New(d.Created),
+			ThisDevice: d.ID == p.DeviceID}
+		if d.Pending {
+			info.State, info.ActivateTime = heraldv1.DeviceState_DEVICE_STATE_PENDING, timestamppb.New(d.Activate)
+		}
+		resp.Devices = append(resp.Devices, info)
+	}
+	return resp, nil
+}
+
+// ApproveDevice makes a pending device of the person active.
+func (r *recipientService) ApproveDevice(ctx context.Context, req *heraldv1.ApproveDeviceRequest) (*heraldv1.ApproveDeviceResponse, error) {
+	c := &checker{}
+	c.id("device_id", req.GetDeviceId())
+	if !validKeyID(req.GetKeyId()) {
+		c.bad("key_id", "required: the id of the key whose code the person compared")
+	}
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	switch err := r.delivery.Devices().Approve(ctx, deviceFrom(ctx), req.GetDeviceId(), req.GetKeyId(), r.now()); {
+	case errors.Is(err, delivery.ErrNoSuchDevice):
+		return nil, notFound("no pending device " + req.GetDeviceId() + " of this person")
+	case errors.Is(err, delivery.ErrKeyMismatch):
+		return nil, withInfo(codes.FailedPrecondition, "the pending device's key is not "+req.GetKeyId()+
+			": compare the codes again", "KEY_MISMATCH")
+	case errors.Is(err, delivery.ErrTooManyDevices):
+		return nil, withInfo(codes.FailedPrecondition, fmt.Sprintf("the number has %d devices, the most allowed; remove one first",
+			delivery.MaxDevices), "TOO_MANY_DEVICES")
+	case errors.Is(err, delivery.ErrBadToken):
+		return nil, unauthenticated("this device was removed")
+	case err != nil:
+		return nil, r.storeError(ctx, "approve device", err)
+	}
+	return &heraldv1.ApproveDeviceResponse{}, nil
+}
+
+// RemoveDevice removes one of the person's devices.
+func (r *recipientService) RemoveDevice(ctx context.Context, req *heraldv1.RemoveDeviceRequest) (*heraldv1.RemoveDeviceResponse, error) {
+	c := &checker{}
+	c.id("device_id", req.GetDeviceId())
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	switch err := r.delivery.Devices().Remove(ctx, deviceFrom(ctx), req.GetDeviceId(), r.now()); {
+	case errors.Is(err, delivery.ErrNoSuchDevice):
+		return nil, notFound("no device " + req.GetDeviceId() + " of this person")
+	case errors.Is(err, delivery.ErrBadToken):
+		return nil, unauthenticated("this device was removed")
+	case err != nil:
+		return nil, r.storeError(ctx, "remove device", err)
+	}
+	return &heraldv1.RemoveDeviceResponse{}, nil
+}
+
+// noticeID is the form of a notice id (a Redis stream id).
+var noticeID = regexp.MustCompile(`^[0-9]{1,20}-[0-9]{1,20}$`)
+
+var noticeEvents = map[string]heraldv1.DeviceEvent{
+	keys.NoticePending:    heraldv1.DeviceEvent_DEVICE_EVENT_PENDING,
+	keys.NoticeApproved:   heraldv1.DeviceEvent_DEVICE_EVENT_APPROVED,
+	keys.NoticeActivated:  heraldv1.DeviceEvent_DEVICE_EVENT_ACTIVATED,
+	keys.NoticeRemoved:    heraldv1.DeviceEvent_DEVICE_EVENT_REMOVED,
+	keys.NoticeKeyRotated: heraldv1.DeviceEvent_DEVICE_EVENT_KEY_ROTATED,
+}
+
+func noticeProto(n delivery.Notice) *heraldv1.DeviceNotice {
+	out := &heraldv1.DeviceNotice{NoticeId: n.ID, Event: noticeEvents[n.Event], DeviceId: n.DeviceID, PublicKey: n.PublicKey,
+		KeyAlgorithm: heraldv1.KeyAlgorithm(n.Algorithm), KeyId: n.KeyID, Time: timestamppb.New(n.Time), ByDeviceId: n.By}
+	if !n.Activate.IsZero() {
+		out.ActivateTime = timestamppb.New(n.Activate)
+	}
+	return out
 }
 
 var reportReasons = map[heraldv1.ReportReason]string{

@@ -197,7 +197,7 @@ func TestShutdownEndsStreamsAndLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := a.send(key, msg(alice, tx, rcpt, "s-1", "hi", phone))
-	if d, err := st.Recv(); err != nil || d.MessageId != r.MessageId {
+	if d, err := st.Recv(); err != nil || d.GetDelivery().GetMessageId() != r.MessageId {
 		t.Fatalf("recv = %v, %v", d, err)
 	}
 	done := make(chan struct{})

@@ -63,6 +63,10 @@ type Config struct {
 	// settled record, once no device has it queued, for late read receipts and reports
 	// (delivery.WithReceiptWindow). Zero means delivery.DefaultReceiptWindow.
 	ReceiptWindow time.Duration
+	// ApprovalWait is how long a new device of a number that has devices waits for
+	// approval before it becomes active unrefused (delivery.WithApprovalWait). Zero
+	// means delivery.DefaultApprovalWait.
+	ApprovalWait time.Duration
 }
 
 // Server is a Herald gateway.
@@ -126,7 +130,8 @@ func New(cfg Config) (*Server, error) {
 	s.delivery = delivery.New(cfg.Redis, delivery.WithLogger(s.log.With("component", "delivery")),
 		delivery.WithClock(s.now), delivery.WithQualityBucket(s.quality.Bucket),
 		delivery.WithPollInterval(cfg.PollInterval), delivery.WithExpirySweep(cfg.ExpirySweep),
-		delivery.WithReceiptWindow(cfg.ReceiptWindow))
+		delivery.WithReceiptWindow(cfg.ReceiptWindow), delivery.WithApprovalWait(cfg.ApprovalWait),
+		delivery.WithSecret(cfg.Secret))
 	s.admission = admission.New(cfg.Redis, s.blocklist, s.businesses, admission.WithClock(s.now),
 		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted))
 	s.streams, s.stopStreams = context.WithCancel(context.Background())

@@ -25,6 +25,9 @@ func (g *gateway) sdkDevice(number string) *client.Device {
 	if err != nil {
 		g.t.Fatal(err)
 	}
+	pending, _ := d.Pending()
+	g.approve(number, func(id, keyID string) error { return d.ApproveDevice(context.Background(), id, keyID) }, d.ID(),
+		pending, d.KeyID())
 	return d
 }
 

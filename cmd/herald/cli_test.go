@@ -157,7 +157,7 @@ func (f *fakeRecipient) RegisterDevice(_ context.Context, req *heraldv1.Register
 	return &heraldv1.RegisterDeviceResponse{DeviceId: d.id, DeviceToken: d.token, KeyId: d.keyID}, nil
 }
 
-func (f *fakeRecipient) Receive(_ *heraldv1.ReceiveRequest, stream grpc.ServerStreamingServer[heraldv1.Delivery]) error {
+func (f *fakeRecipient) Receive(_ *heraldv1.ReceiveRequest, stream grpc.ServerStreamingServer[heraldv1.ReceiveResponse]) error {
 	f.st.mu.Lock()
 	d, err := f.st.device(stream.Context())
 	var queued []*heraldv1.Delivery
@@ -174,7 +174,7 @@ func (f *fakeRecipient) Receive(_ *heraldv1.ReceiveRequest, stream grpc.ServerSt
 		return err
 	}
 	for _, m := range queued {
-		if err := stream.Send(m); err != nil {
+		if err := stream.Send(&heraldv1.ReceiveResponse{Item: &heraldv1.ReceiveResponse_Delivery{Delivery: m}}); err != nil {
 			return err
 		}
 	}

@@ -65,20 +65,28 @@ func (c *cli) deviceRegister(ctx context.Context, fs *flag.FlagSet, args []strin
 		// can never decrypt anything: say so rather than leave the user guessing.
 		return fmt.Errorf("registered device %s but could not save its key, so it cannot read messages; register again with a new code: %w", dev.ID(), err)
 	}
+	pending, _ := dev.Pending()
 	if c.cfg.JSON {
-		return jsonLine(c.stdout, registered{dev.ID(), dev.KeyID(), path})
+		return jsonLine(c.stdout, registered{dev.ID(), dev.KeyID(), dev.Code(), pending, path})
 	}
 	t := table(c.stdout)
 	fmt.Fprintf(t, "device id\t%s\n", dev.ID())
 	fmt.Fprintf(t, "key id\t%s\n", dev.KeyID())
+	fmt.Fprintf(t, "code\t%s\n", dev.Code())
 	fmt.Fprintf(t, "state\t%s\t(its token and private key: keep it private)\n", path)
-	return t.Flush()
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	printPending(c, dev)
+	return nil
 }
 
 // registered is the --json output of device register.
 type registered struct {
 	DeviceID  string `json:"device_id"`
 	KeyID     string `json:"key_id"`
+	Code      string `json:"code"`
+	Pending   bool   `json:"pending"`
 	StateFile string `json:"state_file"`
 }
 

@@ -118,6 +118,9 @@ var commands = []*command{
 	{"device prefs", "[--name NAME]", "list the businesses this person has preferences for", (*cli).devicePrefs},
 	{"device report", "[--name NAME] MESSAGE_ID --reason spam|mislabeled", "report a message as spam, or as marketing sent under another category", (*cli).deviceReport},
 	{"device rotate-key", "[--name NAME]", "replace this device's key pair; messages sealed to the old key still open", (*cli).deviceRotateKey},
+	{"device list", "[--name NAME]", "list this person's devices, active and pending, with their codes", (*cli).deviceList},
+	{"device approve", "[--name NAME] DEVICE_ID --code CODE", "approve a new device of this person, after comparing the code it shows", (*cli).deviceApprove},
+	{"device remove", "[--name NAME] DEVICE_ID", "remove (or refuse) a device of this person; its token stops working", (*cli).deviceRemove},
 	{"device trust", "[--name NAME] BUSINESS_ID --key KEY", "trust a business's new signing key, after device receive reported it changed", (*cli).deviceTrust},
 
 	{"send", "--business ID --to PHONE --category CATEGORY --kind KIND --text TEXT [--id ID] [--ttl DURATION]", "encrypt a message end to end for each of the recipient's devices and send it", (*cli).send},

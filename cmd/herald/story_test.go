@@ -50,8 +50,20 @@ func TestStoryOnTheRealGateway(t *testing.T) {
 	vars["HERALD_BUSINESS_ID"] = line("admin", "create-business", "--name", "Acme Coffee")
 	vars["HERALD_API_KEY"] = line("admin", "issue-key", vars["HERALD_BUSINESS_ID"])
 	biz := vars["HERALD_BUSINESS_ID"]
-	for _, name := range []string{"phone", "laptop"} {
-		line("device", "register", "--phone", phone, "--code", line("admin", "issue-code", phone), "--name", name)
+	line("device", "register", "--phone", phone, "--code", line("admin", "issue-code", phone), "--name", "phone")
+	// The laptop, the number's second device, waits until the phone approves it with
+	// the code the laptop shows.
+	var laptop registered
+	if err := json.Unmarshal([]byte(line("--json", "device", "register", "--phone", phone, "--code", line("admin", "issue-code", phone),
+		"--name", "laptop")), &laptop); err != nil || !laptop.Pending {
+		t.Fatalf("laptop registration: %+v, %v", laptop, err)
+	}
+	mustHerald(t, exitError, vars, "device", "approve", laptop.DeviceID, "--code", "0000 0000", "--name", "phone")
+	if out := line("device", "approve", laptop.DeviceID, "--code", laptop.Code, "--name", "phone"); !strings.Contains(out, "approved") {
+		t.Fatalf("approve:\n%s", out)
+	}
+	if out := line("device", "list", "--name", "laptop"); strings.Count(out, "active") != 2 {
+		t.Fatalf("device list:\n%s", out)
 	}
 	send := func(want int, category, kind, text string) string {
 		t.Helper()

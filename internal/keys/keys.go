@@ -24,6 +24,11 @@
 //
 //	hr:{u:U}:dev        hash   device id -> device record alg|public key (base64)|token hash|
 //	                           created|key id (DeviceRecord)
+//	hr:{u:U}:pend       hash   devices waiting for approval: device id -> device record
+//	                           (created is when it registered); never in dev at once
+//	hr:{u:U}:ntc        stream notices about the recipient's devices, one field n (Notice);
+//	                           capped at NoticeStreamLen
+//	hr:{u:U}:ntcur      hash   device id -> id of the last notice it acknowledged
 //	hr:{u:U}:code       hash   pending verification code: h (sha256), n (failed tries);
 //	                           expires (Code)
 //	hr:{u:U}:pref:B     hash   the recipient's relation to business B (Pref): blk (1|0),
@@ -131,6 +136,15 @@ func (u Recipient) prefix() string { return "hr:{u:" + string(u) + "}:" }
 
 // Devices is the recipient's device hash.
 func (u Recipient) Devices() string { return u.prefix() + "dev" }
+
+// PendingDevices is the recipient's hash of devices waiting for approval.
+func (u Recipient) PendingDevices() string { return u.prefix() + "pend" }
+
+// Notices is the recipient's stream of device notices.
+func (u Recipient) Notices() string { return u.prefix() + "ntc" }
+
+// NoticeCursors holds, per device, the last notice it acknowledged.
+func (u Recipient) NoticeCursors() string { return u.prefix() + "ntcur" }
 
 // Code is the recipient's pending verification code.
 func (u Recipient) Code() string { return u.prefix() + "code" }

@@ -78,7 +78,7 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	code, _, err := devs.IssueCode(ctx, uid, now)
 	must(t, err)
 	wrong := strconv.Itoa((int(code[0]-'0')+1)%10) + code[1:]
-	if _, _, err := devs.Register(ctx, uid, wrong, []byte("pk"), 1, now); err != delivery.ErrBadCode {
+	if _, err := devs.Register(ctx, uid, wrong, []byte("pk"), 1, now); err != delivery.ErrBadCode {
 		t.Fatalf("Register with a wrong code = %v", err)
 	}
 	if c, err := keys.ParseCode(rdb.HGetAll(ctx, u.Code()).Val()); err != nil || c.Failures != 1 || c.Hash != sha(code) {
@@ -86,12 +86,26 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	}
 	checkStore(t, rdb, seen)
 	pub1, pub2 := []byte("public key one"), []byte("public key two")
-	d1, tok1, err := devs.Register(ctx, uid, code, pub1, 1, now)
+	reg1, err := devs.Register(ctx, uid, code, pub1, 1, now)
 	must(t, err)
+	d1, tok1 := reg1.DeviceID, reg1.Token
 	code, _, err = devs.IssueCode(ctx, uid, now)
 	must(t, err)
-	d2, _, err := devs.Register(ctx, uid, code, pub2, 2, now)
+	// register.lua, approve.lua: the second device waits for the first to approve it.
+	reg2, err := devs.Register(ctx, uid, code, pub2, 2, now)
 	must(t, err)
+	d2 := reg2.DeviceID
+	if !reg2.Pending {
+		t.Fatal("the number's second device is active without approval")
+	}
+	checkStore(t, rdb, seen)
+	must(t, devs.Approve(ctx, delivery.Principal{UID: uid, DeviceID: d1}, d2, e2e.KeyID(pub2), now))
+	// noticeack.lua: the first device has shown the notices.
+	notices := rdb.XRange(ctx, u.Notices(), "-", "+").Val()
+	if len(notices) != 2 {
+		t.Fatalf("%d notices after a registration and an approval, want 2", len(notices))
+	}
+	must(t, devs.AckNotices(ctx, delivery.Principal{UID: uid, DeviceID: d1}, []string{notices[1].ID}))
 	r1, err := keys.ParseDeviceRecord(rdb.HGet(ctx, u.Devices(), d1).Val())
 	want1 := keys.DeviceRecord{Algorithm: 1, PublicKey: pub1, TokenHash: sha(tok1), Created: now, KeyID: e2e.KeyID(pub1)}
 	if err != nil || !reflect.DeepEqual(r1, want1) {
@@ -363,7 +377,7 @@ func receive(t *testing.T, mb *delivery.Mailboxes, p delivery.Principal) deliver
 		got = append(got, d)
 		cancel()
 		return nil
-	})
+	}, func(delivery.Notice) error { return nil })
 	if err != nil || len(got) == 0 {
 		t.Fatalf("Stream = %v with %d deliveries", err, len(got))
 	}
@@ -406,6 +420,31 @@ var (
 			for id, line := range rdb.HGetAll(ctx0, key).Val() {
 				if _, err := keys.ParseDeviceRecord(line); err != nil {
 					t.Errorf("%s %s: %v", key, id, err)
+				}
+			}
+		}},
+		{"pending devices", regexp.MustCompile(`^hr:\{u:([a-z2-7]{26})\}:pend$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
+			for id, line := range rdb.HGetAll(ctx0, key).Val() {
+				if _, err := keys.ParseDeviceRecord(line); err != nil {
+					t.Errorf("%s %s: %v", key, id, err)
+				}
+				if rdb.HExists(ctx0, keys.Recipient(m[1]).Devices(), id).Val() {
+					t.Errorf("%s: device %s is both pending and active", key, id)
+				}
+			}
+		}},
+		{"notices", regexp.MustCompile(`^hr:\{u:([a-z2-7]{26})\}:ntc$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
+			for _, x := range rdb.XRange(ctx0, key, "-", "+").Val() {
+				line, _ := x.Values[keys.NoticeField].(string)
+				if _, err := keys.ParseNotice(line); err != nil || len(x.Values) != 1 {
+					t.Errorf("%s %s: %v (%d fields)", key, x.ID, err, len(x.Values))
+				}
+			}
+		}},
+		{"notice cursors", regexp.MustCompile(`^hr:\{u:([a-z2-7]{26})\}:ntcur$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
+			for dev, id := range rdb.HGetAll(ctx0, key).Val() {
+				if len(rdb.XRange(ctx0, keys.Recipient(m[1]).Notices(), id, id).Val()) != 1 {
+					t.Errorf("%s: device %s acknowledged %s, which is not a notice", key, dev, id)
 				}
 			}
 		}},

@@ -234,6 +234,96 @@ func (e Event) check(what string) error {
 	return nil
 }
 
+// --- Device notices (hr:{u:U}:ntc) -------------------------------------------------
+
+// Device notice events, as Notice.Event holds them.
+const (
+	NoticePending    = "p"
+	NoticeApproved   = "a"
+	NoticeActivated  = "v"
+	NoticeRemoved    = "r"
+	NoticeKeyRotated = "k"
+)
+
+// NoticeField is the one field of a notice stream entry.
+const NoticeField = "n"
+
+// NoticeStreamLen caps a recipient's notice stream (approximately): a device away for
+// longer than that many device changes misses the oldest, and lists the devices
+// instead.
+const NoticeStreamLen = 100
+
+// Notice is a notice about one of a recipient's devices, stored as the line
+//
+//	event|device id|algorithm|public key (standard base64)|key id|time (ms)|activate (ms or "")|by device id
+//
+// The key fields are empty for NoticeRemoved; activate is set for NoticePending only.
+type Notice struct {
+	Event     string
+	DeviceID  string
+	Algorithm int
+	PublicKey []byte
+	KeyID     string
+	Time      time.Time
+	Activate  time.Time
+	By        string
+}
+
+// Encode is the notice's stored line.
+func (n Notice) Encode() string {
+	alg, act := "", ""
+	if n.Algorithm != 0 {
+		alg = strconv.Itoa(n.Algorithm)
+	}
+	if !n.Activate.IsZero() {
+		act = millis(n.Activate)
+	}
+	return strings.Join([]string{n.Event, n.DeviceID, alg, base64.StdEncoding.EncodeToString(n.PublicKey), n.KeyID,
+		millis(n.Time), act, n.By}, "|")
+}
+
+// ParseNotice reads a stored notice line.
+func ParseNotice(line string) (Notice, error) {
+	f := strings.Split(line, "|")
+	if len(f) != 8 {
+		return Notice{}, malformed("notice", "%d fields, want 8", len(f))
+	}
+	n := Notice{Event: f[0], DeviceID: f[1], KeyID: f[4], By: f[7]}
+	switch n.Event {
+	case NoticePending, NoticeApproved, NoticeActivated, NoticeKeyRotated:
+		if f[2] == "" || f[3] == "" || f[4] == "" {
+			return Notice{}, malformed("notice", "event %s without a key", n.Event)
+		}
+	case NoticeRemoved:
+	default:
+		return Notice{}, malformed("notice", "event %q", n.Event)
+	}
+	if n.DeviceID == "" {
+		return Notice{}, malformed("notice", "no device")
+	}
+	var err error
+	if f[2] != "" {
+		if n.Algorithm, err = strconv.Atoi(f[2]); err != nil {
+			return Notice{}, malformed("notice", "algorithm %q", f[2])
+		}
+	}
+	if n.PublicKey, err = base64.StdEncoding.DecodeString(f[3]); err != nil {
+		return Notice{}, malformed("notice", "public key: %v", err)
+	}
+	if n.Time, err = parseMillis("notice", f[5]); err != nil {
+		return Notice{}, err
+	}
+	if (n.Event == NoticePending) != (f[6] != "") {
+		return Notice{}, malformed("notice", "event %s with activate time %q", n.Event, f[6])
+	}
+	if f[6] != "" {
+		if n.Activate, err = parseMillis("notice activate time", f[6]); err != nil {
+			return Notice{}, err
+		}
+	}
+	return n, nil
+}
+
 // --- Device records (hr:{u:U}:dev) -------------------------------------------------
 
 // DeviceRecord is a device's value in its recipient's device hash, the line

@@ -44,6 +44,44 @@ local function device_key_id(record)
   return string.match(record, "^[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)$")
 end
 
+-- notice is a device notice's stream line (keys.Notice) about device dev, whose
+-- device record is rec (nil for a removal): event|device|alg|public key|key id|time|
+-- activate|by.
+local function notice(ev, dev, rec, now, activate, by)
+  local alg, pub, kid = "", "", ""
+  if rec then
+    alg, pub, kid = string.match(rec, "^([^|]*)|([^|]*)|[^|]*|[^|]*|([^|]*)$")
+  end
+  return ev .. "|" .. dev .. "|" .. alg .. "|" .. pub .. "|" .. kid .. "|" .. now .. "|" .. (activate or "") .. "|" .. (by or "")
+end
+
+-- device_created is the created time (ms) of a device record (keys.DeviceRecord).
+local function device_created(rec)
+  return tonumber(string.match(rec, "^[^|]*|[^|]*|[^|]*|([^|]*)|"))
+end
+
+-- device_token_hash is the token hash of a device record.
+local function device_token_hash(rec)
+  return string.match(rec, "^[^|]*|[^|]*|([^|]*)|")
+end
+
+-- Device notice events (keys.Notice*), and how long the notice stream is kept.
+local NOTICE_PENDING, NOTICE_APPROVED, NOTICE_ACTIVATED, NOTICE_REMOVED, NOTICE_KEY_ROTATED = "p", "a", "v", "r", "k"
+local NOTICE_FIELD, NOTICE_STREAM_LEN = "n", 100
+
+-- add_notice appends a notice line to the recipient's notice stream.
+local function add_notice(stream, line)
+  redis.call("XADD", stream, "MAXLEN", "~", NOTICE_STREAM_LEN, "*", NOTICE_FIELD, line)
+end
+
+-- stream_id_less says whether stream id a (ms-seq) comes before b.
+local function stream_id_less(a, b)
+  local am, as = string.match(a, "^(%d+)-(%d+)$")
+  local bm, bs = string.match(b, "^(%d+)-(%d+)$")
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+
 -- A message's per-device fields (keys.MessageState, MessageKeyID, MessageReport).
 local function state_field(dev)
   return "s:" .. dev

@@ -22,6 +22,70 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DeviceEvent is what happened to one of the person's devices.
+type DeviceEvent int32
+
+const (
+	DeviceEvent_DEVICE_EVENT_UNSPECIFIED DeviceEvent = 0
+	// A device registered and waits for approval.
+	DeviceEvent_DEVICE_EVENT_PENDING DeviceEvent = 1
+	// A device of the person approved a pending device.
+	DeviceEvent_DEVICE_EVENT_APPROVED DeviceEvent = 2
+	// A pending device became active when its waiting period ended unrefused.
+	DeviceEvent_DEVICE_EVENT_ACTIVATED DeviceEvent = 3
+	// A device was removed (or refused while pending).
+	DeviceEvent_DEVICE_EVENT_REMOVED DeviceEvent = 4
+	// A device rotated its key.
+	DeviceEvent_DEVICE_EVENT_KEY_ROTATED DeviceEvent = 5
+)
+
+// Enum value maps for DeviceEvent.
+var (
+	DeviceEvent_name = map[int32]string{
+		0: "DEVICE_EVENT_UNSPECIFIED",
+		1: "DEVICE_EVENT_PENDING",
+		2: "DEVICE_EVENT_APPROVED",
+		3: "DEVICE_EVENT_ACTIVATED",
+		4: "DEVICE_EVENT_REMOVED",
+		5: "DEVICE_EVENT_KEY_ROTATED",
+	}
+	DeviceEvent_value = map[string]int32{
+		"DEVICE_EVENT_UNSPECIFIED": 0,
+		"DEVICE_EVENT_PENDING":     1,
+		"DEVICE_EVENT_APPROVED":    2,
+		"DEVICE_EVENT_ACTIVATED":   3,
+		"DEVICE_EVENT_REMOVED":     4,
+		"DEVICE_EVENT_KEY_ROTATED": 5,
+	}
+)
+
+func (x DeviceEvent) Enum() *DeviceEvent {
+	p := new(DeviceEvent)
+	*p = x
+	return p
+}
+
+func (x DeviceEvent) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeviceEvent) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_v1_recipient_proto_enumTypes[0].Descriptor()
+}
+
+func (DeviceEvent) Type() protoreflect.EnumType {
+	return &file_herald_v1_recipient_proto_enumTypes[0]
+}
+
+func (x DeviceEvent) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeviceEvent.Descriptor instead.
+func (DeviceEvent) EnumDescriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{0}
+}
+
 // Setter says who recorded a consent.
 type Setter int32
 
@@ -58,11 +122,11 @@ func (x Setter) String() string {
 }
 
 func (Setter) Descriptor() protoreflect.EnumDescriptor {
-	return file_herald_v1_recipient_proto_enumTypes[0].Descriptor()
+	return file_herald_v1_recipient_proto_enumTypes[1].Descriptor()
 }
 
 func (Setter) Type() protoreflect.EnumType {
-	return &file_herald_v1_recipient_proto_enumTypes[0]
+	return &file_herald_v1_recipient_proto_enumTypes[1]
 }
 
 func (x Setter) Number() protoreflect.EnumNumber {
@@ -71,7 +135,7 @@ func (x Setter) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Setter.Descriptor instead.
 func (Setter) EnumDescriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{0}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{1}
 }
 
 // ReportReason says what is wrong with a delivery.
@@ -110,11 +174,11 @@ func (x ReportReason) String() string {
 }
 
 func (ReportReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_herald_v1_recipient_proto_enumTypes[1].Descriptor()
+	return file_herald_v1_recipient_proto_enumTypes[2].Descriptor()
 }
 
 func (ReportReason) Type() protoreflect.EnumType {
-	return &file_herald_v1_recipient_proto_enumTypes[1]
+	return &file_herald_v1_recipient_proto_enumTypes[2]
 }
 
 func (x ReportReason) Number() protoreflect.EnumNumber {
@@ -123,7 +187,59 @@ func (x ReportReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReportReason.Descriptor instead.
 func (ReportReason) EnumDescriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{1}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{2}
+}
+
+// DeviceState is whether a device receives.
+type DeviceState int32
+
+const (
+	DeviceState_DEVICE_STATE_UNSPECIFIED DeviceState = 0
+	// Receives, and is listed to businesses.
+	DeviceState_DEVICE_STATE_ACTIVE DeviceState = 1
+	// Waits for approval: receives nothing, not listed to businesses.
+	DeviceState_DEVICE_STATE_PENDING DeviceState = 2
+)
+
+// Enum value maps for DeviceState.
+var (
+	DeviceState_name = map[int32]string{
+		0: "DEVICE_STATE_UNSPECIFIED",
+		1: "DEVICE_STATE_ACTIVE",
+		2: "DEVICE_STATE_PENDING",
+	}
+	DeviceState_value = map[string]int32{
+		"DEVICE_STATE_UNSPECIFIED": 0,
+		"DEVICE_STATE_ACTIVE":      1,
+		"DEVICE_STATE_PENDING":     2,
+	}
+)
+
+func (x DeviceState) Enum() *DeviceState {
+	p := new(DeviceState)
+	*p = x
+	return p
+}
+
+func (x DeviceState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeviceState) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_v1_recipient_proto_enumTypes[3].Descriptor()
+}
+
+func (DeviceState) Type() protoreflect.EnumType {
+	return &file_herald_v1_recipient_proto_enumTypes[3]
+}
+
+func (x DeviceState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeviceState.Descriptor instead.
+func (DeviceState) EnumDescriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{3}
 }
 
 // RegisterDeviceRequest registers a device.
@@ -211,7 +327,12 @@ type RegisterDeviceResponse struct {
 	// The device's bearer token, shown once. Herald keeps only its hash.
 	DeviceToken string `protobuf:"bytes,2,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
 	// The id of the registered key.
-	KeyId         string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// True when the number has other devices: this one receives nothing until one of
+	// them approves it, or until activate_time if none refuses it by then.
+	Pending bool `protobuf:"varint,4,opt,name=pending,proto3" json:"pending,omitempty"`
+	// For a pending device, when it becomes active unless refused.
+	ActivateTime  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=activate_time,json=activateTime,proto3" json:"activate_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,6 +388,20 @@ func (x *RegisterDeviceResponse) GetKeyId() string {
 	return ""
 }
 
+func (x *RegisterDeviceResponse) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
+func (x *RegisterDeviceResponse) GetActivateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActivateTime
+	}
+	return nil
+}
+
 // ReceiveRequest opens the delivery stream.
 type ReceiveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -304,6 +439,208 @@ func (*ReceiveRequest) Descriptor() ([]byte, []int) {
 	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{2}
 }
 
+// ReceiveResponse is one item of the stream: a delivery or a notice.
+type ReceiveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*ReceiveResponse_Delivery
+	//	*ReceiveResponse_Notice
+	Item          isReceiveResponse_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveResponse) Reset() {
+	*x = ReceiveResponse{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveResponse) ProtoMessage() {}
+
+func (x *ReceiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveResponse.ProtoReflect.Descriptor instead.
+func (*ReceiveResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReceiveResponse) GetItem() isReceiveResponse_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *ReceiveResponse) GetDelivery() *Delivery {
+	if x != nil {
+		if x, ok := x.Item.(*ReceiveResponse_Delivery); ok {
+			return x.Delivery
+		}
+	}
+	return nil
+}
+
+func (x *ReceiveResponse) GetNotice() *DeviceNotice {
+	if x != nil {
+		if x, ok := x.Item.(*ReceiveResponse_Notice); ok {
+			return x.Notice
+		}
+	}
+	return nil
+}
+
+type isReceiveResponse_Item interface {
+	isReceiveResponse_Item()
+}
+
+type ReceiveResponse_Delivery struct {
+	Delivery *Delivery `protobuf:"bytes,1,opt,name=delivery,proto3,oneof"`
+}
+
+type ReceiveResponse_Notice struct {
+	Notice *DeviceNotice `protobuf:"bytes,2,opt,name=notice,proto3,oneof"`
+}
+
+func (*ReceiveResponse_Delivery) isReceiveResponse_Item() {}
+
+func (*ReceiveResponse_Notice) isReceiveResponse_Item() {}
+
+// DeviceNotice tells the person's devices that a device was added, approved, removed
+// or rotated its key. Show it to the person: a device they do not know is how a
+// takeover looks.
+type DeviceNotice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The notice's id, to acknowledge (AckRequest.notice_ids).
+	NoticeId string      `protobuf:"bytes,1,opt,name=notice_id,json=noticeId,proto3" json:"notice_id,omitempty"`
+	Event    DeviceEvent `protobuf:"varint,2,opt,name=event,proto3,enum=herald.v1.DeviceEvent" json:"event,omitempty"`
+	// The device it is about.
+	DeviceId string `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// That device's key (for PENDING, APPROVED, ACTIVATED and KEY_ROTATED), from which
+	// the SDK computes the code the person compares with the new device's screen.
+	PublicKey    []byte       `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	KeyAlgorithm KeyAlgorithm `protobuf:"varint,5,opt,name=key_algorithm,json=keyAlgorithm,proto3,enum=herald.v1.KeyAlgorithm" json:"key_algorithm,omitempty"`
+	KeyId        string       `protobuf:"bytes,6,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// When it happened.
+	Time *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=time,proto3" json:"time,omitempty"`
+	// For PENDING: when the device becomes active unless refused.
+	ActivateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=activate_time,json=activateTime,proto3" json:"activate_time,omitempty"`
+	// The device that approved or removed it; empty when the gateway did (the waiting
+	// period ended) or the device removed itself.
+	ByDeviceId    string `protobuf:"bytes,9,opt,name=by_device_id,json=byDeviceId,proto3" json:"by_device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceNotice) Reset() {
+	*x = DeviceNotice{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceNotice) ProtoMessage() {}
+
+func (x *DeviceNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceNotice.ProtoReflect.Descriptor instead.
+func (*DeviceNotice) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DeviceNotice) GetNoticeId() string {
+	if x != nil {
+		return x.NoticeId
+	}
+	return ""
+}
+
+func (x *DeviceNotice) GetEvent() DeviceEvent {
+	if x != nil {
+		return x.Event
+	}
+	return DeviceEvent_DEVICE_EVENT_UNSPECIFIED
+}
+
+func (x *DeviceNotice) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *DeviceNotice) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *DeviceNotice) GetKeyAlgorithm() KeyAlgorithm {
+	if x != nil {
+		return x.KeyAlgorithm
+	}
+	return KeyAlgorithm_KEY_ALGORITHM_UNSPECIFIED
+}
+
+func (x *DeviceNotice) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *DeviceNotice) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *DeviceNotice) GetActivateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActivateTime
+	}
+	return nil
+}
+
+func (x *DeviceNotice) GetByDeviceId() string {
+	if x != nil {
+		return x.ByDeviceId
+	}
+	return ""
+}
+
 // Delivery is one message for this device.
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -337,7 +674,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[3]
+	mi := &file_herald_v1_recipient_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +686,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[3]
+	mi := &file_herald_v1_recipient_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +699,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{3}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Delivery) GetMessageId() string {
@@ -460,14 +797,17 @@ type AckRequest struct {
 	// Deliveries this device refused (they failed verification or decryption): each
 	// leaves the mailbox and is reported STATUS_FAILED with its reason, never
 	// STATUS_DELIVERED. A delivery already acknowledged stays as it was.
-	Rejections    []*Rejection `protobuf:"bytes,3,rep,name=rejections,proto3" json:"rejections,omitempty"`
+	Rejections []*Rejection `protobuf:"bytes,3,rep,name=rejections,proto3" json:"rejections,omitempty"`
+	// Notices this device has shown (DeviceNotice.notice_id): they are not sent again.
+	// Together with message_ids and rejections: 1 to 1000 ids.
+	NoticeIds     []string `protobuf:"bytes,4,rep,name=notice_ids,json=noticeIds,proto3" json:"notice_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[4]
+	mi := &file_herald_v1_recipient_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +819,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[4]
+	mi := &file_herald_v1_recipient_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +832,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AckRequest) GetMessageIds() []string {
@@ -516,6 +856,13 @@ func (x *AckRequest) GetRejections() []*Rejection {
 	return nil
 }
 
+func (x *AckRequest) GetNoticeIds() []string {
+	if x != nil {
+		return x.NoticeIds
+	}
+	return nil
+}
+
 // Rejection is a delivery the device refused, and why.
 type Rejection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -529,7 +876,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[5]
+	mi := &file_herald_v1_recipient_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +888,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[5]
+	mi := &file_herald_v1_recipient_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +901,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Rejection) GetMessageId() string {
@@ -582,7 +929,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[6]
+	mi := &file_herald_v1_recipient_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +941,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[6]
+	mi := &file_herald_v1_recipient_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +954,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AckResponse) GetUnknownMessageIds() []string {
@@ -628,7 +975,7 @@ type BlockRequest struct {
 
 func (x *BlockRequest) Reset() {
 	*x = BlockRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[7]
+	mi := &file_herald_v1_recipient_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +987,7 @@ func (x *BlockRequest) String() string {
 func (*BlockRequest) ProtoMessage() {}
 
 func (x *BlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[7]
+	mi := &file_herald_v1_recipient_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +1000,7 @@ func (x *BlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockRequest.ProtoReflect.Descriptor instead.
 func (*BlockRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BlockRequest) GetBusinessId() string {
@@ -672,7 +1019,7 @@ type BlockResponse struct {
 
 func (x *BlockResponse) Reset() {
 	*x = BlockResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[8]
+	mi := &file_herald_v1_recipient_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +1031,7 @@ func (x *BlockResponse) String() string {
 func (*BlockResponse) ProtoMessage() {}
 
 func (x *BlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[8]
+	mi := &file_herald_v1_recipient_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +1044,7 @@ func (x *BlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockResponse.ProtoReflect.Descriptor instead.
 func (*BlockResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{10}
 }
 
 // UnblockRequest names the business to unblock.
@@ -711,7 +1058,7 @@ type UnblockRequest struct {
 
 func (x *UnblockRequest) Reset() {
 	*x = UnblockRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[9]
+	mi := &file_herald_v1_recipient_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +1070,7 @@ func (x *UnblockRequest) String() string {
 func (*UnblockRequest) ProtoMessage() {}
 
 func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[9]
+	mi := &file_herald_v1_recipient_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +1083,7 @@ func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockRequest.ProtoReflect.Descriptor instead.
 func (*UnblockRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{9}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UnblockRequest) GetBusinessId() string {
@@ -755,7 +1102,7 @@ type UnblockResponse struct {
 
 func (x *UnblockResponse) Reset() {
 	*x = UnblockResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[10]
+	mi := &file_herald_v1_recipient_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +1114,7 @@ func (x *UnblockResponse) String() string {
 func (*UnblockResponse) ProtoMessage() {}
 
 func (x *UnblockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[10]
+	mi := &file_herald_v1_recipient_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +1127,7 @@ func (x *UnblockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockResponse.ProtoReflect.Descriptor instead.
 func (*UnblockResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{10}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{12}
 }
 
 // SetConsentRequest opts in or out.
@@ -798,7 +1145,7 @@ type SetConsentRequest struct {
 
 func (x *SetConsentRequest) Reset() {
 	*x = SetConsentRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[11]
+	mi := &file_herald_v1_recipient_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +1157,7 @@ func (x *SetConsentRequest) String() string {
 func (*SetConsentRequest) ProtoMessage() {}
 
 func (x *SetConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[11]
+	mi := &file_herald_v1_recipient_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +1170,7 @@ func (x *SetConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConsentRequest.ProtoReflect.Descriptor instead.
 func (*SetConsentRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{11}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetConsentRequest) GetBusinessId() string {
@@ -856,7 +1203,7 @@ type SetConsentResponse struct {
 
 func (x *SetConsentResponse) Reset() {
 	*x = SetConsentResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[12]
+	mi := &file_herald_v1_recipient_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1215,7 @@ func (x *SetConsentResponse) String() string {
 func (*SetConsentResponse) ProtoMessage() {}
 
 func (x *SetConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[12]
+	mi := &file_herald_v1_recipient_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1228,7 @@ func (x *SetConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConsentResponse.ProtoReflect.Descriptor instead.
 func (*SetConsentResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{12}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{14}
 }
 
 // ListPreferencesRequest lists preferences.
@@ -893,7 +1240,7 @@ type ListPreferencesRequest struct {
 
 func (x *ListPreferencesRequest) Reset() {
 	*x = ListPreferencesRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[13]
+	mi := &file_herald_v1_recipient_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +1252,7 @@ func (x *ListPreferencesRequest) String() string {
 func (*ListPreferencesRequest) ProtoMessage() {}
 
 func (x *ListPreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[13]
+	mi := &file_herald_v1_recipient_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1265,7 @@ func (x *ListPreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPreferencesRequest.ProtoReflect.Descriptor instead.
 func (*ListPreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{13}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{15}
 }
 
 // CategoryConsent is the consent for one category and where it came from.
@@ -940,7 +1287,7 @@ type CategoryConsent struct {
 
 func (x *CategoryConsent) Reset() {
 	*x = CategoryConsent{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[14]
+	mi := &file_herald_v1_recipient_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1299,7 @@ func (x *CategoryConsent) String() string {
 func (*CategoryConsent) ProtoMessage() {}
 
 func (x *CategoryConsent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[14]
+	mi := &file_herald_v1_recipient_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1312,7 @@ func (x *CategoryConsent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CategoryConsent.ProtoReflect.Descriptor instead.
 func (*CategoryConsent) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{14}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CategoryConsent) GetCategory() Category {
@@ -1026,7 +1373,7 @@ type BusinessPreference struct {
 
 func (x *BusinessPreference) Reset() {
 	*x = BusinessPreference{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[15]
+	mi := &file_herald_v1_recipient_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1385,7 @@ func (x *BusinessPreference) String() string {
 func (*BusinessPreference) ProtoMessage() {}
 
 func (x *BusinessPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[15]
+	mi := &file_herald_v1_recipient_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1398,7 @@ func (x *BusinessPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BusinessPreference.ProtoReflect.Descriptor instead.
 func (*BusinessPreference) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{15}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BusinessPreference) GetBusinessId() string {
@@ -1099,7 +1446,7 @@ type ListPreferencesResponse struct {
 
 func (x *ListPreferencesResponse) Reset() {
 	*x = ListPreferencesResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[16]
+	mi := &file_herald_v1_recipient_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1458,7 @@ func (x *ListPreferencesResponse) String() string {
 func (*ListPreferencesResponse) ProtoMessage() {}
 
 func (x *ListPreferencesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[16]
+	mi := &file_herald_v1_recipient_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1471,7 @@ func (x *ListPreferencesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPreferencesResponse.ProtoReflect.Descriptor instead.
 func (*ListPreferencesResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{16}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListPreferencesResponse) GetBusinesses() []*BusinessPreference {
@@ -1134,20 +1481,25 @@ func (x *ListPreferencesResponse) GetBusinesses() []*BusinessPreference {
 	return nil
 }
 
-// RotateKeyRequest carries the device's new key.
+// RotateKeyRequest carries the device's new key, and the proof that the device holds
+// its current one.
 type RotateKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required, checked as RegisterDeviceRequest.public_key is.
 	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	// Required.
-	KeyAlgorithm  KeyAlgorithm `protobuf:"varint,2,opt,name=key_algorithm,json=keyAlgorithm,proto3,enum=herald.v1.KeyAlgorithm" json:"key_algorithm,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeyAlgorithm KeyAlgorithm `protobuf:"varint,2,opt,name=key_algorithm,json=keyAlgorithm,proto3,enum=herald.v1.KeyAlgorithm" json:"key_algorithm,omitempty"`
+	// Required: GetKeyChallengeResponse.challenge, opened with the current private key.
+	ChallengeResponse []byte `protobuf:"bytes,3,opt,name=challenge_response,json=challengeResponse,proto3" json:"challenge_response,omitempty"`
+	// Required: GetKeyChallengeResponse.expire_time of that challenge.
+	ChallengeExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=challenge_expire_time,json=challengeExpireTime,proto3" json:"challenge_expire_time,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *RotateKeyRequest) Reset() {
 	*x = RotateKeyRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[17]
+	mi := &file_herald_v1_recipient_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1511,7 @@ func (x *RotateKeyRequest) String() string {
 func (*RotateKeyRequest) ProtoMessage() {}
 
 func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[17]
+	mi := &file_herald_v1_recipient_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1524,7 @@ func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{17}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RotateKeyRequest) GetPublicKey() []byte {
@@ -1189,6 +1541,20 @@ func (x *RotateKeyRequest) GetKeyAlgorithm() KeyAlgorithm {
 	return KeyAlgorithm_KEY_ALGORITHM_UNSPECIFIED
 }
 
+func (x *RotateKeyRequest) GetChallengeResponse() []byte {
+	if x != nil {
+		return x.ChallengeResponse
+	}
+	return nil
+}
+
+func (x *RotateKeyRequest) GetChallengeExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChallengeExpireTime
+	}
+	return nil
+}
+
 // RotateKeyResponse carries the new key's id.
 type RotateKeyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1199,7 +1565,7 @@ type RotateKeyResponse struct {
 
 func (x *RotateKeyResponse) Reset() {
 	*x = RotateKeyResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[18]
+	mi := &file_herald_v1_recipient_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1577,7 @@ func (x *RotateKeyResponse) String() string {
 func (*RotateKeyResponse) ProtoMessage() {}
 
 func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[18]
+	mi := &file_herald_v1_recipient_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1590,7 @@ func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{18}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RotateKeyResponse) GetKeyId() string {
@@ -1247,7 +1613,7 @@ type ReportSpamRequest struct {
 
 func (x *ReportSpamRequest) Reset() {
 	*x = ReportSpamRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[19]
+	mi := &file_herald_v1_recipient_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1625,7 @@ func (x *ReportSpamRequest) String() string {
 func (*ReportSpamRequest) ProtoMessage() {}
 
 func (x *ReportSpamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[19]
+	mi := &file_herald_v1_recipient_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1638,7 @@ func (x *ReportSpamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpamRequest.ProtoReflect.Descriptor instead.
 func (*ReportSpamRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{19}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReportSpamRequest) GetMessageId() string {
@@ -1298,7 +1664,7 @@ type ReportSpamResponse struct {
 
 func (x *ReportSpamResponse) Reset() {
 	*x = ReportSpamResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[20]
+	mi := &file_herald_v1_recipient_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1676,7 @@ func (x *ReportSpamResponse) String() string {
 func (*ReportSpamResponse) ProtoMessage() {}
 
 func (x *ReportSpamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[20]
+	mi := &file_herald_v1_recipient_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1689,461 @@ func (x *ReportSpamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpamResponse.ProtoReflect.Descriptor instead.
 func (*ReportSpamResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{20}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{22}
+}
+
+// ListDevicesRequest is empty.
+type ListDevicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDevicesRequest) Reset() {
+	*x = ListDevicesRequest{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDevicesRequest) ProtoMessage() {}
+
+func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
+func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{23}
+}
+
+// DeviceInfo is one of the person's devices.
+type DeviceInfo struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId     string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	State        DeviceState            `protobuf:"varint,2,opt,name=state,proto3,enum=herald.v1.DeviceState" json:"state,omitempty"`
+	PublicKey    []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	KeyAlgorithm KeyAlgorithm           `protobuf:"varint,4,opt,name=key_algorithm,json=keyAlgorithm,proto3,enum=herald.v1.KeyAlgorithm" json:"key_algorithm,omitempty"`
+	KeyId        string                 `protobuf:"bytes,5,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// When it registered.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// For a pending device: when it becomes active unless refused.
+	ActivateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=activate_time,json=activateTime,proto3" json:"activate_time,omitempty"`
+	// True for the device that asked.
+	ThisDevice    bool `protobuf:"varint,8,opt,name=this_device,json=thisDevice,proto3" json:"this_device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceInfo) Reset() {
+	*x = DeviceInfo{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceInfo) ProtoMessage() {}
+
+func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceInfo.ProtoReflect.Descriptor instead.
+func (*DeviceInfo) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DeviceInfo) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *DeviceInfo) GetState() DeviceState {
+	if x != nil {
+		return x.State
+	}
+	return DeviceState_DEVICE_STATE_UNSPECIFIED
+}
+
+func (x *DeviceInfo) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *DeviceInfo) GetKeyAlgorithm() KeyAlgorithm {
+	if x != nil {
+		return x.KeyAlgorithm
+	}
+	return KeyAlgorithm_KEY_ALGORITHM_UNSPECIFIED
+}
+
+func (x *DeviceInfo) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *DeviceInfo) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *DeviceInfo) GetActivateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActivateTime
+	}
+	return nil
+}
+
+func (x *DeviceInfo) GetThisDevice() bool {
+	if x != nil {
+		return x.ThisDevice
+	}
+	return false
+}
+
+// ListDevicesResponse lists the person's devices, by id.
+type ListDevicesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Devices       []*DeviceInfo          `protobuf:"bytes,1,rep,name=devices,proto3" json:"devices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDevicesResponse) Reset() {
+	*x = ListDevicesResponse{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDevicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDevicesResponse) ProtoMessage() {}
+
+func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
+func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListDevicesResponse) GetDevices() []*DeviceInfo {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+// ApproveDeviceRequest names a pending device and the key the person compared.
+type ApproveDeviceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: a pending device of the person.
+	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Required: the key id of the key whose code the person compared.
+	KeyId         string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveDeviceRequest) Reset() {
+	*x = ApproveDeviceRequest{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveDeviceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveDeviceRequest) ProtoMessage() {}
+
+func (x *ApproveDeviceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveDeviceRequest.ProtoReflect.Descriptor instead.
+func (*ApproveDeviceRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ApproveDeviceRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *ApproveDeviceRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// ApproveDeviceResponse is empty.
+type ApproveDeviceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveDeviceResponse) Reset() {
+	*x = ApproveDeviceResponse{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveDeviceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveDeviceResponse) ProtoMessage() {}
+
+func (x *ApproveDeviceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveDeviceResponse.ProtoReflect.Descriptor instead.
+func (*ApproveDeviceResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{27}
+}
+
+// RemoveDeviceRequest names the device to remove.
+type RemoveDeviceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: a device of the person (this one included), active or pending.
+	DeviceId      string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveDeviceRequest) Reset() {
+	*x = RemoveDeviceRequest{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveDeviceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveDeviceRequest) ProtoMessage() {}
+
+func (x *RemoveDeviceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveDeviceRequest.ProtoReflect.Descriptor instead.
+func (*RemoveDeviceRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RemoveDeviceRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+// RemoveDeviceResponse is empty.
+type RemoveDeviceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveDeviceResponse) Reset() {
+	*x = RemoveDeviceResponse{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveDeviceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveDeviceResponse) ProtoMessage() {}
+
+func (x *RemoveDeviceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveDeviceResponse.ProtoReflect.Descriptor instead.
+func (*RemoveDeviceResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{29}
+}
+
+// GetKeyChallengeRequest is empty.
+type GetKeyChallengeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKeyChallengeRequest) Reset() {
+	*x = GetKeyChallengeRequest{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKeyChallengeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKeyChallengeRequest) ProtoMessage() {}
+
+func (x *GetKeyChallengeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKeyChallengeRequest.ProtoReflect.Descriptor instead.
+func (*GetKeyChallengeRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{30}
+}
+
+// GetKeyChallengeResponse is a challenge for RotateKey.
+type GetKeyChallengeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// An HPKE message sealed to this device's current key (the SDK opens it:
+	// e2e.DeviceKey.OpenChallenge).
+	Challenge []byte `protobuf:"bytes,1,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	// When it stops being accepted.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKeyChallengeResponse) Reset() {
+	*x = GetKeyChallengeResponse{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKeyChallengeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKeyChallengeResponse) ProtoMessage() {}
+
+func (x *GetKeyChallengeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKeyChallengeResponse.ProtoReflect.Descriptor instead.
+func (*GetKeyChallengeResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetKeyChallengeResponse) GetChallenge() []byte {
+	if x != nil {
+		return x.Challenge
+	}
+	return nil
+}
+
+func (x *GetKeyChallengeResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
 }
 
 var File_herald_v1_recipient_proto protoreflect.FileDescriptor
@@ -1336,12 +2156,30 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x12<\n" +
-	"\rkey_algorithm\x18\x04 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\"o\n" +
+	"\rkey_algorithm\x18\x04 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\"\xca\x01\n" +
 	"\x16RegisterDeviceResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12!\n" +
 	"\fdevice_token\x18\x02 \x01(\tR\vdeviceToken\x12\x15\n" +
-	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\x10\n" +
-	"\x0eReceiveRequest\"\xf3\x03\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12\x18\n" +
+	"\apending\x18\x04 \x01(\bR\apending\x12?\n" +
+	"\ractivate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\factivateTime\"\x10\n" +
+	"\x0eReceiveRequest\"\x7f\n" +
+	"\x0fReceiveResponse\x121\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x13.herald.v1.DeliveryH\x00R\bdelivery\x121\n" +
+	"\x06notice\x18\x02 \x01(\v2\x17.herald.v1.DeviceNoticeH\x00R\x06noticeB\x06\n" +
+	"\x04item\"\xfd\x02\n" +
+	"\fDeviceNotice\x12\x1b\n" +
+	"\tnotice_id\x18\x01 \x01(\tR\bnoticeId\x12,\n" +
+	"\x05event\x18\x02 \x01(\x0e2\x16.herald.v1.DeviceEventR\x05event\x12\x1b\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x04 \x01(\fR\tpublicKey\x12<\n" +
+	"\rkey_algorithm\x18\x05 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\x12\x15\n" +
+	"\x06key_id\x18\x06 \x01(\tR\x05keyId\x12.\n" +
+	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12?\n" +
+	"\ractivate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\factivateTime\x12 \n" +
+	"\fby_device_id\x18\t \x01(\tR\n" +
+	"byDeviceId\"\xf3\x03\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1f\n" +
@@ -1360,7 +2198,7 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x04body\x18\n" +
 	" \x01(\fR\x04body\x120\n" +
 	"\x14business_signing_key\x18\v \x01(\fR\x12businessSigningKey\x12\x15\n" +
-	"\x06key_id\x18\f \x01(\tR\x05keyId\"w\n" +
+	"\x06key_id\x18\f \x01(\tR\x05keyId\"\x96\x01\n" +
 	"\n" +
 	"AckRequest\x12\x1f\n" +
 	"\vmessage_ids\x18\x01 \x03(\tR\n" +
@@ -1368,7 +2206,9 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x04read\x18\x02 \x01(\bR\x04read\x124\n" +
 	"\n" +
 	"rejections\x18\x03 \x03(\v2\x14.herald.v1.RejectionR\n" +
-	"rejections\"[\n" +
+	"rejections\x12\x1d\n" +
+	"\n" +
+	"notice_ids\x18\x04 \x03(\tR\tnoticeIds\"[\n" +
 	"\tRejection\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12/\n" +
@@ -1408,18 +2248,55 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x17ListPreferencesResponse\x12=\n" +
 	"\n" +
 	"businesses\x18\x01 \x03(\v2\x1d.herald.v1.BusinessPreferenceR\n" +
-	"businesses\"o\n" +
+	"businesses\"\xee\x01\n" +
 	"\x10RotateKeyRequest\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x01 \x01(\fR\tpublicKey\x12<\n" +
-	"\rkey_algorithm\x18\x02 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\"*\n" +
+	"\rkey_algorithm\x18\x02 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\x12-\n" +
+	"\x12challenge_response\x18\x03 \x01(\fR\x11challengeResponse\x12N\n" +
+	"\x15challenge_expire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x13challengeExpireTime\"*\n" +
 	"\x11RotateKeyResponse\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"c\n" +
 	"\x11ReportSpamRequest\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12/\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x17.herald.v1.ReportReasonR\x06reason\"\x14\n" +
-	"\x12ReportSpamResponse*K\n" +
+	"\x12ReportSpamResponse\"\x14\n" +
+	"\x12ListDevicesRequest\"\xea\x02\n" +
+	"\n" +
+	"DeviceInfo\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12,\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x16.herald.v1.DeviceStateR\x05state\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\x12<\n" +
+	"\rkey_algorithm\x18\x04 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\x12\x15\n" +
+	"\x06key_id\x18\x05 \x01(\tR\x05keyId\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12?\n" +
+	"\ractivate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\factivateTime\x12\x1f\n" +
+	"\vthis_device\x18\b \x01(\bR\n" +
+	"thisDevice\"F\n" +
+	"\x13ListDevicesResponse\x12/\n" +
+	"\adevices\x18\x01 \x03(\v2\x15.herald.v1.DeviceInfoR\adevices\"J\n" +
+	"\x14ApproveDeviceRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\"\x17\n" +
+	"\x15ApproveDeviceResponse\"2\n" +
+	"\x13RemoveDeviceRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"\x16\n" +
+	"\x14RemoveDeviceResponse\"\x18\n" +
+	"\x16GetKeyChallengeRequest\"t\n" +
+	"\x17GetKeyChallengeResponse\x12\x1c\n" +
+	"\tchallenge\x18\x01 \x01(\fR\tchallenge\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime*\xb4\x01\n" +
+	"\vDeviceEvent\x12\x1c\n" +
+	"\x18DEVICE_EVENT_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14DEVICE_EVENT_PENDING\x10\x01\x12\x19\n" +
+	"\x15DEVICE_EVENT_APPROVED\x10\x02\x12\x1a\n" +
+	"\x16DEVICE_EVENT_ACTIVATED\x10\x03\x12\x18\n" +
+	"\x14DEVICE_EVENT_REMOVED\x10\x04\x12\x1c\n" +
+	"\x18DEVICE_EVENT_KEY_ROTATED\x10\x05*K\n" +
 	"\x06Setter\x12\x16\n" +
 	"\x12SETTER_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10SETTER_RECIPIENT\x10\x01\x12\x13\n" +
@@ -1427,10 +2304,14 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\fReportReason\x12\x1d\n" +
 	"\x19REPORT_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12REPORT_REASON_SPAM\x10\x01\x12%\n" +
-	"!REPORT_REASON_MISLABELED_CATEGORY\x10\x022\x92\x05\n" +
+	"!REPORT_REASON_MISLABELED_CATEGORY\x10\x02*^\n" +
+	"\vDeviceState\x12\x1c\n" +
+	"\x18DEVICE_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13DEVICE_STATE_ACTIVE\x10\x01\x12\x18\n" +
+	"\x14DEVICE_STATE_PENDING\x10\x022\xe6\a\n" +
 	"\x10RecipientService\x12U\n" +
-	"\x0eRegisterDevice\x12 .herald.v1.RegisterDeviceRequest\x1a!.herald.v1.RegisterDeviceResponse\x12;\n" +
-	"\aReceive\x12\x19.herald.v1.ReceiveRequest\x1a\x13.herald.v1.Delivery0\x01\x124\n" +
+	"\x0eRegisterDevice\x12 .herald.v1.RegisterDeviceRequest\x1a!.herald.v1.RegisterDeviceResponse\x12B\n" +
+	"\aReceive\x12\x19.herald.v1.ReceiveRequest\x1a\x1a.herald.v1.ReceiveResponse0\x01\x124\n" +
 	"\x03Ack\x12\x15.herald.v1.AckRequest\x1a\x16.herald.v1.AckResponse\x12:\n" +
 	"\x05Block\x12\x17.herald.v1.BlockRequest\x1a\x18.herald.v1.BlockResponse\x12@\n" +
 	"\aUnblock\x12\x19.herald.v1.UnblockRequest\x1a\x1a.herald.v1.UnblockResponse\x12I\n" +
@@ -1439,7 +2320,11 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x0fListPreferences\x12!.herald.v1.ListPreferencesRequest\x1a\".herald.v1.ListPreferencesResponse\x12F\n" +
 	"\tRotateKey\x12\x1b.herald.v1.RotateKeyRequest\x1a\x1c.herald.v1.RotateKeyResponse\x12I\n" +
 	"\n" +
-	"ReportSpam\x12\x1c.herald.v1.ReportSpamRequest\x1a\x1d.herald.v1.ReportSpamResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"ReportSpam\x12\x1c.herald.v1.ReportSpamRequest\x1a\x1d.herald.v1.ReportSpamResponse\x12L\n" +
+	"\vListDevices\x12\x1d.herald.v1.ListDevicesRequest\x1a\x1e.herald.v1.ListDevicesResponse\x12R\n" +
+	"\rApproveDevice\x12\x1f.herald.v1.ApproveDeviceRequest\x1a .herald.v1.ApproveDeviceResponse\x12O\n" +
+	"\fRemoveDevice\x12\x1e.herald.v1.RemoveDeviceRequest\x1a\x1f.herald.v1.RemoveDeviceResponse\x12X\n" +
+	"\x0fGetKeyChallenge\x12!.herald.v1.GetKeyChallengeRequest\x1a\".herald.v1.GetKeyChallengeResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_recipient_proto_rawDescOnce sync.Once
@@ -1453,81 +2338,116 @@ func file_herald_v1_recipient_proto_rawDescGZIP() []byte {
 	return file_herald_v1_recipient_proto_rawDescData
 }
 
-var file_herald_v1_recipient_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_herald_v1_recipient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_herald_v1_recipient_proto_goTypes = []any{
-	(Setter)(0),                     // 0: herald.v1.Setter
-	(ReportReason)(0),               // 1: herald.v1.ReportReason
-	(*RegisterDeviceRequest)(nil),   // 2: herald.v1.RegisterDeviceRequest
-	(*RegisterDeviceResponse)(nil),  // 3: herald.v1.RegisterDeviceResponse
-	(*ReceiveRequest)(nil),          // 4: herald.v1.ReceiveRequest
-	(*Delivery)(nil),                // 5: herald.v1.Delivery
-	(*AckRequest)(nil),              // 6: herald.v1.AckRequest
-	(*Rejection)(nil),               // 7: herald.v1.Rejection
-	(*AckResponse)(nil),             // 8: herald.v1.AckResponse
-	(*BlockRequest)(nil),            // 9: herald.v1.BlockRequest
-	(*BlockResponse)(nil),           // 10: herald.v1.BlockResponse
-	(*UnblockRequest)(nil),          // 11: herald.v1.UnblockRequest
-	(*UnblockResponse)(nil),         // 12: herald.v1.UnblockResponse
-	(*SetConsentRequest)(nil),       // 13: herald.v1.SetConsentRequest
-	(*SetConsentResponse)(nil),      // 14: herald.v1.SetConsentResponse
-	(*ListPreferencesRequest)(nil),  // 15: herald.v1.ListPreferencesRequest
-	(*CategoryConsent)(nil),         // 16: herald.v1.CategoryConsent
-	(*BusinessPreference)(nil),      // 17: herald.v1.BusinessPreference
-	(*ListPreferencesResponse)(nil), // 18: herald.v1.ListPreferencesResponse
-	(*RotateKeyRequest)(nil),        // 19: herald.v1.RotateKeyRequest
-	(*RotateKeyResponse)(nil),       // 20: herald.v1.RotateKeyResponse
-	(*ReportSpamRequest)(nil),       // 21: herald.v1.ReportSpamRequest
-	(*ReportSpamResponse)(nil),      // 22: herald.v1.ReportSpamResponse
-	(KeyAlgorithm)(0),               // 23: herald.v1.KeyAlgorithm
-	(Category)(0),                   // 24: herald.v1.Category
-	(Kind)(0),                       // 25: herald.v1.Kind
-	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
-	(RejectReason)(0),               // 27: herald.v1.RejectReason
-	(Consent)(0),                    // 28: herald.v1.Consent
+	(DeviceEvent)(0),                // 0: herald.v1.DeviceEvent
+	(Setter)(0),                     // 1: herald.v1.Setter
+	(ReportReason)(0),               // 2: herald.v1.ReportReason
+	(DeviceState)(0),                // 3: herald.v1.DeviceState
+	(*RegisterDeviceRequest)(nil),   // 4: herald.v1.RegisterDeviceRequest
+	(*RegisterDeviceResponse)(nil),  // 5: herald.v1.RegisterDeviceResponse
+	(*ReceiveRequest)(nil),          // 6: herald.v1.ReceiveRequest
+	(*ReceiveResponse)(nil),         // 7: herald.v1.ReceiveResponse
+	(*DeviceNotice)(nil),            // 8: herald.v1.DeviceNotice
+	(*Delivery)(nil),                // 9: herald.v1.Delivery
+	(*AckRequest)(nil),              // 10: herald.v1.AckRequest
+	(*Rejection)(nil),               // 11: herald.v1.Rejection
+	(*AckResponse)(nil),             // 12: herald.v1.AckResponse
+	(*BlockRequest)(nil),            // 13: herald.v1.BlockRequest
+	(*BlockResponse)(nil),           // 14: herald.v1.BlockResponse
+	(*UnblockRequest)(nil),          // 15: herald.v1.UnblockRequest
+	(*UnblockResponse)(nil),         // 16: herald.v1.UnblockResponse
+	(*SetConsentRequest)(nil),       // 17: herald.v1.SetConsentRequest
+	(*SetConsentResponse)(nil),      // 18: herald.v1.SetConsentResponse
+	(*ListPreferencesRequest)(nil),  // 19: herald.v1.ListPreferencesRequest
+	(*CategoryConsent)(nil),         // 20: herald.v1.CategoryConsent
+	(*BusinessPreference)(nil),      // 21: herald.v1.BusinessPreference
+	(*ListPreferencesResponse)(nil), // 22: herald.v1.ListPreferencesResponse
+	(*RotateKeyRequest)(nil),        // 23: herald.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),       // 24: herald.v1.RotateKeyResponse
+	(*ReportSpamRequest)(nil),       // 25: herald.v1.ReportSpamRequest
+	(*ReportSpamResponse)(nil),      // 26: herald.v1.ReportSpamResponse
+	(*ListDevicesRequest)(nil),      // 27: herald.v1.ListDevicesRequest
+	(*DeviceInfo)(nil),              // 28: herald.v1.DeviceInfo
+	(*ListDevicesResponse)(nil),     // 29: herald.v1.ListDevicesResponse
+	(*ApproveDeviceRequest)(nil),    // 30: herald.v1.ApproveDeviceRequest
+	(*ApproveDeviceResponse)(nil),   // 31: herald.v1.ApproveDeviceResponse
+	(*RemoveDeviceRequest)(nil),     // 32: herald.v1.RemoveDeviceRequest
+	(*RemoveDeviceResponse)(nil),    // 33: herald.v1.RemoveDeviceResponse
+	(*GetKeyChallengeRequest)(nil),  // 34: herald.v1.GetKeyChallengeRequest
+	(*GetKeyChallengeResponse)(nil), // 35: herald.v1.GetKeyChallengeResponse
+	(KeyAlgorithm)(0),               // 36: herald.v1.KeyAlgorithm
+	(*timestamppb.Timestamp)(nil),   // 37: google.protobuf.Timestamp
+	(Category)(0),                   // 38: herald.v1.Category
+	(Kind)(0),                       // 39: herald.v1.Kind
+	(RejectReason)(0),               // 40: herald.v1.RejectReason
+	(Consent)(0),                    // 41: herald.v1.Consent
 }
 var file_herald_v1_recipient_proto_depIdxs = []int32{
-	23, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	24, // 1: herald.v1.Delivery.category:type_name -> herald.v1.Category
-	25, // 2: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
-	26, // 3: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
-	26, // 4: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 5: herald.v1.AckRequest.rejections:type_name -> herald.v1.Rejection
-	27, // 6: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
-	24, // 7: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
-	28, // 8: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
-	24, // 9: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
-	28, // 10: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
-	0,  // 11: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
-	26, // 12: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
-	16, // 13: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
-	26, // 14: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
-	17, // 15: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
-	23, // 16: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	1,  // 17: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
-	2,  // 18: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
-	4,  // 19: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
-	6,  // 20: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
-	9,  // 21: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
-	11, // 22: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
-	13, // 23: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
-	15, // 24: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
-	19, // 25: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
-	21, // 26: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
-	3,  // 27: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
-	5,  // 28: herald.v1.RecipientService.Receive:output_type -> herald.v1.Delivery
-	8,  // 29: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
-	10, // 30: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
-	12, // 31: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
-	14, // 32: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
-	18, // 33: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
-	20, // 34: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
-	22, // 35: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
-	27, // [27:36] is the sub-list for method output_type
-	18, // [18:27] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	36, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	37, // 1: herald.v1.RegisterDeviceResponse.activate_time:type_name -> google.protobuf.Timestamp
+	9,  // 2: herald.v1.ReceiveResponse.delivery:type_name -> herald.v1.Delivery
+	8,  // 3: herald.v1.ReceiveResponse.notice:type_name -> herald.v1.DeviceNotice
+	0,  // 4: herald.v1.DeviceNotice.event:type_name -> herald.v1.DeviceEvent
+	36, // 5: herald.v1.DeviceNotice.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	37, // 6: herald.v1.DeviceNotice.time:type_name -> google.protobuf.Timestamp
+	37, // 7: herald.v1.DeviceNotice.activate_time:type_name -> google.protobuf.Timestamp
+	38, // 8: herald.v1.Delivery.category:type_name -> herald.v1.Category
+	39, // 9: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
+	37, // 10: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
+	37, // 11: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
+	11, // 12: herald.v1.AckRequest.rejections:type_name -> herald.v1.Rejection
+	40, // 13: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
+	38, // 14: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
+	41, // 15: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
+	38, // 16: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
+	41, // 17: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
+	1,  // 18: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
+	37, // 19: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
+	20, // 20: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
+	37, // 21: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
+	21, // 22: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
+	36, // 23: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	37, // 24: herald.v1.RotateKeyRequest.challenge_expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 25: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
+	3,  // 26: herald.v1.DeviceInfo.state:type_name -> herald.v1.DeviceState
+	36, // 27: herald.v1.DeviceInfo.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	37, // 28: herald.v1.DeviceInfo.create_time:type_name -> google.protobuf.Timestamp
+	37, // 29: herald.v1.DeviceInfo.activate_time:type_name -> google.protobuf.Timestamp
+	28, // 30: herald.v1.ListDevicesResponse.devices:type_name -> herald.v1.DeviceInfo
+	37, // 31: herald.v1.GetKeyChallengeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 32: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
+	6,  // 33: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
+	10, // 34: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
+	13, // 35: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
+	15, // 36: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
+	17, // 37: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
+	19, // 38: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
+	23, // 39: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
+	25, // 40: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
+	27, // 41: herald.v1.RecipientService.ListDevices:input_type -> herald.v1.ListDevicesRequest
+	30, // 42: herald.v1.RecipientService.ApproveDevice:input_type -> herald.v1.ApproveDeviceRequest
+	32, // 43: herald.v1.RecipientService.RemoveDevice:input_type -> herald.v1.RemoveDeviceRequest
+	34, // 44: herald.v1.RecipientService.GetKeyChallenge:input_type -> herald.v1.GetKeyChallengeRequest
+	5,  // 45: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
+	7,  // 46: herald.v1.RecipientService.Receive:output_type -> herald.v1.ReceiveResponse
+	12, // 47: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
+	14, // 48: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
+	16, // 49: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
+	18, // 50: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
+	22, // 51: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
+	24, // 52: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
+	26, // 53: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
+	29, // 54: herald.v1.RecipientService.ListDevices:output_type -> herald.v1.ListDevicesResponse
+	31, // 55: herald.v1.RecipientService.ApproveDevice:output_type -> herald.v1.ApproveDeviceResponse
+	33, // 56: herald.v1.RecipientService.RemoveDevice:output_type -> herald.v1.RemoveDeviceResponse
+	35, // 57: herald.v1.RecipientService.GetKeyChallenge:output_type -> herald.v1.GetKeyChallengeResponse
+	45, // [45:58] is the sub-list for method output_type
+	32, // [32:45] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_recipient_proto_init() }
@@ -1536,13 +2456,17 @@ func file_herald_v1_recipient_proto_init() {
 		return
 	}
 	file_herald_v1_types_proto_init()
+	file_herald_v1_recipient_proto_msgTypes[3].OneofWrappers = []any{
+		(*ReceiveResponse_Delivery)(nil),
+		(*ReceiveResponse_Notice)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_recipient_proto_rawDesc), len(file_herald_v1_recipient_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   21,
+			NumEnums:      4,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,10 @@ const (
 	RecipientService_ListPreferences_FullMethodName = "/herald.v1.RecipientService/ListPreferences"
 	RecipientService_RotateKey_FullMethodName       = "/herald.v1.RecipientService/RotateKey"
 	RecipientService_ReportSpam_FullMethodName      = "/herald.v1.RecipientService/ReportSpam"
+	RecipientService_ListDevices_FullMethodName     = "/herald.v1.RecipientService/ListDevices"
+	RecipientService_ApproveDevice_FullMethodName   = "/herald.v1.RecipientService/ApproveDevice"
+	RecipientService_RemoveDevice_FullMethodName    = "/herald.v1.RecipientService/RemoveDevice"
+	RecipientService_GetKeyChallenge_FullMethodName = "/herald.v1.RecipientService/GetKeyChallenge"
 )
 
 // RecipientServiceClient is the client API for RecipientService service.
@@ -40,13 +44,20 @@ const (
 type RecipientServiceClient interface {
 	// RegisterDevice adds a device for a phone number, proved by a one-time verification
 	// code. It needs no token: the code is the credential. A person may have several
-	// devices.
+	// devices. The first device of a number is active at once. A number that has
+	// devices gets a new one only when one of them approves it (ApproveDevice), or when
+	// none has refused it (RemoveDevice) within the operator's waiting period: until
+	// then the new device is pending (RegisterDeviceResponse.pending), receives nothing,
+	// and is not listed by LookupRecipient, and every device of the number is told
+	// (DeviceNotice).
 	RegisterDevice(ctx context.Context, in *RegisterDeviceRequest, opts ...grpc.CallOption) (*RegisterDeviceResponse, error)
-	// Receive streams this device's deliveries: what is queued first, then new ones as
-	// they are admitted. A delivery stays queued, and is sent again on the next Receive,
-	// until it is acknowledged or expires.
-	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-	Receive(ctx context.Context, in *ReceiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Delivery], error)
+	// Receive streams this device's deliveries, and notices about the person's devices:
+	// what is queued first, then new ones as they come. A delivery stays queued, and is
+	// sent again on the next Receive, until it is acknowledged or expires; a notice, until
+	// it is acknowledged (AckRequest.notice_ids). A pending device gets
+	// FAILED_PRECONDITION with ErrorInfo reason DEVICE_PENDING until it is approved or
+	// its waiting period is over; a removed device's stream ends with UNAUTHENTICATED.
+	Receive(ctx context.Context, in *ReceiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReceiveResponse], error)
 	// Ack acknowledges deliveries to this device, as delivered, read or refused; the
 	// business sees STATUS_DELIVERED / STATUS_READ / STATUS_FAILED events.
 	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
@@ -69,6 +80,19 @@ type RecipientServiceClient interface {
 	// transactional). Reports feed the business's quality figure; past the operator's
 	// threshold its limits step down a tier.
 	ReportSpam(ctx context.Context, in *ReportSpamRequest, opts ...grpc.CallOption) (*ReportSpamResponse, error)
+	// ListDevices lists the person's devices, active and pending.
+	ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error)
+	// ApproveDevice makes a pending device of the person active, after the person has
+	// compared the code both devices show for its key (the SDK's DeviceCode). Approval
+	// is bound to the key: a pending device whose key is not key_id is not approved.
+	ApproveDevice(ctx context.Context, in *ApproveDeviceRequest, opts ...grpc.CallOption) (*ApproveDeviceResponse, error)
+	// RemoveDevice removes one of the person's devices, active or pending (refusing
+	// it), or this device itself: its token stops working, its queued deliveries are
+	// reported STATUS_EXPIRED to their businesses, and every other device is told.
+	RemoveDevice(ctx context.Context, in *RemoveDeviceRequest, opts ...grpc.CallOption) (*RemoveDeviceResponse, error)
+	// GetKeyChallenge returns a challenge sealed to this device's current key, which
+	// RotateKey needs opened: only the holder of the current private key can rotate it.
+	GetKeyChallenge(ctx context.Context, in *GetKeyChallengeRequest, opts ...grpc.CallOption) (*GetKeyChallengeResponse, error)
 }
 
 type recipientServiceClient struct {
@@ -89,13 +113,13 @@ func (c *recipientServiceClient) RegisterDevice(ctx context.Context, in *Registe
 	return out, nil
 }
 
-func (c *recipientServiceClient) Receive(ctx context.Context, in *ReceiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Delivery], error) {
+func (c *recipientServiceClient) Receive(ctx context.Context, in *ReceiveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReceiveResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &RecipientService_ServiceDesc.Streams[0], RecipientService_Receive_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[ReceiveRequest, Delivery]{ClientStream: stream}
+	x := &grpc.GenericClientStream[ReceiveRequest, ReceiveResponse]{ClientStream: stream}
 	if err := x.ClientStream.SendMsg(in); err != nil {
 		return nil, err
 	}
@@ -106,7 +130,7 @@ func (c *recipientServiceClient) Receive(ctx context.Context, in *ReceiveRequest
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type RecipientService_ReceiveClient = grpc.ServerStreamingClient[Delivery]
+type RecipientService_ReceiveClient = grpc.ServerStreamingClient[ReceiveResponse]
 
 func (c *recipientServiceClient) Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -178,6 +202,46 @@ func (c *recipientServiceClient) ReportSpam(ctx context.Context, in *ReportSpamR
 	return out, nil
 }
 
+func (c *recipientServiceClient) ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDevicesResponse)
+	err := c.cc.Invoke(ctx, RecipientService_ListDevices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *recipientServiceClient) ApproveDevice(ctx context.Context, in *ApproveDeviceRequest, opts ...grpc.CallOption) (*ApproveDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveDeviceResponse)
+	err := c.cc.Invoke(ctx, RecipientService_ApproveDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *recipientServiceClient) RemoveDevice(ctx context.Context, in *RemoveDeviceRequest, opts ...grpc.CallOption) (*RemoveDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveDeviceResponse)
+	err := c.cc.Invoke(ctx, RecipientService_RemoveDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *recipientServiceClient) GetKeyChallenge(ctx context.Context, in *GetKeyChallengeRequest, opts ...grpc.CallOption) (*GetKeyChallengeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetKeyChallengeResponse)
+	err := c.cc.Invoke(ctx, RecipientService_GetKeyChallenge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RecipientServiceServer is the server API for RecipientService service.
 // All implementations must embed UnimplementedRecipientServiceServer
 // for forward compatibility.
@@ -188,13 +252,20 @@ func (c *recipientServiceClient) ReportSpam(ctx context.Context, in *ReportSpamR
 type RecipientServiceServer interface {
 	// RegisterDevice adds a device for a phone number, proved by a one-time verification
 	// code. It needs no token: the code is the credential. A person may have several
-	// devices.
+	// devices. The first device of a number is active at once. A number that has
+	// devices gets a new one only when one of them approves it (ApproveDevice), or when
+	// none has refused it (RemoveDevice) within the operator's waiting period: until
+	// then the new device is pending (RegisterDeviceResponse.pending), receives nothing,
+	// and is not listed by LookupRecipient, and every device of the number is told
+	// (DeviceNotice).
 	RegisterDevice(context.Context, *RegisterDeviceRequest) (*RegisterDeviceResponse, error)
-	// Receive streams this device's deliveries: what is queued first, then new ones as
-	// they are admitted. A delivery stays queued, and is sent again on the next Receive,
-	// until it is acknowledged or expires.
-	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-	Receive(*ReceiveRequest, grpc.ServerStreamingServer[Delivery]) error
+	// Receive streams this device's deliveries, and notices about the person's devices:
+	// what is queued first, then new ones as they come. A delivery stays queued, and is
+	// sent again on the next Receive, until it is acknowledged or expires; a notice, until
+	// it is acknowledged (AckRequest.notice_ids). A pending device gets
+	// FAILED_PRECONDITION with ErrorInfo reason DEVICE_PENDING until it is approved or
+	// its waiting period is over; a removed device's stream ends with UNAUTHENTICATED.
+	Receive(*ReceiveRequest, grpc.ServerStreamingServer[ReceiveResponse]) error
 	// Ack acknowledges deliveries to this device, as delivered, read or refused; the
 	// business sees STATUS_DELIVERED / STATUS_READ / STATUS_FAILED events.
 	Ack(context.Context, *AckRequest) (*AckResponse, error)
@@ -217,6 +288,19 @@ type RecipientServiceServer interface {
 	// transactional). Reports feed the business's quality figure; past the operator's
 	// threshold its limits step down a tier.
 	ReportSpam(context.Context, *ReportSpamRequest) (*ReportSpamResponse, error)
+	// ListDevices lists the person's devices, active and pending.
+	ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error)
+	// ApproveDevice makes a pending device of the person active, after the person has
+	// compared the code both devices show for its key (the SDK's DeviceCode). Approval
+	// is bound to the key: a pending device whose key is not key_id is not approved.
+	ApproveDevice(context.Context, *ApproveDeviceRequest) (*ApproveDeviceResponse, error)
+	// RemoveDevice removes one of the person's devices, active or pending (refusing
+	// it), or this device itself: its token stops working, its queued deliveries are
+	// reported STATUS_EXPIRED to their businesses, and every other device is told.
+	RemoveDevice(context.Context, *RemoveDeviceRequest) (*RemoveDeviceResponse, error)
+	// GetKeyChallenge returns a challenge sealed to this device's current key, which
+	// RotateKey needs opened: only the holder of the current private key can rotate it.
+	GetKeyChallenge(context.Context, *GetKeyChallengeRequest) (*GetKeyChallengeResponse, error)
 	mustEmbedUnimplementedRecipientServiceServer()
 }
 
@@ -230,7 +314,7 @@ type UnimplementedRecipientServiceServer struct{}
 func (UnimplementedRecipientServiceServer) RegisterDevice(context.Context, *RegisterDeviceRequest) (*RegisterDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterDevice not implemented")
 }
-func (UnimplementedRecipientServiceServer) Receive(*ReceiveRequest, grpc.ServerStreamingServer[Delivery]) error {
+func (UnimplementedRecipientServiceServer) Receive(*ReceiveRequest, grpc.ServerStreamingServer[ReceiveResponse]) error {
 	return status.Error(codes.Unimplemented, "method Receive not implemented")
 }
 func (UnimplementedRecipientServiceServer) Ack(context.Context, *AckRequest) (*AckResponse, error) {
@@ -253,6 +337,18 @@ func (UnimplementedRecipientServiceServer) RotateKey(context.Context, *RotateKey
 }
 func (UnimplementedRecipientServiceServer) ReportSpam(context.Context, *ReportSpamRequest) (*ReportSpamResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportSpam not implemented")
+}
+func (UnimplementedRecipientServiceServer) ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDevices not implemented")
+}
+func (UnimplementedRecipientServiceServer) ApproveDevice(context.Context, *ApproveDeviceRequest) (*ApproveDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveDevice not implemented")
+}
+func (UnimplementedRecipientServiceServer) RemoveDevice(context.Context, *RemoveDeviceRequest) (*RemoveDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveDevice not implemented")
+}
+func (UnimplementedRecipientServiceServer) GetKeyChallenge(context.Context, *GetKeyChallengeRequest) (*GetKeyChallengeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetKeyChallenge not implemented")
 }
 func (UnimplementedRecipientServiceServer) mustEmbedUnimplementedRecipientServiceServer() {}
 func (UnimplementedRecipientServiceServer) testEmbeddedByValue()                          {}
@@ -298,11 +394,11 @@ func _RecipientService_Receive_Handler(srv interface{}, stream grpc.ServerStream
 	if err := stream.RecvMsg(m); err != nil {
 		return err
 	}
-	return srv.(RecipientServiceServer).Receive(m, &grpc.GenericServerStream[ReceiveRequest, Delivery]{ServerStream: stream})
+	return srv.(RecipientServiceServer).Receive(m, &grpc.GenericServerStream[ReceiveRequest, ReceiveResponse]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type RecipientService_ReceiveServer = grpc.ServerStreamingServer[Delivery]
+type RecipientService_ReceiveServer = grpc.ServerStreamingServer[ReceiveResponse]
 
 func _RecipientService_Ack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AckRequest)
@@ -430,6 +526,78 @@ func _RecipientService_ReportSpam_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RecipientService_ListDevices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDevicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecipientServiceServer).ListDevices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecipientService_ListDevices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecipientServiceServer).ListDevices(ctx, req.(*ListDevicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RecipientService_ApproveDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecipientServiceServer).ApproveDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecipientService_ApproveDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecipientServiceServer).ApproveDevice(ctx, req.(*ApproveDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RecipientService_RemoveDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecipientServiceServer).RemoveDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecipientService_RemoveDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecipientServiceServer).RemoveDevice(ctx, req.(*RemoveDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RecipientService_GetKeyChallenge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetKeyChallengeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecipientServiceServer).GetKeyChallenge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecipientService_GetKeyChallenge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecipientServiceServer).GetKeyChallenge(ctx, req.(*GetKeyChallengeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RecipientService_ServiceDesc is the grpc.ServiceDesc for RecipientService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -468,6 +636,22 @@ var RecipientService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportSpam",
 			Handler:    _RecipientService_ReportSpam_Handler,
+		},
+		{
+			MethodName: "ListDevices",
+			Handler:    _RecipientService_ListDevices_Handler,
+		},
+		{
+			MethodName: "ApproveDevice",
+			Handler:    _RecipientService_ApproveDevice_Handler,
+		},
+		{
+			MethodName: "RemoveDevice",
+			Handler:    _RecipientService_RemoveDevice_Handler,
+		},
+		{
+			MethodName: "GetKeyChallenge",
+			Handler:    _RecipientService_GetKeyChallenge_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

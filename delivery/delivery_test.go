@@ -39,8 +39,8 @@ type fixture struct {
 	mu     sync.Mutex
 	uids   []string             // recipients with devices: whose outboxes to forward
 	first  map[string]Principal // each recipient's first device, which approves the others
-	cursor string   // the last status event events returned
-	read   int64    // how many events it returned in all
+	cursor string               // the last status event events returned
+	read   int64                // how many events it returned in all
 	seq    int
 }
 

@@ -76,8 +76,8 @@ type Device struct {
 	PublicKey []byte
 	Algorithm int
 	// KeyID names PublicKey (e2e.KeyID): envelopes say which key they were sealed to.
-	KeyID     string
-	Created   time.Time
+	KeyID   string
+	Created time.Time
 	// Pending is true for a device waiting for approval; it becomes active at Activate
 	// unless approved or refused before.
 	Pending   bool

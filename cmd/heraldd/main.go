@@ -57,6 +57,9 @@ type Config struct {
 	// ReceiptWindow is how long a message that reached a device is kept for late read
 	// receipts and reports (delivery.WithReceiptWindow).
 	ReceiptWindow time.Duration
+	// ApprovalWait is how long a new device of a number that has devices waits for
+	// approval before it becomes active unrefused (delivery.WithApprovalWait).
+	ApprovalWait time.Duration
 }
 
 func main() {
@@ -132,6 +135,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	durVar(&c.Quality.Window, "quality-window", "HERALD_QUALITY_WINDOW", dq.Window, "the rolling window of the quality figure")
 	intVar(&c.Replicas, "replicas", "HERALD_REPLICAS", 1,
 		"how many gateways run against this Redis; each holds at most burst/(2·replicas) of a business's tokens, which tightens the over-admission bound")
+	durVar(&c.ApprovalWait, "device-approval-wait", "HERALD_DEVICE_APPROVAL_WAIT", delivery.DefaultApprovalWait,
+		"how long a new device of a number that has devices waits for one of them to approve it before it becomes active unless refused")
 	durVar(&c.ReceiptWindow, "receipt-window", "HERALD_RECEIPT_WINDOW", delivery.DefaultReceiptWindow,
 		"how long a message that reached a device is kept, cut to a small record, for late read receipts and spam reports")
 	intVar(&c.Quality.MinDelivered, "quality-min-delivered", "HERALD_QUALITY_MIN_DELIVERED", dq.MinDelivered,
@@ -208,6 +213,8 @@ func (c *Config) validate() error {
 		return errors.New("--quality-min-delivered must be at least 1")
 	case c.Replicas < 1:
 		return errors.New("--replicas must be at least 1")
+	case c.ApprovalWait < time.Minute:
+		return errors.New("--device-approval-wait must be at least 1m")
 	case c.ReceiptWindow < time.Minute:
 		return errors.New("--receipt-window must be at least 1m")
 	}
@@ -257,7 +264,8 @@ func run(cfg Config) error {
 	cancel()
 
 	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log,
-		Caps: cfg.Caps, Quality: cfg.Quality, Replicas: cfg.Replicas, ReceiptWindow: cfg.ReceiptWindow})
+		Caps: cfg.Caps, Quality: cfg.Quality, Replicas: cfg.Replicas, ReceiptWindow: cfg.ReceiptWindow,
+		ApprovalWait: cfg.ApprovalWait})
 	if err != nil {
 		return err
 	}

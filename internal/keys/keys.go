@@ -84,6 +84,17 @@
 // Sealed bodies ({m:<sha256>}): hr:{m:H} string: a body shared by every message that
 // names it (field bd), kept until the last of them expires.
 //
+// Key log ({kl}): the one append-only Merkle log of device and business key events
+// (package keylog/store), all on one slot so that one script appends and the tree
+// never forks:
+//
+//	hr:{kl}:leaves      list   the leaves (keylog.Encode), leaf i at list index i
+//	hr:{kl}:size        string the tree size: how many leaves have every node of their
+//	                           tree stored (decimal); only grows
+//	hr:{kl}:n:L:B       string block B of level L of the tree (level 0: leaf hashes):
+//	                           node i of the level is in block i / KeyLogBlock, its 32
+//	                           bytes at offset 32·(i mod KeyLogBlock) (KeyLogNode)
+//
 // Channels: hr:n:u:U (something was admitted for recipient U), hr:n:b:B (business B has
 // new status events).
 //
@@ -101,13 +112,16 @@
 //   - forward.lua builds each event's dedupe mark from the business's ForwardedPrefix
 //     (hr:{b:B}:fw:), on the slot of the business's stream it declares;
 //   - admit.lua builds each envelope key from the message key and a device id, and for
-//     a duplicate the first message's key from the message key's prefix.
+//     a duplicate the first message's key from the message key's prefix;
+//   - keylog/store's scripts build the key log's node blocks (hr:{kl}:n:L:B) from
+//     KeyLogNodePrefix, on the slot of the leaves and size they declare.
 //
 // Each built name starts with a declared key, or with a prefix (MessagePrefix,
-// Mailbox("")) that the caller made from the same Recipient as the declared keys:
-// hr:{u:U}:. Redis Cluster hashes only the first {…} of a name, so what a script
-// appends cannot change it: a built name has the same {u:U} hash tag as the declared
-// keys, hashes to their slot, and lives on the node that runs the script.
+// Mailbox(""), KeyLogNodePrefix) that the caller made from the same hash tag as the
+// declared keys: hr:{u:U}:, hr:{b:B}:, hr:{kl}:. Redis Cluster hashes only the first
+// {…} of a name, so what a script appends cannot change it: a built name has the same
+// hash tag as the declared keys, hashes to their slot, and lives on the node that runs
+// the script.
 package keys
 
 import (
@@ -249,3 +263,24 @@ func ExpiryIndex(n int) string { return "hr:{x:" + strconv.Itoa(n) + "}" }
 
 // APIKey is the record of the API key with id id.
 func APIKey(id string) string { return "hr:{k:" + id + "}" }
+
+// KeyLogLeaves is the key log's list of leaves.
+func KeyLogLeaves() string { return "hr:{kl}:leaves" }
+
+// KeyLogSize is the key log's tree size.
+func KeyLogSize() string { return "hr:{kl}:size" }
+
+// KeyLogBlock is how many node hashes one block of a level of the key log's tree
+// holds: 2 MiB of hashes, far below Redis's 512 MiB limit on a string.
+const KeyLogBlock = 1 << 16
+
+// KeyLogNode is where node index of level of the key log's tree is stored: the key of
+// its block and the offset of its 32 bytes in it.
+func KeyLogNode(level uint, index uint64) (key string, offset int64) {
+	return KeyLogNodePrefix() + strconv.FormatUint(uint64(level), 10) + ":" +
+		strconv.FormatUint(index/KeyLogBlock, 10), int64(index%KeyLogBlock) * 32
+}
+
+// KeyLogNodePrefix starts the names of the key log's node blocks, for the scripts that
+// build them: prefix, level, ":", block.
+func KeyLogNodePrefix() string { return "hr:{kl}:n:" }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/keylog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -26,6 +27,9 @@ type Business struct {
 	signer *e2e.SigningKey
 	rpc    heraldv1.MessagingServiceClient
 
+	conn      grpc.ClientConnInterface
+	keyLog    *keylog.Verifier // see WithKeyLog
+	keyLogErr error            // a bad WithKeyLog key, returned by every lookup
 	lookupTTL time.Duration
 	mu        sync.Mutex
 	lookups   map[lookupKey]lookupEntry
@@ -55,7 +59,7 @@ const maxLookups = 100_000
 // that only looks up, records consent or reads statuses may pass a nil signer.
 func NewBusiness(conn grpc.ClientConnInterface, businessID, apiKey string, signer *e2e.SigningKey, opts ...BusinessOption) *Business {
 	b := &Business{settings: defaultSettings(), id: businessID, apiKey: apiKey, signer: signer,
-		rpc: heraldv1.NewMessagingServiceClient(conn), lookupTTL: DefaultLookupTTL, lookups: map[lookupKey]lookupEntry{}}
+		rpc: heraldv1.NewMessagingServiceClient(conn), conn: conn, lookupTTL: DefaultLookupTTL, lookups: map[lookupKey]lookupEntry{}}
 	for _, o := range opts {
 		o.applyBusiness(b)
 	}
@@ -293,6 +297,9 @@ func (b *Business) Lookup(ctx context.Context, to string, category e2e.Category)
 	}
 	if resp.GetOutcome() != heraldv1.Outcome_OUTCOME_ACCEPTED {
 		return nil, &RejectedError{Recipient: to, Outcome: resp.GetOutcome()}
+	}
+	if err := b.verifyKeys(ctx, resp); err != nil {
+		return nil, err
 	}
 	devices := make([]e2e.Recipient, 0, len(resp.GetDevices()))
 	for _, d := range resp.GetDevices() {

@@ -16,6 +16,7 @@ import (
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/keylog"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/server"
 	"github.com/redis/go-redis/v9"
@@ -51,6 +52,7 @@ type gateway struct {
 
 	mu    sync.Mutex
 	first map[string]*client.Device // each number's first device, which approves the others
+	noLog bool                      // serve without a key log (at the next serve)
 }
 
 func startGateway(t testing.TB) *gateway {
@@ -78,13 +80,31 @@ func (g *gateway) serve(lis net.Listener) {
 	g.t.Helper()
 	g.rdb = redis.NewClient(&redis.Options{Addr: g.rs.Addr})
 	srv, err := server.New(server.Config{Redis: g.rdb, Secret: []byte("0123456789abcdef0123"), AdminToken: adminToken,
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), LogKey: g.logKey()})
 	if err != nil {
 		g.t.Fatal(err)
 	}
 	g.srv = srv
 	go srv.Serve(lis)
 }
+
+// logKey is the key log's signing key: testLogKey, unless the test runs a gateway
+// without a log (noLog).
+func (g *gateway) logKey() string {
+	if g.noLog {
+		return ""
+	}
+	return testLogKey
+}
+
+// testLogKey and testLogPublicKey are the test gateways' key log keys.
+var testLogKey, testLogPublicKey = func() (string, string) {
+	s, v, err := keylog.GenerateKey("herald-test-log")
+	if err != nil {
+		panic(err)
+	}
+	return s, v
+}()
 
 func (g *gateway) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

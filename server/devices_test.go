@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/keylog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -275,5 +278,67 @@ func requireReason(t *testing.T, err error, code codes.Code, reason string) {
 	t.Helper()
 	if codeOf(err) != code || reasonOf(err) != reason {
 		t.Fatalf("error %v, want %s with reason %s", err, code, reason)
+	}
+}
+
+// TestAuditShowsADeviceAddedBehindThePersonsBack: someone with Redis access writes a
+// device straight into a person's device hash; once a lookup hands its key to a
+// business, the key is in the log, and the person's audit shows it beside the events
+// of their own devices.
+func TestAuditShowsADeviceAddedBehindThePersonsBack(t *testing.T) {
+	t.Parallel()
+	skey, vkey, err := keylog.GenerateKey("herald-test-log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, func(c *Config) { c.LogKey = skey })
+	_, key := g.newBusiness("Acme")
+	phone := g.register(alice)
+	laptop := g.register(alice) // pending, then approved by the phone
+	uid := g.srv.uid(alice)
+	spy := x25519Key()
+	rec := keys.DeviceRecord{Algorithm: 2, PublicKey: spy, TokenHash: "00", Created: time.Now(), KeyID: e2e.KeyID(spy)}
+	if err := g.rdb.HSet(context.Background(), keys.Recipient(uid).Devices(), "dspy", rec.Encode()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	look, err := g.messaging.LookupRecipient(as(key), &heraldv1.LookupRecipientRequest{Recipient: alice, Category: tx})
+	if err != nil || len(look.Devices) != 3 || len(look.KeyLogCheckpoint) == 0 {
+		t.Fatalf("lookup = %v, %v", look, err)
+	}
+	for _, d := range look.Devices {
+		if d.KeyProof == nil {
+			t.Fatalf("device %s listed without a proof", d.DeviceId)
+		}
+	}
+	audit, err := g.recipient.AuditKeys(as(phone.token), &heraldv1.AuditKeysRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := keylog.NewVerifier(vkey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := v.Update(audit.Checkpoint, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range audit.Events {
+		e, err := v.VerifyInclusion(cp, p.LeafIndex, p.Leaf, p.Inclusion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.Kind.String()+" "+e.ID)
+	}
+	want := []string{"device-key-added " + phone.id, "device-key-added " + laptop.id, "device-key-approved " + laptop.id,
+		"device-key-added dspy"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("audit = %v, want %v", got, want)
+	}
+	// The checkpoint is public, for witnesses.
+	kl := heraldv1.NewKeyLogServiceClient(g.conn)
+	cpResp, err := kl.GetCheckpoint(context.Background(), &heraldv1.GetCheckpointRequest{})
+	if err != nil || cpResp.LogPublicKey != vkey {
+		t.Fatalf("GetCheckpoint = %v, %v", cpResp, err)
 	}
 }

@@ -137,9 +137,15 @@ func (s *Server) LookupRecipient(ctx context.Context, req *heraldv1.LookupRecipi
 	if err != nil {
 		return nil, s.storeError(ctx, "lookup recipient", err)
 	}
+	var proofs map[string]*heraldv1.KeyProof
+	if s.keyLog != nil {
+		if resp.KeyLogCheckpoint, proofs, err = s.deviceProofs(ctx, s.uid(e164), devs); err != nil {
+			return nil, s.storeError(ctx, "lookup recipient", err)
+		}
+	}
 	for _, d := range devs {
 		resp.Devices = append(resp.Devices, &heraldv1.Device{DeviceId: d.ID, PublicKey: d.PublicKey,
-			KeyAlgorithm: heraldv1.KeyAlgorithm(d.Algorithm), KeyId: d.KeyID})
+			KeyAlgorithm: heraldv1.KeyAlgorithm(d.Algorithm), KeyId: d.KeyID, KeyProof: proofs[d.ID]})
 	}
 	return resp, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/keylog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -58,6 +59,7 @@ func (r *recipientService) RegisterDevice(ctx context.Context, req *heraldv1.Reg
 	case err != nil:
 		return nil, r.storeError(ctx, "register device", err)
 	}
+	r.noteDeviceKey(ctx, keylog.DeviceKeyAdded, r.uid(e164), reg.DeviceID, int(req.GetKeyAlgorithm()), req.GetPublicKey())
 	resp := &heraldv1.RegisterDeviceResponse{DeviceId: reg.DeviceID, DeviceToken: reg.Token,
 		KeyId: e2e.KeyID(req.GetPublicKey()), Pending: reg.Pending}
 	if reg.Pending {
@@ -283,6 +285,8 @@ func (r *recipientService) RotateKey(ctx context.Context, req *heraldv1.RotateKe
 	case err != nil:
 		return nil, r.storeError(ctx, "rotate key", err)
 	}
+	r.noteDeviceKey(ctx, keylog.DeviceKeyRotated, deviceFrom(ctx).UID, deviceFrom(ctx).DeviceID, int(req.GetKeyAlgorithm()),
+		req.GetPublicKey())
 	return &heraldv1.RotateKeyResponse{KeyId: id}, nil
 }
 
@@ -342,6 +346,7 @@ func (r *recipientService) ApproveDevice(ctx context.Context, req *heraldv1.Appr
 	case err != nil:
 		return nil, r.storeError(ctx, "approve device", err)
 	}
+	r.noteDevice(ctx, keylog.DeviceKeyApproved, req.GetDeviceId())
 	return &heraldv1.ApproveDeviceResponse{}, nil
 }
 
@@ -352,6 +357,8 @@ func (r *recipientService) RemoveDevice(ctx context.Context, req *heraldv1.Remov
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
+	// The key log names the key that goes: read it first.
+	gone, _ := r.deviceOf(ctx, req.GetDeviceId())
 	switch err := r.delivery.Devices().Remove(ctx, deviceFrom(ctx), req.GetDeviceId(), r.now()); {
 	case errors.Is(err, delivery.ErrNoSuchDevice):
 		return nil, notFound("no device " + req.GetDeviceId() + " of this person")
@@ -360,7 +367,41 @@ func (r *recipientService) RemoveDevice(ctx context.Context, req *heraldv1.Remov
 	case err != nil:
 		return nil, r.storeError(ctx, "remove device", err)
 	}
+	if gone.ID != "" {
+		r.noteDeviceKey(ctx, keylog.DeviceKeyRemoved, deviceFrom(ctx).UID, gone.ID, gone.Algorithm, gone.PublicKey)
+	}
 	return &heraldv1.RemoveDeviceResponse{}, nil
+}
+
+// deviceOf reads one of the caller's person's devices, active or pending; a zero
+// Device if there is none.
+func (r *recipientService) deviceOf(ctx context.Context, id string) (delivery.Device, error) {
+	if r.keyLog == nil {
+		return delivery.Device{}, nil
+	}
+	devs, err := r.delivery.Devices().List(ctx, deviceFrom(ctx).UID)
+	if err != nil {
+		return delivery.Device{}, err
+	}
+	for _, d := range devs {
+		if d.ID == id {
+			return d, nil
+		}
+	}
+	return delivery.Device{}, nil
+}
+
+// noteDevice logs a key event of one of the caller's person's devices, as it is now.
+func (r *recipientService) noteDevice(ctx context.Context, kind keylog.Kind, id string) {
+	if r.keyLog == nil {
+		return
+	}
+	d, err := r.deviceOf(ctx, id)
+	if err != nil || d.ID == "" {
+		r.log.WarnContext(ctx, "key log append skipped: the device could not be read; the next lookup logs its key", "err", err)
+		return
+	}
+	r.noteDeviceKey(ctx, kind, deviceFrom(ctx).UID, d.ID, d.Algorithm, d.PublicKey)
 }
 
 // noticeID is the form of a notice id (a Redis stream id).

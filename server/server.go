@@ -19,6 +19,8 @@ import (
 	"github.com/heraldhq/herald/blocklist"
 	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/delivery"
+	"github.com/heraldhq/herald/keylog"
+	"github.com/heraldhq/herald/keylog/store"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
@@ -67,6 +69,10 @@ type Config struct {
 	// approval before it becomes active unrefused (delivery.WithApprovalWait). Zero
 	// means delivery.DefaultApprovalWait.
 	ApprovalWait time.Duration
+	// LogKey is the key log's signing key (keylog.GenerateKey's PRIVATE+KEY+… text).
+	// With it the gateway logs every device key event in the key log and proves each
+	// key LookupRecipient lists; without it there is no key log.
+	LogKey string
 }
 
 // Server is a Herald gateway.
@@ -81,6 +87,9 @@ type Server struct {
 	businesses *business.Store
 	delivery   *delivery.Service
 	quality    business.QualityPolicy
+	// keyLog and logSigner are the key log; nil without Config.LogKey.
+	keyLog    *store.Log
+	logSigner *keylog.Signer
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
 	// can stop gracefully.
@@ -135,6 +144,13 @@ func New(cfg Config) (*Server, error) {
 	s.admission = admission.New(cfg.Redis, s.blocklist, s.businesses, admission.WithClock(s.now),
 		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted))
 	s.streams, s.stopStreams = context.WithCancel(context.Background())
+	if cfg.LogKey != "" {
+		signer, err := keylog.NewSigner(cfg.LogKey)
+		if err != nil {
+			return nil, fmt.Errorf("server: Config.LogKey: %w", err)
+		}
+		s.logSigner, s.keyLog = signer, store.New(cfg.Redis, signer)
+	}
 
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxMessageRequest),
@@ -144,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 	heraldv1.RegisterMessagingServiceServer(s.grpc, s)
 	heraldv1.RegisterRecipientServiceServer(s.grpc, &recipientService{Server: s})
 	heraldv1.RegisterAdminServiceServer(s.grpc, &adminService{Server: s})
+	heraldv1.RegisterKeyLogServiceServer(s.grpc, &keyLogService{Server: s})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)

@@ -7,10 +7,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/client"
+	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 )
 
@@ -135,4 +137,55 @@ func printPending(c *cli, dev *client.Device) {
 			"  herald device approve %s --code %q\n(or it becomes active at %s unless refused)\n",
 			dev.ID(), dev.Code(), until.UTC().Format(time.RFC3339))
 	}
+}
+
+func (c *cli) deviceAudit(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	name := deviceFlag(fs)
+	logKey := fs.String("log-key", os.Getenv("HERALD_LOG_PUBLIC_KEY"),
+		"the gateway's key log public `KEY`, as its operator publishes it (HERALD_LOG_PUBLIC_KEY; required)")
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(fs, pos); err != nil {
+		return err
+	}
+	if *logKey == "" {
+		return usageErr(fs, "--log-key is required: the key log public key the operator publishes (heraldd prints it in dev mode)")
+	}
+	d, err := c.device(*name, false)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	events, err := d.dev.AuditKeys(ctx, *logKey)
+	if err != nil {
+		return err
+	}
+	if c.cfg.JSON {
+		for _, e := range events {
+			if err := jsonLine(c.stdout, auditedEvent{Kind: e.Kind.String(), DeviceID: e.ID, Algorithm: e.Algorithm,
+				KeyID: e2e.KeyID(e.PublicKey), Code: client.DeviceCode(e.PublicKey), Time: e.Time}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	t := table(c.stdout)
+	fmt.Fprintln(t, "time\tevent\tdevice\tcode\tkey id\t")
+	for _, e := range events {
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t\n", e.Time.UTC().Format(time.RFC3339), e.Kind, e.ID,
+			client.DeviceCode(e.PublicKey), e2e.KeyID(e.PublicKey))
+	}
+	return t.Flush()
+}
+
+// auditedEvent is one --json line of device audit.
+type auditedEvent struct {
+	Kind      string    `json:"event"`
+	DeviceID  string    `json:"device_id"`
+	Algorithm string    `json:"algorithm"`
+	KeyID     string    `json:"key_id"`
+	Code      string    `json:"code"`
+	Time      time.Time `json:"time"`
 }

@@ -121,6 +121,7 @@ var commands = []*command{
 	{"device list", "[--name NAME]", "list this person's devices, active and pending, with their codes", (*cli).deviceList},
 	{"device approve", "[--name NAME] DEVICE_ID --code CODE", "approve a new device of this person, after comparing the code it shows", (*cli).deviceApprove},
 	{"device remove", "[--name NAME] DEVICE_ID", "remove (or refuse) a device of this person; its token stops working", (*cli).deviceRemove},
+	{"device audit", "[--name NAME] --log-key KEY", "show every key the gateway's key log holds for this person's number, each proven in the log", (*cli).deviceAudit},
 	{"device trust", "[--name NAME] BUSINESS_ID --key KEY", "trust a business's new signing key, after device receive reported it changed", (*cli).deviceTrust},
 
 	{"send", "--business ID --to PHONE --category CATEGORY --kind KIND --text TEXT [--id ID] [--ttl DURATION]", "encrypt a message end to end for each of the recipient's devices and send it", (*cli).send},

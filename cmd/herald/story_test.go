@@ -10,17 +10,27 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/heraldhq/herald/keylog"
 	"github.com/heraldhq/herald/server"
 	"github.com/redis/go-redis/v9"
 )
 
 // startGateway serves a real Herald gateway on a real store and returns its address.
+// testLogKey and testLogPublicKey are the test gateways' key log keys.
+var testLogKey, testLogPublicKey = func() (string, string) {
+	s, v, err := keylog.GenerateKey("herald-test-log")
+	if err != nil {
+		panic(err)
+	}
+	return s, v
+}()
+
 func startGateway(t *testing.T, adminToken string) string {
 	t.Helper()
 	rs := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte("0123456789abcdef0123"), AdminToken: adminToken,
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), LogKey: testLogKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +74,11 @@ func TestStoryOnTheRealGateway(t *testing.T) {
 	}
 	if out := line("device", "list", "--name", "laptop"); strings.Count(out, "active") != 2 {
 		t.Fatalf("device list:\n%s", out)
+	}
+	// The key log holds both devices' keys, and the approval, each proven.
+	if out := line("device", "audit", "--log-key", testLogPublicKey, "--name", "phone"); strings.Count(out, "device-key-added") != 2 ||
+		strings.Count(out, "device-key-approved") != 1 || !strings.Contains(out, laptop.DeviceID) || !strings.Contains(out, laptop.Code) {
+		t.Fatalf("device audit:\n%s", out)
 	}
 	send := func(want int, category, kind, text string) string {
 		t.Helper()

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/delivery"
 	"github.com/heraldhq/herald/internal/memstore"
+	"github.com/heraldhq/herald/keylog"
 	"github.com/heraldhq/herald/server"
 	"github.com/redis/go-redis/v9"
 )
@@ -60,6 +62,9 @@ type Config struct {
 	// ApprovalWait is how long a new device of a number that has devices waits for
 	// approval before it becomes active unrefused (delivery.WithApprovalWait).
 	ApprovalWait time.Duration
+	// LogKey is the key log's signing key (PRIVATE+KEY+… from keylog.GenerateKey); empty
+	// runs without a key log (generated in dev mode).
+	LogKey string
 }
 
 func main() {
@@ -135,6 +140,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	durVar(&c.Quality.Window, "quality-window", "HERALD_QUALITY_WINDOW", dq.Window, "the rolling window of the quality figure")
 	intVar(&c.Replicas, "replicas", "HERALD_REPLICAS", 1,
 		"how many gateways run against this Redis; each holds at most burst/(2·replicas) of a business's tokens, which tightens the over-admission bound")
+	logKeyFile := fs.String("log-key-file", env("HERALD_LOG_KEY_FILE", ""),
+		"file holding the key log's signing key (PRIVATE+KEY+…); without it (or HERALD_LOG_KEY) there is no key log (HERALD_LOG_KEY_FILE)")
+	c.LogKey = getenv("HERALD_LOG_KEY")
 	durVar(&c.ApprovalWait, "device-approval-wait", "HERALD_DEVICE_APPROVAL_WAIT", delivery.DefaultApprovalWait,
 		"how long a new device of a number that has devices waits for one of them to approve it before it becomes active unless refused")
 	durVar(&c.ReceiptWindow, "receipt-window", "HERALD_RECEIPT_WINDOW", delivery.DefaultReceiptWindow,
@@ -152,6 +160,18 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.Redis == "" {
 		c.Dev = true
+	}
+	if *logKeyFile != "" {
+		b, err := os.ReadFile(*logKeyFile)
+		if err != nil {
+			return c, fmt.Errorf("--log-key-file: %w", err)
+		}
+		c.LogKey = strings.TrimSpace(string(b))
+	}
+	if c.LogKey != "" {
+		if _, err := keylog.NewSigner(c.LogKey); err != nil {
+			return c, fmt.Errorf("key log key: %w", err)
+		}
 	}
 	return c, c.validate()
 }
@@ -252,6 +272,14 @@ func run(cfg Config) error {
 		// ever prints, and only in dev mode, where it made it.
 		fmt.Printf("admin token: %s\n", cfg.AdminToken)
 	}
+	if cfg.LogKey == "" && cfg.Dev {
+		skey, vkey, err := keylog.GenerateKey("herald-dev-log")
+		if err != nil {
+			return err
+		}
+		cfg.LogKey = skey
+		fmt.Printf("key log public key: %s\n", vkey)
+	}
 	rdb, err := connect(url, cfg.RedisCluster)
 	if err != nil {
 		return err
@@ -265,7 +293,7 @@ func run(cfg Config) error {
 
 	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log,
 		Caps: cfg.Caps, Quality: cfg.Quality, Replicas: cfg.Replicas, ReceiptWindow: cfg.ReceiptWindow,
-		ApprovalWait: cfg.ApprovalWait})
+		ApprovalWait: cfg.ApprovalWait, LogKey: cfg.LogKey})
 	if err != nil {
 		return err
 	}

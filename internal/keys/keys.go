@@ -29,6 +29,8 @@
 //	hr:{u:U}:ntc        stream notices about the recipient's devices, one field n (Notice);
 //	                           capped at NoticeStreamLen
 //	hr:{u:U}:ntcur      hash   device id -> id of the last notice it acknowledged
+//	hr:{u:U}:klog       list   key log leaf indices (decimal) of the recipient's device key
+//	                           events, oldest first (package keylog/store holds the leaves)
 //	hr:{u:U}:code       hash   pending verification code: h (sha256), n (failed tries);
 //	                           expires (Code)
 //	hr:{u:U}:pref:B     hash   the recipient's relation to business B (Pref): blk (1|0),
@@ -159,6 +161,10 @@ func (u Recipient) Notices() string { return u.prefix() + "ntc" }
 
 // NoticeCursors holds, per device, the last notice it acknowledged.
 func (u Recipient) NoticeCursors() string { return u.prefix() + "ntcur" }
+
+// KeyLogEvents is the list of the key log's leaf indices of the recipient's device key
+// events, oldest first.
+func (u Recipient) KeyLogEvents() string { return u.prefix() + "klog" }
 
 // Code is the recipient's pending verification code.
 func (u Recipient) Code() string { return u.prefix() + "code" }

@@ -637,7 +637,10 @@ type Device struct {
 	// The scheme public_key belongs to.
 	KeyAlgorithm KeyAlgorithm `protobuf:"varint,3,opt,name=key_algorithm,json=keyAlgorithm,proto3,enum=herald.v1.KeyAlgorithm" json:"key_algorithm,omitempty"`
 	// The key's id, to put in Envelope.key_id.
-	KeyId         string `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	KeyId string `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// When the gateway keeps a key log: the proof that this key was published in it,
+	// in LookupRecipientResponse.key_log_checkpoint. The SDK refuses a key without one.
+	KeyProof      *KeyProof `protobuf:"bytes,5,opt,name=key_proof,json=keyProof,proto3" json:"key_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -700,6 +703,13 @@ func (x *Device) GetKeyId() string {
 	return ""
 }
 
+func (x *Device) GetKeyProof() *KeyProof {
+	if x != nil {
+		return x.KeyProof
+	}
+	return nil
+}
+
 // LookupRecipientResponse is the recipient's devices, or why there are none to send to.
 type LookupRecipientResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -708,9 +718,12 @@ type LookupRecipientResponse struct {
 	// and devices is empty.
 	Outcome Outcome `protobuf:"varint,1,opt,name=outcome,proto3,enum=herald.v1.Outcome" json:"outcome,omitempty"`
 	// The devices to encrypt to, when outcome is OUTCOME_ACCEPTED.
-	Devices       []*Device `protobuf:"bytes,2,rep,name=devices,proto3" json:"devices,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Devices []*Device `protobuf:"bytes,2,rep,name=devices,proto3" json:"devices,omitempty"`
+	// When the gateway keeps a key log: the signed checkpoint the devices' key proofs
+	// are for.
+	KeyLogCheckpoint []byte `protobuf:"bytes,3,opt,name=key_log_checkpoint,json=keyLogCheckpoint,proto3" json:"key_log_checkpoint,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *LookupRecipientResponse) Reset() {
@@ -753,6 +766,13 @@ func (x *LookupRecipientResponse) GetOutcome() Outcome {
 func (x *LookupRecipientResponse) GetDevices() []*Device {
 	if x != nil {
 		return x.Devices
+	}
+	return nil
+}
+
+func (x *LookupRecipientResponse) GetKeyLogCheckpoint() []byte {
+	if x != nil {
+		return x.KeyLogCheckpoint
 	}
 	return nil
 }
@@ -1286,7 +1306,7 @@ var File_herald_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\n" +
-	"\x19herald/v1/messaging.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15herald/v1/types.proto\"\xc3\x02\n" +
+	"\x19herald/v1/messaging.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/keylog.proto\x1a\x15herald/v1/types.proto\"\xc3\x02\n" +
 	"\aMessage\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12/\n" +
 	"\bcategory\x18\x02 \x01(\x0e2\x13.herald.v1.CategoryR\bcategory\x12#\n" +
@@ -1325,16 +1345,18 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\aresults\x18\x01 \x03(\v2\x11.herald.v1.ResultR\aresults\"g\n" +
 	"\x16LookupRecipientRequest\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12/\n" +
-	"\bcategory\x18\x02 \x01(\x0e2\x13.herald.v1.CategoryR\bcategory\"\x99\x01\n" +
+	"\bcategory\x18\x02 \x01(\x0e2\x13.herald.v1.CategoryR\bcategory\"\xcb\x01\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x02 \x01(\fR\tpublicKey\x12<\n" +
 	"\rkey_algorithm\x18\x03 \x01(\x0e2\x17.herald.v1.KeyAlgorithmR\fkeyAlgorithm\x12\x15\n" +
-	"\x06key_id\x18\x04 \x01(\tR\x05keyId\"t\n" +
+	"\x06key_id\x18\x04 \x01(\tR\x05keyId\x120\n" +
+	"\tkey_proof\x18\x05 \x01(\v2\x13.herald.v1.KeyProofR\bkeyProof\"\xa2\x01\n" +
 	"\x17LookupRecipientResponse\x12,\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x12.herald.v1.OutcomeR\aoutcome\x12+\n" +
-	"\adevices\x18\x02 \x03(\v2\x11.herald.v1.DeviceR\adevices\"\x8a\x01\n" +
+	"\adevices\x18\x02 \x03(\v2\x11.herald.v1.DeviceR\adevices\x12,\n" +
+	"\x12key_log_checkpoint\x18\x03 \x01(\fR\x10keyLogCheckpoint\"\x8a\x01\n" +
 	"\x0fConsentEvidence\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12A\n" +
 	"\x0ecollected_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rcollectedTime\x12\x1c\n" +
@@ -1424,9 +1446,10 @@ var file_herald_v1_messaging_proto_goTypes = []any{
 	(Outcome)(0),                     // 23: herald.v1.Outcome
 	(*FieldViolation)(nil),           // 24: herald.v1.FieldViolation
 	(KeyAlgorithm)(0),                // 25: herald.v1.KeyAlgorithm
-	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
-	(Consent)(0),                     // 27: herald.v1.Consent
-	(RejectReason)(0),                // 28: herald.v1.RejectReason
+	(*KeyProof)(nil),                 // 26: herald.v1.KeyProof
+	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
+	(Consent)(0),                     // 28: herald.v1.Consent
+	(RejectReason)(0),                // 29: herald.v1.RejectReason
 }
 var file_herald_v1_messaging_proto_depIdxs = []int32{
 	20, // 0: herald.v1.Message.category:type_name -> herald.v1.Category
@@ -1442,35 +1465,36 @@ var file_herald_v1_messaging_proto_depIdxs = []int32{
 	3,  // 10: herald.v1.SendBatchResponse.results:type_name -> herald.v1.Result
 	20, // 11: herald.v1.LookupRecipientRequest.category:type_name -> herald.v1.Category
 	25, // 12: herald.v1.Device.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	23, // 13: herald.v1.LookupRecipientResponse.outcome:type_name -> herald.v1.Outcome
-	9,  // 14: herald.v1.LookupRecipientResponse.devices:type_name -> herald.v1.Device
-	26, // 15: herald.v1.ConsentEvidence.collected_time:type_name -> google.protobuf.Timestamp
-	20, // 16: herald.v1.RecordConsentRequest.category:type_name -> herald.v1.Category
-	27, // 17: herald.v1.RecordConsentRequest.consent:type_name -> herald.v1.Consent
-	11, // 18: herald.v1.RecordConsentRequest.evidence:type_name -> herald.v1.ConsentEvidence
-	27, // 19: herald.v1.RecordConsentResponse.effective_consent:type_name -> herald.v1.Consent
-	0,  // 20: herald.v1.StatusEvent.status:type_name -> herald.v1.Status
-	26, // 21: herald.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
-	28, // 22: herald.v1.StatusEvent.failure_reason:type_name -> herald.v1.RejectReason
-	4,  // 23: herald.v1.MessagingService.Send:input_type -> herald.v1.SendRequest
-	6,  // 24: herald.v1.MessagingService.SendBatch:input_type -> herald.v1.SendBatchRequest
-	8,  // 25: herald.v1.MessagingService.LookupRecipient:input_type -> herald.v1.LookupRecipientRequest
-	12, // 26: herald.v1.MessagingService.RecordConsent:input_type -> herald.v1.RecordConsentRequest
-	14, // 27: herald.v1.MessagingService.StreamStatus:input_type -> herald.v1.StreamStatusRequest
-	16, // 28: herald.v1.MessagingService.SetSigningKey:input_type -> herald.v1.SetSigningKeyRequest
-	18, // 29: herald.v1.MessagingService.RetireSigningKey:input_type -> herald.v1.RetireSigningKeyRequest
-	5,  // 30: herald.v1.MessagingService.Send:output_type -> herald.v1.SendResponse
-	7,  // 31: herald.v1.MessagingService.SendBatch:output_type -> herald.v1.SendBatchResponse
-	10, // 32: herald.v1.MessagingService.LookupRecipient:output_type -> herald.v1.LookupRecipientResponse
-	13, // 33: herald.v1.MessagingService.RecordConsent:output_type -> herald.v1.RecordConsentResponse
-	15, // 34: herald.v1.MessagingService.StreamStatus:output_type -> herald.v1.StatusEvent
-	17, // 35: herald.v1.MessagingService.SetSigningKey:output_type -> herald.v1.SetSigningKeyResponse
-	19, // 36: herald.v1.MessagingService.RetireSigningKey:output_type -> herald.v1.RetireSigningKeyResponse
-	30, // [30:37] is the sub-list for method output_type
-	23, // [23:30] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	26, // 13: herald.v1.Device.key_proof:type_name -> herald.v1.KeyProof
+	23, // 14: herald.v1.LookupRecipientResponse.outcome:type_name -> herald.v1.Outcome
+	9,  // 15: herald.v1.LookupRecipientResponse.devices:type_name -> herald.v1.Device
+	27, // 16: herald.v1.ConsentEvidence.collected_time:type_name -> google.protobuf.Timestamp
+	20, // 17: herald.v1.RecordConsentRequest.category:type_name -> herald.v1.Category
+	28, // 18: herald.v1.RecordConsentRequest.consent:type_name -> herald.v1.Consent
+	11, // 19: herald.v1.RecordConsentRequest.evidence:type_name -> herald.v1.ConsentEvidence
+	28, // 20: herald.v1.RecordConsentResponse.effective_consent:type_name -> herald.v1.Consent
+	0,  // 21: herald.v1.StatusEvent.status:type_name -> herald.v1.Status
+	27, // 22: herald.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
+	29, // 23: herald.v1.StatusEvent.failure_reason:type_name -> herald.v1.RejectReason
+	4,  // 24: herald.v1.MessagingService.Send:input_type -> herald.v1.SendRequest
+	6,  // 25: herald.v1.MessagingService.SendBatch:input_type -> herald.v1.SendBatchRequest
+	8,  // 26: herald.v1.MessagingService.LookupRecipient:input_type -> herald.v1.LookupRecipientRequest
+	12, // 27: herald.v1.MessagingService.RecordConsent:input_type -> herald.v1.RecordConsentRequest
+	14, // 28: herald.v1.MessagingService.StreamStatus:input_type -> herald.v1.StreamStatusRequest
+	16, // 29: herald.v1.MessagingService.SetSigningKey:input_type -> herald.v1.SetSigningKeyRequest
+	18, // 30: herald.v1.MessagingService.RetireSigningKey:input_type -> herald.v1.RetireSigningKeyRequest
+	5,  // 31: herald.v1.MessagingService.Send:output_type -> herald.v1.SendResponse
+	7,  // 32: herald.v1.MessagingService.SendBatch:output_type -> herald.v1.SendBatchResponse
+	10, // 33: herald.v1.MessagingService.LookupRecipient:output_type -> herald.v1.LookupRecipientResponse
+	13, // 34: herald.v1.MessagingService.RecordConsent:output_type -> herald.v1.RecordConsentResponse
+	15, // 35: herald.v1.MessagingService.StreamStatus:output_type -> herald.v1.StatusEvent
+	17, // 36: herald.v1.MessagingService.SetSigningKey:output_type -> herald.v1.SetSigningKeyResponse
+	19, // 37: herald.v1.MessagingService.RetireSigningKey:output_type -> herald.v1.RetireSigningKeyResponse
+	31, // [31:38] is the sub-list for method output_type
+	24, // [24:31] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_messaging_proto_init() }
@@ -1478,6 +1502,7 @@ func file_herald_v1_messaging_proto_init() {
 	if File_herald_v1_messaging_proto != nil {
 		return
 	}
+	file_herald_v1_keylog_proto_init()
 	file_herald_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -2146,11 +2146,102 @@ func (x *GetKeyChallengeResponse) GetExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// AuditKeysRequest is empty.
+type AuditKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditKeysRequest) Reset() {
+	*x = AuditKeysRequest{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditKeysRequest) ProtoMessage() {}
+
+func (x *AuditKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditKeysRequest.ProtoReflect.Descriptor instead.
+func (*AuditKeysRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{32}
+}
+
+// AuditKeysResponse is the person's key events, oldest first.
+type AuditKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signed checkpoint the proofs are for.
+	Checkpoint    []byte      `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Events        []*KeyProof `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditKeysResponse) Reset() {
+	*x = AuditKeysResponse{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditKeysResponse) ProtoMessage() {}
+
+func (x *AuditKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditKeysResponse.ProtoReflect.Descriptor instead.
+func (*AuditKeysResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AuditKeysResponse) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *AuditKeysResponse) GetEvents() []*KeyProof {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 var File_herald_v1_recipient_proto protoreflect.FileDescriptor
 
 const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\n" +
-	"\x19herald/v1/recipient.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15herald/v1/types.proto\"\xab\x01\n" +
+	"\x19herald/v1/recipient.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16herald/v1/keylog.proto\x1a\x15herald/v1/types.proto\"\xab\x01\n" +
 	"\x15RegisterDeviceRequest\x12!\n" +
 	"\fphone_number\x18\x01 \x01(\tR\vphoneNumber\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x1d\n" +
@@ -2289,7 +2380,13 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x17GetKeyChallengeResponse\x12\x1c\n" +
 	"\tchallenge\x18\x01 \x01(\fR\tchallenge\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime*\xb4\x01\n" +
+	"expireTime\"\x12\n" +
+	"\x10AuditKeysRequest\"`\n" +
+	"\x11AuditKeysResponse\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\fR\n" +
+	"checkpoint\x12+\n" +
+	"\x06events\x18\x02 \x03(\v2\x13.herald.v1.KeyProofR\x06events*\xb4\x01\n" +
 	"\vDeviceEvent\x12\x1c\n" +
 	"\x18DEVICE_EVENT_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14DEVICE_EVENT_PENDING\x10\x01\x12\x19\n" +
@@ -2308,7 +2405,7 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\vDeviceState\x12\x1c\n" +
 	"\x18DEVICE_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13DEVICE_STATE_ACTIVE\x10\x01\x12\x18\n" +
-	"\x14DEVICE_STATE_PENDING\x10\x022\xe6\a\n" +
+	"\x14DEVICE_STATE_PENDING\x10\x022\xae\b\n" +
 	"\x10RecipientService\x12U\n" +
 	"\x0eRegisterDevice\x12 .herald.v1.RegisterDeviceRequest\x1a!.herald.v1.RegisterDeviceResponse\x12B\n" +
 	"\aReceive\x12\x19.herald.v1.ReceiveRequest\x1a\x1a.herald.v1.ReceiveResponse0\x01\x124\n" +
@@ -2324,7 +2421,8 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\vListDevices\x12\x1d.herald.v1.ListDevicesRequest\x1a\x1e.herald.v1.ListDevicesResponse\x12R\n" +
 	"\rApproveDevice\x12\x1f.herald.v1.ApproveDeviceRequest\x1a .herald.v1.ApproveDeviceResponse\x12O\n" +
 	"\fRemoveDevice\x12\x1e.herald.v1.RemoveDeviceRequest\x1a\x1f.herald.v1.RemoveDeviceResponse\x12X\n" +
-	"\x0fGetKeyChallenge\x12!.herald.v1.GetKeyChallengeRequest\x1a\".herald.v1.GetKeyChallengeResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\x0fGetKeyChallenge\x12!.herald.v1.GetKeyChallengeRequest\x1a\".herald.v1.GetKeyChallengeResponse\x12F\n" +
+	"\tAuditKeys\x12\x1b.herald.v1.AuditKeysRequest\x1a\x1c.herald.v1.AuditKeysResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_recipient_proto_rawDescOnce sync.Once
@@ -2339,7 +2437,7 @@ func file_herald_v1_recipient_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_recipient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_herald_v1_recipient_proto_goTypes = []any{
 	(DeviceEvent)(0),                // 0: herald.v1.DeviceEvent
 	(Setter)(0),                     // 1: herald.v1.Setter
@@ -2377,77 +2475,83 @@ var file_herald_v1_recipient_proto_goTypes = []any{
 	(*RemoveDeviceResponse)(nil),    // 33: herald.v1.RemoveDeviceResponse
 	(*GetKeyChallengeRequest)(nil),  // 34: herald.v1.GetKeyChallengeRequest
 	(*GetKeyChallengeResponse)(nil), // 35: herald.v1.GetKeyChallengeResponse
-	(KeyAlgorithm)(0),               // 36: herald.v1.KeyAlgorithm
-	(*timestamppb.Timestamp)(nil),   // 37: google.protobuf.Timestamp
-	(Category)(0),                   // 38: herald.v1.Category
-	(Kind)(0),                       // 39: herald.v1.Kind
-	(RejectReason)(0),               // 40: herald.v1.RejectReason
-	(Consent)(0),                    // 41: herald.v1.Consent
+	(*AuditKeysRequest)(nil),        // 36: herald.v1.AuditKeysRequest
+	(*AuditKeysResponse)(nil),       // 37: herald.v1.AuditKeysResponse
+	(KeyAlgorithm)(0),               // 38: herald.v1.KeyAlgorithm
+	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
+	(Category)(0),                   // 40: herald.v1.Category
+	(Kind)(0),                       // 41: herald.v1.Kind
+	(RejectReason)(0),               // 42: herald.v1.RejectReason
+	(Consent)(0),                    // 43: herald.v1.Consent
+	(*KeyProof)(nil),                // 44: herald.v1.KeyProof
 }
 var file_herald_v1_recipient_proto_depIdxs = []int32{
-	36, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	37, // 1: herald.v1.RegisterDeviceResponse.activate_time:type_name -> google.protobuf.Timestamp
+	38, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	39, // 1: herald.v1.RegisterDeviceResponse.activate_time:type_name -> google.protobuf.Timestamp
 	9,  // 2: herald.v1.ReceiveResponse.delivery:type_name -> herald.v1.Delivery
 	8,  // 3: herald.v1.ReceiveResponse.notice:type_name -> herald.v1.DeviceNotice
 	0,  // 4: herald.v1.DeviceNotice.event:type_name -> herald.v1.DeviceEvent
-	36, // 5: herald.v1.DeviceNotice.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	37, // 6: herald.v1.DeviceNotice.time:type_name -> google.protobuf.Timestamp
-	37, // 7: herald.v1.DeviceNotice.activate_time:type_name -> google.protobuf.Timestamp
-	38, // 8: herald.v1.Delivery.category:type_name -> herald.v1.Category
-	39, // 9: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
-	37, // 10: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
-	37, // 11: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
+	38, // 5: herald.v1.DeviceNotice.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	39, // 6: herald.v1.DeviceNotice.time:type_name -> google.protobuf.Timestamp
+	39, // 7: herald.v1.DeviceNotice.activate_time:type_name -> google.protobuf.Timestamp
+	40, // 8: herald.v1.Delivery.category:type_name -> herald.v1.Category
+	41, // 9: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
+	39, // 10: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
+	39, // 11: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
 	11, // 12: herald.v1.AckRequest.rejections:type_name -> herald.v1.Rejection
-	40, // 13: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
-	38, // 14: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
-	41, // 15: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
-	38, // 16: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
-	41, // 17: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
+	42, // 13: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
+	40, // 14: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
+	43, // 15: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
+	40, // 16: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
+	43, // 17: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
 	1,  // 18: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
-	37, // 19: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
+	39, // 19: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
 	20, // 20: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
-	37, // 21: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
+	39, // 21: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
 	21, // 22: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
-	36, // 23: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	37, // 24: herald.v1.RotateKeyRequest.challenge_expire_time:type_name -> google.protobuf.Timestamp
+	38, // 23: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	39, // 24: herald.v1.RotateKeyRequest.challenge_expire_time:type_name -> google.protobuf.Timestamp
 	2,  // 25: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
 	3,  // 26: herald.v1.DeviceInfo.state:type_name -> herald.v1.DeviceState
-	36, // 27: herald.v1.DeviceInfo.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	37, // 28: herald.v1.DeviceInfo.create_time:type_name -> google.protobuf.Timestamp
-	37, // 29: herald.v1.DeviceInfo.activate_time:type_name -> google.protobuf.Timestamp
+	38, // 27: herald.v1.DeviceInfo.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	39, // 28: herald.v1.DeviceInfo.create_time:type_name -> google.protobuf.Timestamp
+	39, // 29: herald.v1.DeviceInfo.activate_time:type_name -> google.protobuf.Timestamp
 	28, // 30: herald.v1.ListDevicesResponse.devices:type_name -> herald.v1.DeviceInfo
-	37, // 31: herald.v1.GetKeyChallengeResponse.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 32: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
-	6,  // 33: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
-	10, // 34: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
-	13, // 35: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
-	15, // 36: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
-	17, // 37: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
-	19, // 38: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
-	23, // 39: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
-	25, // 40: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
-	27, // 41: herald.v1.RecipientService.ListDevices:input_type -> herald.v1.ListDevicesRequest
-	30, // 42: herald.v1.RecipientService.ApproveDevice:input_type -> herald.v1.ApproveDeviceRequest
-	32, // 43: herald.v1.RecipientService.RemoveDevice:input_type -> herald.v1.RemoveDeviceRequest
-	34, // 44: herald.v1.RecipientService.GetKeyChallenge:input_type -> herald.v1.GetKeyChallengeRequest
-	5,  // 45: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
-	7,  // 46: herald.v1.RecipientService.Receive:output_type -> herald.v1.ReceiveResponse
-	12, // 47: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
-	14, // 48: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
-	16, // 49: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
-	18, // 50: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
-	22, // 51: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
-	24, // 52: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
-	26, // 53: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
-	29, // 54: herald.v1.RecipientService.ListDevices:output_type -> herald.v1.ListDevicesResponse
-	31, // 55: herald.v1.RecipientService.ApproveDevice:output_type -> herald.v1.ApproveDeviceResponse
-	33, // 56: herald.v1.RecipientService.RemoveDevice:output_type -> herald.v1.RemoveDeviceResponse
-	35, // 57: herald.v1.RecipientService.GetKeyChallenge:output_type -> herald.v1.GetKeyChallengeResponse
-	45, // [45:58] is the sub-list for method output_type
-	32, // [32:45] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	39, // 31: herald.v1.GetKeyChallengeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	44, // 32: herald.v1.AuditKeysResponse.events:type_name -> herald.v1.KeyProof
+	4,  // 33: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
+	6,  // 34: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
+	10, // 35: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
+	13, // 36: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
+	15, // 37: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
+	17, // 38: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
+	19, // 39: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
+	23, // 40: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
+	25, // 41: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
+	27, // 42: herald.v1.RecipientService.ListDevices:input_type -> herald.v1.ListDevicesRequest
+	30, // 43: herald.v1.RecipientService.ApproveDevice:input_type -> herald.v1.ApproveDeviceRequest
+	32, // 44: herald.v1.RecipientService.RemoveDevice:input_type -> herald.v1.RemoveDeviceRequest
+	34, // 45: herald.v1.RecipientService.GetKeyChallenge:input_type -> herald.v1.GetKeyChallengeRequest
+	36, // 46: herald.v1.RecipientService.AuditKeys:input_type -> herald.v1.AuditKeysRequest
+	5,  // 47: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
+	7,  // 48: herald.v1.RecipientService.Receive:output_type -> herald.v1.ReceiveResponse
+	12, // 49: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
+	14, // 50: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
+	16, // 51: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
+	18, // 52: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
+	22, // 53: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
+	24, // 54: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
+	26, // 55: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
+	29, // 56: herald.v1.RecipientService.ListDevices:output_type -> herald.v1.ListDevicesResponse
+	31, // 57: herald.v1.RecipientService.ApproveDevice:output_type -> herald.v1.ApproveDeviceResponse
+	33, // 58: herald.v1.RecipientService.RemoveDevice:output_type -> herald.v1.RemoveDeviceResponse
+	35, // 59: herald.v1.RecipientService.GetKeyChallenge:output_type -> herald.v1.GetKeyChallengeResponse
+	37, // 60: herald.v1.RecipientService.AuditKeys:output_type -> herald.v1.AuditKeysResponse
+	47, // [47:61] is the sub-list for method output_type
+	33, // [33:47] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_recipient_proto_init() }
@@ -2455,6 +2559,7 @@ func file_herald_v1_recipient_proto_init() {
 	if File_herald_v1_recipient_proto != nil {
 		return
 	}
+	file_herald_v1_keylog_proto_init()
 	file_herald_v1_types_proto_init()
 	file_herald_v1_recipient_proto_msgTypes[3].OneofWrappers = []any{
 		(*ReceiveResponse_Delivery)(nil),
@@ -2466,7 +2571,7 @@ func file_herald_v1_recipient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_recipient_proto_rawDesc), len(file_herald_v1_recipient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	RecipientService_ApproveDevice_FullMethodName   = "/herald.v1.RecipientService/ApproveDevice"
 	RecipientService_RemoveDevice_FullMethodName    = "/herald.v1.RecipientService/RemoveDevice"
 	RecipientService_GetKeyChallenge_FullMethodName = "/herald.v1.RecipientService/GetKeyChallenge"
+	RecipientService_AuditKeys_FullMethodName       = "/herald.v1.RecipientService/AuditKeys"
 )
 
 // RecipientServiceClient is the client API for RecipientService service.
@@ -93,6 +94,10 @@ type RecipientServiceClient interface {
 	// GetKeyChallenge returns a challenge sealed to this device's current key, which
 	// RotateKey needs opened: only the holder of the current private key can rotate it.
 	GetKeyChallenge(ctx context.Context, in *GetKeyChallengeRequest, opts ...grpc.CallOption) (*GetKeyChallengeResponse, error)
+	// AuditKeys returns every key event the key log holds for this person's number, each
+	// with its inclusion proof: a device added behind the person's back is there even
+	// if the device list hides it. FAILED_PRECONDITION when the gateway keeps no log.
+	AuditKeys(ctx context.Context, in *AuditKeysRequest, opts ...grpc.CallOption) (*AuditKeysResponse, error)
 }
 
 type recipientServiceClient struct {
@@ -242,6 +247,16 @@ func (c *recipientServiceClient) GetKeyChallenge(ctx context.Context, in *GetKey
 	return out, nil
 }
 
+func (c *recipientServiceClient) AuditKeys(ctx context.Context, in *AuditKeysRequest, opts ...grpc.CallOption) (*AuditKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditKeysResponse)
+	err := c.cc.Invoke(ctx, RecipientService_AuditKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RecipientServiceServer is the server API for RecipientService service.
 // All implementations must embed UnimplementedRecipientServiceServer
 // for forward compatibility.
@@ -301,6 +316,10 @@ type RecipientServiceServer interface {
 	// GetKeyChallenge returns a challenge sealed to this device's current key, which
 	// RotateKey needs opened: only the holder of the current private key can rotate it.
 	GetKeyChallenge(context.Context, *GetKeyChallengeRequest) (*GetKeyChallengeResponse, error)
+	// AuditKeys returns every key event the key log holds for this person's number, each
+	// with its inclusion proof: a device added behind the person's back is there even
+	// if the device list hides it. FAILED_PRECONDITION when the gateway keeps no log.
+	AuditKeys(context.Context, *AuditKeysRequest) (*AuditKeysResponse, error)
 	mustEmbedUnimplementedRecipientServiceServer()
 }
 
@@ -349,6 +368,9 @@ func (UnimplementedRecipientServiceServer) RemoveDevice(context.Context, *Remove
 }
 func (UnimplementedRecipientServiceServer) GetKeyChallenge(context.Context, *GetKeyChallengeRequest) (*GetKeyChallengeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetKeyChallenge not implemented")
+}
+func (UnimplementedRecipientServiceServer) AuditKeys(context.Context, *AuditKeysRequest) (*AuditKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuditKeys not implemented")
 }
 func (UnimplementedRecipientServiceServer) mustEmbedUnimplementedRecipientServiceServer() {}
 func (UnimplementedRecipientServiceServer) testEmbeddedByValue()                          {}
@@ -598,6 +620,24 @@ func _RecipientService_GetKeyChallenge_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RecipientService_AuditKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecipientServiceServer).AuditKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecipientService_AuditKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecipientServiceServer).AuditKeys(ctx, req.(*AuditKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RecipientService_ServiceDesc is the grpc.ServiceDesc for RecipientService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -652,6 +692,10 @@ var RecipientService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetKeyChallenge",
 			Handler:    _RecipientService_GetKeyChallenge_Handler,
+		},
+		{
+			MethodName: "AuditKeys",
+			Handler:    _RecipientService_AuditKeys_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,142 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/heraldhq/herald/e2e"
+	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/keylog"
+	"google.golang.org/grpc"
+)
+
+// The key log (package keylog) is where a gateway publishes every device key it hands
+// out. A Business with WithKeyLog seals only to keys the log proves it published, in a
+// checkpoint that extends every checkpoint it accepted before: a gateway, or someone
+// with its Redis, that slips a key in has to publish it where the person's own device
+// can see it (Device.AuditKeys), and cannot show this business another history than
+// the one it showed before.
+
+// ErrKeyNotInLog is a lookup whose device key the key log does not prove: the gateway
+// gave no proof, or one that fails. Nothing is sealed to such a key.
+var ErrKeyNotInLog = errors.New("herald: a device key is not proven in the key log")
+
+// WithKeyLog makes the Business check every device key a lookup returns against the
+// gateway's key log, whose public key is logKey (the operator publishes it). last is
+// the newest checkpoint the Business accepted before (KeyLogCheckpoint), or nil the
+// first time: keep it across restarts, or a log rewritten in between goes unnoticed.
+func WithKeyLog(logKey string, last []byte) BusinessOption {
+	return businessOption(func(b *Business) {
+		v, err := keylog.NewVerifier(logKey, last)
+		if err != nil {
+			b.keyLogErr = fmt.Errorf("herald: key log: %w", err)
+			return
+		}
+		b.keyLog = v
+	})
+}
+
+// KeyLogCheckpoint is the newest key log checkpoint the Business accepted (a signed
+// note), to keep and give to WithKeyLog next time; nil without a key log.
+func (b *Business) KeyLogCheckpoint() []byte {
+	if b.keyLog == nil {
+		return nil
+	}
+	s, ok := b.keyLog.Last()
+	if !ok {
+		return nil
+	}
+	return s.Note
+}
+
+// verifyKeys checks every device of a lookup against the key log.
+func (b *Business) verifyKeys(ctx context.Context, resp *heraldv1.LookupRecipientResponse) error {
+	if b.keyLogErr != nil {
+		return b.keyLogErr
+	}
+	if b.keyLog == nil {
+		return nil
+	}
+	cp, err := acceptCheckpoint(ctx, b.keyLog, b.conn, resp.GetKeyLogCheckpoint())
+	if err != nil {
+		return err
+	}
+	for _, d := range resp.GetDevices() {
+		p := d.GetKeyProof()
+		if p == nil {
+			return fmt.Errorf("%w: device %s came without a proof", ErrKeyNotInLog, d.GetDeviceId())
+		}
+		e, err := b.keyLog.VerifyInclusion(cp, p.GetLeafIndex(), p.GetLeaf(), p.GetInclusion())
+		if err != nil {
+			return fmt.Errorf("%w: device %s: %w", ErrKeyNotInLog, d.GetDeviceId(), err)
+		}
+		if !e.Kind.Device() || e.Kind == keylog.DeviceKeyRemoved || e.ID != d.GetDeviceId() ||
+			string(e.PublicKey) != string(d.GetPublicKey()) || e.Algorithm != e2e.Algorithm(d.GetKeyAlgorithm()).String() {
+			return fmt.Errorf("%w: device %s: the proven leaf publishes another key (%s of %s)", ErrKeyNotInLog,
+				d.GetDeviceId(), e.Kind, e.ID)
+		}
+	}
+	return nil
+}
+
+// acceptCheckpoint has v accept the signed checkpoint note, fetching the consistency
+// proof from the newest checkpoint v accepted (or to it, for an older one).
+func acceptCheckpoint(ctx context.Context, v *keylog.Verifier, conn grpc.ClientConnInterface, note []byte) (keylog.Checkpoint, error) {
+	if len(note) == 0 {
+		return keylog.Checkpoint{}, fmt.Errorf("%w: the gateway sent no checkpoint", ErrKeyNotInLog)
+	}
+	c, err := v.Open(note)
+	if err != nil {
+		return keylog.Checkpoint{}, fmt.Errorf("herald: key log checkpoint: %w", err)
+	}
+	var proof [][]byte
+	if last, ok := v.Last(); ok && last.Size != c.Size {
+		lo, hi := min(last.Size, c.Size), max(last.Size, c.Size)
+		resp, err := heraldv1.NewKeyLogServiceClient(conn).GetConsistencyProof(ctx,
+			&heraldv1.GetConsistencyProofRequest{OldSize: lo, NewSize: hi})
+		if err != nil {
+			return keylog.Checkpoint{}, callError(ctx, "key log consistency", err)
+		}
+		proof = resp.GetProof()
+	}
+	if c, err = v.Update(note, proof); err != nil {
+		return keylog.Checkpoint{}, fmt.Errorf("herald: key log: %w", err)
+	}
+	return c, nil
+}
+
+// AuditKeys returns every key event the key log holds for this person's number,
+// oldest first, each proven included in a checkpoint signed by the log whose public
+// key is logKey: a device added behind the person's back is there even if the device
+// list hides it. (The proofs show each event is in the log everyone sees; that the
+// gateway returned every event of the number needs the full log, which a witness or
+// the operator's auditors read.)
+func (d *Device) AuditKeys(ctx context.Context, logKey string) ([]keylog.Event, error) {
+	v, err := keylog.NewVerifier(logKey, nil)
+	if err != nil {
+		return nil, fmt.Errorf("herald: key log: %w", err)
+	}
+	var resp *heraldv1.AuditKeysResponse
+	err = d.retry(ctx, "audit keys", func(ctx context.Context) error {
+		var err error
+		resp, err = d.rpc.AuditKeys(d.authorized(ctx), &heraldv1.AuditKeysRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	cp, err := v.Update(resp.GetCheckpoint(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("herald: key log checkpoint: %w", err)
+	}
+	var out []keylog.Event
+	for _, p := range resp.GetEvents() {
+		e, err := v.VerifyInclusion(cp, p.GetLeafIndex(), p.GetLeaf(), p.GetInclusion())
+		if err != nil {
+			return nil, fmt.Errorf("%w: event %d: %w", ErrKeyNotInLog, p.GetLeafIndex(), err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/keylog"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 )
 
 // roundTrips counts Redis round trips (a pipeline is one), split by whether they
@@ -141,4 +143,52 @@ func report(b *testing.B, msgs float64, elapsed time.Duration, rt *roundTrips) {
 	b.ReportMetric(msgs/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(rt.rpc.Load())/msgs, "rpc_rt/msg")
 	b.ReportMetric(float64(rt.rpc.Load()+rt.background.Load())/msgs, "all_rt/msg")
+}
+
+// BenchmarkLookupRecipient looks up people of two devices each, on a gateway without a
+// key log and on one with it (each key with its inclusion proof, and the checkpoint),
+// in one run: the cost of the proofs shows as the difference. resp_B/device is the
+// response's wire size per device.
+func BenchmarkLookupRecipient(b *testing.B) {
+	skey, _, err := keylog.GenerateKey("herald-bench-log")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, m := range []struct {
+		name, key string
+	}{{"keylog=off", ""}, {"keylog=on", skey}} {
+		b.Run(m.name, func(b *testing.B) {
+			g := startGateway(b, func(c *Config) { c.LogKey = m.key })
+			biz, key := g.newBusiness("Bench")
+			g.setLimits(biz, 1e6, 1e6, 0)
+			const people = 64
+			numbers := make([]string, people)
+			for i := range people {
+				numbers[i] = fmt.Sprintf("+1415556%04d", i)
+				g.register(numbers[i])
+				g.register(numbers[i])
+			}
+			ctx := as(key)
+			for _, n := range numbers { // the first lookup logs nothing new, but warms caches
+				if _, err := g.messaging.LookupRecipient(ctx, &heraldv1.LookupRecipientRequest{Recipient: n, Category: tx}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			rt := &roundTrips{}
+			g.srv.cfg.Redis.AddHook(rt)
+			var size int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				resp, err := g.messaging.LookupRecipient(ctx, &heraldv1.LookupRecipientRequest{Recipient: numbers[i%people], Category: tx})
+				if err != nil || len(resp.Devices) != 2 || (m.key != "") != (resp.Devices[0].KeyProof != nil) {
+					b.Fatalf("lookup: %v, %v", resp, err)
+				}
+				size += int64(proto.Size(resp))
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(size)/float64(2*b.N), "resp_B/device")
+			b.ReportMetric(float64(rt.rpc.Load())/float64(b.N), "rpc_rt/op")
+		})
+	}
 }

@@ -96,17 +96,19 @@ func (s *Server) personEvents(ctx context.Context, uid string) ([]uint64, [][]by
 		return nil, nil, fmt.Errorf("read key log index: %w", err)
 	}
 	idx := make([]uint64, 0, len(vals))
-	leaves := make([][]byte, 0, len(vals))
 	for _, v := range vals {
 		i, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
 			return nil, nil, fmt.Errorf("key log index entry %q: %w", v, err)
 		}
-		leaf, err := s.keyLog.Leaf(ctx, i)
-		if err != nil {
-			return nil, nil, fmt.Errorf("key log leaf %d: %w", i, err)
-		}
-		idx, leaves = append(idx, i), append(leaves, leaf)
+		idx = append(idx, i)
+	}
+	if len(idx) == 0 {
+		return nil, nil, nil
+	}
+	leaves, err := s.keyLog.LeavesAt(ctx, idx)
+	if err != nil {
+		return nil, nil, err
 	}
 	return idx, leaves, nil
 }
@@ -150,13 +152,18 @@ func (s *Server) deviceProofs(ctx context.Context, uid string, devs []delivery.D
 	if err != nil {
 		return nil, nil, err
 	}
-	proofs := map[string]*heraldv1.KeyProof{}
+	ids := make([]string, 0, len(at))
+	want := make([]uint64, 0, len(at))
 	for id, i := range at {
-		p, err := s.keyLog.InclusionProof(ctx, i, cp.Size)
-		if err != nil {
-			return nil, nil, err
-		}
-		proofs[id] = &heraldv1.KeyProof{LeafIndex: i, Leaf: leafOf[id], Inclusion: p}
+		ids, want = append(ids, id), append(want, i)
+	}
+	ps, err := s.keyLog.InclusionProofs(ctx, want, cp.Size)
+	if err != nil {
+		return nil, nil, err
+	}
+	proofs := map[string]*heraldv1.KeyProof{}
+	for n, id := range ids {
+		proofs[id] = &heraldv1.KeyProof{LeafIndex: want[n], Leaf: leafOf[id], Inclusion: ps[n]}
 	}
 	return cp.Note, proofs, nil
 }
@@ -176,12 +183,12 @@ func (r *recipientService) AuditKeys(ctx context.Context, _ *heraldv1.AuditKeysR
 		return nil, r.storeError(ctx, "audit keys", err)
 	}
 	resp := &heraldv1.AuditKeysResponse{Checkpoint: cp.Note}
+	ps, err := r.keyLog.InclusionProofs(ctx, idx, cp.Size)
+	if err != nil {
+		return nil, r.storeError(ctx, "audit keys", err)
+	}
 	for n, i := range idx {
-		proof, err := r.keyLog.InclusionProof(ctx, i, cp.Size)
-		if err != nil {
-			return nil, r.storeError(ctx, "audit keys", err)
-		}
-		resp.Events = append(resp.Events, &heraldv1.KeyProof{LeafIndex: i, Leaf: leaves[n], Inclusion: proof})
+		resp.Events = append(resp.Events, &heraldv1.KeyProof{LeafIndex: i, Leaf: leaves[n], Inclusion: ps[n]})
 	}
 	return resp, nil
 }

@@ -339,3 +339,92 @@ func root(r *compact.Range) []byte {
 	}
 	return h
 }
+
+// LeavesAt returns the leaves at the indices given, in one round trip: the events of
+// one owner, found by an index of its own.
+func (l *Log) LeavesAt(ctx context.Context, indices []uint64) ([][]byte, error) {
+	pipe := l.rdb.Pipeline()
+	stored := pipe.Get(ctx, keys.KeyLogSize())
+	cmds := make([]*redis.StringCmd, len(indices))
+	top := uint64(0)
+	for i, idx := range indices {
+		cmds[i] = pipe.LIndex(ctx, keys.KeyLogLeaves(), int64(idx))
+		top = max(top, idx+1)
+	}
+	pipe.Exec(ctx) // errors are read command by command
+	if err := l.checkSize(stored, top); err != nil {
+		return nil, fmt.Errorf("key log leaves: %w", err)
+	}
+	leaves := make([][]byte, len(cmds))
+	for i, c := range cmds {
+		b, err := c.Bytes()
+		if errors.Is(err, redis.Nil) {
+			err = fmt.Errorf("%w: leaf %d missing", ErrCorrupt, indices[i])
+		}
+		if err != nil {
+			return nil, fmt.Errorf("key log leaves: %w", err)
+		}
+		leaves[i] = b
+	}
+	return leaves, nil
+}
+
+// InclusionProofs returns the inclusion proofs of the leaves at the indices given in
+// the tree of size size, in one round trip: what InclusionProof returns for each.
+func (l *Log) InclusionProofs(ctx context.Context, indices []uint64, size uint64) ([][][]byte, error) {
+	all := make([]proof.Nodes, len(indices))
+	var ids []compactID
+	for i, idx := range indices {
+		if idx >= size {
+			return nil, fmt.Errorf("inclusion proofs: %w: leaf %d in a tree of size %d", ErrOutOfRange, idx, size)
+		}
+		n, err := proof.Inclusion(idx, size)
+		if err != nil {
+			return nil, fmt.Errorf("inclusion proofs: %w", err)
+		}
+		all[i] = n
+		for _, id := range n.IDs {
+			ids = append(ids, compactID{id.Level, id.Index})
+		}
+	}
+	// One pipeline for every node of every proof (shared nodes are read once).
+	pipe := l.rdb.Pipeline()
+	stored := pipe.Get(ctx, keys.KeyLogSize())
+	cmds := map[compactID]*redis.StringCmd{}
+	for _, id := range ids {
+		if _, ok := cmds[id]; !ok {
+			key, off := keys.KeyLogNode(id.level, id.index)
+			cmds[id] = pipe.GetRange(ctx, key, off, off+keylog.HashSize-1)
+		}
+	}
+	pipe.Exec(ctx) // errors are read command by command
+	if err := l.checkSize(stored, size); err != nil {
+		return nil, fmt.Errorf("inclusion proofs: %w", err)
+	}
+	out := make([][][]byte, len(indices))
+	for i, n := range all {
+		hashes := make([][]byte, len(n.IDs))
+		for j, id := range n.IDs {
+			h, err := cmds[compactID{id.Level, id.Index}].Bytes()
+			if err != nil {
+				return nil, fmt.Errorf("inclusion proofs: %w", err)
+			}
+			if len(h) != keylog.HashSize {
+				return nil, fmt.Errorf("inclusion proofs: %w: node %d at level %d missing", ErrCorrupt, id.Index, id.Level)
+			}
+			hashes[j] = h
+		}
+		p, err := n.Rehash(hashes, keylog.NodeHash)
+		if err != nil {
+			return nil, fmt.Errorf("inclusion proofs: %w", err)
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+// compactID names a node of the tree: its level and its index there.
+type compactID struct {
+	level uint
+	index uint64
+}

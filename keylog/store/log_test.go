@@ -730,3 +730,43 @@ func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 		return next(ctx, cmds)
 	}
 }
+
+// TestBatchesMatchSingleReads: LeavesAt and InclusionProofs return, in one round trip
+// each, what Leaf and InclusionProof return one by one, for any set of indices (with
+// repeats and in any order) at every size up to 33.
+func TestBatchesMatchSingleReads(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, _ := newLog(t)
+	const n = 33
+	grow(t, l, n, event)
+	for size := uint64(1); size <= n; size++ {
+		idx := []uint64{size - 1, 0, size / 2, size - 1}
+		leaves, err := l.LeavesAt(ctx, idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proofs, err := l.InclusionProofs(ctx, idx, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, x := range idx {
+			leaf, _ := l.Leaf(ctx, x)
+			p, _ := l.InclusionProof(ctx, x, size)
+			if !bytes.Equal(leaves[i], leaf) || len(proofs[i]) != len(p) {
+				t.Fatalf("size %d, leaf %d: batch and single reads differ", size, x)
+			}
+			for j := range p {
+				if !bytes.Equal(proofs[i][j], p[j]) {
+					t.Fatalf("size %d, leaf %d: proof hash %d differs", size, x, j)
+				}
+			}
+		}
+	}
+	if _, err := l.InclusionProofs(ctx, []uint64{n}, n); !errors.Is(err, store.ErrOutOfRange) {
+		t.Fatalf("a proof of a leaf past the size: %v", err)
+	}
+	if _, err := l.LeavesAt(ctx, []uint64{n + 5}); !errors.Is(err, store.ErrOutOfRange) {
+		t.Fatalf("a leaf past the size: %v", err)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/heraldhq/herald/blocklist"
@@ -155,7 +154,11 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 	}
 	ds, err := a.recipients.Admit(ctx, as)
 	if err != nil {
-		return nil, unknownUnlessUnsent(err)
+		// Whatever the error, the scripts may have run: even a failure to connect
+		// may end a call whose first try ran them, since a Redis client re-sends a
+		// command whose connection broke (go-redis's MaxRetries) and returns the last
+		// try's error.
+		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
 	err = a.startNew(ctx, biz, lim, as, ds, now)
 	// What was admitted is followed up even if starting new people failed: the
@@ -178,18 +181,6 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
 	return out, nil
-}
-
-// unknownUnlessUnsent marks err, from a call of the admission scripts, as an unknown
-// outcome, unless it is certain that nothing reached Redis: the connection could not
-// even be made. Any later failure (a write into a connection Redis has dropped, a
-// reply that did not come in time) may follow a script that ran.
-func unknownUnlessUnsent(err error) error {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return err
-	}
-	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 }
 
 // refusedUnless is what a first attempt may do about a new person: nothing, when the

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/heraldhq/herald/internal/relay"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -282,5 +284,43 @@ func TestDuplicatesAreFollowedUpAsTheFirst(t *testing.T) {
 	}
 	if len(f.admitted) != 2 || f.admitted[0] != first.MessageID || f.admitted[1] != first.MessageID {
 		t.Fatalf("admitted hook saw %v, want the first message id twice", f.admitted)
+	}
+}
+
+// TestErrorAfterTheScriptsRanIsOutcomeUnknown: Redis runs an admission script and
+// its connection breaks before the answer comes; the Redis client tries again (as
+// heraldd's does, once) and cannot even connect. Admit's error must say that the
+// outcome is unknown, not that nothing was admitted: the message is.
+func TestErrorAfterTheScriptsRanIsOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	lim := business.Limits{PerSecond: 1e6, Burst: 1e6}
+	f := newFixture(t, lim)
+	r := relay.Start(t, f.rs.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: 1})
+	t.Cleanup(func() { rdb.Close() })
+	a := New(rdb, blocklist.New(rdb, blocklist.Caps{NewWindow: window}), limitsOf(lim), WithClock(f.clock.Now))
+	t.Cleanup(a.Close)
+	ctx := context.Background()
+	if _, err := a.Admit(ctx, biz, []Message{f.person(1)}); err != nil {
+		t.Fatal(err) // scripts loaded, rate tokens leased: the next Admit only runs the script
+	}
+
+	m := f.person(2)
+	r.Hold()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := a.Admit(ctx, biz, []Message{m})
+		errc <- err
+	}()
+	idem := keys.Recipient(m.UID).Idempotency(biz, m.ClientMessageID)
+	for deadline := time.Now().Add(10 * time.Second); f.rdb.Exists(ctx, idem).Val() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the admission script did not run")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.Close()
+	if err := <-errc; !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("Admit after the script ran: %v; want ErrOutcomeUnknown", err)
 	}
 }

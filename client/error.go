@@ -113,9 +113,12 @@ func (e *InvalidArgumentError) Unwrap() error { return e.Err }
 type UnavailableError struct {
 	// Op names the call.
 	Op string
-	// OutcomeUnknown is true when the gateway said the call may have taken effect
-	// before storage failed (ErrorInfo reason OUTCOME_UNKNOWN): a message may have
-	// been admitted. When false, a Send or SendBatch admitted nothing.
+	// OutcomeUnknown is, for Send and SendBatch (Broadcast), true unless every try
+	// was answered by a gateway saying that it admitted nothing (ErrorInfo reason
+	// STORAGE_UNAVAILABLE): a message may have been admitted. That is so when the
+	// gateway said so (OUTCOME_UNKNOWN), and when no gateway answered, as when the
+	// connection broke mid-call: the gateway may have admitted the message and died
+	// before it could say. When false, a Send or SendBatch admitted nothing.
 	OutcomeUnknown bool
 	// Err is the last gRPC status error.
 	Err error
@@ -167,7 +170,7 @@ func callError(ctx context.Context, op string, err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return &UnavailableError{Op: op, OutcomeUnknown: reason(st) == "OUTCOME_UNKNOWN", Err: err}
+		return &UnavailableError{Op: op, OutcomeUnknown: admits(op) && reason(st) != "STORAGE_UNAVAILABLE", Err: err}
 	case codes.ResourceExhausted:
 		return &RateLimitedError{Op: op, RetryAfter: retryInfo(st), Err: err}
 	case codes.InvalidArgument:
@@ -183,6 +186,10 @@ func callError(ctx context.Context, op string, err error) error {
 	}
 	return &StatusError{Op: op, Code: st.Code(), Reason: reason(st), Err: err}
 }
+
+// admits reports whether the call op may admit messages: whether an UNAVAILABLE from
+// it leaves the caller to wonder whether it did.
+func admits(op string) bool { return op == "send" || op == "send batch" }
 
 // reason is a status's google.rpc.ErrorInfo reason, or "".
 func reason(st *status.Status) string {

@@ -15,8 +15,11 @@ import (
 // times, and returns nil or the last error, typed (callError). It retries only what
 // the gateway says is safe to repeat as it is: UNAVAILABLE (a Send repeats its client
 // message id, so a message admitted before the failure is not admitted again) and
-// RESOURCE_EXHAUSTED (waiting at least its RetryInfo delay).
+// RESOURCE_EXHAUSTED (waiting at least its RetryInfo delay). An *UnavailableError
+// returned is OutcomeUnknown if any try's outcome was unknown: a last try that
+// admitted nothing speaks for itself only.
 func (s *settings) retry(ctx context.Context, op string, call func(context.Context) error) error {
+	unknown := false
 	for attempt := 0; ; attempt++ {
 		err := call(ctx)
 		if err == nil {
@@ -30,6 +33,8 @@ func (s *settings) retry(ctx context.Context, op string, call func(context.Conte
 		case errors.As(typed, &rl):
 			wait = s.after(rl.RetryAfter, attempt)
 		case errors.As(typed, &un):
+			unknown = unknown || un.OutcomeUnknown
+			un.OutcomeUnknown = unknown
 			wait = s.backoffFor(attempt)
 		default:
 			return typed

@@ -68,8 +68,9 @@ func (s *Server) storeError(ctx context.Context, op string, err error) error {
 }
 
 // sendError is storeError for Send and SendBatch, which can say what the business
-// may assume: nothing was admitted when Redis failed before any admission script was
-// sent, and otherwise that the outcome is unknown and a retry with the same
+// may assume: nothing was admitted when Redis failed before the admission scripts
+// were called (admission.ErrOutcomeUnknown tells), and otherwise that the outcome is
+// unknown and a retry with the same
 // client_message_id is safe (it returns the message id of a message admitted before).
 func (s *Server) sendError(ctx context.Context, err error) error {
 	if errors.Is(err, admission.ErrOutcomeUnknown) {

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -19,22 +19,46 @@ import (
 	"github.com/heraldhq/herald/internal/redistest"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
-const replicaAdmin = "replica-admin-token-0123456789"
+const (
+	replicaAdmin  = "replica-admin-token-0123456789"
+	replicaSecret = "replica-secret-0123456789"
+)
 
-// startReplicas builds heraldd and starts n processes on one Redis.
-func startReplicas(t *testing.T, redisURL string, n int) []*grpc.ClientConn {
+// replica is one heraldd process of a test, on an address of its own that outlives
+// the process: a test can kill it and start it again where its clients expect it.
+type replica struct {
+	t    *testing.T
+	bin  string
+	args []string
+	env  []string
+	// Addr is the gRPC address.
+	Addr string
+	// Conn is a connection to Addr, kept across restarts; it reconnects within a
+	// second of the process coming back.
+	Conn *grpc.ClientConn
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// startReplicas builds heraldd and starts n processes on one Redis, stopped
+// (interrupted) when the test ends. env adds to or overrides the environment they are
+// given (e.g. "HERALD_LOG_LEVEL=error").
+func startReplicas(t *testing.T, redisURL string, n int, env ...string) []*replica {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "heraldd")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build heraldd: %v\n%s", err, out)
 	}
-	var conns []*grpc.ClientConn
+	var rs []*replica
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -42,51 +66,109 @@ func startReplicas(t *testing.T, redisURL string, n int) []*grpc.ClientConn {
 		}
 		addr := l.Addr().String()
 		l.Close()
-		cmd := exec.Command(bin, "--listen", addr, "--redis", redisURL, "--log-level", "warn", "--replicas", fmt.Sprint(n))
-		cmd.Env = append(os.Environ(), "HERALD_SECRET=replica-secret-0123456789", "HERALD_ADMIN_TOKEN="+replicaAdmin,
-			"HERALD_PAIR_INTERVAL=0", "HERALD_RECIPIENT_MARKETING_CAP=0")
-		stderr, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			s := bufio.NewScanner(stderr)
-			for s.Scan() {
-				t.Logf("heraldd %s: %s", addr, s.Text())
-			}
-		}()
-		t.Cleanup(func() {
-			cmd.Process.Signal(os.Interrupt)
-			done := make(chan struct{})
-			go func() { cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-			}
-		})
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
+				Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close() })
-		// Wait until it answers.
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			ctx, cancel := context.WithTimeout(bearer(replicaAdmin), time.Second)
-			_, err := heraldv1.NewAdminServiceClient(conn).GetBusiness(ctx, &heraldv1.GetBusinessRequest{BusinessId: "biz_none"})
-			cancel()
-			if status.Code(err) == codes.NotFound {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("heraldd on %s did not come up: %v", addr, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		conns = append(conns, conn)
+		r := &replica{t: t, bin: bin, Addr: addr, Conn: conn,
+			args: []string{"--listen", addr, "--redis", redisURL, "--replicas", fmt.Sprint(n)},
+			env: append([]string{"HERALD_SECRET=" + replicaSecret, "HERALD_ADMIN_TOKEN=" + replicaAdmin,
+				"HERALD_LOG_LEVEL=warn", "HERALD_PAIR_INTERVAL=0", "HERALD_RECIPIENT_MARKETING_CAP=0"}, env...)}
+		r.Start()
+		t.Cleanup(r.stop)
+		rs = append(rs, r)
 	}
-	return conns
+	return rs
+}
+
+// Start starts the process (again) and waits until it answers.
+func (r *replica) Start() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cmd := exec.Command(r.bin, r.args...)
+	cmd.Env = append(os.Environ(), r.env...)
+	cmd.Stderr = &lineLog{t: r.t, prefix: "heraldd " + r.Addr + ": "}
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	r.cmd, r.exited = cmd, exited
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(bearer(replicaAdmin), time.Second)
+		_, err := heraldv1.NewAdminServiceClient(r.Conn).GetBusiness(ctx, &heraldv1.GetBusinessRequest{BusinessId: "biz_none"})
+		cancel()
+		if status.Code(err) == codes.NotFound {
+			return
+		}
+		select {
+		case <-exited:
+			r.t.Fatalf("heraldd on %s exited: %v", r.Addr, cmd.ProcessState)
+		default:
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("heraldd on %s did not come up: %v", r.Addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Kill kills the process (SIGKILL): it ends mid-call, as a crashed machine does,
+// with nothing flushed or drained.
+func (r *replica) Kill() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.cmd.Process.Kill(); err != nil {
+		r.t.Fatal(err)
+	}
+	<-r.exited
+}
+
+// stop interrupts the process, as a deploy does, and waits for it to exit.
+func (r *replica) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-r.exited:
+	case <-time.After(10 * time.Second):
+		r.cmd.Process.Kill()
+		<-r.exited
+	}
+}
+
+// lineLog logs what a process writes, a line at a time, up to maxLines lines: a
+// process that cannot reach Redis writes a line per attempt.
+type lineLog struct {
+	t      *testing.T
+	prefix string
+	buf    []byte
+	lines  int
+}
+
+const maxLines = 50
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		switch l.lines++; {
+		case l.lines <= maxLines:
+			l.t.Log(l.prefix + string(l.buf[:i]))
+		case l.lines == maxLines+1:
+			l.t.Log(l.prefix + "(further lines not shown)")
+		}
+		l.buf = l.buf[i+1:]
+	}
 }
 
 func bearer(tok string) context.Context {
@@ -102,8 +184,8 @@ func TestThreeReplicasShareTheLimit(t *testing.T) {
 		t.Skip("runs for 10 s")
 	}
 	rs := redistest.Start(t)
-	conns := startReplicas(t, rs.URL, 3)
-	admin := heraldv1.NewAdminServiceClient(conns[0])
+	replicas := startReplicas(t, rs.URL, 3)
+	admin := heraldv1.NewAdminServiceClient(replicas[0].Conn)
 	ctx := bearer(replicaAdmin)
 	newBiz := func(name string, r float64, b uint32) (string, string) {
 		cb, err := admin.CreateBusiness(ctx, &heraldv1.CreateBusinessRequest{DisplayName: name})
@@ -137,7 +219,7 @@ func TestThreeReplicasShareTheLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := heraldv1.NewRecipientServiceClient(conns[i%3]).RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{
+		r, err := heraldv1.NewRecipientServiceClient(replicas[i%3].Conn).RegisterDevice(context.Background(), &heraldv1.RegisterDeviceRequest{
 			PhoneNumber: number, Code: code.Code, PublicKey: x25519Key(t), KeyAlgorithm: heraldv1.KeyAlgorithm_KEY_ALGORITHM_HPKE_X25519})
 		if err != nil {
 			t.Fatal(err)
@@ -156,8 +238,8 @@ func TestThreeReplicasShareTheLimit(t *testing.T) {
 	hctx, stop := context.WithTimeout(bearer(hot), span)
 	defer stop()
 	start := time.Now()
-	for _, conn := range conns {
-		mc := heraldv1.NewMessagingServiceClient(conn)
+	for _, r := range replicas {
+		mc := heraldv1.NewMessagingServiceClient(r.Conn)
 		for range 6 {
 			wg.Add(1)
 			go func() {
@@ -182,7 +264,7 @@ func TestThreeReplicasShareTheLimit(t *testing.T) {
 	}
 	// Meanwhile the calm business sends one message a second through another replica:
 	// every one gets through.
-	calmClient := heraldv1.NewMessagingServiceClient(conns[1])
+	calmClient := heraldv1.NewMessagingServiceClient(replicas[1].Conn)
 	calmOK := 0
 	for i := 0; time.Since(start) < span-time.Second; i++ {
 		if _, err := calmClient.Send(bearer(calm), message(fmt.Sprint("c", i), people[i%len(people)])); err != nil {

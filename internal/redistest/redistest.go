@@ -120,8 +120,8 @@ func (s *Server) start() error {
 	}
 }
 
-// Stop stops the server (a test of Redis going away calls it; Restart brings it back on
-// the same address, empty).
+// Stop kills the server (SIGKILL), as a crash would. Restart brings it back on the
+// same address: empty, or, after StartDurable, with every write it acknowledged.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -135,6 +135,29 @@ func (s *Server) Stop() {
 	}
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
+}
+
+// Shutdown stops a real redis-server as an operator does (SIGTERM: it finishes its
+// append-only file and exits) and waits for it to exit. Restart brings it back on the
+// same address, with its data after StartDurable. On the in-process store it skips the
+// test: that store cannot come back on the same address.
+func (s *Server) Shutdown(t testing.TB) {
+	t.Helper()
+	if s.memory != nil {
+		t.Skip("the in-process store cannot be restarted on the same address")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("redis-server did not shut down cleanly: %v; its output: %s", err, s.logs)
+	}
 }
 
 // Pause stalls the server (SIGSTOP) as an overloaded or swapping Redis would: it
@@ -164,7 +187,7 @@ func (s *Server) signal(t testing.TB, sig os.Signal) {
 }
 
 // Restart starts a stopped real redis-server again on the same address. On the
-// in-process store it fails the test: that store cannot come back on the same port.
+// in-process store it skips the test: that store cannot come back on the same port.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	if s.memory != nil {

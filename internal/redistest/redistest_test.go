@@ -19,3 +19,36 @@ func TestStartGivesAnEmptyWorkingStore(t *testing.T) {
 		t.Fatalf("GET k = %q, want v", v)
 	}
 }
+
+// TestDurableKeepsAcknowledgedWrites: a durable server comes back from a crash and
+// from a shutdown with every write it acknowledged.
+func TestDurableKeepsAcknowledgedWrites(t *testing.T) {
+	t.Parallel()
+	if Memory() {
+		t.Skip("the in-process store cannot be restarted")
+	}
+	for _, tc := range []struct {
+		name string
+		stop func(*testing.T, *Server)
+	}{
+		{"crash", func(_ *testing.T, s *Server) { s.Stop() }},
+		{"shutdown", func(t *testing.T, s *Server) { s.Shutdown(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := StartDurable(t)
+			ctx := context.Background()
+			if err := s.Client.Set(ctx, "k", "v", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			tc.stop(t, s)
+			if err := s.Client.Get(ctx, "k").Err(); err == nil {
+				t.Fatal("GET answered while the server was stopped")
+			}
+			s.Restart(t)
+			if v, err := s.Client.Get(ctx, "k").Result(); err != nil || v != "v" {
+				t.Fatalf("GET k after restart = %q, %v; want v", v, err)
+			}
+		})
+	}
+}

@@ -3,8 +3,15 @@
 // has forgotten the script (after a restart, a failover or SCRIPT FLUSH), so callers
 // never see NOSCRIPT.
 //
-// Guarantee: a call runs its script at most once. EVALSHA either runs the script or
-// fails with NOSCRIPT having run nothing; only then is the call repeated as EVAL.
+// What rscript itself repeats is safe: EVALSHA either runs the script or fails with
+// NOSCRIPT having run nothing, and only then is the call sent again as EVAL. What the
+// Redis client repeats is not rscript's to prevent: a client configured to retry
+// (go-redis's MaxRetries, a cluster client's redirects) sends a call again after a
+// network error, when the script may have run already. So every script is written to
+// be safe to run twice: the admission and state-change scripts are idempotent (a
+// repeat finds the first run's work and reports a duplicate or changes nothing), and
+// a repeated lease (lease.lua, allowance.lua) takes tokens or units a second time,
+// which under-admits until they are given back or expire, never over-admits.
 package rscript
 
 import (

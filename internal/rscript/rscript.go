@@ -10,8 +10,8 @@
 // network error, when the script may have run already. So every script is written to
 // be safe to run twice: the admission and state-change scripts are idempotent (a
 // repeat finds the first run's work and reports a duplicate or changes nothing), and
-// a repeated lease (lease.lua, allowance.lua) takes tokens or units a second time,
-// which under-admits until they are given back or expire, never over-admits.
+// a repeated lease (lease.lua, allowance.lua) takes tokens or units a second time that
+// no gateway holds, which under-admits for a while and never over-admits.
 package rscript
 
 import (

@@ -107,9 +107,11 @@ func (e *InvalidArgumentError) Error() string {
 func (e *InvalidArgumentError) Unwrap() error { return e.Err }
 
 // UnavailableError is the gateway (or its Redis) unreachable, still so after the
-// retries WithRetry allows. The call can be repeated later as it is: a Send keeps its
-// client message id, so a message the gateway admitted before it failed comes back as
-// a duplicate with its message id, never delivered twice.
+// retries WithRetry allows. A Send repeated later with the same client message id
+// (WithClientMessageID) is safe: a message the gateway admitted before it failed comes
+// back as a duplicate with its message id, never delivered twice. A Send without
+// WithClientMessageID gets a fresh random id each call, so repeating it after an
+// unknown outcome may deliver the message twice: give an id when that matters.
 type UnavailableError struct {
 	// Op names the call.
 	Op string

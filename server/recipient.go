@@ -70,16 +70,30 @@ func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.Serve
 		if err != nil && !errors.Is(err, business.ErrNotFound) {
 			return err
 		}
-		return stream.Send(&heraldv1.Delivery{MessageId: d.MessageID, BusinessId: d.Business,
+		chain := prof.SigningKeyChain(d.SigningKeyID)
+		dl := &heraldv1.Delivery{MessageId: d.MessageID, BusinessId: d.Business,
 			BusinessDisplayName: prof.DisplayName, Category: categoryProto[d.Category], Kind: kindProto[d.Kind],
 			SentTime: timestamppb.New(d.Sent), ExpireTime: timestamppb.New(d.Expires), Ciphertext: d.Ciphertext,
-			ClientMessageId: d.ClientMessageID, Body: d.Body, BusinessSigningKey: prof.SigningKeyFor(d.SigningKeyID),
-			KeyId: d.KeyID})
+			ClientMessageId: d.ClientMessageID, Body: d.Body, KeyId: d.KeyID, BusinessKeyChain: chainProto(chain)}
+		if len(chain) > 0 {
+			dl.BusinessSigningKey = chain[0].PublicKey
+		}
+		return stream.Send(dl)
 	})
 	if err != nil && stream.Context().Err() == nil {
 		return r.storeError(ctx, "receive", err)
 	}
 	return nil
+}
+
+// chainProto is a signing key's chain as deliveries carry it.
+func chainProto(chain []business.KeyLink) []*heraldv1.SigningKeyLink {
+	links := make([]*heraldv1.SigningKeyLink, len(chain))
+	for i, l := range chain {
+		links[i] = &heraldv1.SigningKeyLink{PublicKey: l.PublicKey, Endorsement: l.Endorsement,
+			EndorsedByKeyId: l.EndorsedBy, Replaced: l.Replaced}
+	}
+	return links
 }
 
 // Ack acknowledges deliveries. Ids of another person's messages are

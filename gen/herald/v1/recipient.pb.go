@@ -326,13 +326,22 @@ type Delivery struct {
 	// The sealed body that ciphertext (then this device's wrap) unlocks, when the business
 	// sent one (Message.body); empty otherwise.
 	Body []byte `protobuf:"bytes,10,opt,name=body,proto3" json:"body,omitempty"`
-	// The business's Ed25519 public key, if it registered one, to verify the message.
+	// The business's Ed25519 public key that signed the message, if it registered one, to
+	// verify the message.
 	BusinessSigningKey []byte `protobuf:"bytes,11,opt,name=business_signing_key,json=businessSigningKey,proto3" json:"business_signing_key,omitempty"`
 	// The key_id the business gave for this device's envelope, if any: which of the
 	// device's keys opens it.
-	KeyId         string `protobuf:"bytes,12,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeyId string `protobuf:"bytes,12,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// What vouches for business_signing_key, newest first: link 0 is that key, and each
+	// link's key was endorsed by the key of the next (its endorsed_by_key_id), back to
+	// the business's first key or to an operator's replacement, at most 16 links. A
+	// device that trusts a key on the chain trusts business_signing_key through the
+	// endorsements in between (each checked with e2e.VerifyEndorsement), without asking
+	// its person; a chain that reaches no key it trusts is a key change. Herald cannot
+	// forge a link: only a key of the business can endorse.
+	BusinessKeyChain []*SigningKeyLink `protobuf:"bytes,13,rep,name=business_key_chain,json=businessKeyChain,proto3" json:"business_key_chain,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
@@ -449,6 +458,89 @@ func (x *Delivery) GetKeyId() string {
 	return ""
 }
 
+func (x *Delivery) GetBusinessKeyChain() []*SigningKeyLink {
+	if x != nil {
+		return x.BusinessKeyChain
+	}
+	return nil
+}
+
+// SigningKeyLink is one of a business's signing keys and how it became one.
+type SigningKeyLink struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Ed25519 public key.
+	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The endorsement of public_key by the key endorsed_by_key_id names
+	// (e2e.EndorseSigningKey); empty for the business's first key and for a replacement.
+	Endorsement []byte `protobuf:"bytes,2,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
+	// The id (e2e.KeyID) of the key that endorsed this one; the next link's key, if the
+	// chain goes on.
+	EndorsedByKeyId string `protobuf:"bytes,3,opt,name=endorsed_by_key_id,json=endorsedByKeyId,proto3" json:"endorsed_by_key_id,omitempty"`
+	// The operator set this key in place of keys the business lost
+	// (AdminService.ReplaceSigningKey): no earlier key vouches for it.
+	Replaced      bool `protobuf:"varint,4,opt,name=replaced,proto3" json:"replaced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKeyLink) Reset() {
+	*x = SigningKeyLink{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKeyLink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKeyLink) ProtoMessage() {}
+
+func (x *SigningKeyLink) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKeyLink.ProtoReflect.Descriptor instead.
+func (*SigningKeyLink) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SigningKeyLink) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *SigningKeyLink) GetEndorsement() []byte {
+	if x != nil {
+		return x.Endorsement
+	}
+	return nil
+}
+
+func (x *SigningKeyLink) GetEndorsedByKeyId() string {
+	if x != nil {
+		return x.EndorsedByKeyId
+	}
+	return ""
+}
+
+func (x *SigningKeyLink) GetReplaced() bool {
+	if x != nil {
+		return x.Replaced
+	}
+	return false
+}
+
 // AckRequest acknowledges deliveries: as delivered, as read, or as refused.
 type AckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -467,7 +559,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[4]
+	mi := &file_herald_v1_recipient_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +571,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[4]
+	mi := &file_herald_v1_recipient_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +584,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AckRequest) GetMessageIds() []string {
@@ -529,7 +621,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[5]
+	mi := &file_herald_v1_recipient_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +633,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[5]
+	mi := &file_herald_v1_recipient_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +646,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{5}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Rejection) GetMessageId() string {
@@ -582,7 +674,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[6]
+	mi := &file_herald_v1_recipient_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +686,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[6]
+	mi := &file_herald_v1_recipient_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +699,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AckResponse) GetUnknownMessageIds() []string {
@@ -628,7 +720,7 @@ type BlockRequest struct {
 
 func (x *BlockRequest) Reset() {
 	*x = BlockRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[7]
+	mi := &file_herald_v1_recipient_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +732,7 @@ func (x *BlockRequest) String() string {
 func (*BlockRequest) ProtoMessage() {}
 
 func (x *BlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[7]
+	mi := &file_herald_v1_recipient_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +745,7 @@ func (x *BlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockRequest.ProtoReflect.Descriptor instead.
 func (*BlockRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BlockRequest) GetBusinessId() string {
@@ -672,7 +764,7 @@ type BlockResponse struct {
 
 func (x *BlockResponse) Reset() {
 	*x = BlockResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[8]
+	mi := &file_herald_v1_recipient_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +776,7 @@ func (x *BlockResponse) String() string {
 func (*BlockResponse) ProtoMessage() {}
 
 func (x *BlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[8]
+	mi := &file_herald_v1_recipient_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +789,7 @@ func (x *BlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockResponse.ProtoReflect.Descriptor instead.
 func (*BlockResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{9}
 }
 
 // UnblockRequest names the business to unblock.
@@ -711,7 +803,7 @@ type UnblockRequest struct {
 
 func (x *UnblockRequest) Reset() {
 	*x = UnblockRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[9]
+	mi := &file_herald_v1_recipient_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +815,7 @@ func (x *UnblockRequest) String() string {
 func (*UnblockRequest) ProtoMessage() {}
 
 func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[9]
+	mi := &file_herald_v1_recipient_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +828,7 @@ func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockRequest.ProtoReflect.Descriptor instead.
 func (*UnblockRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{9}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UnblockRequest) GetBusinessId() string {
@@ -755,7 +847,7 @@ type UnblockResponse struct {
 
 func (x *UnblockResponse) Reset() {
 	*x = UnblockResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[10]
+	mi := &file_herald_v1_recipient_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +859,7 @@ func (x *UnblockResponse) String() string {
 func (*UnblockResponse) ProtoMessage() {}
 
 func (x *UnblockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[10]
+	mi := &file_herald_v1_recipient_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +872,7 @@ func (x *UnblockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockResponse.ProtoReflect.Descriptor instead.
 func (*UnblockResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{10}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{11}
 }
 
 // SetConsentRequest opts in or out.
@@ -798,7 +890,7 @@ type SetConsentRequest struct {
 
 func (x *SetConsentRequest) Reset() {
 	*x = SetConsentRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[11]
+	mi := &file_herald_v1_recipient_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +902,7 @@ func (x *SetConsentRequest) String() string {
 func (*SetConsentRequest) ProtoMessage() {}
 
 func (x *SetConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[11]
+	mi := &file_herald_v1_recipient_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +915,7 @@ func (x *SetConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConsentRequest.ProtoReflect.Descriptor instead.
 func (*SetConsentRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{11}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetConsentRequest) GetBusinessId() string {
@@ -856,7 +948,7 @@ type SetConsentResponse struct {
 
 func (x *SetConsentResponse) Reset() {
 	*x = SetConsentResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[12]
+	mi := &file_herald_v1_recipient_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +960,7 @@ func (x *SetConsentResponse) String() string {
 func (*SetConsentResponse) ProtoMessage() {}
 
 func (x *SetConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[12]
+	mi := &file_herald_v1_recipient_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +973,7 @@ func (x *SetConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConsentResponse.ProtoReflect.Descriptor instead.
 func (*SetConsentResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{12}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{13}
 }
 
 // ListPreferencesRequest lists preferences.
@@ -893,7 +985,7 @@ type ListPreferencesRequest struct {
 
 func (x *ListPreferencesRequest) Reset() {
 	*x = ListPreferencesRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[13]
+	mi := &file_herald_v1_recipient_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +997,7 @@ func (x *ListPreferencesRequest) String() string {
 func (*ListPreferencesRequest) ProtoMessage() {}
 
 func (x *ListPreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[13]
+	mi := &file_herald_v1_recipient_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1010,7 @@ func (x *ListPreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPreferencesRequest.ProtoReflect.Descriptor instead.
 func (*ListPreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{13}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{14}
 }
 
 // CategoryConsent is the consent for one category and where it came from.
@@ -940,7 +1032,7 @@ type CategoryConsent struct {
 
 func (x *CategoryConsent) Reset() {
 	*x = CategoryConsent{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[14]
+	mi := &file_herald_v1_recipient_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1044,7 @@ func (x *CategoryConsent) String() string {
 func (*CategoryConsent) ProtoMessage() {}
 
 func (x *CategoryConsent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[14]
+	mi := &file_herald_v1_recipient_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1057,7 @@ func (x *CategoryConsent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CategoryConsent.ProtoReflect.Descriptor instead.
 func (*CategoryConsent) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{14}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CategoryConsent) GetCategory() Category {
@@ -1026,7 +1118,7 @@ type BusinessPreference struct {
 
 func (x *BusinessPreference) Reset() {
 	*x = BusinessPreference{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[15]
+	mi := &file_herald_v1_recipient_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1130,7 @@ func (x *BusinessPreference) String() string {
 func (*BusinessPreference) ProtoMessage() {}
 
 func (x *BusinessPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[15]
+	mi := &file_herald_v1_recipient_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1143,7 @@ func (x *BusinessPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BusinessPreference.ProtoReflect.Descriptor instead.
 func (*BusinessPreference) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{15}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BusinessPreference) GetBusinessId() string {
@@ -1099,7 +1191,7 @@ type ListPreferencesResponse struct {
 
 func (x *ListPreferencesResponse) Reset() {
 	*x = ListPreferencesResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[16]
+	mi := &file_herald_v1_recipient_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1203,7 @@ func (x *ListPreferencesResponse) String() string {
 func (*ListPreferencesResponse) ProtoMessage() {}
 
 func (x *ListPreferencesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[16]
+	mi := &file_herald_v1_recipient_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1216,7 @@ func (x *ListPreferencesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPreferencesResponse.ProtoReflect.Descriptor instead.
 func (*ListPreferencesResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{16}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListPreferencesResponse) GetBusinesses() []*BusinessPreference {
@@ -1147,7 +1239,7 @@ type RotateKeyRequest struct {
 
 func (x *RotateKeyRequest) Reset() {
 	*x = RotateKeyRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[17]
+	mi := &file_herald_v1_recipient_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1251,7 @@ func (x *RotateKeyRequest) String() string {
 func (*RotateKeyRequest) ProtoMessage() {}
 
 func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[17]
+	mi := &file_herald_v1_recipient_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1264,7 @@ func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{17}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RotateKeyRequest) GetPublicKey() []byte {
@@ -1199,7 +1291,7 @@ type RotateKeyResponse struct {
 
 func (x *RotateKeyResponse) Reset() {
 	*x = RotateKeyResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[18]
+	mi := &file_herald_v1_recipient_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1303,7 @@ func (x *RotateKeyResponse) String() string {
 func (*RotateKeyResponse) ProtoMessage() {}
 
 func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[18]
+	mi := &file_herald_v1_recipient_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1316,7 @@ func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{18}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RotateKeyResponse) GetKeyId() string {
@@ -1247,7 +1339,7 @@ type ReportSpamRequest struct {
 
 func (x *ReportSpamRequest) Reset() {
 	*x = ReportSpamRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[19]
+	mi := &file_herald_v1_recipient_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1351,7 @@ func (x *ReportSpamRequest) String() string {
 func (*ReportSpamRequest) ProtoMessage() {}
 
 func (x *ReportSpamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[19]
+	mi := &file_herald_v1_recipient_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1364,7 @@ func (x *ReportSpamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpamRequest.ProtoReflect.Descriptor instead.
 func (*ReportSpamRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{19}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReportSpamRequest) GetMessageId() string {
@@ -1298,7 +1390,7 @@ type ReportSpamResponse struct {
 
 func (x *ReportSpamResponse) Reset() {
 	*x = ReportSpamResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[20]
+	mi := &file_herald_v1_recipient_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1402,7 @@ func (x *ReportSpamResponse) String() string {
 func (*ReportSpamResponse) ProtoMessage() {}
 
 func (x *ReportSpamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[20]
+	mi := &file_herald_v1_recipient_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1415,7 @@ func (x *ReportSpamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpamResponse.ProtoReflect.Descriptor instead.
 func (*ReportSpamResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{20}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{21}
 }
 
 var File_herald_v1_recipient_proto protoreflect.FileDescriptor
@@ -1341,7 +1433,7 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12!\n" +
 	"\fdevice_token\x18\x02 \x01(\tR\vdeviceToken\x12\x15\n" +
 	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\x10\n" +
-	"\x0eReceiveRequest\"\xf3\x03\n" +
+	"\x0eReceiveRequest\"\xbc\x04\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1f\n" +
@@ -1360,7 +1452,14 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x04body\x18\n" +
 	" \x01(\fR\x04body\x120\n" +
 	"\x14business_signing_key\x18\v \x01(\fR\x12businessSigningKey\x12\x15\n" +
-	"\x06key_id\x18\f \x01(\tR\x05keyId\"w\n" +
+	"\x06key_id\x18\f \x01(\tR\x05keyId\x12G\n" +
+	"\x12business_key_chain\x18\r \x03(\v2\x19.herald.v1.SigningKeyLinkR\x10businessKeyChain\"\x9a\x01\n" +
+	"\x0eSigningKeyLink\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x01 \x01(\fR\tpublicKey\x12 \n" +
+	"\vendorsement\x18\x02 \x01(\fR\vendorsement\x12+\n" +
+	"\x12endorsed_by_key_id\x18\x03 \x01(\tR\x0fendorsedByKeyId\x12\x1a\n" +
+	"\breplaced\x18\x04 \x01(\bR\breplaced\"w\n" +
 	"\n" +
 	"AckRequest\x12\x1f\n" +
 	"\vmessage_ids\x18\x01 \x03(\tR\n" +
@@ -1454,7 +1553,7 @@ func file_herald_v1_recipient_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_recipient_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_herald_v1_recipient_proto_goTypes = []any{
 	(Setter)(0),                     // 0: herald.v1.Setter
 	(ReportReason)(0),               // 1: herald.v1.ReportReason
@@ -1462,72 +1561,74 @@ var file_herald_v1_recipient_proto_goTypes = []any{
 	(*RegisterDeviceResponse)(nil),  // 3: herald.v1.RegisterDeviceResponse
 	(*ReceiveRequest)(nil),          // 4: herald.v1.ReceiveRequest
 	(*Delivery)(nil),                // 5: herald.v1.Delivery
-	(*AckRequest)(nil),              // 6: herald.v1.AckRequest
-	(*Rejection)(nil),               // 7: herald.v1.Rejection
-	(*AckResponse)(nil),             // 8: herald.v1.AckResponse
-	(*BlockRequest)(nil),            // 9: herald.v1.BlockRequest
-	(*BlockResponse)(nil),           // 10: herald.v1.BlockResponse
-	(*UnblockRequest)(nil),          // 11: herald.v1.UnblockRequest
-	(*UnblockResponse)(nil),         // 12: herald.v1.UnblockResponse
-	(*SetConsentRequest)(nil),       // 13: herald.v1.SetConsentRequest
-	(*SetConsentResponse)(nil),      // 14: herald.v1.SetConsentResponse
-	(*ListPreferencesRequest)(nil),  // 15: herald.v1.ListPreferencesRequest
-	(*CategoryConsent)(nil),         // 16: herald.v1.CategoryConsent
-	(*BusinessPreference)(nil),      // 17: herald.v1.BusinessPreference
-	(*ListPreferencesResponse)(nil), // 18: herald.v1.ListPreferencesResponse
-	(*RotateKeyRequest)(nil),        // 19: herald.v1.RotateKeyRequest
-	(*RotateKeyResponse)(nil),       // 20: herald.v1.RotateKeyResponse
-	(*ReportSpamRequest)(nil),       // 21: herald.v1.ReportSpamRequest
-	(*ReportSpamResponse)(nil),      // 22: herald.v1.ReportSpamResponse
-	(KeyAlgorithm)(0),               // 23: herald.v1.KeyAlgorithm
-	(Category)(0),                   // 24: herald.v1.Category
-	(Kind)(0),                       // 25: herald.v1.Kind
-	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
-	(RejectReason)(0),               // 27: herald.v1.RejectReason
-	(Consent)(0),                    // 28: herald.v1.Consent
+	(*SigningKeyLink)(nil),          // 6: herald.v1.SigningKeyLink
+	(*AckRequest)(nil),              // 7: herald.v1.AckRequest
+	(*Rejection)(nil),               // 8: herald.v1.Rejection
+	(*AckResponse)(nil),             // 9: herald.v1.AckResponse
+	(*BlockRequest)(nil),            // 10: herald.v1.BlockRequest
+	(*BlockResponse)(nil),           // 11: herald.v1.BlockResponse
+	(*UnblockRequest)(nil),          // 12: herald.v1.UnblockRequest
+	(*UnblockResponse)(nil),         // 13: herald.v1.UnblockResponse
+	(*SetConsentRequest)(nil),       // 14: herald.v1.SetConsentRequest
+	(*SetConsentResponse)(nil),      // 15: herald.v1.SetConsentResponse
+	(*ListPreferencesRequest)(nil),  // 16: herald.v1.ListPreferencesRequest
+	(*CategoryConsent)(nil),         // 17: herald.v1.CategoryConsent
+	(*BusinessPreference)(nil),      // 18: herald.v1.BusinessPreference
+	(*ListPreferencesResponse)(nil), // 19: herald.v1.ListPreferencesResponse
+	(*RotateKeyRequest)(nil),        // 20: herald.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),       // 21: herald.v1.RotateKeyResponse
+	(*ReportSpamRequest)(nil),       // 22: herald.v1.ReportSpamRequest
+	(*ReportSpamResponse)(nil),      // 23: herald.v1.ReportSpamResponse
+	(KeyAlgorithm)(0),               // 24: herald.v1.KeyAlgorithm
+	(Category)(0),                   // 25: herald.v1.Category
+	(Kind)(0),                       // 26: herald.v1.Kind
+	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
+	(RejectReason)(0),               // 28: herald.v1.RejectReason
+	(Consent)(0),                    // 29: herald.v1.Consent
 }
 var file_herald_v1_recipient_proto_depIdxs = []int32{
-	23, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	24, // 1: herald.v1.Delivery.category:type_name -> herald.v1.Category
-	25, // 2: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
-	26, // 3: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
-	26, // 4: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 5: herald.v1.AckRequest.rejections:type_name -> herald.v1.Rejection
-	27, // 6: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
-	24, // 7: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
-	28, // 8: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
-	24, // 9: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
-	28, // 10: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
-	0,  // 11: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
-	26, // 12: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
-	16, // 13: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
-	26, // 14: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
-	17, // 15: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
-	23, // 16: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	1,  // 17: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
-	2,  // 18: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
-	4,  // 19: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
-	6,  // 20: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
-	9,  // 21: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
-	11, // 22: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
-	13, // 23: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
-	15, // 24: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
-	19, // 25: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
-	21, // 26: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
-	3,  // 27: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
-	5,  // 28: herald.v1.RecipientService.Receive:output_type -> herald.v1.Delivery
-	8,  // 29: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
-	10, // 30: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
-	12, // 31: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
-	14, // 32: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
-	18, // 33: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
-	20, // 34: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
-	22, // 35: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
-	27, // [27:36] is the sub-list for method output_type
-	18, // [18:27] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	24, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	25, // 1: herald.v1.Delivery.category:type_name -> herald.v1.Category
+	26, // 2: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
+	27, // 3: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
+	27, // 4: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
+	6,  // 5: herald.v1.Delivery.business_key_chain:type_name -> herald.v1.SigningKeyLink
+	8,  // 6: herald.v1.AckRequest.rejections:type_name -> herald.v1.Rejection
+	28, // 7: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
+	25, // 8: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
+	29, // 9: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
+	25, // 10: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
+	29, // 11: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
+	0,  // 12: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
+	27, // 13: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
+	17, // 14: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
+	27, // 15: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
+	18, // 16: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
+	24, // 17: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	1,  // 18: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
+	2,  // 19: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
+	4,  // 20: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
+	7,  // 21: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
+	10, // 22: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
+	12, // 23: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
+	14, // 24: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
+	16, // 25: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
+	20, // 26: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
+	22, // 27: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
+	3,  // 28: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
+	5,  // 29: herald.v1.RecipientService.Receive:output_type -> herald.v1.Delivery
+	9,  // 30: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
+	11, // 31: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
+	13, // 32: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
+	15, // 33: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
+	19, // 34: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
+	21, // 35: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
+	23, // 36: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
+	28, // [28:37] is the sub-list for method output_type
+	19, // [19:28] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_recipient_proto_init() }
@@ -1542,7 +1643,7 @@ func file_herald_v1_recipient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_recipient_proto_rawDesc), len(file_herald_v1_recipient_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,7 +32,9 @@ import (
 // is half of the 4 seconds within which a revoked key must stop working everywhere.
 const KeyCacheTTL = 2 * time.Second
 
-// profileCacheTTL bounds how stale a display name or signing key on a delivery can be.
+// profileCacheTTL bounds how stale a display name, or the current signing key a
+// delivery of a message that names none carries, can be (ProfileFor sees a key a
+// message names at once).
 const profileCacheTTL = 5 * time.Second
 
 // LimitsCacheTTL is how long a gateway uses a business's limits before reading them
@@ -85,9 +87,17 @@ type Profile struct {
 	// SigningKey is the business's current Ed25519 public key, if it registered one.
 	SigningKey []byte
 	// current is the current key's id; chains are the chains of the keys messages are
-	// delivered with (in use or set aside), by key id.
+	// delivered with (in use or set aside), by key id; retired are the ids of retired
+	// keys the record still holds.
 	current string
 	chains  map[string][]KeyLink
+	retired map[string]bool
+}
+
+// knows reports whether the profile has heard of the signing key with id keyID.
+func (p Profile) knows(keyID string) bool {
+	_, ok := p.chains[keyID]
+	return ok || p.retired[keyID]
 }
 
 // SigningKeyChain is what a delivery of a message signed with key id carries: that
@@ -104,9 +114,12 @@ func (p Profile) SigningKeyChain(id string) []KeyLink {
 
 // profileOf is the profile r describes.
 func profileOf(r keys.BusinessRecord) Profile {
-	p := Profile{DisplayName: r.DisplayName, current: r.CurrentSigningKey, chains: map[string][]KeyLink{}}
+	p := Profile{DisplayName: r.DisplayName, current: r.CurrentSigningKey, chains: map[string][]KeyLink{},
+		retired: map[string]bool{}}
 	for id, k := range r.SigningKeys {
-		if k.State != keys.SigningKeyRetired {
+		if k.State == keys.SigningKeyRetired {
+			p.retired[id] = true
+		} else {
 			p.chains[id] = chainOf(r.SigningKeys, id)
 		}
 	}
@@ -231,6 +244,20 @@ func (s *Store) Profile(ctx context.Context, id string, now time.Time) (Profile,
 		}
 		return profileOf(r), nil
 	})
+}
+
+// ProfileFor is Profile for a delivery of a message signed with the key keyID: a
+// cached profile that has not heard of that key (the business registered it on
+// another gateway since) is loaded again at once, so that a message signed right
+// after a rotation is delivered with its key and chain, not with the key before it,
+// which the device would refuse.
+func (s *Store) ProfileFor(ctx context.Context, id, keyID string, now time.Time) (Profile, error) {
+	p, err := s.Profile(ctx, id, now)
+	if err != nil || keyID == "" || p.knows(keyID) {
+		return p, err
+	}
+	s.profiles.Forget(id)
+	return s.Profile(ctx, id, now)
 }
 
 // IssueKey makes a new API key for the business: `hk_<key id>_<secret>`.

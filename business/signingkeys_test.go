@@ -284,6 +284,37 @@ func TestSigningKeysAreBounded(t *testing.T) {
 	}
 }
 
+// TestProfileForSeesANewKey: a gateway that cached a business's profile before
+// another gateway registered a rotation knows the new key as soon as a message names
+// it, and does not reload for a key it knows.
+func TestProfileForSeesANewKey(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	ctx := context.Background()
+	now := time.Now()
+	a, b := gateway(t, rs), gateway(t, rs)
+	biz := create(t, a, "Acme", now)
+	first, next := signingKey(t), signingKey(t)
+	must(t, a.SetSigningKey(ctx, biz, first.PublicKey(), nil))
+	if p, err := b.ProfileFor(ctx, biz, id(first), now); err != nil || !slices.Equal(p.SigningKey, first.PublicKey()) {
+		t.Fatalf("ProfileFor = %+v, %v", p, err)
+	}
+	must(t, a.SetSigningKey(ctx, biz, next.PublicKey(), endorse(t, first, biz, next)))
+	if p, _ := b.Profile(ctx, biz, now); !slices.Equal(p.SigningKey, first.PublicKey()) {
+		t.Fatal("the cached profile is not the one this test means to make stale")
+	}
+	p, err := b.ProfileFor(ctx, biz, id(next), now)
+	if err != nil || !slices.Equal(p.SigningKeyChain(id(next))[0].PublicKey, next.PublicKey()) {
+		t.Fatalf("ProfileFor a key registered on another gateway = %+v, %v; want it known", p, err)
+	}
+	// A key it knows costs no read: with the record gone from Redis, the cached profile
+	// still serves.
+	rs.Client.Del(ctx, keys.Business(biz).Record())
+	if p, err := b.ProfileFor(ctx, biz, id(first), now); err != nil || !slices.Equal(p.SigningKey, next.PublicKey()) {
+		t.Fatalf("ProfileFor a known key = %+v, %v; want the cached profile", p, err)
+	}
+}
+
 // TestFirstKeyOnce: of businesses' concurrent first registrations, one wins; the others
 // are refused, not silently overwritten.
 func TestFirstKeyOnce(t *testing.T) {

@@ -66,7 +66,7 @@ func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.Serve
 	ctx, cancel := r.streamContext(stream.Context())
 	defer cancel()
 	err := r.delivery.Mailboxes().Stream(ctx, p, func(d delivery.Delivery) error {
-		prof, err := r.businesses.Profile(ctx, d.Business, r.now())
+		prof, err := r.businesses.ProfileFor(ctx, d.Business, d.SigningKeyID, r.now())
 		if err != nil && !errors.Is(err, business.ErrNotFound) {
 			return err
 		}

@@ -276,3 +276,39 @@ func newSigner(t *testing.T) *e2e.SigningKey {
 	}
 	return k
 }
+
+// TestRotationSeenAtOnceByEveryGateway: a gateway that cached the business's profile
+// before another gateway registered a rotation still delivers a message signed with
+// the new key with that key and its chain, not with the key before it (which the
+// device would refuse for good as a bad signature).
+func TestRotationSeenAtOnceByEveryGateway(t *testing.T) {
+	t.Parallel()
+	a := startGateway(t)
+	b := startGatewayOn(t, a.redis)
+	biz, key := a.newBusiness("Acme")
+	ctx := context.Background()
+	sender := client.NewBusiness(a.conn, biz, key, newSigner(t))
+	if err := sender.RegisterSigningKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	phone := b.sdkDevice(alice) // receives through b, which caches the profile
+	s, err := sender.Send(ctx, alice, e2e.Transactional, e2e.Receipt, []byte("before"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := next(t, phone); err != nil || m.ID != s.MessageID {
+		t.Fatalf("first message: %v, %v", m, err)
+	}
+	phone.Ack(ctx, s.MessageID)
+
+	if err := sender.RotateSigningKey(ctx, newSigner(t)); err != nil {
+		t.Fatal(err)
+	}
+	s, err = sender.Send(ctx, alice, e2e.Transactional, e2e.Receipt, []byte("after"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := next(t, phone); err != nil || m.ID != s.MessageID {
+		t.Fatalf("a message under the new key, through a gateway that cached the old: %v, %v; want it opened", m, err)
+	}
+}

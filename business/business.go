@@ -1,13 +1,15 @@
-// Package business keeps businesses and their API keys.
+// Package business keeps businesses, their API keys and their signing keys.
 //
 // Guarantees:
 //   - An API key is shown once, at issue; Redis keeps only its SHA-256.
 //   - A revoked API key stops working on every gateway within 4 seconds (RevokeKey),
 //     and at once on the gateway that revoked it.
+//   - A business's signing key changes only to a key that one of its keys in use
+//     endorsed (SetSigningKey), or by the operator's replacement (ReplaceSigningKey),
+//     which every device that trusted an earlier key sees as a key change.
 package business
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -20,7 +22,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/heraldhq/herald/e2e"
 	"github.com/heraldhq/herald/internal/cache"
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/redis/go-redis/v9"
@@ -31,7 +32,9 @@ import (
 // is half of the 4 seconds within which a revoked key must stop working everywhere.
 const KeyCacheTTL = 2 * time.Second
 
-// profileCacheTTL bounds how stale a display name or signing key on a delivery can be.
+// profileCacheTTL bounds how stale a display name, or the current signing key a
+// delivery of a message that names none carries, can be (ProfileFor sees a key a
+// message names at once).
 const profileCacheTTL = 5 * time.Second
 
 // LimitsCacheTTL is how long a gateway uses a business's limits before reading them
@@ -57,14 +60,6 @@ var (
 	ErrNotFound  = errors.New("no such business")
 	ErrBadKey    = errors.New("invalid or revoked API key")
 	ErrNoSuchKey = errors.New("no such API key")
-	// ErrSigningKeyExists: the business has another signing key, and the call did not
-	// say to replace it.
-	ErrSigningKeyExists = errors.New("the business has another signing key")
-	// ErrNoSuchSigningKey: the business keeps no signing key with that id.
-	ErrNoSuchSigningKey = errors.New("no such signing key")
-	// ErrCurrentSigningKey: the key is the business's current one, which only a
-	// replacement retires.
-	ErrCurrentSigningKey = errors.New("the business's current signing key")
 )
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -91,18 +86,47 @@ type Profile struct {
 	DisplayName string
 	// SigningKey is the business's current Ed25519 public key, if it registered one.
 	SigningKey []byte
-	// SigningKeys are the keys it registered and has not retired, by id (e2e.KeyID):
-	// a message signed with one is delivered with it.
-	SigningKeys map[string][]byte
+	// current is the current key's id; chains are the chains of the keys messages are
+	// delivered with (in use or set aside), by key id; retired are the ids of retired
+	// keys the record still holds.
+	current string
+	chains  map[string][]KeyLink
+	retired map[string]bool
 }
 
-// SigningKeyFor is the key a delivery of a message signed with key id carries: that
-// key while the business keeps it, else (an id not given, or retired) the current one.
-func (p Profile) SigningKeyFor(id string) []byte {
-	if k, ok := p.SigningKeys[id]; ok {
-		return k
+// knows reports whether the profile has heard of the signing key with id keyID.
+func (p Profile) knows(keyID string) bool {
+	_, ok := p.chains[keyID]
+	return ok || p.retired[keyID]
+}
+
+// SigningKeyChain is what a delivery of a message signed with key id carries: that
+// key while the business keeps it, else (an id not given, or retired) the current one;
+// then the key that endorsed it, and so on back to the business's first key or to an
+// operator's replacement, at most MaxChainLinks links. Nil when the business has no
+// key. The links are shared: callers must not change them.
+func (p Profile) SigningKeyChain(id string) []KeyLink {
+	if c, ok := p.chains[id]; ok {
+		return c
 	}
-	return p.SigningKey
+	return p.chains[p.current]
+}
+
+// profileOf is the profile r describes.
+func profileOf(r keys.BusinessRecord) Profile {
+	p := Profile{DisplayName: r.DisplayName, current: r.CurrentSigningKey, chains: map[string][]KeyLink{},
+		retired: map[string]bool{}}
+	for id, k := range r.SigningKeys {
+		if k.State == keys.SigningKeyRetired {
+			p.retired[id] = true
+		} else {
+			p.chains[id] = chainOf(r.SigningKeys, id)
+		}
+	}
+	if c := p.chains[p.current]; len(c) > 0 {
+		p.SigningKey = c[0].PublicKey
+	}
+	return p
 }
 
 // New returns a Store on rdb.
@@ -218,72 +242,22 @@ func (s *Store) Profile(ctx context.Context, id string, now time.Time) (Profile,
 		if r.DisplayName == "" {
 			return Profile{}, ErrNotFound
 		}
-		p := Profile{DisplayName: r.DisplayName, SigningKeys: r.SigningKeys}
-		if len(r.SigningKey) > 0 {
-			p.SigningKey = r.SigningKey
-		}
-		return p, nil
+		return profileOf(r), nil
 	})
 }
 
-// SetSigningKey registers the business's Ed25519 public key: its first, or the one it
-// has again. A different key replaces the one it has only when replace is set, and is
-// ErrSigningKeyExists otherwise, so that a sender without the key cannot replace it by
-// accident (every device that trusted the old one would see a key change).
-func (s *Store) SetSigningKey(ctx context.Context, id string, pub []byte, replace bool) error {
-	rec := keys.Business(id).Record()
-	// Every key is kept by its id too, so that messages signed with a replaced key are
-	// still delivered with it.
-	if err := s.rdb.HSet(ctx, rec, keys.BusinessSigningKeyOf(e2e.KeyID(pub)), pub).Err(); err != nil {
-		return fmt.Errorf("set signing key: %w", err)
-	}
-	if replace {
-		if err := s.rdb.HSet(ctx, rec, keys.BusinessSigningKey, pub).Err(); err != nil {
-			return fmt.Errorf("set signing key: %w", err)
-		}
-		s.profiles.Forget(id)
-		return nil
-	}
-	set, err := s.rdb.HSetNX(ctx, rec, keys.BusinessSigningKey, pub).Result()
-	if err != nil {
-		return fmt.Errorf("set signing key: %w", err)
-	}
-	if !set {
-		have, err := s.rdb.HGet(ctx, rec, keys.BusinessSigningKey).Bytes()
-		if err != nil {
-			return fmt.Errorf("set signing key: %w", err)
-		}
-		if !bytes.Equal(have, pub) {
-			// Not kept: the key was refused.
-			s.rdb.HDel(ctx, rec, keys.BusinessSigningKeyOf(e2e.KeyID(pub)))
-			return ErrSigningKeyExists
-		}
+// ProfileFor is Profile for a delivery of a message signed with the key keyID: a
+// cached profile that has not heard of that key (the business registered it on
+// another gateway since) is loaded again at once, so that a message signed right
+// after a rotation is delivered with its key and chain, not with the key before it,
+// which the device would refuse.
+func (s *Store) ProfileFor(ctx context.Context, id, keyID string, now time.Time) (Profile, error) {
+	p, err := s.Profile(ctx, id, now)
+	if err != nil || keyID == "" || p.knows(keyID) {
+		return p, err
 	}
 	s.profiles.Forget(id)
-	return nil
-}
-
-// RetireSigningKey forgets the business's replaced signing key with id keyID. It is
-// ErrNoSuchSigningKey for a key the business does not keep, and ErrCurrentSigningKey
-// for its current key, which only a replacement retires.
-func (s *Store) RetireSigningKey(ctx context.Context, id, keyID string) error {
-	rec := keys.Business(id).Record()
-	h, err := s.rdb.HMGet(ctx, rec, keys.BusinessSigningKey, keys.BusinessSigningKeyOf(keyID)).Result()
-	if err != nil {
-		return fmt.Errorf("retire signing key: %w", err)
-	}
-	cur, _ := h[0].(string)
-	if _, ok := h[1].(string); !ok {
-		return ErrNoSuchSigningKey
-	}
-	if cur != "" && e2e.KeyID([]byte(cur)) == keyID {
-		return ErrCurrentSigningKey
-	}
-	if err := s.rdb.HDel(ctx, rec, keys.BusinessSigningKeyOf(keyID)).Err(); err != nil {
-		return fmt.Errorf("retire signing key: %w", err)
-	}
-	s.profiles.Forget(id)
-	return nil
+	return s.Profile(ctx, id, now)
 }
 
 // IssueKey makes a new API key for the business: `hk_<key id>_<secret>`.

@@ -242,20 +242,15 @@ func TestSigningKeyAndProfile(t *testing.T) {
 	biz := create(t, s, "Acme", now)
 
 	p, err := s.Profile(ctx, biz, now)
-	if err != nil || p.DisplayName != "Acme" || p.SigningKey != nil {
+	if err != nil || p.DisplayName != "Acme" || p.SigningKey != nil || p.SigningKeyChain("") != nil {
 		t.Fatalf("Profile = %+v, %v; want the name and no signing key", p, err)
 	}
-	pub := []byte{0x00, 0x01, 0xfe, 0xff, '|', ':', 0x80}
-	if err := s.SetSigningKey(ctx, biz, pub, false); err != nil {
+	pub := signingKey(t).PublicKey()
+	if err := s.SetSigningKey(ctx, biz, pub, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetSigningKey(ctx, biz, pub, false); err != nil {
+	if err := s.SetSigningKey(ctx, biz, pub, nil); err != nil {
 		t.Fatalf("the same key again: %v, want nil", err)
-	}
-	// Another key replaces it only when the caller says so.
-	other := []byte("another key")
-	if err := s.SetSigningKey(ctx, biz, other, false); !errors.Is(err, ErrSigningKeyExists) {
-		t.Fatalf("another key without replace: %v, want ErrSigningKeyExists", err)
 	}
 	p, err = s.Profile(ctx, biz, now)
 	if err != nil || p.DisplayName != "Acme" || !slices.Equal(p.SigningKey, pub) {
@@ -264,16 +259,19 @@ func TestSigningKeyAndProfile(t *testing.T) {
 	if p, err := gateway(t, rs).Profile(ctx, biz, now); err != nil || !slices.Equal(p.SigningKey, pub) {
 		t.Fatalf("Profile on another gateway = %+v, %v; want key %x", p, err, pub)
 	}
-	if err := s.SetSigningKey(ctx, biz, other, true); err != nil {
-		t.Fatal(err)
-	}
-	if p, err := s.Profile(ctx, biz, now); err != nil || !slices.Equal(p.SigningKey, other) {
-		t.Fatalf("Profile after replacing = %+v, %v; want key %x", p, err, other)
+	if err := s.SetSigningKey(ctx, biz, pub[:31], nil); err == nil {
+		t.Fatal("a 31-byte key was registered")
 	}
 	if name, err := s.Name(ctx, biz, now); err != nil || name != "Acme" {
 		t.Fatalf("Name = %q, %v", name, err)
 	}
 	if _, err := s.Profile(ctx, "biz_nobody", now); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Profile of an unknown business: %v, want ErrNotFound", err)
+	}
+	if err := s.SetSigningKey(ctx, "biz_nobody", pub, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("SetSigningKey of an unknown business: %v, want ErrNotFound", err)
+	}
+	if rs.Client.Exists(ctx, keys.Business("biz_nobody").Record()).Val() != 0 {
+		t.Fatal("SetSigningKey of an unknown business created its record")
 	}
 }

@@ -53,10 +53,11 @@ func (b *Business) Broadcast(ctx context.Context, to []string, category e2e.Cate
 	if err != nil {
 		return nil, err
 	}
-	if b.signer == nil {
+	signer := b.signer.Load()
+	if signer == nil {
 		return nil, errors.New("client: broadcast: the Business has no signing key")
 	}
-	bc := &broadcast{b: b, h: e2e.Header{BusinessID: b.id, Category: category, Kind: kind, ClientMessageID: o.clientMessageID,
+	bc := &broadcast{b: b, signer: signer, h: e2e.Header{BusinessID: b.id, Category: category, Kind: kind, ClientMessageID: o.clientMessageID,
 		SentTime: b.now()}, ttl: o.ttl, plaintext: plaintext, to: to, results: make([]BroadcastResult, len(to))}
 	for i, r := range to {
 		bc.results[i].Recipient = r
@@ -82,6 +83,7 @@ func (b *Business) Broadcast(ctx context.Context, to []string, category e2e.Cate
 // broadcast is one Broadcast under way.
 type broadcast struct {
 	b         *Business
+	signer    *e2e.SigningKey
 	h         e2e.Header
 	ttl       time.Duration
 	plaintext []byte
@@ -115,13 +117,13 @@ func (bc *broadcast) round(ctx context.Context, idx []int, fresh bool) (stale []
 	if len(ready) == 0 {
 		return nil, nil
 	}
-	sealed, err := e2e.Seal(bc.b.signer, bc.h, bc.plaintext, all)
+	sealed, err := e2e.Seal(bc.signer, bc.h, bc.plaintext, all)
 	if err != nil {
 		return nil, fmt.Errorf("client: broadcast: %w", err)
 	}
 	msgs := make(map[int]*heraldv1.Message, len(ready))
 	for _, i := range ready {
-		msgs[i] = message(bc.to[i], bc.h, sealed, devices[i], bc.ttl, bc.b.signer)
+		msgs[i] = message(bc.to[i], bc.h, sealed, devices[i], bc.ttl, bc.signer)
 	}
 	return bc.send(ctx, ready, msgs, devices, !fresh)
 }

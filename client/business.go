@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/e2e"
@@ -24,7 +25,8 @@ type Business struct {
 	settings
 	id     string
 	apiKey string
-	signer *e2e.SigningKey
+	// signer is the key it signs with; RotateSigningKey changes it.
+	signer atomic.Pointer[e2e.SigningKey]
 	rpc    heraldv1.MessagingServiceClient
 
 	conn      grpc.ClientConnInterface
@@ -58,8 +60,9 @@ const maxLookups = 100_000
 // delivery; it must be the id the operator created the business with. A Business
 // that only looks up, records consent or reads statuses may pass a nil signer.
 func NewBusiness(conn grpc.ClientConnInterface, businessID, apiKey string, signer *e2e.SigningKey, opts ...BusinessOption) *Business {
-	b := &Business{settings: defaultSettings(), id: businessID, apiKey: apiKey, signer: signer,
+	b := &Business{settings: defaultSettings(), id: businessID, apiKey: apiKey,
 		rpc: heraldv1.NewMessagingServiceClient(conn), conn: conn, lookupTTL: DefaultLookupTTL, lookups: map[lookupKey]lookupEntry{}}
+	b.signer.Store(signer)
 	for _, o := range opts {
 		o.applyBusiness(b)
 	}
@@ -76,35 +79,65 @@ func (b *Business) authorized(ctx context.Context) context.Context {
 
 // RegisterSigningKey registers the public half of the Business's signing key with the
 // gateway, which hands it to devices with every delivery. Call it once when the key
-// is new; calling it again with the same key is harmless. When the business has
-// another key registered it fails with an error that is ErrSigningKeyExists: sign
-// with that key (load it where you send from), or replace it on purpose with
-// ReplaceSigningKey.
+// is the business's first; calling it again with the business's current key is
+// harmless. When the business has another key it fails with an error that is
+// ErrSigningKeyExists: sign with that key (load it where you send from), or, holding
+// it, move to a new key with RotateSigningKey.
 func (b *Business) RegisterSigningKey(ctx context.Context) error {
-	return b.setSigningKey(ctx, false)
+	signer := b.signer.Load()
+	if signer == nil {
+		return errors.New("client: register signing key: the Business has no signing key")
+	}
+	return b.setSigningKey(ctx, &heraldv1.SetSigningKeyRequest{PublicKey: signer.PublicKey()})
 }
 
-// ReplaceSigningKey registers the Business's signing key in place of the one the
-// business has. Devices pin the first key they see for a business and refuse a
-// different one until the person trusts it, so replacing a key is visible to every
-// customer: do it only when the old key is lost or compromised.
-func (b *Business) ReplaceSigningKey(ctx context.Context) error {
-	return b.setSigningKey(ctx, true)
+// RotateSigningKey moves the business to the signing key next: the Business's current
+// key endorses it (e2e.EndorseSigningKey), the gateway registers it as the business's
+// current key, and the Business signs with it from then on. Devices that trust the
+// old key trust next on that endorsement, without asking anyone; messages signed with
+// the old key before still open, and the gateway delivers them with it until the
+// business retires it (RetireSigningKey).
+//
+// Save next's private key (MarshalPrivate) before calling: once this returns, the
+// business signs with it. Until the old key is retired it can endorse another key, so
+// a next lost before it was saved can be rotated away from.
+//
+// A business that lost its keys cannot rotate: it asks the operator to replace its
+// key (AdminService.ReplaceSigningKey), which every device sees as a key change.
+func (b *Business) RotateSigningKey(ctx context.Context, next *e2e.SigningKey) error {
+	cur := b.signer.Load()
+	if cur == nil || next == nil {
+		return errors.New("client: rotate signing key: no current or no next signing key")
+	}
+	sig, err := e2e.EndorseSigningKey(cur, b.id, next.PublicKey())
+	if err != nil {
+		return fmt.Errorf("client: rotate signing key: %w", err)
+	}
+	err = b.setSigningKey(ctx, &heraldv1.SetSigningKeyRequest{PublicKey: next.PublicKey(), Endorsement: sig,
+		EndorsedByKeyId: e2e.KeyID(cur.PublicKey())})
+	if err != nil {
+		return err
+	}
+	b.signer.CompareAndSwap(cur, next)
+	return nil
 }
 
 // SigningKeyID is the id of the Business's signing key, as messages name it and
 // RetireSigningKey takes it.
 func (b *Business) SigningKeyID() string {
-	if b.signer == nil {
+	signer := b.signer.Load()
+	if signer == nil {
 		return ""
 	}
-	return e2e.KeyID(b.signer.PublicKey())
+	return e2e.KeyID(signer.PublicKey())
 }
 
-// RetireSigningKey forgets a signing key the business replaced (by its SigningKeyID):
-// messages still queued that were signed with it are then delivered with the current
-// key, and devices refuse them. Until then the gateway keeps every replaced key, so
-// that a replacement strands no queued message.
+// RetireSigningKey retires a signing key the business rotated away from (by its
+// SigningKeyID): messages still queued that were signed with it are then delivered
+// with the current key, and devices refuse them; and it can endorse no more keys.
+// Until then the gateway keeps every key, so that a rotation strands no queued
+// message. Retire a key once nothing signed with it can still be queued (30 days
+// after the last message it signed, at most), and at once if it may have leaked.
 func (b *Business) RetireSigningKey(ctx context.Context, keyID string) error {
 	return b.retry(ctx, "retire signing key", func(ctx context.Context) error {
 		_, err := b.rpc.RetireSigningKey(b.authorized(ctx), &heraldv1.RetireSigningKeyRequest{KeyId: keyID})
@@ -112,13 +145,9 @@ func (b *Business) RetireSigningKey(ctx context.Context, keyID string) error {
 	})
 }
 
-func (b *Business) setSigningKey(ctx context.Context, replace bool) error {
-	if b.signer == nil {
-		return errors.New("client: register signing key: the Business has no signing key")
-	}
+func (b *Business) setSigningKey(ctx context.Context, req *heraldv1.SetSigningKeyRequest) error {
 	err := b.retry(ctx, "set signing key", func(ctx context.Context) error {
-		_, err := b.rpc.SetSigningKey(b.authorized(ctx), &heraldv1.SetSigningKeyRequest{PublicKey: b.signer.PublicKey(),
-			Replace: replace})
+		_, err := b.rpc.SetSigningKey(b.authorized(ctx), req)
 		return err
 	})
 	var se *StatusError
@@ -160,7 +189,8 @@ func (b *Business) Send(ctx context.Context, to string, category e2e.Category, k
 		return nil, err
 	}
 	h := e2e.Header{BusinessID: b.id, Category: category, Kind: kind, ClientMessageID: o.clientMessageID, SentTime: b.now()}
-	if b.signer == nil {
+	signer := b.signer.Load()
+	if signer == nil {
 		return nil, errors.New("client: send: the Business has no signing key")
 	}
 	for refreshed := false; ; refreshed = true {
@@ -168,11 +198,11 @@ func (b *Business) Send(ctx context.Context, to string, category e2e.Category, k
 		if err != nil {
 			return nil, err
 		}
-		sealed, err := e2e.Seal(b.signer, h, plaintext, devices)
+		sealed, err := e2e.Seal(signer, h, plaintext, devices)
 		if err != nil {
 			return nil, fmt.Errorf("client: send: %w", err)
 		}
-		msg := message(to, h, sealed, devices, o.ttl, b.signer)
+		msg := message(to, h, sealed, devices, o.ttl, signer)
 		var resp *heraldv1.SendResponse
 		err = b.retry(ctx, "send", func(ctx context.Context) error {
 			var err error
@@ -215,7 +245,7 @@ func newClientMessageID() string { return "sdk-" + rand.Text() }
 
 // message is the Message for one recipient: the sealed body once, each of its devices'
 // wraps as that device's envelope, and the id of the key it was signed with, so that
-// its deliveries carry that key even if the business replaces it meanwhile.
+// its deliveries carry that key even if the business rotates it meanwhile.
 func message(to string, h e2e.Header, s *e2e.Sealed, devices []e2e.Recipient, ttl time.Duration, signer *e2e.SigningKey) *heraldv1.Message {
 	m := &heraldv1.Message{Recipient: to, Category: heraldv1.Category(h.Category), Kind: heraldv1.Kind(h.Kind),
 		ClientMessageId: h.ClientMessageID, Body: s.Body, SigningKeyId: e2e.KeyID(signer.PublicKey())}

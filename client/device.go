@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -33,8 +34,12 @@ type Device struct {
 	// keys are the device's key pairs, the current one first, then the retired ones
 	// still kept for messages sealed to them before the rotation.
 	keys []deviceKey
-	// pins maps a business id to the signing key the device trusts for it.
+	// pins maps a business id to the signing key the device trusts for it: the first
+	// it saw, or the last one a trusted key endorsed (or the person trusted).
 	pins map[string]ed25519.PublicKey
+	// earlier are the keys pinned before a business rotated, newest first, still
+	// trusted for RetiredKeyRetention so that messages queued before the rotation open.
+	earlier map[string][]earlierPin
 	// accepted are messages opened and returned but not yet acknowledged, by message id.
 	accepted map[string]record
 	// acked are messages acknowledged, by message id and by business and client
@@ -55,6 +60,16 @@ type deviceKey struct {
 	retired time.Time
 }
 
+// earlierPin is a business key the device trusted before the business rotated.
+type earlierPin struct {
+	key ed25519.PublicKey
+	// until is when the device stops trusting it.
+	until time.Time
+}
+
+// maxEarlierPins is how many earlier keys of one business the device trusts at most.
+const maxEarlierPins = 16
+
 // record is what the device remembers of an accepted message to refuse its replay.
 type record struct {
 	MessageID       string    `json:"message_id"`
@@ -71,7 +86,8 @@ func (r record) pair() pair { return pair{r.BusinessID, r.ClientMessageID} }
 // retired key is not needed, and a replay not possible, for longer than that (plus a
 // day for clocks that disagree).
 const (
-	// RetiredKeyRetention is how long a retired key is kept after RotateKey.
+	// RetiredKeyRetention is how long a retired key is kept after RotateKey, and how
+	// long a business's key stays trusted after the business rotated away from it.
 	RetiredKeyRetention = 31 * 24 * time.Hour
 	// ReplayWindow is how long the device remembers an acknowledged message; one
 	// sealed longer ago than that is refused as a replay (ErrReplay), since the device
@@ -81,7 +97,8 @@ const (
 
 func newDevice(conn grpc.ClientConnInterface, opts []DeviceOption) *Device {
 	d := &Device{settings: defaultSettings(), rpc: heraldv1.NewRecipientServiceClient(conn),
-		pins: map[string]ed25519.PublicKey{}, accepted: map[string]record{}, acked: map[string]record{}, ackedPairs: map[pair]bool{}}
+		pins: map[string]ed25519.PublicKey{}, earlier: map[string][]earlierPin{}, accepted: map[string]record{},
+		acked: map[string]record{}, ackedPairs: map[pair]bool{}}
 	for _, o := range opts {
 		o.applyDevice(d)
 	}
@@ -376,9 +393,9 @@ func (d *Device) RotateKey(ctx context.Context) error {
 	return nil
 }
 
-// TrustKey pins key as the signing key of the business, replacing the key pinned
-// before: after a *KeyChangedError, once the person has made sure the business
-// really changed its key. Messages signed by the previous key no longer open.
+// TrustKey pins key as the signing key of the business, in place of every key trusted
+// for it before: after a *KeyChangedError, once the person has made sure the business
+// really changed its key. Messages signed by the keys trusted before no longer open.
 func (d *Device) TrustKey(businessID string, key ed25519.PublicKey) error {
 	if len(key) != ed25519.PublicKeySize {
 		return errors.New("client: trust key: not an Ed25519 public key")
@@ -386,13 +403,72 @@ func (d *Device) TrustKey(businessID string, key ed25519.PublicKey) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.pins[businessID] = append(ed25519.PublicKey(nil), key...)
+	delete(d.earlier, businessID)
 	return nil
 }
 
 // PinnedKey is the signing key the device trusts for the business, or nil before the
-// device has accepted any message from it.
+// device has accepted any message from it. After the business rotated its key, it is
+// the new key; the device trusts the keys before it for RetiredKeyRetention more.
 func (d *Device) PinnedKey(businessID string) ed25519.PublicKey {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return append(ed25519.PublicKey(nil), d.pins[businessID]...)
+}
+
+// trusted is the key with id keyID that the device trusts for the business (pinned, or
+// pinned before a rotation and still kept), or nil. The caller holds mu.
+func (d *Device) trusted(businessID, keyID string) ed25519.PublicKey {
+	if k := d.pins[businessID]; k != nil && e2e.KeyID(k) == keyID {
+		return k
+	}
+	for _, p := range d.earlier[businessID] {
+		if e2e.KeyID(p.key) == keyID && d.now().Before(p.until) {
+			return p.key
+		}
+	}
+	return nil
+}
+
+// endorsed reports whether chain (a delivery's business_key_chain) vouches for key as
+// a signing key of the business: its first link is key, and each link's endorsement
+// verifies under the key of the next, until one is endorsed by a key the device
+// trusts. A first key, an operator's replacement, a link that does not verify, or a
+// chain longer than the gateway sends ends the walk unvouched. The caller holds mu.
+func (d *Device) endorsed(businessID string, key ed25519.PublicKey, chain []*heraldv1.SigningKeyLink) bool {
+	if len(chain) == 0 || !bytes.Equal(chain[0].GetPublicKey(), key) {
+		return false
+	}
+	for i, l := range chain[:min(len(chain), maxChainLinks)] {
+		if l.GetReplaced() || len(l.GetEndorsement()) == 0 {
+			return false
+		}
+		by := d.trusted(businessID, l.GetEndorsedByKeyId())
+		known := by != nil
+		if !known && i+1 < len(chain) {
+			by = chain[i+1].GetPublicKey()
+		}
+		if by == nil || e2e.KeyID(by) != l.GetEndorsedByKeyId() ||
+			e2e.VerifyEndorsement(by, businessID, l.GetPublicKey(), l.GetEndorsement()) != nil {
+			return false
+		}
+		if known {
+			return true
+		}
+	}
+	return false
+}
+
+// maxChainLinks is the longest chain the gateway sends (business.MaxChainLinks); the
+// device follows no longer one.
+const maxChainLinks = 16
+
+// rotate pins key for the business after a rotation the device followed, and keeps
+// the key pinned before trusted for RetiredKeyRetention. The caller holds mu.
+func (d *Device) rotate(businessID string, key ed25519.PublicKey) {
+	if old := d.pins[businessID]; old != nil {
+		e := append([]earlierPin{{key: old, until: d.now().Add(RetiredKeyRetention)}}, d.earlier[businessID]...)
+		d.earlier[businessID] = e[:min(len(e), maxEarlierPins)]
+	}
+	d.pins[businessID] = append(ed25519.PublicKey(nil), key...)
 }

@@ -17,17 +17,22 @@
 //     started: the call returns the typed error at once instead.
 //   - Statuses resumes from the last cursor it delivered, so no event is lost or
 //     repeated across reconnections.
+//   - Its signing key changes only by RotateSigningKey, which has the current key
+//     endorse the next: a Business never replaces a key it does not hold.
 //
 // # What a Device guarantees
 //
 //   - Its private keys are generated here and never leave the Device, except inside
 //     MarshalState, which is the device's own storage.
 //   - A message is returned (by Open or Receive) only if its envelope opens with one
-//     of the device's keys, is signed by the key pinned for its business (trust on
-//     first use), carries exactly the routing metadata the delivery claims, and was
+//     of the device's keys, is signed by a key the device trusts for its business (the
+//     one it pinned on first use, or one that a chain of endorsements leads to from a
+//     trusted key), carries exactly the routing metadata the delivery claims, and was
 //     not accepted and acknowledged before.
-//   - A changed business key is never accepted silently: it is a *KeyChangedError
-//     until the caller calls TrustKey.
+//   - A business key that no trusted key endorsed is never accepted silently: it is a
+//     *KeyChangedError until the caller calls TrustKey. A rotation the old key
+//     endorsed (Business.RotateSigningKey) is followed without asking, and what the
+//     old key signed still opens for RetiredKeyRetention.
 //
 // # Errors
 //

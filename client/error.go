@@ -214,7 +214,9 @@ func retryInfo(st *status.Status) time.Duration {
 }
 
 // ErrSigningKeyExists is returned by RegisterSigningKey when the business has another
-// signing key registered: a sender without that key must not replace it by accident.
+// signing key registered. A sender without that key cannot replace it: load the key
+// where you send from; holding it, rotate with RotateSigningKey; having lost it, ask
+// the operator to replace it (every device then sees a key change).
 var ErrSigningKeyExists = errors.New("client: the business has another signing key registered")
 
 // Errors a Device returns as the Reason of a *RejectedDeliveryError, next to those of
@@ -252,18 +254,21 @@ func (e *RejectedDeliveryError) Error() string {
 
 func (e *RejectedDeliveryError) Unwrap() error { return e.Reason }
 
-// KeyChangedError is a delivery signed by another key than the one the device pinned
-// for the business, and that verifies under the key the delivery carries. The business
-// may have replaced its key, or someone may be impersonating it; only the person can
-// tell (by asking the business through another channel). The message is not returned
-// and not acknowledged: after TrustKey(BusinessID, Offered), the next Receive opens
-// it.
+// KeyChangedError is a delivery signed by another key than the ones the device
+// trusts for the business, that verifies under the key the delivery carries, and that
+// no chain of endorsements from a trusted key vouches for (a business that rotates its
+// key has the old key endorse the new one, and Open follows that without asking). So
+// the business's keys were replaced by the operator, after the business lost them, or
+// someone is impersonating it; only the person can tell (by asking the business
+// through another channel). The message is not returned and not acknowledged: after
+// TrustKey(BusinessID, Offered), the next Receive opens it.
 type KeyChangedError struct {
 	// MessageID is the delivery's message id.
 	MessageID string
 	// BusinessID is the business the delivery claims sent it.
 	BusinessID string
-	// Pinned is the key the device trusts for BusinessID.
+	// Pinned is the key the device trusts for BusinessID (the latest, if it trusts
+	// several).
 	Pinned ed25519.PublicKey
 	// Offered is the key the delivery carries, which signed it.
 	Offered ed25519.PublicKey

@@ -61,25 +61,29 @@ func ExampleBusiness_RegisterSigningKey() {
 	}
 }
 
-// A business whose signing key was stolen replaces it: every device then reports a
-// key change until its person trusts the new key. Without the stolen key at hand,
-// RegisterSigningKey would refuse (ErrSigningKeyExists) rather than replace it.
-func ExampleBusiness_ReplaceSigningKey() {
-	signer, err := e2e.GenerateSigningKey()
+// A business moves to a new signing key: it saves the new key first, then has the
+// current key endorse it. Devices that trust the current key trust the new one on that
+// endorsement, without asking their person; messages signed with the old key still
+// open. A business that lost its key cannot do this: it asks the operator to replace
+// the key, which every device reports as a key change.
+func ExampleBusiness_RotateSigningKey() {
+	next, err := e2e.GenerateSigningKey()
 	if err != nil {
 		log.Fatal(err)
 	}
-	acme := client.NewBusiness(conn, "biz_acme", os.Getenv("HERALD_API_KEY"), signer)
-	err = acme.RegisterSigningKey(ctx)
-	if errors.Is(err, client.ErrSigningKeyExists) {
-		err = acme.ReplaceSigningKey(ctx) // on purpose: the old key is compromised
-	}
-	if err != nil {
+	if err := os.WriteFile("herald-signing.key.next", next.MarshalPrivate(), 0o600); err != nil {
 		log.Fatal(err)
 	}
-	if err := os.WriteFile("herald-signing.key", signer.MarshalPrivate(), 0o600); err != nil {
+	old := acme.SigningKeyID()
+	if err := acme.RotateSigningKey(ctx, next); err != nil {
 		log.Fatal(err)
 	}
+	if err := os.Rename("herald-signing.key.next", "herald-signing.key"); err != nil {
+		log.Fatal(err)
+	}
+	// Keep the old key's id: once nothing signed with it can still be queued (30 days
+	// at most), or at once if it may have leaked, acme.RetireSigningKey(ctx, old).
+	fmt.Println("rotated away from", old)
 }
 
 // A receipt, with an idempotency key derived from the order so that a job that runs

@@ -182,6 +182,16 @@ func (g *gateway) business(conn grpc.ClientConnInterface, lim limits, opts ...cl
 	return b
 }
 
+// replaceSigningKey puts key in place of the business's signing keys, as the operator
+// does for a business that lost them.
+func (g *gateway) replaceSigningKey(biz string, key *e2e.SigningKey) {
+	g.t.Helper()
+	if _, err := g.admin.ReplaceSigningKey(g.adminCtx(), &heraldv1.ReplaceSigningKeyRequest{BusinessId: biz,
+		PublicKey: key.PublicKey()}); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
 // device registers a device for phone with a fresh verification code.
 func (g *gateway) device(conn grpc.ClientConnInterface, phone string, alg e2e.Algorithm, opts ...client.DeviceOption) *client.Device {
 	g.t.Helper()

@@ -37,14 +37,21 @@ type Message struct {
 
 // Open verifies and decrypts one delivery, as Receive does with each: it opens the
 // envelope with the device key it was sealed to (the current key or a retired one),
-// checks the business's signature against the key pinned for the business (pinning the
-// delivery's key if none is), checks that the sealed header matches the delivery's
-// business id, category, kind and client message id, and that the message is not a
-// replay. It then remembers the message as accepted, until Ack or Read.
+// checks the business's signature against a key the device trusts for the business,
+// checks that the sealed header matches the delivery's business id, category, kind and
+// client message id, and that the message is not a replay. It then remembers the
+// message as accepted, until Ack or Read.
 //
-// It returns a *KeyChangedError when the delivery is signed by a key other than the
-// pinned one but verifies under the key it carries, and a *RejectedDeliveryError for
-// anything else that fails. Open makes no call to the gateway.
+// The first key the device sees for a business, it pins. A later key it trusts
+// without asking when the delivery's chain (business_key_chain) shows it endorsed by a
+// key the device trusts, as a business that rotates its key does: the new key is
+// pinned, and the one before stays trusted for RetiredKeyRetention, for messages
+// queued before the rotation.
+//
+// It returns a *KeyChangedError when the delivery is signed by a key that nothing the
+// device trusts endorsed but verifies under the key it carries (the operator replaced
+// the business's lost keys, or someone impersonates it), and a *RejectedDeliveryError
+// for anything else that fails. Open makes no call to the gateway.
 func (d *Device) Open(dl *heraldv1.Delivery) (*Message, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -60,18 +67,27 @@ func (d *Device) Open(dl *heraldv1.Delivery) (*Message, error) {
 	}
 	offered := ed25519.PublicKey(dl.GetBusinessSigningKey())
 	pinned, isPinned := d.pins[biz]
-	trusted := pinned
-	if !isPinned {
+	// trusted is the key the signature must verify under: the pinned one, unless the
+	// delivery offers another key the device trusts, or one a key it trusts endorsed
+	// (rotated), or it has pinned none (first use).
+	trusted, rotated := pinned, false
+	switch {
+	case !isPinned:
 		trusted = offered
+	case len(offered) != ed25519.PublicKeySize || bytes.Equal(offered, pinned):
+	case bytes.Equal(d.trusted(biz, e2e.KeyID(offered)), offered):
+		trusted = offered
+	case d.endorsed(biz, offered, dl.GetBusinessKeyChain()):
+		trusted, rotated = offered, true
 	}
 	if len(trusted) == 0 {
 		return nil, reject(ErrNoSigningKey)
 	}
 	m, err := d.open(expect, trusted, envelope, dl.GetKeyId())
 	if err != nil {
-		// A business that replaced its key signs new messages with it: they fail under
-		// the pinned key. Surface that only if the offered key really signed this one.
-		if isPinned && errors.Is(err, e2e.ErrBadSignature) && len(offered) > 0 && !bytes.Equal(offered, pinned) {
+		// Signed by a key nothing the device trusts vouches for: surface that only if
+		// the offered key really signed this one.
+		if isPinned && errors.Is(err, e2e.ErrBadSignature) && !bytes.Equal(trusted, offered) && len(offered) > 0 {
 			if _, err := d.open(expect, offered, envelope, dl.GetKeyId()); err == nil {
 				return nil, &KeyChangedError{MessageID: dl.GetMessageId(), BusinessID: biz,
 					Pinned: append(ed25519.PublicKey(nil), pinned...), Offered: append(ed25519.PublicKey(nil), offered...)}
@@ -92,8 +108,11 @@ func (d *Device) Open(dl *heraldv1.Delivery) (*Message, error) {
 	if d.now().Sub(r.SentTime) > ReplayWindow {
 		return nil, reject(ErrReplay)
 	}
-	if !isPinned {
+	switch {
+	case !isPinned:
 		d.pins[biz] = append(ed25519.PublicKey(nil), offered...)
+	case rotated:
+		d.rotate(biz, offered)
 	}
 	d.accepted[r.MessageID] = r
 	msg := &Message{ID: dl.GetMessageId(), BusinessID: biz, BusinessName: dl.GetBusinessDisplayName(),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/heraldhq/herald/e2e"
@@ -21,8 +22,16 @@ type state struct {
 	Token    string            `json:"token"`
 	Keys     []stateKey        `json:"keys"`
 	Pins     map[string][]byte `json:"pins,omitempty"`
-	Accepted []record          `json:"accepted,omitempty"`
-	Acked    []record          `json:"acked,omitempty"`
+	// EarlierPins are keys pinned before a business rotated (Device.earlier); a state
+	// without them loads as a device that trusts no earlier key.
+	EarlierPins map[string][]statePin `json:"earlier_pins,omitempty"`
+	Accepted    []record              `json:"accepted,omitempty"`
+	Acked       []record              `json:"acked,omitempty"`
+}
+
+type statePin struct {
+	Key   []byte    `json:"key"`
+	Until time.Time `json:"until"`
 }
 
 type stateKey struct {
@@ -50,6 +59,14 @@ func (d *Device) MarshalState() ([]byte, error) {
 	for b, k := range d.pins {
 		s.Pins[b] = k
 	}
+	for b, ps := range d.earlier {
+		if s.EarlierPins == nil {
+			s.EarlierPins = map[string][]statePin{}
+		}
+		for _, p := range ps {
+			s.EarlierPins[b] = append(s.EarlierPins[b], statePin{Key: p.key, Until: p.until})
+		}
+	}
 	for _, r := range d.accepted {
 		s.Accepted = append(s.Accepted, r)
 	}
@@ -69,6 +86,14 @@ func (d *Device) prune() {
 		}
 	}
 	d.keys = keys
+	for b, ps := range d.earlier {
+		ps = slices.DeleteFunc(ps, func(p earlierPin) bool { return !now.Before(p.until) })
+		if len(ps) == 0 {
+			delete(d.earlier, b)
+		} else {
+			d.earlier[b] = ps
+		}
+	}
 	for id, r := range d.acked {
 		if now.Sub(r.SentTime) > ReplayWindow {
 			delete(d.acked, id)
@@ -110,6 +135,14 @@ func LoadDevice(conn grpc.ClientConnInterface, b []byte, opts ...DeviceOption) (
 			return nil, fmt.Errorf("client: load device: pinned key of %s is %d bytes", b, len(k))
 		}
 		d.pins[b] = ed25519.PublicKey(k)
+	}
+	for b, ps := range s.EarlierPins {
+		for _, p := range ps {
+			if len(p.Key) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("client: load device: an earlier key of %s is %d bytes", b, len(p.Key))
+			}
+			d.earlier[b] = append(d.earlier[b], earlierPin{key: ed25519.PublicKey(p.Key), until: p.Until})
+		}
 	}
 	for _, r := range s.Accepted {
 		d.accepted[r.MessageID] = r

@@ -106,6 +106,12 @@
 //	"herald-e2e v1 signature" || 0x00 || SHA-256(body record) || SHA-256(wrap record
 //	without its last 64 bytes)
 //
+// A business that rotates its signing key has its current key endorse the new one
+// (EndorseSigningKey, VerifyEndorsement): an Ed25519 signature by the current key over
+//
+//	"herald-e2e v1 signing-key endorsement" || 0x00 || business id (string) ||
+//	new public key (32 bytes)
+//
 // Envelope, what one device receives (Envelope.ciphertext in herald.v1, and
 // Delivery.ciphertext); JoinEnvelope and SplitEnvelope convert between it and the parts:
 //
@@ -136,7 +142,8 @@
 // # What is left to the caller
 //
 // Trust in the business's public key (how a device learns it for a business id) is
-// the SDK's. So is replay protection: the signed header's (BusinessID,
+// the SDK's: package client pins the first key it sees and trusts a later one only on
+// a chain of endorsements from a key it trusts. So is replay protection: the signed header's (BusinessID,
 // ClientMessageID) identifies a message for good and SentTime dates it, so a device
 // that remembers what it has shown and refuses what is older than its memory refuses
 // replays. Herald's Delivery.sent_time is when the gateway admitted the message, not

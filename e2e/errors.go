@@ -5,8 +5,9 @@ import (
 	"fmt"
 )
 
-// Errors that Open, Inspect, SplitEnvelope and the key parsers return, wrapped with
-// detail. Branch on them with errors.Is; each names what the caller should do next.
+// Errors that Open, Inspect, SplitEnvelope, VerifyEndorsement and the key parsers
+// return, wrapped with detail. Branch on them with errors.Is; each names what the
+// caller should do next.
 var (
 	// ErrMalformed means the bytes are not a well-formed envelope, record or key of a
 	// supported version: truncated, trailing bytes, an impossible length or value, or a
@@ -27,6 +28,11 @@ var (
 	// ErrBadSignature means the envelope is not signed by the business key the caller
 	// trusts: it was forged, altered in transit, or signed with another key.
 	ErrBadSignature = errors.New("e2e: bad signature")
+
+	// ErrBadEndorsement means a signing-key endorsement (VerifyEndorsement) is not the
+	// endorsing key's signature over that business and key: forged, altered, or made
+	// for another business or key. Do not trust the key on its strength.
+	ErrBadEndorsement = errors.New("e2e: bad signing-key endorsement")
 
 	// ErrHeaderMismatch means the envelope is authentic but the routing metadata the
 	// delivery claims differs from what the business sealed. The error is a

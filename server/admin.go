@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/business"
+	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -156,4 +157,24 @@ func (a *adminService) IssueVerificationCode(ctx context.Context, req *heraldv1.
 		return nil, a.storeError(ctx, "issue verification code", err)
 	}
 	return &heraldv1.IssueVerificationCodeResponse{Code: code, ExpireTime: timestamppb.New(exp)}, nil
+}
+
+// ReplaceSigningKey sets a business's signing key in place of keys it lost: the
+// operator's act, which every device that trusted an earlier key sees as a key change.
+func (a *adminService) ReplaceSigningKey(ctx context.Context, req *heraldv1.ReplaceSigningKeyRequest) (*heraldv1.ReplaceSigningKeyResponse, error) {
+	c := &checker{}
+	c.id("business_id", req.GetBusinessId())
+	c.signingKey("public_key", req.GetPublicKey())
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
+	}
+	err := a.businesses.ReplaceSigningKey(ctx, req.GetBusinessId(), req.GetPublicKey())
+	switch {
+	case errors.Is(err, business.ErrNotFound):
+		return nil, notFound("no business " + req.GetBusinessId())
+	case err != nil:
+		return nil, a.signingKeyError(ctx, "replace signing key", err)
+	}
+	a.log.Info("signing key replaced by the operator", "business_id", req.GetBusinessId(), "key_id", e2e.KeyID(req.GetPublicKey()))
+	return &heraldv1.ReplaceSigningKeyResponse{KeyId: e2e.KeyID(req.GetPublicKey())}, nil
 }

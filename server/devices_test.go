@@ -273,14 +273,6 @@ func TestRotateKeyNeedsTheCurrentKey(t *testing.T) {
 	requireCode(t, rotate(answer, ch.ExpireTime), codes.PermissionDenied, "")
 }
 
-// requireReason checks a status error's code and ErrorInfo reason.
-func requireReason(t *testing.T, err error, code codes.Code, reason string) {
-	t.Helper()
-	if codeOf(err) != code || reasonOf(err) != reason {
-		t.Fatalf("error %v, want %s with reason %s", err, code, reason)
-	}
-}
-
 // TestAuditShowsADeviceAddedBehindThePersonsBack: someone with Redis access writes a
 // device straight into a person's device hash; once a lookup hands its key to a
 // business, the key is in the log, and the person's audit shows it beside the events

@@ -261,34 +261,57 @@ func isDigits(v string) bool {
 	return true
 }
 
-// SetSigningKey registers the business's Ed25519 public key, which deliveries carry;
-// another key replaces it only when the request says replace.
+// SetSigningKey registers the business's Ed25519 public key, which deliveries carry:
+// its first, or a rotation that one of its keys in use endorsed.
 func (s *Server) SetSigningKey(ctx context.Context, req *heraldv1.SetSigningKeyRequest) (*heraldv1.SetSigningKeyResponse, error) {
-	if n := len(req.GetPublicKey()); n != 32 {
-		return nil, invalid([]*violation{badField("public_key", fmt.Sprintf("must be a 32-byte Ed25519 public key, got %d bytes", n))})
+	c := &checker{}
+	c.signingKey("public_key", req.GetPublicKey())
+	e := c.endorsement(req.GetEndorsement(), req.GetEndorsedByKeyId())
+	if len(c.vs) > 0 {
+		return nil, invalid(c.vs)
 	}
-	err := s.businesses.SetSigningKey(ctx, businessFrom(ctx), req.GetPublicKey(), req.GetReplace())
-	if errors.Is(err, business.ErrSigningKeyExists) {
-		return nil, withInfo(codes.FailedPrecondition, "the business has another signing key: sign with that one "+
-			"(load its private key where you send from), or set replace to replace it, which every device "+
-			"that trusted it sees as a key change", "SIGNING_KEY_EXISTS")
-	}
-	if err != nil {
-		return nil, s.storeError(ctx, "set signing key", err)
+	err := s.businesses.SetSigningKey(ctx, businessFrom(ctx), req.GetPublicKey(), e)
+	switch {
+	case errors.Is(err, business.ErrSigningKeyExists):
+		return nil, withInfo(codes.FailedPrecondition, "the business has another signing key: sign with that one (load its "+
+			"private key where you send from), or rotate to a new key with an endorsement by it (endorsement, "+
+			"endorsed_by_key_id); a business that lost its keys asks the operator to replace them, which every "+
+			"device sees as a key change", "SIGNING_KEY_EXISTS")
+	case errors.Is(err, business.ErrEndorserNotInUse):
+		return nil, invalid([]*violation{badField("endorsed_by_key_id", "not a signing key the business has in use "+
+			"(registered, not retired, not set aside by an operator's replacement)")})
+	case errors.Is(err, business.ErrBadEndorsement):
+		return nil, invalid([]*violation{badField("endorsement", "not key "+req.GetEndorsedByKeyId()+"'s endorsement of "+
+			"public_key for this business (e2e.EndorseSigningKey)")})
+	case errors.Is(err, business.ErrTooManySigningKeys):
+		return nil, withInfo(codes.FailedPrecondition, fmt.Sprintf("the business has %d signing keys in use, the most "+
+			"allowed: retire one it no longer signs with (RetireSigningKey)", business.MaxSigningKeys), "TOO_MANY_SIGNING_KEYS")
+	case err != nil:
+		return nil, s.signingKeyError(ctx, "set signing key", err)
 	}
 	return &heraldv1.SetSigningKeyResponse{KeyId: e2e.KeyID(req.GetPublicKey())}, nil
 }
 
-// RetireSigningKey forgets one of the business's replaced signing keys.
+// signingKeyError is the status of an error that setting or replacing a signing key
+// share.
+func (s *Server) signingKeyError(ctx context.Context, op string, err error) error {
+	if errors.Is(err, business.ErrSigningKeyReused) {
+		return withInfo(codes.FailedPrecondition, "the business had that signing key before; a new key must be new",
+			"SIGNING_KEY_REUSED")
+	}
+	return s.storeError(ctx, op, err)
+}
+
+// RetireSigningKey retires one of the business's signing keys other than its current one.
 func (s *Server) RetireSigningKey(ctx context.Context, req *heraldv1.RetireSigningKeyRequest) (*heraldv1.RetireSigningKeyResponse, error) {
 	if !validKeyID(req.GetKeyId()) {
 		return nil, invalid([]*violation{badField("key_id", "required: a key id from SetSigningKey")})
 	}
 	switch err := s.businesses.RetireSigningKey(ctx, businessFrom(ctx), req.GetKeyId()); {
 	case errors.Is(err, business.ErrNoSuchSigningKey):
-		return nil, notFound("the business keeps no signing key " + req.GetKeyId())
+		return nil, notFound("the business has no signing key " + req.GetKeyId() + " in use")
 	case errors.Is(err, business.ErrCurrentSigningKey):
-		return nil, withInfo(codes.FailedPrecondition, "that is the business's current signing key: replace it first",
+		return nil, withInfo(codes.FailedPrecondition, "that is the business's current signing key: rotate to a new one first",
 			"CURRENT_SIGNING_KEY")
 	case err != nil:
 		return nil, s.storeError(ctx, "retire signing key", err)

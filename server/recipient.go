@@ -74,16 +74,19 @@ func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.Serve
 	ctx, cancel := r.streamContext(stream.Context())
 	defer cancel()
 	err := r.delivery.Mailboxes().Stream(ctx, p, func(d delivery.Delivery) error {
-		prof, err := r.businesses.Profile(ctx, d.Business, r.now())
+		prof, err := r.businesses.ProfileFor(ctx, d.Business, d.SigningKeyID, r.now())
 		if err != nil && !errors.Is(err, business.ErrNotFound) {
 			return err
 		}
-		return stream.Send(&heraldv1.ReceiveResponse{Item: &heraldv1.ReceiveResponse_Delivery{Delivery: &heraldv1.Delivery{
-			MessageId: d.MessageID, BusinessId: d.Business,
+		chain := prof.SigningKeyChain(d.SigningKeyID)
+		dl := &heraldv1.Delivery{MessageId: d.MessageID, BusinessId: d.Business,
 			BusinessDisplayName: prof.DisplayName, Category: categoryProto[d.Category], Kind: kindProto[d.Kind],
 			SentTime: timestamppb.New(d.Sent), ExpireTime: timestamppb.New(d.Expires), Ciphertext: d.Ciphertext,
-			ClientMessageId: d.ClientMessageID, Body: d.Body, BusinessSigningKey: prof.SigningKeyFor(d.SigningKeyID),
-			KeyId: d.KeyID}}})
+			ClientMessageId: d.ClientMessageID, Body: d.Body, KeyId: d.KeyID, BusinessKeyChain: chainProto(chain)}
+		if len(chain) > 0 {
+			dl.BusinessSigningKey = chain[0].PublicKey
+		}
+		return stream.Send(&heraldv1.ReceiveResponse{Item: &heraldv1.ReceiveResponse_Delivery{Delivery: dl}})
 	}, func(n delivery.Notice) error {
 		return stream.Send(&heraldv1.ReceiveResponse{Item: &heraldv1.ReceiveResponse_Notice{Notice: noticeProto(n)}})
 	})
@@ -94,6 +97,16 @@ func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.Serve
 		return r.storeError(ctx, "receive", err)
 	}
 	return nil
+}
+
+// chainProto is a signing key's chain as deliveries carry it.
+func chainProto(chain []business.KeyLink) []*heraldv1.SigningKeyLink {
+	links := make([]*heraldv1.SigningKeyLink, len(chain))
+	for i, l := range chain {
+		links[i] = &heraldv1.SigningKeyLink{PublicKey: l.PublicKey, Endorsement: l.Endorsement,
+			EndorsedByKeyId: l.EndorsedBy, Replaced: l.Replaced}
+	}
+	return links
 }
 
 // Ack acknowledges deliveries. Ids of another person's messages are

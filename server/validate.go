@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"strings"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/heraldhq/herald/blocklist"
+	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/phone"
@@ -148,6 +150,29 @@ func validClientID(v string) bool {
 }
 
 // validKeyID checks the shape of an e2e key id: 26 lower-case base32 characters.
+// signingKey checks a business signing key: an Ed25519 public key.
+func (c *checker) signingKey(field string, pub []byte) {
+	if len(pub) != ed25519.PublicKeySize {
+		c.bad(field, "must be a %d-byte Ed25519 public key, got %d bytes", ed25519.PublicKeySize, len(pub))
+	}
+}
+
+// endorsement checks SetSigningKeyRequest's endorsement and the id of the key that
+// made it, which come together or not at all; nil when they do not come.
+func (c *checker) endorsement(sig []byte, by string) *business.Endorsement {
+	switch {
+	case len(sig) == 0 && by == "":
+		return nil
+	case len(sig) != ed25519.SignatureSize:
+		c.bad("endorsement", "must be a %d-byte Ed25519 signature (e2e.EndorseSigningKey), got %d bytes", ed25519.SignatureSize, len(sig))
+	case !validKeyID(by):
+		c.bad("endorsed_by_key_id", "required with endorsement: the id of the business's key that made it")
+	default:
+		return &business.Endorsement{By: by, Signature: sig}
+	}
+	return nil
+}
+
 func validKeyID(v string) bool {
 	if len(v) != 26 {
 		return false

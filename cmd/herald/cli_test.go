@@ -132,6 +132,15 @@ func (f *fakeAdmin) IssueVerificationCode(context.Context, *heraldv1.IssueVerifi
 	return &heraldv1.IssueVerificationCodeResponse{Code: fakeCode, ExpireTime: timestamppb.New(time.Now().Add(10 * time.Minute))}, nil
 }
 
+// ReplaceSigningKey is the operator's replacement of the business's key; the fake
+// keeps one business, and no chain.
+func (f *fakeAdmin) ReplaceSigningKey(_ context.Context, req *heraldv1.ReplaceSigningKeyRequest) (*heraldv1.ReplaceSigningKeyResponse, error) {
+	f.st.mu.Lock()
+	defer f.st.mu.Unlock()
+	f.st.signingKey = req.GetPublicKey()
+	return &heraldv1.ReplaceSigningKeyResponse{KeyId: e2e.KeyID(req.GetPublicKey())}, nil
+}
+
 type fakeRecipient struct {
 	heraldv1.UnimplementedRecipientServiceServer
 	st *fakeState
@@ -288,7 +297,8 @@ func (f *fakeMessaging) Send(_ context.Context, req *heraldv1.SendRequest) (*her
 func (f *fakeMessaging) SetSigningKey(_ context.Context, req *heraldv1.SetSigningKeyRequest) (*heraldv1.SetSigningKeyResponse, error) {
 	f.st.mu.Lock()
 	defer f.st.mu.Unlock()
-	if f.st.signingKey != nil && !bytes.Equal(f.st.signingKey, req.GetPublicKey()) && !req.GetReplace() {
+	if f.st.signingKey != nil && !bytes.Equal(f.st.signingKey, req.GetPublicKey()) &&
+		e2e.VerifyEndorsement(f.st.signingKey, fakeBusiness, req.GetPublicKey(), req.GetEndorsement()) != nil {
 		st, _ := status.New(codes.FailedPrecondition, "the business has another signing key").WithDetails(
 			&errdetails.ErrorInfo{Reason: "SIGNING_KEY_EXISTS"})
 		return nil, st.Err()
@@ -511,31 +521,47 @@ func TestReceiveRefusesWhatFailsVerification(t *testing.T) {
 	}
 }
 
-// TestBusinessKeyChange: when a business replaces its signing key, the device withholds
-// its messages until the person trusts the new key.
+// TestBusinessKeyChange: a business that lost its key file cannot send, nor replace
+// the key by itself; it makes a new key, the operator puts it in place, and the
+// device withholds its messages until the person trusts the new key.
 func TestBusinessKeyChange(t *testing.T) {
 	t.Parallel()
 	_, addr := startFake(t)
 	state := t.TempDir()
-	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": state, "HERALD_API_KEY": fakeAPIKey, "HERALD_BUSINESS_ID": fakeBusiness}
-	send := func(want int, text string, extra ...string) {
+	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": state, "HERALD_API_KEY": fakeAPIKey,
+		"HERALD_BUSINESS_ID": fakeBusiness, "HERALD_ADMIN_TOKEN": "adm"}
+	send := func(want int, text string) string {
 		t.Helper()
-		mustHerald(t, want, vars, append([]string{"send", "--to", "+15550000001", "--category", "transactional", "--kind", "receipt",
-			"--text", text}, extra...)...)
+		code, out, stderr := herald(t, vars, "send", "--to", "+15550000001", "--category", "transactional", "--kind", "receipt",
+			"--text", text)
+		if code != want {
+			t.Fatalf("send %q: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", text, code, want, out, stderr)
+		}
+		return stderr
 	}
 	mustHerald(t, exitOK, vars, "device", "register", "--phone", "+15550000001", "--code", fakeCode)
 	send(exitOK, "first")
 	mustHerald(t, exitOK, vars, "device", "receive", "--ack")
 
-	// The business loses its key file: a send does not replace the key by itself; the
-	// business replaces it on purpose.
 	if err := os.Remove(filepath.Join(state, "business-"+fakeBusiness+".key")); err != nil {
 		t.Fatal(err)
 	}
-	send(exitError, "second")
-	send(exitOK, "second", "--replace-signing-key")
+	if stderr := send(exitError, "second"); !strings.Contains(stderr, "herald key new") ||
+		!strings.Contains(stderr, "herald admin replace-signing-key") {
+		t.Fatalf("send without the key does not say how to have it replaced:\n%s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(state, "business-"+fakeBusiness+".key")); err == nil {
+		t.Fatal("a refused send left a key file behind")
+	}
+	pub := strings.TrimSpace(mustHerald(t, exitOK, vars, "key", "new"))
+	mustHerald(t, exitError, vars, "key", "new") // the key is made once
+	if stderr := send(exitError, "second"); !strings.Contains(stderr, "not business "+fakeBusiness+"'s current key") {
+		t.Fatalf("send before the operator put the new key in place:\n%s", stderr)
+	}
+	mustHerald(t, exitOK, vars, "admin", "replace-signing-key", fakeBusiness, "--key", pub)
+	send(exitOK, "second")
 	code, out, stderr := herald(t, vars, "device", "receive", "--ack")
-	if code != exitError || strings.Contains(out, "second") || !strings.Contains(stderr, "herald device trust "+fakeBusiness+" --key ") {
+	if code != exitError || strings.Contains(out, "second") || !strings.Contains(stderr, "herald device trust "+fakeBusiness+" --key "+pub) {
 		t.Fatalf("receive under a new key: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
 	trust := stderr[strings.Index(stderr, "herald device trust"):]

@@ -173,7 +173,8 @@ func (c *cli) deviceReceive(ctx context.Context, fs *flag.FlagSet, args []string
 		problems = append(problems, fmt.Sprintf("%d of %d messages could not be read and stay queued: an unknown format (a newer herald may read them) or a gateway that could not be told to drop them", kept, received))
 	}
 	for _, kc := range changed {
-		problems = append(problems, fmt.Sprintf("business %s now signs with another key, so its messages stay queued, unread; "+
+		problems = append(problems, fmt.Sprintf("business %s now signs with a key that no key you trust vouches for (the "+
+			"operator replaced its keys, or someone impersonates it), so its messages stay queued, unread; "+
 			"if you have made sure with the business that it changed its key, run: herald device trust %s --key %s --name %s",
 			kc.BusinessID, kc.BusinessID, hex.EncodeToString(kc.Offered), *name))
 	}

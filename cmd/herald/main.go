@@ -109,6 +109,7 @@ var commands = []*command{
 	{"admin issue-key", "BUSINESS_ID", "issue an API key; prints the key (shown once) and its id", (*cli).adminIssueKey},
 	{"admin revoke-key", "KEY_ID | --key API_KEY", "revoke an API key", (*cli).adminRevokeKey},
 	{"admin issue-code", "PHONE", "issue a one-time device verification code for a phone number", (*cli).adminIssueCode},
+	{"admin replace-signing-key", "BUSINESS_ID --key KEY", "put a new signing key in place of a business's lost ones; every device sees a key change", (*cli).adminReplaceSigningKey},
 
 	{"device register", "--phone PHONE --code CODE [--name NAME]", "generate a key pair here and register this device", (*cli).deviceRegister},
 	{"device receive", "[--name NAME] [--follow] [--ack | --read]", "print this device's messages, decrypted", (*cli).deviceReceive},
@@ -128,6 +129,9 @@ var commands = []*command{
 	{"lookup", "--to PHONE --category CATEGORY", "show whether a message would be admitted, and the recipient's devices", (*cli).lookup},
 	{"consent record", "--to PHONE --category CATEGORY (--in | --out) --source SOURCE [--reference REF]", "record a consent the business collected", (*cli).consentRecord},
 	{"statuses", "[--cursor CURSOR] [--follow]", "print the business's delivery status events", (*cli).statuses},
+	{"key rotate", "--business ID", "move the business to a new signing key that its current key endorses; devices follow without asking", (*cli).keyRotate},
+	{"key retire", "KEY_ID", "retire a signing key the business rotated away from", (*cli).keyRetire},
+	{"key new", "--business ID", "make a signing key here for a business that lost its own, for the operator to put in place", (*cli).keyNew},
 }
 
 // dispatch parses the global flags, picks the command and runs it.
@@ -304,9 +308,11 @@ global flags (also accepted after the command):
                      ~/.config/herald), each file 0600: one per device name, holding
                      its token, private keys and the business keys it trusts; and
                      business-ID.key, the signing key send makes for a business the
-                     first time and registers with the gateway
+                     first time and registers with the gateway, and key rotate
+                     replaces (HERALD_SIGNING_KEY_FILE names another file instead)
 
-send needs the business's id as well as its API key: --business or HERALD_BUSINESS_ID.
+send and key need the business's id as well as its API key: --business or
+HERALD_BUSINESS_ID.
   --json             machine-readable output: each response as one line of JSON; an
                      error as {"error": {...}} on stderr
 

@@ -33,7 +33,6 @@ func (c *cli) send(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	text := fs.String("text", "", "the message `TEXT` (required); only the recipient's devices can read it")
 	id := fs.String("id", "", "client message `ID`, the idempotency key: sending again with the same id delivers nothing twice (default: random)")
 	ttl := fs.Duration("ttl", 0, "drop the message if undelivered after this `DURATION`, 1s to 720h (default: the gateway's, 30 days)")
-	replaceKey := fs.Bool("replace-signing-key", false, "replace the business's registered signing key with a new one (or HERALD_SIGNING_KEY_FILE's): every device sees a key change; for a lost or stolen key only")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -67,7 +66,7 @@ func (c *cli) send(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	b, err := c.signingBusiness(ctx, conn, *business, key, *replaceKey)
+	b, err := c.signingBusiness(ctx, conn, *business, key)
 	if err != nil {
 		return err
 	}
@@ -87,84 +86,87 @@ func (c *cli) send(ctx context.Context, fs *flag.FlagSet, args []string) error {
 		*id, sent.DeviceIDs)
 }
 
-// signingBusiness is the business id with its signing key: from the file
-// HERALD_SIGNING_KEY_FILE names, or else from the state directory. The first time
-// (no key anywhere) it generates one, registers it with the gateway and saves it. It
-// never replaces a key the business has registered unless replace is set: a machine
-// without the key gets an error saying how to load it.
-func (c *cli) signingBusiness(ctx context.Context, conn grpc.ClientConnInterface, id, key string, replace bool) (*client.Business, error) {
-	if file := c.cfg.getenv("HERALD_SIGNING_KEY_FILE"); file != "" {
-		seed, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("HERALD_SIGNING_KEY_FILE: %w", err)
-		}
-		signer, err := e2e.ParseSigningKey(seed)
-		if err != nil {
-			return nil, fmt.Errorf("HERALD_SIGNING_KEY_FILE %s: %w", file, err)
-		}
-		b := client.NewBusiness(conn, id, key, signer)
-		if replace {
-			return b, b.ReplaceSigningKey(ctx)
-		}
-		if err := b.RegisterSigningKey(ctx); errors.Is(err, client.ErrSigningKeyExists) {
-			return nil, fmt.Errorf("the key in HERALD_SIGNING_KEY_FILE (%s) is not the signing key business %s has registered; "+
-				"point it at the registered key, or send with --replace-signing-key to replace that one (every device will see a key change)", file, id)
-		} else if err != nil {
-			return nil, err
-		}
-		return b, nil
-	}
-	signer, saved, err := loadSigningKey(c.cfg.StateDir, id)
-	if replace && err == nil {
-		signer, err = e2e.GenerateSigningKey() // a replacement is a new key, whatever is saved
-	}
+// signingBusiness is the business id with its signing key (signingKey), which it
+// makes sure is the business's current key. The first time (no key here, none
+// registered) it makes one, saves it and registers it. It never replaces a key: a
+// machine without the current key gets an error saying where to get it, and how to
+// have the operator replace a lost one.
+func (c *cli) signingBusiness(ctx context.Context, conn grpc.ClientConnInterface, id, apiKey string) (*client.Business, error) {
+	signer, path, made, err := c.signingKey(id, true)
 	if err != nil {
 		return nil, err
 	}
-	b := client.NewBusiness(conn, id, key, signer)
-	if saved && !replace {
-		return b, nil
-	}
-	if replace {
-		err = b.ReplaceSigningKey(ctx)
-	} else {
-		err = b.RegisterSigningKey(ctx)
-	}
-	if errors.Is(err, client.ErrSigningKeyExists) {
-		// Another herald on this machine may have made and saved one meanwhile.
-		if signer, saved, lerr := loadSigningKey(c.cfg.StateDir, id); lerr == nil && saved {
-			b = client.NewBusiness(conn, id, key, signer)
-			return b, b.RegisterSigningKey(ctx)
-		}
-		path, _ := signingKeyPath(c.cfg.StateDir, id)
-		return nil, fmt.Errorf("business %s has a signing key registered, and this machine does not have it: copy %s from the machine "+
-			"that made it, or set HERALD_SIGNING_KEY_FILE to that key file; to replace the key on purpose "+
-			"(every device will see a key change), send with --replace-signing-key", id, filepath.Base(path))
-	}
-	if err != nil {
+	b := client.NewBusiness(conn, id, apiKey, signer)
+	err = b.RegisterSigningKey(ctx)
+	switch {
+	case errors.Is(err, client.ErrSigningKeyExists) && made:
+		// Never registered, so never used: nothing is lost with it.
+		os.Remove(path)
+		return nil, fmt.Errorf("business %s has a signing key registered, and this machine does not have it: copy %s from the "+
+			"machine that made it, or set HERALD_SIGNING_KEY_FILE to that key file. If every copy is lost, make a new key here "+
+			"with 'herald key new' and ask the operator to put it in place of the lost one (herald admin replace-signing-key); "+
+			"every device will then see a key change", id, filepath.Base(path))
+	case errors.Is(err, client.ErrSigningKeyExists):
+		return nil, fmt.Errorf("the signing key in %s is not business %s's current key: if another machine rotated it "+
+			"(herald key rotate), copy that machine's key file here; if it is a new key made for a lost one (herald key new), "+
+			"the operator has yet to put it in place (herald admin replace-signing-key)", path, id)
+	case err != nil:
 		return nil, err
 	}
-	path, err := saveSigningKey(c.cfg.StateDir, id, signer, replace)
-	if errors.Is(err, fs.ErrExist) {
-		// Another herald made one meanwhile: use that, and make sure it is the one
-		// registered, whichever registration came last.
-		if signer, _, err = loadSigningKey(c.cfg.StateDir, id); err != nil {
-			return nil, err
-		}
-		b = client.NewBusiness(conn, id, key, signer)
-		return b, b.ReplaceSigningKey(ctx)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("registered a new signing key for %s but could not save it (send again to make another): %w", id, err)
-	}
-	if !c.cfg.JSON {
-		what := "new signing key"
-		if replace {
-			what = "replacement signing key"
-		}
-		fmt.Fprintf(c.stderr, "herald: %s for %s registered and saved in %s; devices trust it from now on\n", what, id, path)
+	if made && !c.cfg.JSON {
+		fmt.Fprintf(c.stderr, "herald: new signing key for %s registered and saved in %s; devices trust it from now on\n", id, path)
 	}
 	return b, nil
+}
+
+// signingKey is the business's signing key and the file it is in: the file
+// HERALD_SIGNING_KEY_FILE names, or else business-ID.key in the state directory.
+// When the state directory has none and create is set, it makes one and saves it
+// (made); another herald that saved one meanwhile wins, and its key is returned.
+func (c *cli) signingKey(id string, create bool) (key *e2e.SigningKey, path string, made bool, err error) {
+	if file := c.cfg.getenv("HERALD_SIGNING_KEY_FILE"); file != "" {
+		// A key the user keeps elsewhere is never made here.
+		seed, err := os.ReadFile(file)
+		if err != nil {
+			return nil, "", false, fmt.Errorf("HERALD_SIGNING_KEY_FILE: %w", err)
+		}
+		key, err := e2e.ParseSigningKey(seed)
+		if err != nil {
+			return nil, "", false, fmt.Errorf("HERALD_SIGNING_KEY_FILE %s: %w", file, err)
+		}
+		return key, file, false, nil
+	}
+	path, err = signingKeyPath(c.cfg.StateDir, id)
+	if err != nil {
+		return nil, "", false, err
+	}
+	key, saved, err := loadSigningKey(c.cfg.StateDir, id)
+	switch {
+	case err != nil:
+		return nil, "", false, err
+	case saved:
+		return key, path, false, nil
+	case !create:
+		return nil, "", false, fmt.Errorf("no signing key of business %s in %s (nor HERALD_SIGNING_KEY_FILE set)", id, c.cfg.StateDir)
+	}
+	_, err = saveSigningKey(c.cfg.StateDir, id, key)
+	if errors.Is(err, fs.ErrExist) {
+		key, _, err = loadSigningKey(c.cfg.StateDir, id)
+		return key, path, false, err
+	}
+	if err != nil {
+		return nil, "", false, err
+	}
+	return key, path, true, nil
+}
+
+// signingKeyFile is the file of the business's signing key: the one
+// HERALD_SIGNING_KEY_FILE names, or else business-ID.key in the state directory.
+func (c *cli) signingKeyFile(id string) (string, error) {
+	if file := c.cfg.getenv("HERALD_SIGNING_KEY_FILE"); file != "" {
+		return file, nil
+	}
+	return signingKeyPath(c.cfg.StateDir, id)
 }
 
 // rejectedResult is a rejection as the Result the gateway gave.

@@ -168,9 +168,10 @@ func signingKeyPath(dir, id string) (string, error) {
 }
 
 // loadSigningKey returns the business's signing key from dir, or a new one when
-// there is none yet (saved false). The caller registers a new key with the gateway and
-// only then saves it (saveSigningKey), so that a key on disk is always one that was
-// registered: if the process dies in between, nothing was signed with the lost key.
+// there is none yet (saved false), for the caller to save (saveSigningKey) and
+// register. A key on disk may be one not registered yet (the process stopped in
+// between, or it waits for the operator to put it in place of a lost one): send
+// registers it, or says that the business has another.
 func loadSigningKey(dir, id string) (key *e2e.SigningKey, saved bool, err error) {
 	path, err := signingKeyPath(dir, id)
 	if err != nil {
@@ -190,12 +191,12 @@ func loadSigningKey(dir, id string) (key *e2e.SigningKey, saved bool, err error)
 	return key, true, nil
 }
 
-// saveSigningKey saves a new signing key. Unless replace is set it fails with
-// fs.ErrExist if another herald saved one for the business meanwhile.
-func saveSigningKey(dir, id string, key *e2e.SigningKey, replace bool) (string, error) {
+// saveSigningKey saves a new signing key of the business. It fails with fs.ErrExist
+// if the business has one saved here: that may be the only copy of its key.
+func saveSigningKey(dir, id string, key *e2e.SigningKey) (string, error) {
 	path, err := signingKeyPath(dir, id)
 	if err != nil {
 		return "", err
 	}
-	return path, writePrivate(dir, path, key.MarshalPrivate(), replace)
+	return path, writePrivate(dir, path, key.MarshalPrivate(), false)
 }

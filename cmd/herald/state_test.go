@@ -168,7 +168,7 @@ func TestSigningKeyIsMadeOnceAndPrivate(t *testing.T) {
 	if err != nil || saved {
 		t.Fatalf("first load: saved %v, %v", saved, err)
 	}
-	path, err := saveSigningKey(dir, "biz_1", key, false)
+	path, err := saveSigningKey(dir, "biz_1", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestSigningKeyIsMadeOnceAndPrivate(t *testing.T) {
 	if err != nil || !saved || !bytes.Equal(again.PublicKey(), key.PublicKey()) {
 		t.Fatalf("second load: saved %v, %v, same key %v", saved, err, bytes.Equal(again.PublicKey(), key.PublicKey()))
 	}
-	if _, err := saveSigningKey(dir, "biz_1", again, false); !errors.Is(err, fs.ErrExist) {
+	if _, err := saveSigningKey(dir, "biz_1", again); !errors.Is(err, fs.ErrExist) {
 		t.Errorf("saving over a key: %v, want ErrExist", err)
 	}
 	for _, id := range []string{"", "../x", "B1", "a/b"} {

@@ -17,8 +17,9 @@
 // state in a message is q queued, d delivered, r read, x expired, f failed (refused by
 // the device); status events are A accepted, D delivered, R read, X expired, F failed
 // (with a reason: bad_signature, unknown_key, cannot_decrypt, header_mismatch,
-// replay). Message ids are <uid>.<23 base32hex chars> (NewMessageID), so each names
-// its recipient.
+// replay); a business signing key's origin is f first, e endorsed, r replaced by the
+// operator, and its state u in use, s set aside, x retired. Message ids are
+// <uid>.<23 base32hex chars> (NewMessageID), so each names its recipient.
 //
 // Recipient keys ({u:<uid>}):
 //
@@ -58,9 +59,12 @@
 //
 // Business keys ({b:<id>}):
 //
-//	hr:{b:B}            hash   display_name, created, mps, burst, uniq (limits), sigkey (its
-//	                           current Ed25519 public key, raw), sigkey:<key id> (every key
-//	                           it registered and has not retired) (BusinessRecord)
+//	hr:{b:B}            hash   display_name, created, mps, burst, uniq (limits), sigkey (the
+//	                           id of its current signing key), sigkey:<key id> (each
+//	                           Ed25519 key with how it came: first, endorsed by key id
+//	                           with the signature, or replaced by the operator; and its
+//	                           state: in use, set aside by a replacement, retired but on a
+//	                           later key's chain) (BusinessRecord, SigningKeyRecord)
 //	hr:{b:B}:keys       set    ids of the business's active API keys
 //	hr:{b:B}:st         stream status events for the business (StreamStatus): s, m, cm, d, t
 //	hr:{b:B}:new        zset   units of its new-recipient allowance (AllowanceUnit), by lease time

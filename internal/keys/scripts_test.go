@@ -51,14 +51,27 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	_, gone, err := bs.IssueKey(ctx, biz, now)
 	must(t, err)
 	must(t, bs.RevokeKey(ctx, gone, now))
-	sig := make([]byte, 32)
-	sig[0] = 7
-	must(t, bs.SetSigningKey(ctx, biz, sig, false))
+	// Signing keys of every origin and state: a first key, retired but on the chain of
+	// the one it endorsed, set aside by the operator's replacement.
+	first, _ := e2e.GenerateSigningKey()
+	next, _ := e2e.GenerateSigningKey()
+	replaced, _ := e2e.GenerateSigningKey()
+	must(t, bs.SetSigningKey(ctx, biz, first.PublicKey(), nil))
+	endorsement, err := e2e.EndorseSigningKey(first, biz, next.PublicKey())
+	must(t, err)
+	must(t, bs.SetSigningKey(ctx, biz, next.PublicKey(), &business.Endorsement{By: e2e.KeyID(first.PublicKey()), Signature: endorsement}))
+	must(t, bs.RetireSigningKey(ctx, biz, e2e.KeyID(first.PublicKey())))
+	must(t, bs.ReplaceSigningKey(ctx, biz, replaced.PublicKey()))
 	rec, err := keys.ParseBusiness(rdb.HGetAll(ctx, keys.Business(biz).Record()).Val())
 	d := business.DefaultLimits
-	wantRec := keys.BusinessRecord{DisplayName: "Acme", Created: now, SigningKey: sig,
-		SigningKeys: map[string][]byte{e2e.KeyID(sig): sig},
-		Limits:      &keys.BusinessLimits{PerSecond: d.PerSecond, Burst: d.Burst, DailyUnique: d.DailyUnique}}
+	wantRec := keys.BusinessRecord{DisplayName: "Acme", Created: now, CurrentSigningKey: e2e.KeyID(replaced.PublicKey()),
+		SigningKeys: map[string]keys.SigningKeyRecord{
+			e2e.KeyID(first.PublicKey()): {PublicKey: first.PublicKey(), Origin: keys.SigningKeyFirst, State: keys.SigningKeyRetired},
+			e2e.KeyID(next.PublicKey()): {PublicKey: next.PublicKey(), Origin: keys.SigningKeyEndorsed,
+				EndorsedBy: e2e.KeyID(first.PublicKey()), Endorsement: endorsement, State: keys.SigningKeySetAside},
+			e2e.KeyID(replaced.PublicKey()): {PublicKey: replaced.PublicKey(), Origin: keys.SigningKeyReplaced, State: keys.SigningKeyInUse},
+		},
+		Limits: &keys.BusinessLimits{PerSecond: d.PerSecond, Burst: d.Burst, DailyUnique: d.DailyUnique}}
 	if err != nil || !reflect.DeepEqual(rec, wantRec) {
 		t.Fatalf("business record = %+v, %v; want %+v", rec, err, wantRec)
 	}
@@ -152,14 +165,14 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	a1 := admission(m1, "c1", blocklist.Marketing, "body one", time.Hour,
 		blocklist.Envelope{DeviceID: d1, Ciphertext: []byte("wrap 1"), KeyID: k1},
 		blocklist.Envelope{DeviceID: d2, Ciphertext: []byte("wrap 2")})
-	a1.SigningKeyID = e2e.KeyID(sig)
+	a1.SigningKeyID = e2e.KeyID(next.PublicKey())
 	ds, err = store.Admit(ctx, []blocklist.Admission{a1})
 	if err != nil || ds[0].Outcome != blocklist.Accepted {
 		t.Fatalf("Admit = %+v, %v", ds, err)
 	}
 	msg, err := keys.ParseMessage(rdb.HGetAll(ctx, u.Message(m1)).Val())
 	wantMsg := keys.Message{Business: biz, Category: keys.CategoryMarketing, Kind: "offer", ClientMessageID: "c1",
-		Sent: now, Expires: now.Add(time.Hour), BodyHash: blocklist.BodyHash([]byte("body one")), SigningKeyID: e2e.KeyID(sig),
+		Sent: now, Expires: now.Add(time.Hour), BodyHash: blocklist.BodyHash([]byte("body one")), SigningKeyID: e2e.KeyID(next.PublicKey()),
 		Devices: map[string]keys.MessageDevice{d1: {State: keys.StateQueued, KeyID: k1}, d2: {State: keys.StateQueued}}}
 	if err != nil || !reflect.DeepEqual(msg, wantMsg) {
 		t.Fatalf("message = %+v, %v; want %+v", msg, err, wantMsg)
@@ -188,7 +201,7 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	got := receive(t, mb, delivery.Principal{UID: uid, DeviceID: d1})
 	wantDel := delivery.Delivery{MessageID: m1, Business: biz, Category: "m", Kind: "offer", ClientMessageID: "c1",
 		Sent: now, Expires: now.Add(time.Hour), Ciphertext: []byte("wrap 1"), Body: []byte("body one"), KeyID: k1,
-		SigningKeyID: e2e.KeyID(sig)}
+		SigningKeyID: e2e.KeyID(next.PublicKey())}
 	if !reflect.DeepEqual(got, wantDel) {
 		t.Fatalf("fetched %+v, want %+v", got, wantDel)
 	}

@@ -855,26 +855,106 @@ const (
 	BusinessPerSecond   = "mps"
 	BusinessBurst       = "burst"
 	BusinessDailyUnique = "uniq"
-	// BusinessSigningKey is its Ed25519 public key (32 raw bytes), once it registers one:
-	// the current key. BusinessSigningKeyOf fields keep every key it registered and has
-	// not retired, so that a message signed with one is delivered with it.
+	// BusinessSigningKey is the id (e2e.KeyID) of its current signing key, once it
+	// registers one: the key a message that names none is delivered with.
+	// BusinessSigningKeyOf fields keep each key with how it came (SigningKeyRecord).
 	BusinessSigningKey = "sigkey"
 )
 
 // BusinessSigningKeyOf is the field keeping the business's signing key with id keyID
-// (e2e.KeyID of the key), current or replaced, until the business retires it.
+// (e2e.KeyID of the key): a SigningKeyRecord line.
 func BusinessSigningKeyOf(keyID string) string { return BusinessSigningKey + ":" + keyID }
+
+// How a business's signing key came to be one (SigningKeyRecord.Origin).
+const (
+	// SigningKeyFirst is the business's first key, which needed no endorsement.
+	SigningKeyFirst = "f"
+	// SigningKeyEndorsed is a key another key of the business endorsed.
+	SigningKeyEndorsed = "e"
+	// SigningKeyReplaced is a key the operator set in place of lost ones: nothing
+	// vouches for it.
+	SigningKeyReplaced = "r"
+)
+
+// Where a business's signing key stands (SigningKeyRecord.State).
+const (
+	// SigningKeyInUse: messages signed with it are delivered with it, and it may
+	// endorse a new key.
+	SigningKeyInUse = "u"
+	// SigningKeySetAside: an operator's replacement came after it. Messages signed with
+	// it are still delivered with it, but it endorses no key: whoever may hold a lost
+	// key cannot vouch for one of their own.
+	SigningKeySetAside = "s"
+	// SigningKeyRetired: the business retired it. It is kept only as a link of the
+	// chain of a later key, until no chain needs it.
+	SigningKeyRetired = "x"
+)
+
+// SigningKeyRecord is one of a business's signing keys, the line
+//
+//	public key (standard base64)|origin|endorsed by|endorsement (standard base64)|state
+//
+// (endorsed by and endorsement empty unless origin is SigningKeyEndorsed).
+type SigningKeyRecord struct {
+	// PublicKey is the Ed25519 public key (32 bytes).
+	PublicKey []byte
+	// Origin is SigningKeyFirst, SigningKeyEndorsed or SigningKeyReplaced.
+	Origin string
+	// EndorsedBy is the id of the key that endorsed this one, and Endorsement its
+	// signature (e2e.EndorseSigningKey); set for SigningKeyEndorsed only.
+	EndorsedBy  string
+	Endorsement []byte
+	// State is SigningKeyInUse, SigningKeySetAside or SigningKeyRetired.
+	State string
+}
+
+// Encode is the record's stored line.
+func (r SigningKeyRecord) Encode() string {
+	return strings.Join([]string{base64.StdEncoding.EncodeToString(r.PublicKey), r.Origin, r.EndorsedBy,
+		base64.StdEncoding.EncodeToString(r.Endorsement), r.State}, "|")
+}
+
+// ParseSigningKeyRecord reads a stored signing key line.
+func ParseSigningKeyRecord(line string) (SigningKeyRecord, error) {
+	f := strings.Split(line, "|")
+	if len(f) != 5 {
+		return SigningKeyRecord{}, malformed("signing key", "%d fields, want 5", len(f))
+	}
+	pub, err1 := base64.StdEncoding.DecodeString(f[0])
+	sig, err2 := base64.StdEncoding.DecodeString(f[3])
+	if errors.Join(err1, err2) != nil {
+		return SigningKeyRecord{}, malformed("signing key", "not base64: %q", line)
+	}
+	r := SigningKeyRecord{PublicKey: pub, Origin: f[1], EndorsedBy: f[2], State: f[4]}
+	if len(sig) > 0 {
+		r.Endorsement = sig
+	}
+	endorsed := r.Origin == SigningKeyEndorsed
+	switch {
+	case len(r.PublicKey) != 32:
+		return SigningKeyRecord{}, malformed("signing key", "public key of %d bytes, want 32", len(r.PublicKey))
+	case !slices.Contains([]string{SigningKeyFirst, SigningKeyEndorsed, SigningKeyReplaced}, r.Origin):
+		return SigningKeyRecord{}, malformed("signing key", "origin %q", r.Origin)
+	case endorsed != (r.EndorsedBy != "") || endorsed != (len(r.Endorsement) > 0):
+		return SigningKeyRecord{}, malformed("signing key", "origin %s with endorser %q and %d-byte endorsement",
+			r.Origin, r.EndorsedBy, len(r.Endorsement))
+	case !slices.Contains([]string{SigningKeyInUse, SigningKeySetAside, SigningKeyRetired}, r.State):
+		return SigningKeyRecord{}, malformed("signing key", "state %q", r.State)
+	}
+	return r, nil
+}
 
 // BusinessRecord is a business's hash.
 type BusinessRecord struct {
 	DisplayName string
 	Created     time.Time
 	// Limits is nil when the record holds none (the business's defaults apply).
-	Limits     *BusinessLimits
-	SigningKey []byte
-	// SigningKeys are every key the business registered and has not retired, by id
-	// (BusinessSigningKeyOf), the current one among them.
-	SigningKeys map[string][]byte
+	Limits *BusinessLimits
+	// CurrentSigningKey is the id of the current signing key; "" before the first.
+	CurrentSigningKey string
+	// SigningKeys are the business's signing keys by id (BusinessSigningKeyOf): every
+	// key not retired, and retired ones still on a later key's chain.
+	SigningKeys map[string]SigningKeyRecord
 }
 
 // BusinessLimits are a business's stored limits.
@@ -885,7 +965,7 @@ type BusinessLimits struct {
 }
 
 // Fields are the record's fields, for HSET; it writes only what r holds (a zero
-// Created, nil Limits or SigningKey, or "" name are left out).
+// Created, nil Limits, "" name or current key are left out).
 func (r BusinessRecord) Fields() []any {
 	kv := optField(nil, BusinessName, r.DisplayName)
 	if !r.Created.IsZero() {
@@ -895,11 +975,9 @@ func (r BusinessRecord) Fields() []any {
 		kv = append(kv, BusinessPerSecond, strconv.FormatFloat(l.PerSecond, 'f', -1, 64), BusinessBurst,
 			strconv.Itoa(l.Burst), BusinessDailyUnique, strconv.Itoa(l.DailyUnique))
 	}
-	if r.SigningKey != nil {
-		kv = append(kv, BusinessSigningKey, string(r.SigningKey))
-	}
+	kv = optField(kv, BusinessSigningKey, r.CurrentSigningKey)
 	for _, id := range slices.Sorted(maps.Keys(r.SigningKeys)) {
-		kv = append(kv, BusinessSigningKeyOf(id), string(r.SigningKeys[id]))
+		kv = append(kv, BusinessSigningKeyOf(id), r.SigningKeys[id].Encode())
 	}
 	return kv
 }
@@ -907,16 +985,24 @@ func (r BusinessRecord) Fields() []any {
 // ParseBusiness reads a business hash (HGETALL). An empty hash is no business: its
 // DisplayName is "".
 func ParseBusiness(h map[string]string) (BusinessRecord, error) {
-	r := BusinessRecord{DisplayName: h[BusinessName]}
-	if k, ok := h[BusinessSigningKey]; ok {
-		r.SigningKey = []byte(k)
-	}
+	r := BusinessRecord{DisplayName: h[BusinessName], CurrentSigningKey: h[BusinessSigningKey]}
 	for f, v := range h {
-		if id, ok := strings.CutPrefix(f, BusinessSigningKeyOf("")); ok {
-			if r.SigningKeys == nil {
-				r.SigningKeys = map[string][]byte{}
-			}
-			r.SigningKeys[id] = []byte(v)
+		id, ok := strings.CutPrefix(f, BusinessSigningKeyOf(""))
+		if !ok {
+			continue
+		}
+		k, err := ParseSigningKeyRecord(v)
+		if err != nil {
+			return BusinessRecord{}, fmt.Errorf("business signing key %s: %w", id, err)
+		}
+		if r.SigningKeys == nil {
+			r.SigningKeys = map[string]SigningKeyRecord{}
+		}
+		r.SigningKeys[id] = k
+	}
+	if cur := r.CurrentSigningKey; cur != "" {
+		if k, ok := r.SigningKeys[cur]; !ok || k.State != SigningKeyInUse {
+			return BusinessRecord{}, malformed("business", "current signing key %s is not a key in use", cur)
 		}
 	}
 	var err error

@@ -265,7 +265,7 @@ func TestSmallRecordCodecs(t *testing.T) {
 		t.Errorf("a code without its count parsed: %v", err)
 	}
 
-	b := keys.BusinessRecord{DisplayName: "Acme", Created: ms(9), SigningKey: []byte{1, 2, 3},
+	b := keys.BusinessRecord{DisplayName: "Acme", Created: ms(9),
 		Limits: &keys.BusinessLimits{PerSecond: 2.5, Burst: 5, DailyUnique: 0}}
 	if got, err := keys.ParseBusiness(hash(b.Fields())); err != nil || !reflect.DeepEqual(got, b) {
 		t.Fatalf("ParseBusiness = %+v, %v; want %+v", got, err, b)
@@ -296,4 +296,56 @@ func TestSmallRecordCodecs(t *testing.T) {
 			t.Errorf("ParseQuality(%v) = %v, want ErrMalformed", bad, err)
 		}
 	}
+}
+
+// TestBusinessSigningKeysCodec: a business's signing keys keep how each came and where
+// it stands; a record that contradicts itself is malformed.
+func TestBusinessSigningKeysCodec(t *testing.T) {
+	t.Parallel()
+	key := func(b byte) []byte { k := make([]byte, 32); k[0] = b; return k }
+	sig := make([]byte, 64)
+	sig[5] = 9
+	b := keys.BusinessRecord{DisplayName: "Acme", Created: ms(9), CurrentSigningKey: "k4",
+		SigningKeys: map[string]keys.SigningKeyRecord{
+			"k1": {PublicKey: key(1), Origin: keys.SigningKeyFirst, State: keys.SigningKeyRetired},
+			"k2": {PublicKey: key(2), Origin: keys.SigningKeyEndorsed, EndorsedBy: "k1", Endorsement: sig, State: keys.SigningKeySetAside},
+			"k3": {PublicKey: key(3), Origin: keys.SigningKeyReplaced, State: keys.SigningKeyInUse},
+			"k4": {PublicKey: key(4), Origin: keys.SigningKeyEndorsed, EndorsedBy: "k3", Endorsement: sig, State: keys.SigningKeyInUse},
+		}}
+	h := hash(b.Fields())
+	if got, err := keys.ParseBusiness(h); err != nil || !reflect.DeepEqual(got, b) {
+		t.Fatalf("ParseBusiness = %+v, %v; want %+v", got, err, b)
+	}
+	if h[keys.BusinessSigningKey] != "k4" || h[keys.BusinessSigningKeyOf("k1")] != "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=|f|||x" {
+		t.Fatalf("signing key fields = %v", h)
+	}
+
+	for name, edit := range map[string]func(map[string]string){
+		"current key unknown":        func(h map[string]string) { h[keys.BusinessSigningKey] = "k9" },
+		"current key set aside":      func(h map[string]string) { h[keys.BusinessSigningKey] = "k2" },
+		"current key retired":        func(h map[string]string) { h[keys.BusinessSigningKey] = "k1" },
+		"short key":                  func(h map[string]string) { h[keys.BusinessSigningKeyOf("k1")] = "AQID|f|||x" },
+		"raw key":                    func(h map[string]string) { h[keys.BusinessSigningKeyOf("k1")] = string(key(1)) },
+		"unknown origin":             func(h map[string]string) { setField(h, "k3", 1, "z") },
+		"unknown state":              func(h map[string]string) { setField(h, "k3", 4, "") },
+		"endorsed without endorser":  func(h map[string]string) { setField(h, "k4", 2, "") },
+		"endorsed without signature": func(h map[string]string) { setField(h, "k4", 3, "") },
+		"first with an endorsement":  func(h map[string]string) { setField(h, "k1", 3, "AAAA") },
+		"replaced with an endorser":  func(h map[string]string) { setField(h, "k3", 2, "k1") },
+		"signature not base64":       func(h map[string]string) { setField(h, "k4", 3, "%%") },
+		"a field too many":           func(h map[string]string) { h[keys.BusinessSigningKeyOf("k3")] += "|" },
+	} {
+		bad := hash(b.Fields())
+		edit(bad)
+		if _, err := keys.ParseBusiness(bad); !errors.Is(err, keys.ErrMalformed) {
+			t.Errorf("%s: ParseBusiness = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// setField sets field i of the signing key line of id in h.
+func setField(h map[string]string, id string, i int, v string) {
+	f := strings.Split(h[keys.BusinessSigningKeyOf(id)], "|")
+	f[i] = v
+	h[keys.BusinessSigningKeyOf(id)] = strings.Join(f, "|")
 }

@@ -883,6 +883,108 @@ func (x *IssueVerificationCodeResponse) GetExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// ReplaceSigningKeyRequest names the business and its new key.
+type ReplaceSigningKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required.
+	BusinessId string `protobuf:"bytes,1,opt,name=business_id,json=businessId,proto3" json:"business_id,omitempty"`
+	// Required: a 32-byte Ed25519 public key the business has never had (the business
+	// makes it and keeps its private half: `herald key new`).
+	PublicKey     []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceSigningKeyRequest) Reset() {
+	*x = ReplaceSigningKeyRequest{}
+	mi := &file_herald_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceSigningKeyRequest) ProtoMessage() {}
+
+func (x *ReplaceSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*ReplaceSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReplaceSigningKeyRequest) GetBusinessId() string {
+	if x != nil {
+		return x.BusinessId
+	}
+	return ""
+}
+
+func (x *ReplaceSigningKeyRequest) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+// ReplaceSigningKeyResponse names the key.
+type ReplaceSigningKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's id, for Message.signing_key_id.
+	KeyId         string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceSigningKeyResponse) Reset() {
+	*x = ReplaceSigningKeyResponse{}
+	mi := &file_herald_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceSigningKeyResponse) ProtoMessage() {}
+
+func (x *ReplaceSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*ReplaceSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReplaceSigningKeyResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
 var File_herald_v1_admin_proto protoreflect.FileDescriptor
 
 const file_herald_v1_admin_proto_rawDesc = "" +
@@ -944,14 +1046,22 @@ const file_herald_v1_admin_proto_rawDesc = "" +
 	"\x1dIssueVerificationCodeResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime2\x9e\x04\n" +
+	"expireTime\"Z\n" +
+	"\x18ReplaceSigningKeyRequest\x12\x1f\n" +
+	"\vbusiness_id\x18\x01 \x01(\tR\n" +
+	"businessId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"2\n" +
+	"\x19ReplaceSigningKeyResponse\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId2\xfe\x04\n" +
 	"\fAdminService\x12U\n" +
 	"\x0eCreateBusiness\x12 .herald.v1.CreateBusinessRequest\x1a!.herald.v1.CreateBusinessResponse\x12L\n" +
 	"\vGetBusiness\x12\x1d.herald.v1.GetBusinessRequest\x1a\x1e.herald.v1.GetBusinessResponse\x12^\n" +
 	"\x11SetBusinessLimits\x12#.herald.v1.SetBusinessLimitsRequest\x1a$.herald.v1.SetBusinessLimitsResponse\x12L\n" +
 	"\vIssueApiKey\x12\x1d.herald.v1.IssueApiKeyRequest\x1a\x1e.herald.v1.IssueApiKeyResponse\x12O\n" +
 	"\fRevokeApiKey\x12\x1e.herald.v1.RevokeApiKeyRequest\x1a\x1f.herald.v1.RevokeApiKeyResponse\x12j\n" +
-	"\x15IssueVerificationCode\x12'.herald.v1.IssueVerificationCodeRequest\x1a(.herald.v1.IssueVerificationCodeResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\x15IssueVerificationCode\x12'.herald.v1.IssueVerificationCodeRequest\x1a(.herald.v1.IssueVerificationCodeResponse\x12^\n" +
+	"\x11ReplaceSigningKey\x12#.herald.v1.ReplaceSigningKeyRequest\x1a$.herald.v1.ReplaceSigningKeyResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_admin_proto_rawDescOnce sync.Once
@@ -965,7 +1075,7 @@ func file_herald_v1_admin_proto_rawDescGZIP() []byte {
 	return file_herald_v1_admin_proto_rawDescData
 }
 
-var file_herald_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_herald_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_herald_v1_admin_proto_goTypes = []any{
 	(*CreateBusinessRequest)(nil),         // 0: herald.v1.CreateBusinessRequest
 	(*CreateBusinessResponse)(nil),        // 1: herald.v1.CreateBusinessResponse
@@ -982,30 +1092,34 @@ var file_herald_v1_admin_proto_goTypes = []any{
 	(*RevokeApiKeyResponse)(nil),          // 12: herald.v1.RevokeApiKeyResponse
 	(*IssueVerificationCodeRequest)(nil),  // 13: herald.v1.IssueVerificationCodeRequest
 	(*IssueVerificationCodeResponse)(nil), // 14: herald.v1.IssueVerificationCodeResponse
-	(*timestamppb.Timestamp)(nil),         // 15: google.protobuf.Timestamp
+	(*ReplaceSigningKeyRequest)(nil),      // 15: herald.v1.ReplaceSigningKeyRequest
+	(*ReplaceSigningKeyResponse)(nil),     // 16: herald.v1.ReplaceSigningKeyResponse
+	(*timestamppb.Timestamp)(nil),         // 17: google.protobuf.Timestamp
 }
 var file_herald_v1_admin_proto_depIdxs = []int32{
-	15, // 0: herald.v1.Business.create_time:type_name -> google.protobuf.Timestamp
+	17, // 0: herald.v1.Business.create_time:type_name -> google.protobuf.Timestamp
 	5,  // 1: herald.v1.Business.limits:type_name -> herald.v1.BusinessLimits
 	4,  // 2: herald.v1.Business.quality:type_name -> herald.v1.Quality
-	15, // 3: herald.v1.Quality.last_step_down_time:type_name -> google.protobuf.Timestamp
+	17, // 3: herald.v1.Quality.last_step_down_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: herald.v1.SetBusinessLimitsResponse.business:type_name -> herald.v1.Business
 	3,  // 5: herald.v1.GetBusinessResponse.business:type_name -> herald.v1.Business
-	15, // 6: herald.v1.IssueVerificationCodeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	17, // 6: herald.v1.IssueVerificationCodeResponse.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 7: herald.v1.AdminService.CreateBusiness:input_type -> herald.v1.CreateBusinessRequest
 	2,  // 8: herald.v1.AdminService.GetBusiness:input_type -> herald.v1.GetBusinessRequest
 	6,  // 9: herald.v1.AdminService.SetBusinessLimits:input_type -> herald.v1.SetBusinessLimitsRequest
 	9,  // 10: herald.v1.AdminService.IssueApiKey:input_type -> herald.v1.IssueApiKeyRequest
 	11, // 11: herald.v1.AdminService.RevokeApiKey:input_type -> herald.v1.RevokeApiKeyRequest
 	13, // 12: herald.v1.AdminService.IssueVerificationCode:input_type -> herald.v1.IssueVerificationCodeRequest
-	1,  // 13: herald.v1.AdminService.CreateBusiness:output_type -> herald.v1.CreateBusinessResponse
-	8,  // 14: herald.v1.AdminService.GetBusiness:output_type -> herald.v1.GetBusinessResponse
-	7,  // 15: herald.v1.AdminService.SetBusinessLimits:output_type -> herald.v1.SetBusinessLimitsResponse
-	10, // 16: herald.v1.AdminService.IssueApiKey:output_type -> herald.v1.IssueApiKeyResponse
-	12, // 17: herald.v1.AdminService.RevokeApiKey:output_type -> herald.v1.RevokeApiKeyResponse
-	14, // 18: herald.v1.AdminService.IssueVerificationCode:output_type -> herald.v1.IssueVerificationCodeResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
+	15, // 13: herald.v1.AdminService.ReplaceSigningKey:input_type -> herald.v1.ReplaceSigningKeyRequest
+	1,  // 14: herald.v1.AdminService.CreateBusiness:output_type -> herald.v1.CreateBusinessResponse
+	8,  // 15: herald.v1.AdminService.GetBusiness:output_type -> herald.v1.GetBusinessResponse
+	7,  // 16: herald.v1.AdminService.SetBusinessLimits:output_type -> herald.v1.SetBusinessLimitsResponse
+	10, // 17: herald.v1.AdminService.IssueApiKey:output_type -> herald.v1.IssueApiKeyResponse
+	12, // 18: herald.v1.AdminService.RevokeApiKey:output_type -> herald.v1.RevokeApiKeyResponse
+	14, // 19: herald.v1.AdminService.IssueVerificationCode:output_type -> herald.v1.IssueVerificationCodeResponse
+	16, // 20: herald.v1.AdminService.ReplaceSigningKey:output_type -> herald.v1.ReplaceSigningKeyResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -1022,7 +1136,7 @@ func file_herald_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_admin_proto_rawDesc), len(file_herald_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	AdminService_IssueApiKey_FullMethodName           = "/herald.v1.AdminService/IssueApiKey"
 	AdminService_RevokeApiKey_FullMethodName          = "/herald.v1.AdminService/RevokeApiKey"
 	AdminService_IssueVerificationCode_FullMethodName = "/herald.v1.AdminService/IssueVerificationCode"
+	AdminService_ReplaceSigningKey_FullMethodName     = "/herald.v1.AdminService/ReplaceSigningKey"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -49,6 +50,14 @@ type AdminServiceClient interface {
 	// IssueVerificationCode issues a one-time code for RegisterDevice. This is where an
 	// operator's SMS/OTP system plugs in: it calls this and texts the code.
 	IssueVerificationCode(ctx context.Context, in *IssueVerificationCodeRequest, opts ...grpc.CallOption) (*IssueVerificationCodeResponse, error)
+	// ReplaceSigningKey sets a business's signing key in place of keys it lost: the new
+	// key becomes the current one, vouched for by nobody, and the keys before it endorse
+	// no more keys (they still sign what is queued until the business retires them).
+	// Every device that trusted an earlier key sees a key change and asks its person.
+	// This is the only way to a key that no key of the business endorsed; check who asks
+	// before you do it. The business's current key is no change; a key it had before is
+	// FAILED_PRECONDITION with ErrorInfo reason SIGNING_KEY_REUSED.
+	ReplaceSigningKey(ctx context.Context, in *ReplaceSigningKeyRequest, opts ...grpc.CallOption) (*ReplaceSigningKeyResponse, error)
 }
 
 type adminServiceClient struct {
@@ -119,6 +128,16 @@ func (c *adminServiceClient) IssueVerificationCode(ctx context.Context, in *Issu
 	return out, nil
 }
 
+func (c *adminServiceClient) ReplaceSigningKey(ctx context.Context, in *ReplaceSigningKeyRequest, opts ...grpc.CallOption) (*ReplaceSigningKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplaceSigningKeyResponse)
+	err := c.cc.Invoke(ctx, AdminService_ReplaceSigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -141,6 +160,14 @@ type AdminServiceServer interface {
 	// IssueVerificationCode issues a one-time code for RegisterDevice. This is where an
 	// operator's SMS/OTP system plugs in: it calls this and texts the code.
 	IssueVerificationCode(context.Context, *IssueVerificationCodeRequest) (*IssueVerificationCodeResponse, error)
+	// ReplaceSigningKey sets a business's signing key in place of keys it lost: the new
+	// key becomes the current one, vouched for by nobody, and the keys before it endorse
+	// no more keys (they still sign what is queued until the business retires them).
+	// Every device that trusted an earlier key sees a key change and asks its person.
+	// This is the only way to a key that no key of the business endorsed; check who asks
+	// before you do it. The business's current key is no change; a key it had before is
+	// FAILED_PRECONDITION with ErrorInfo reason SIGNING_KEY_REUSED.
+	ReplaceSigningKey(context.Context, *ReplaceSigningKeyRequest) (*ReplaceSigningKeyResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -168,6 +195,9 @@ func (UnimplementedAdminServiceServer) RevokeApiKey(context.Context, *RevokeApiK
 }
 func (UnimplementedAdminServiceServer) IssueVerificationCode(context.Context, *IssueVerificationCodeRequest) (*IssueVerificationCodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueVerificationCode not implemented")
+}
+func (UnimplementedAdminServiceServer) ReplaceSigningKey(context.Context, *ReplaceSigningKeyRequest) (*ReplaceSigningKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplaceSigningKey not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -298,6 +328,24 @@ func _AdminService_IssueVerificationCode_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ReplaceSigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplaceSigningKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ReplaceSigningKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ReplaceSigningKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ReplaceSigningKey(ctx, req.(*ReplaceSigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -328,6 +376,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "IssueVerificationCode",
 			Handler:    _AdminService_IssueVerificationCode_Handler,
+		},
+		{
+			MethodName: "ReplaceSigningKey",
+			Handler:    _AdminService_ReplaceSigningKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -116,8 +116,8 @@ type Message struct {
 	Body []byte `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
 	// Optional: the id of the business key the message is signed with
 	// (SetSigningKeyResponse.key_id; 26 lowercase base32 characters). Its deliveries
-	// carry that key, whatever key the business registers meanwhile, until the business
-	// retires it (RetireSigningKey). Without it, deliveries carry the current key.
+	// carry that key and the chain that vouches for it, whatever key the business
+	// registers meanwhile, until the business retires it (RetireSigningKey). Without it, deliveries carry the current key.
 	SigningKeyId  string `protobuf:"bytes,8,opt,name=signing_key_id,json=signingKeyId,proto3" json:"signing_key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1116,17 +1116,21 @@ func (x *StatusEvent) GetFailureReason() RejectReason {
 	return RejectReason_REJECT_REASON_UNSPECIFIED
 }
 
-// SetSigningKeyRequest carries the business's signing key.
+// SetSigningKeyRequest carries the business's signing key, and for a rotation the
+// endorsement of a key it has.
 type SetSigningKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required: a 32-byte Ed25519 public key.
 	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	// Replace the business's key with this one. Without it the call registers the
-	// business's first key, or repeats the one it has. Replacing is a deliberate act:
-	// every device that trusted the old key sees a key change.
-	Replace       bool `protobuf:"varint,2,opt,name=replace,proto3" json:"replace,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Required for any key but the business's first: e2e.EndorseSigningKey's signature,
+	// by the key endorsed_by_key_id names, over public_key and the business id (64
+	// bytes).
+	Endorsement []byte `protobuf:"bytes,3,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
+	// Required with endorsement: the id (SetSigningKeyResponse.key_id, e2e.KeyID) of the
+	// business's key in use that made it.
+	EndorsedByKeyId string `protobuf:"bytes,4,opt,name=endorsed_by_key_id,json=endorsedByKeyId,proto3" json:"endorsed_by_key_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SetSigningKeyRequest) Reset() {
@@ -1166,14 +1170,21 @@ func (x *SetSigningKeyRequest) GetPublicKey() []byte {
 	return nil
 }
 
-func (x *SetSigningKeyRequest) GetReplace() bool {
+func (x *SetSigningKeyRequest) GetEndorsement() []byte {
 	if x != nil {
-		return x.Replace
+		return x.Endorsement
 	}
-	return false
+	return nil
 }
 
-// SetSigningKeyResponse is empty.
+func (x *SetSigningKeyRequest) GetEndorsedByKeyId() string {
+	if x != nil {
+		return x.EndorsedByKeyId
+	}
+	return ""
+}
+
+// SetSigningKeyResponse names the key.
 type SetSigningKeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The key's id, for Message.signing_key_id.
@@ -1219,7 +1230,7 @@ func (x *SetSigningKeyResponse) GetKeyId() string {
 	return ""
 }
 
-// RetireSigningKeyRequest names a replaced signing key the business no longer needs.
+// RetireSigningKeyRequest names a signing key the business no longer needs.
 type RetireSigningKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required: the key's id. Not the current key.
@@ -1379,11 +1390,12 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\x0e2\x11.herald.v1.StatusR\x06status\x12\x1b\n" +
 	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\x12.\n" +
 	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12>\n" +
-	"\x0efailure_reason\x18\a \x01(\x0e2\x17.herald.v1.RejectReasonR\rfailureReason\"O\n" +
+	"\x0efailure_reason\x18\a \x01(\x0e2\x17.herald.v1.RejectReasonR\rfailureReason\"\x93\x01\n" +
 	"\x14SetSigningKeyRequest\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x01 \x01(\fR\tpublicKey\x12\x18\n" +
-	"\areplace\x18\x02 \x01(\bR\areplace\".\n" +
+	"public_key\x18\x01 \x01(\fR\tpublicKey\x12 \n" +
+	"\vendorsement\x18\x03 \x01(\fR\vendorsement\x12+\n" +
+	"\x12endorsed_by_key_id\x18\x04 \x01(\tR\x0fendorsedByKeyIdJ\x04\b\x02\x10\x03R\areplace\".\n" +
 	"\x15SetSigningKeyResponse\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"0\n" +
 	"\x17RetireSigningKeyRequest\x12\x15\n" +

@@ -58,16 +58,30 @@ type MessagingServiceClient interface {
 	// received: nothing is lost or repeated.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	StreamStatus(ctx context.Context, in *StreamStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatusEvent], error)
-	// SetSigningKey registers the business's Ed25519 public key. Deliveries carry it, so
-	// that devices can check that a message really comes from the business; devices pin
-	// the first key they see and tell the person when it changes. A business that has a
-	// key keeps it unless the call says replace: a different key is FAILED_PRECONDITION
-	// with ErrorInfo reason SIGNING_KEY_EXISTS, so that a machine without the key never
-	// replaces it by accident.
+	// SetSigningKey registers the business's Ed25519 public key, which deliveries carry so
+	// that devices can check that a message really comes from the business. The first key
+	// needs nothing more: devices pin it. A later key is a rotation and must carry an
+	// endorsement by one of the business's keys in use (registered, not retired, and not
+	// set aside by an operator's replacement; e2e.EndorseSigningKey): a device that
+	// trusts the endorsing key then trusts the new one without asking anyone, and nobody
+	// without a key of the business (a gateway, someone with Redis access) can make
+	// devices trust another. The new key becomes the current one.
+	//
+	// A new key without an endorsement is FAILED_PRECONDITION with ErrorInfo reason
+	// SIGNING_KEY_EXISTS, so that a machine without the key never replaces it; an
+	// endorsement that does not verify, or by a key that is not in use, is
+	// INVALID_ARGUMENT naming the field. A key the business had before, other than its
+	// current one, is FAILED_PRECONDITION reason SIGNING_KEY_REUSED; more than 16 keys in
+	// use is FAILED_PRECONDITION reason TOO_MANY_SIGNING_KEYS (retire some). Registering
+	// the current key again is harmless. A business that lost every key in use asks the
+	// operator to replace it (AdminService.ReplaceSigningKey), which every device sees as
+	// a key change.
 	SetSigningKey(ctx context.Context, in *SetSigningKeyRequest, opts ...grpc.CallOption) (*SetSigningKeyResponse, error)
-	// RetireSigningKey forgets a replaced signing key: messages still queued that were
-	// signed with it are then delivered with the current key, and fail on devices. A
-	// replaced key is kept until the business retires it; the current key cannot be.
+	// RetireSigningKey retires a key other than the current one: messages still queued
+	// that were signed with it are then delivered with the current key, and fail on
+	// devices, and it endorses no more keys. A rotated or replaced key is kept until the
+	// business retires it, so that a rotation strands no queued message; the current key
+	// cannot be retired.
 	RetireSigningKey(ctx context.Context, in *RetireSigningKeyRequest, opts ...grpc.CallOption) (*RetireSigningKeyResponse, error)
 }
 
@@ -188,16 +202,30 @@ type MessagingServiceServer interface {
 	// received: nothing is lost or repeated.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	StreamStatus(*StreamStatusRequest, grpc.ServerStreamingServer[StatusEvent]) error
-	// SetSigningKey registers the business's Ed25519 public key. Deliveries carry it, so
-	// that devices can check that a message really comes from the business; devices pin
-	// the first key they see and tell the person when it changes. A business that has a
-	// key keeps it unless the call says replace: a different key is FAILED_PRECONDITION
-	// with ErrorInfo reason SIGNING_KEY_EXISTS, so that a machine without the key never
-	// replaces it by accident.
+	// SetSigningKey registers the business's Ed25519 public key, which deliveries carry so
+	// that devices can check that a message really comes from the business. The first key
+	// needs nothing more: devices pin it. A later key is a rotation and must carry an
+	// endorsement by one of the business's keys in use (registered, not retired, and not
+	// set aside by an operator's replacement; e2e.EndorseSigningKey): a device that
+	// trusts the endorsing key then trusts the new one without asking anyone, and nobody
+	// without a key of the business (a gateway, someone with Redis access) can make
+	// devices trust another. The new key becomes the current one.
+	//
+	// A new key without an endorsement is FAILED_PRECONDITION with ErrorInfo reason
+	// SIGNING_KEY_EXISTS, so that a machine without the key never replaces it; an
+	// endorsement that does not verify, or by a key that is not in use, is
+	// INVALID_ARGUMENT naming the field. A key the business had before, other than its
+	// current one, is FAILED_PRECONDITION reason SIGNING_KEY_REUSED; more than 16 keys in
+	// use is FAILED_PRECONDITION reason TOO_MANY_SIGNING_KEYS (retire some). Registering
+	// the current key again is harmless. A business that lost every key in use asks the
+	// operator to replace it (AdminService.ReplaceSigningKey), which every device sees as
+	// a key change.
 	SetSigningKey(context.Context, *SetSigningKeyRequest) (*SetSigningKeyResponse, error)
-	// RetireSigningKey forgets a replaced signing key: messages still queued that were
-	// signed with it are then delivered with the current key, and fail on devices. A
-	// replaced key is kept until the business retires it; the current key cannot be.
+	// RetireSigningKey retires a key other than the current one: messages still queued
+	// that were signed with it are then delivered with the current key, and fail on
+	// devices, and it endorses no more keys. A rotated or replaced key is kept until the
+	// business retires it, so that a rotation strands no queued message; the current key
+	// cannot be retired.
 	RetireSigningKey(context.Context, *RetireSigningKeyRequest) (*RetireSigningKeyResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }

@@ -663,13 +663,22 @@ type Delivery struct {
 	// The sealed body that ciphertext (then this device's wrap) unlocks, when the business
 	// sent one (Message.body); empty otherwise.
 	Body []byte `protobuf:"bytes,10,opt,name=body,proto3" json:"body,omitempty"`
-	// The business's Ed25519 public key, if it registered one, to verify the message.
+	// The business's Ed25519 public key that signed the message, if it registered one, to
+	// verify the message.
 	BusinessSigningKey []byte `protobuf:"bytes,11,opt,name=business_signing_key,json=businessSigningKey,proto3" json:"business_signing_key,omitempty"`
 	// The key_id the business gave for this device's envelope, if any: which of the
 	// device's keys opens it.
-	KeyId         string `protobuf:"bytes,12,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeyId string `protobuf:"bytes,12,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// What vouches for business_signing_key, newest first: link 0 is that key, and each
+	// link's key was endorsed by the key of the next (its endorsed_by_key_id), back to
+	// the business's first key or to an operator's replacement, at most 16 links. A
+	// device that trusts a key on the chain trusts business_signing_key through the
+	// endorsements in between (each checked with e2e.VerifyEndorsement), without asking
+	// its person; a chain that reaches no key it trusts is a key change. Herald cannot
+	// forge a link: only a key of the business can endorse.
+	BusinessKeyChain []*SigningKeyLink `protobuf:"bytes,13,rep,name=business_key_chain,json=businessKeyChain,proto3" json:"business_key_chain,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
@@ -786,6 +795,89 @@ func (x *Delivery) GetKeyId() string {
 	return ""
 }
 
+func (x *Delivery) GetBusinessKeyChain() []*SigningKeyLink {
+	if x != nil {
+		return x.BusinessKeyChain
+	}
+	return nil
+}
+
+// SigningKeyLink is one of a business's signing keys and how it became one.
+type SigningKeyLink struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Ed25519 public key.
+	PublicKey []byte `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The endorsement of public_key by the key endorsed_by_key_id names
+	// (e2e.EndorseSigningKey); empty for the business's first key and for a replacement.
+	Endorsement []byte `protobuf:"bytes,2,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
+	// The id (e2e.KeyID) of the key that endorsed this one; the next link's key, if the
+	// chain goes on.
+	EndorsedByKeyId string `protobuf:"bytes,3,opt,name=endorsed_by_key_id,json=endorsedByKeyId,proto3" json:"endorsed_by_key_id,omitempty"`
+	// The operator set this key in place of keys the business lost
+	// (AdminService.ReplaceSigningKey): no earlier key vouches for it.
+	Replaced      bool `protobuf:"varint,4,opt,name=replaced,proto3" json:"replaced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKeyLink) Reset() {
+	*x = SigningKeyLink{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKeyLink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKeyLink) ProtoMessage() {}
+
+func (x *SigningKeyLink) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKeyLink.ProtoReflect.Descriptor instead.
+func (*SigningKeyLink) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SigningKeyLink) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *SigningKeyLink) GetEndorsement() []byte {
+	if x != nil {
+		return x.Endorsement
+	}
+	return nil
+}
+
+func (x *SigningKeyLink) GetEndorsedByKeyId() string {
+	if x != nil {
+		return x.EndorsedByKeyId
+	}
+	return ""
+}
+
+func (x *SigningKeyLink) GetReplaced() bool {
+	if x != nil {
+		return x.Replaced
+	}
+	return false
+}
+
 // AckRequest acknowledges deliveries: as delivered, as read, or as refused.
 type AckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -807,7 +899,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[6]
+	mi := &file_herald_v1_recipient_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +911,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[6]
+	mi := &file_herald_v1_recipient_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +924,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{6}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AckRequest) GetMessageIds() []string {
@@ -876,7 +968,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[7]
+	mi := &file_herald_v1_recipient_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +980,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[7]
+	mi := &file_herald_v1_recipient_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +993,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{7}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Rejection) GetMessageId() string {
@@ -929,7 +1021,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[8]
+	mi := &file_herald_v1_recipient_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1033,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[8]
+	mi := &file_herald_v1_recipient_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1046,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{8}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AckResponse) GetUnknownMessageIds() []string {
@@ -975,7 +1067,7 @@ type BlockRequest struct {
 
 func (x *BlockRequest) Reset() {
 	*x = BlockRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[9]
+	mi := &file_herald_v1_recipient_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1079,7 @@ func (x *BlockRequest) String() string {
 func (*BlockRequest) ProtoMessage() {}
 
 func (x *BlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[9]
+	mi := &file_herald_v1_recipient_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1092,7 @@ func (x *BlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockRequest.ProtoReflect.Descriptor instead.
 func (*BlockRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{9}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BlockRequest) GetBusinessId() string {
@@ -1019,7 +1111,7 @@ type BlockResponse struct {
 
 func (x *BlockResponse) Reset() {
 	*x = BlockResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[10]
+	mi := &file_herald_v1_recipient_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1123,7 @@ func (x *BlockResponse) String() string {
 func (*BlockResponse) ProtoMessage() {}
 
 func (x *BlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[10]
+	mi := &file_herald_v1_recipient_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1136,7 @@ func (x *BlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockResponse.ProtoReflect.Descriptor instead.
 func (*BlockResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{10}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{11}
 }
 
 // UnblockRequest names the business to unblock.
@@ -1058,7 +1150,7 @@ type UnblockRequest struct {
 
 func (x *UnblockRequest) Reset() {
 	*x = UnblockRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[11]
+	mi := &file_herald_v1_recipient_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1162,7 @@ func (x *UnblockRequest) String() string {
 func (*UnblockRequest) ProtoMessage() {}
 
 func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[11]
+	mi := &file_herald_v1_recipient_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1175,7 @@ func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockRequest.ProtoReflect.Descriptor instead.
 func (*UnblockRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{11}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UnblockRequest) GetBusinessId() string {
@@ -1102,7 +1194,7 @@ type UnblockResponse struct {
 
 func (x *UnblockResponse) Reset() {
 	*x = UnblockResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[12]
+	mi := &file_herald_v1_recipient_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1206,7 @@ func (x *UnblockResponse) String() string {
 func (*UnblockResponse) ProtoMessage() {}
 
 func (x *UnblockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[12]
+	mi := &file_herald_v1_recipient_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1219,7 @@ func (x *UnblockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockResponse.ProtoReflect.Descriptor instead.
 func (*UnblockResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{12}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{13}
 }
 
 // SetConsentRequest opts in or out.
@@ -1145,7 +1237,7 @@ type SetConsentRequest struct {
 
 func (x *SetConsentRequest) Reset() {
 	*x = SetConsentRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[13]
+	mi := &file_herald_v1_recipient_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1249,7 @@ func (x *SetConsentRequest) String() string {
 func (*SetConsentRequest) ProtoMessage() {}
 
 func (x *SetConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[13]
+	mi := &file_herald_v1_recipient_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1262,7 @@ func (x *SetConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConsentRequest.ProtoReflect.Descriptor instead.
 func (*SetConsentRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{13}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetConsentRequest) GetBusinessId() string {
@@ -1203,7 +1295,7 @@ type SetConsentResponse struct {
 
 func (x *SetConsentResponse) Reset() {
 	*x = SetConsentResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[14]
+	mi := &file_herald_v1_recipient_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1307,7 @@ func (x *SetConsentResponse) String() string {
 func (*SetConsentResponse) ProtoMessage() {}
 
 func (x *SetConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[14]
+	mi := &file_herald_v1_recipient_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1320,7 @@ func (x *SetConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConsentResponse.ProtoReflect.Descriptor instead.
 func (*SetConsentResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{14}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{15}
 }
 
 // ListPreferencesRequest lists preferences.
@@ -1240,7 +1332,7 @@ type ListPreferencesRequest struct {
 
 func (x *ListPreferencesRequest) Reset() {
 	*x = ListPreferencesRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[15]
+	mi := &file_herald_v1_recipient_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1344,7 @@ func (x *ListPreferencesRequest) String() string {
 func (*ListPreferencesRequest) ProtoMessage() {}
 
 func (x *ListPreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[15]
+	mi := &file_herald_v1_recipient_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1357,7 @@ func (x *ListPreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPreferencesRequest.ProtoReflect.Descriptor instead.
 func (*ListPreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{15}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{16}
 }
 
 // CategoryConsent is the consent for one category and where it came from.
@@ -1287,7 +1379,7 @@ type CategoryConsent struct {
 
 func (x *CategoryConsent) Reset() {
 	*x = CategoryConsent{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[16]
+	mi := &file_herald_v1_recipient_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1391,7 @@ func (x *CategoryConsent) String() string {
 func (*CategoryConsent) ProtoMessage() {}
 
 func (x *CategoryConsent) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[16]
+	mi := &file_herald_v1_recipient_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1404,7 @@ func (x *CategoryConsent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CategoryConsent.ProtoReflect.Descriptor instead.
 func (*CategoryConsent) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{16}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CategoryConsent) GetCategory() Category {
@@ -1373,7 +1465,7 @@ type BusinessPreference struct {
 
 func (x *BusinessPreference) Reset() {
 	*x = BusinessPreference{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[17]
+	mi := &file_herald_v1_recipient_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1477,7 @@ func (x *BusinessPreference) String() string {
 func (*BusinessPreference) ProtoMessage() {}
 
 func (x *BusinessPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[17]
+	mi := &file_herald_v1_recipient_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1490,7 @@ func (x *BusinessPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BusinessPreference.ProtoReflect.Descriptor instead.
 func (*BusinessPreference) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{17}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BusinessPreference) GetBusinessId() string {
@@ -1446,7 +1538,7 @@ type ListPreferencesResponse struct {
 
 func (x *ListPreferencesResponse) Reset() {
 	*x = ListPreferencesResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[18]
+	mi := &file_herald_v1_recipient_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1550,7 @@ func (x *ListPreferencesResponse) String() string {
 func (*ListPreferencesResponse) ProtoMessage() {}
 
 func (x *ListPreferencesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[18]
+	mi := &file_herald_v1_recipient_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1563,7 @@ func (x *ListPreferencesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPreferencesResponse.ProtoReflect.Descriptor instead.
 func (*ListPreferencesResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{18}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListPreferencesResponse) GetBusinesses() []*BusinessPreference {
@@ -1499,7 +1591,7 @@ type RotateKeyRequest struct {
 
 func (x *RotateKeyRequest) Reset() {
 	*x = RotateKeyRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[19]
+	mi := &file_herald_v1_recipient_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1603,7 @@ func (x *RotateKeyRequest) String() string {
 func (*RotateKeyRequest) ProtoMessage() {}
 
 func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[19]
+	mi := &file_herald_v1_recipient_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1616,7 @@ func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{19}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RotateKeyRequest) GetPublicKey() []byte {
@@ -1565,7 +1657,7 @@ type RotateKeyResponse struct {
 
 func (x *RotateKeyResponse) Reset() {
 	*x = RotateKeyResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[20]
+	mi := &file_herald_v1_recipient_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1669,7 @@ func (x *RotateKeyResponse) String() string {
 func (*RotateKeyResponse) ProtoMessage() {}
 
 func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[20]
+	mi := &file_herald_v1_recipient_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1682,7 @@ func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{20}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RotateKeyResponse) GetKeyId() string {
@@ -1613,7 +1705,7 @@ type ReportSpamRequest struct {
 
 func (x *ReportSpamRequest) Reset() {
 	*x = ReportSpamRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[21]
+	mi := &file_herald_v1_recipient_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1717,7 @@ func (x *ReportSpamRequest) String() string {
 func (*ReportSpamRequest) ProtoMessage() {}
 
 func (x *ReportSpamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[21]
+	mi := &file_herald_v1_recipient_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1730,7 @@ func (x *ReportSpamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpamRequest.ProtoReflect.Descriptor instead.
 func (*ReportSpamRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{21}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReportSpamRequest) GetMessageId() string {
@@ -1664,7 +1756,7 @@ type ReportSpamResponse struct {
 
 func (x *ReportSpamResponse) Reset() {
 	*x = ReportSpamResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[22]
+	mi := &file_herald_v1_recipient_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1768,7 @@ func (x *ReportSpamResponse) String() string {
 func (*ReportSpamResponse) ProtoMessage() {}
 
 func (x *ReportSpamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[22]
+	mi := &file_herald_v1_recipient_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1781,7 @@ func (x *ReportSpamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSpamResponse.ProtoReflect.Descriptor instead.
 func (*ReportSpamResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{22}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{23}
 }
 
 // ListDevicesRequest is empty.
@@ -1701,7 +1793,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[23]
+	mi := &file_herald_v1_recipient_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1805,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[23]
+	mi := &file_herald_v1_recipient_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1818,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{23}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{24}
 }
 
 // DeviceInfo is one of the person's devices.
@@ -1749,7 +1841,7 @@ type DeviceInfo struct {
 
 func (x *DeviceInfo) Reset() {
 	*x = DeviceInfo{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[24]
+	mi := &file_herald_v1_recipient_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1853,7 @@ func (x *DeviceInfo) String() string {
 func (*DeviceInfo) ProtoMessage() {}
 
 func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[24]
+	mi := &file_herald_v1_recipient_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1866,7 @@ func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceInfo.ProtoReflect.Descriptor instead.
 func (*DeviceInfo) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{24}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeviceInfo) GetDeviceId() string {
@@ -1843,7 +1935,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[25]
+	mi := &file_herald_v1_recipient_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +1947,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[25]
+	mi := &file_herald_v1_recipient_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +1960,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{25}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*DeviceInfo {
@@ -1891,7 +1983,7 @@ type ApproveDeviceRequest struct {
 
 func (x *ApproveDeviceRequest) Reset() {
 	*x = ApproveDeviceRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[26]
+	mi := &file_herald_v1_recipient_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +1995,7 @@ func (x *ApproveDeviceRequest) String() string {
 func (*ApproveDeviceRequest) ProtoMessage() {}
 
 func (x *ApproveDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[26]
+	mi := &file_herald_v1_recipient_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2008,7 @@ func (x *ApproveDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveDeviceRequest.ProtoReflect.Descriptor instead.
 func (*ApproveDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{26}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ApproveDeviceRequest) GetDeviceId() string {
@@ -1942,7 +2034,7 @@ type ApproveDeviceResponse struct {
 
 func (x *ApproveDeviceResponse) Reset() {
 	*x = ApproveDeviceResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[27]
+	mi := &file_herald_v1_recipient_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2046,7 @@ func (x *ApproveDeviceResponse) String() string {
 func (*ApproveDeviceResponse) ProtoMessage() {}
 
 func (x *ApproveDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[27]
+	mi := &file_herald_v1_recipient_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2059,7 @@ func (x *ApproveDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveDeviceResponse.ProtoReflect.Descriptor instead.
 func (*ApproveDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{27}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{28}
 }
 
 // RemoveDeviceRequest names the device to remove.
@@ -1981,7 +2073,7 @@ type RemoveDeviceRequest struct {
 
 func (x *RemoveDeviceRequest) Reset() {
 	*x = RemoveDeviceRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[28]
+	mi := &file_herald_v1_recipient_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2085,7 @@ func (x *RemoveDeviceRequest) String() string {
 func (*RemoveDeviceRequest) ProtoMessage() {}
 
 func (x *RemoveDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[28]
+	mi := &file_herald_v1_recipient_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2098,7 @@ func (x *RemoveDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{28}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RemoveDeviceRequest) GetDeviceId() string {
@@ -2025,7 +2117,7 @@ type RemoveDeviceResponse struct {
 
 func (x *RemoveDeviceResponse) Reset() {
 	*x = RemoveDeviceResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[29]
+	mi := &file_herald_v1_recipient_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2129,7 @@ func (x *RemoveDeviceResponse) String() string {
 func (*RemoveDeviceResponse) ProtoMessage() {}
 
 func (x *RemoveDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[29]
+	mi := &file_herald_v1_recipient_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2142,7 @@ func (x *RemoveDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{29}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{30}
 }
 
 // GetKeyChallengeRequest is empty.
@@ -2062,7 +2154,7 @@ type GetKeyChallengeRequest struct {
 
 func (x *GetKeyChallengeRequest) Reset() {
 	*x = GetKeyChallengeRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[30]
+	mi := &file_herald_v1_recipient_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2166,7 @@ func (x *GetKeyChallengeRequest) String() string {
 func (*GetKeyChallengeRequest) ProtoMessage() {}
 
 func (x *GetKeyChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[30]
+	mi := &file_herald_v1_recipient_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2179,7 @@ func (x *GetKeyChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyChallengeRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{30}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{31}
 }
 
 // GetKeyChallengeResponse is a challenge for RotateKey.
@@ -2104,7 +2196,7 @@ type GetKeyChallengeResponse struct {
 
 func (x *GetKeyChallengeResponse) Reset() {
 	*x = GetKeyChallengeResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[31]
+	mi := &file_herald_v1_recipient_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2208,7 @@ func (x *GetKeyChallengeResponse) String() string {
 func (*GetKeyChallengeResponse) ProtoMessage() {}
 
 func (x *GetKeyChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[31]
+	mi := &file_herald_v1_recipient_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2221,7 @@ func (x *GetKeyChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyChallengeResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{31}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetKeyChallengeResponse) GetChallenge() []byte {
@@ -2155,7 +2247,7 @@ type AuditKeysRequest struct {
 
 func (x *AuditKeysRequest) Reset() {
 	*x = AuditKeysRequest{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[32]
+	mi := &file_herald_v1_recipient_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2259,7 @@ func (x *AuditKeysRequest) String() string {
 func (*AuditKeysRequest) ProtoMessage() {}
 
 func (x *AuditKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[32]
+	mi := &file_herald_v1_recipient_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2272,7 @@ func (x *AuditKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditKeysRequest.ProtoReflect.Descriptor instead.
 func (*AuditKeysRequest) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{32}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{33}
 }
 
 // AuditKeysResponse is the person's key events, oldest first.
@@ -2195,7 +2287,7 @@ type AuditKeysResponse struct {
 
 func (x *AuditKeysResponse) Reset() {
 	*x = AuditKeysResponse{}
-	mi := &file_herald_v1_recipient_proto_msgTypes[33]
+	mi := &file_herald_v1_recipient_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2207,7 +2299,7 @@ func (x *AuditKeysResponse) String() string {
 func (*AuditKeysResponse) ProtoMessage() {}
 
 func (x *AuditKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_recipient_proto_msgTypes[33]
+	mi := &file_herald_v1_recipient_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2220,7 +2312,7 @@ func (x *AuditKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditKeysResponse.ProtoReflect.Descriptor instead.
 func (*AuditKeysResponse) Descriptor() ([]byte, []int) {
-	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{33}
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AuditKeysResponse) GetCheckpoint() []byte {
@@ -2270,7 +2362,7 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12?\n" +
 	"\ractivate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\factivateTime\x12 \n" +
 	"\fby_device_id\x18\t \x01(\tR\n" +
-	"byDeviceId\"\xf3\x03\n" +
+	"byDeviceId\"\xbc\x04\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1f\n" +
@@ -2289,7 +2381,14 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x04body\x18\n" +
 	" \x01(\fR\x04body\x120\n" +
 	"\x14business_signing_key\x18\v \x01(\fR\x12businessSigningKey\x12\x15\n" +
-	"\x06key_id\x18\f \x01(\tR\x05keyId\"\x96\x01\n" +
+	"\x06key_id\x18\f \x01(\tR\x05keyId\x12G\n" +
+	"\x12business_key_chain\x18\r \x03(\v2\x19.herald.v1.SigningKeyLinkR\x10businessKeyChain\"\x9a\x01\n" +
+	"\x0eSigningKeyLink\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x01 \x01(\fR\tpublicKey\x12 \n" +
+	"\vendorsement\x18\x02 \x01(\fR\vendorsement\x12+\n" +
+	"\x12endorsed_by_key_id\x18\x03 \x01(\tR\x0fendorsedByKeyId\x12\x1a\n" +
+	"\breplaced\x18\x04 \x01(\bR\breplaced\"\x96\x01\n" +
 	"\n" +
 	"AckRequest\x12\x1f\n" +
 	"\vmessage_ids\x18\x01 \x03(\tR\n" +
@@ -2437,7 +2536,7 @@ func file_herald_v1_recipient_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_recipient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_herald_v1_recipient_proto_goTypes = []any{
 	(DeviceEvent)(0),                // 0: herald.v1.DeviceEvent
 	(Setter)(0),                     // 1: herald.v1.Setter
@@ -2449,109 +2548,111 @@ var file_herald_v1_recipient_proto_goTypes = []any{
 	(*ReceiveResponse)(nil),         // 7: herald.v1.ReceiveResponse
 	(*DeviceNotice)(nil),            // 8: herald.v1.DeviceNotice
 	(*Delivery)(nil),                // 9: herald.v1.Delivery
-	(*AckRequest)(nil),              // 10: herald.v1.AckRequest
-	(*Rejection)(nil),               // 11: herald.v1.Rejection
-	(*AckResponse)(nil),             // 12: herald.v1.AckResponse
-	(*BlockRequest)(nil),            // 13: herald.v1.BlockRequest
-	(*BlockResponse)(nil),           // 14: herald.v1.BlockResponse
-	(*UnblockRequest)(nil),          // 15: herald.v1.UnblockRequest
-	(*UnblockResponse)(nil),         // 16: herald.v1.UnblockResponse
-	(*SetConsentRequest)(nil),       // 17: herald.v1.SetConsentRequest
-	(*SetConsentResponse)(nil),      // 18: herald.v1.SetConsentResponse
-	(*ListPreferencesRequest)(nil),  // 19: herald.v1.ListPreferencesRequest
-	(*CategoryConsent)(nil),         // 20: herald.v1.CategoryConsent
-	(*BusinessPreference)(nil),      // 21: herald.v1.BusinessPreference
-	(*ListPreferencesResponse)(nil), // 22: herald.v1.ListPreferencesResponse
-	(*RotateKeyRequest)(nil),        // 23: herald.v1.RotateKeyRequest
-	(*RotateKeyResponse)(nil),       // 24: herald.v1.RotateKeyResponse
-	(*ReportSpamRequest)(nil),       // 25: herald.v1.ReportSpamRequest
-	(*ReportSpamResponse)(nil),      // 26: herald.v1.ReportSpamResponse
-	(*ListDevicesRequest)(nil),      // 27: herald.v1.ListDevicesRequest
-	(*DeviceInfo)(nil),              // 28: herald.v1.DeviceInfo
-	(*ListDevicesResponse)(nil),     // 29: herald.v1.ListDevicesResponse
-	(*ApproveDeviceRequest)(nil),    // 30: herald.v1.ApproveDeviceRequest
-	(*ApproveDeviceResponse)(nil),   // 31: herald.v1.ApproveDeviceResponse
-	(*RemoveDeviceRequest)(nil),     // 32: herald.v1.RemoveDeviceRequest
-	(*RemoveDeviceResponse)(nil),    // 33: herald.v1.RemoveDeviceResponse
-	(*GetKeyChallengeRequest)(nil),  // 34: herald.v1.GetKeyChallengeRequest
-	(*GetKeyChallengeResponse)(nil), // 35: herald.v1.GetKeyChallengeResponse
-	(*AuditKeysRequest)(nil),        // 36: herald.v1.AuditKeysRequest
-	(*AuditKeysResponse)(nil),       // 37: herald.v1.AuditKeysResponse
-	(KeyAlgorithm)(0),               // 38: herald.v1.KeyAlgorithm
-	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
-	(Category)(0),                   // 40: herald.v1.Category
-	(Kind)(0),                       // 41: herald.v1.Kind
-	(RejectReason)(0),               // 42: herald.v1.RejectReason
-	(Consent)(0),                    // 43: herald.v1.Consent
-	(*KeyProof)(nil),                // 44: herald.v1.KeyProof
+	(*SigningKeyLink)(nil),          // 10: herald.v1.SigningKeyLink
+	(*AckRequest)(nil),              // 11: herald.v1.AckRequest
+	(*Rejection)(nil),               // 12: herald.v1.Rejection
+	(*AckResponse)(nil),             // 13: herald.v1.AckResponse
+	(*BlockRequest)(nil),            // 14: herald.v1.BlockRequest
+	(*BlockResponse)(nil),           // 15: herald.v1.BlockResponse
+	(*UnblockRequest)(nil),          // 16: herald.v1.UnblockRequest
+	(*UnblockResponse)(nil),         // 17: herald.v1.UnblockResponse
+	(*SetConsentRequest)(nil),       // 18: herald.v1.SetConsentRequest
+	(*SetConsentResponse)(nil),      // 19: herald.v1.SetConsentResponse
+	(*ListPreferencesRequest)(nil),  // 20: herald.v1.ListPreferencesRequest
+	(*CategoryConsent)(nil),         // 21: herald.v1.CategoryConsent
+	(*BusinessPreference)(nil),      // 22: herald.v1.BusinessPreference
+	(*ListPreferencesResponse)(nil), // 23: herald.v1.ListPreferencesResponse
+	(*RotateKeyRequest)(nil),        // 24: herald.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),       // 25: herald.v1.RotateKeyResponse
+	(*ReportSpamRequest)(nil),       // 26: herald.v1.ReportSpamRequest
+	(*ReportSpamResponse)(nil),      // 27: herald.v1.ReportSpamResponse
+	(*ListDevicesRequest)(nil),      // 28: herald.v1.ListDevicesRequest
+	(*DeviceInfo)(nil),              // 29: herald.v1.DeviceInfo
+	(*ListDevicesResponse)(nil),     // 30: herald.v1.ListDevicesResponse
+	(*ApproveDeviceRequest)(nil),    // 31: herald.v1.ApproveDeviceRequest
+	(*ApproveDeviceResponse)(nil),   // 32: herald.v1.ApproveDeviceResponse
+	(*RemoveDeviceRequest)(nil),     // 33: herald.v1.RemoveDeviceRequest
+	(*RemoveDeviceResponse)(nil),    // 34: herald.v1.RemoveDeviceResponse
+	(*GetKeyChallengeRequest)(nil),  // 35: herald.v1.GetKeyChallengeRequest
+	(*GetKeyChallengeResponse)(nil), // 36: herald.v1.GetKeyChallengeResponse
+	(*AuditKeysRequest)(nil),        // 37: herald.v1.AuditKeysRequest
+	(*AuditKeysResponse)(nil),       // 38: herald.v1.AuditKeysResponse
+	(KeyAlgorithm)(0),               // 39: herald.v1.KeyAlgorithm
+	(*timestamppb.Timestamp)(nil),   // 40: google.protobuf.Timestamp
+	(Category)(0),                   // 41: herald.v1.Category
+	(Kind)(0),                       // 42: herald.v1.Kind
+	(RejectReason)(0),               // 43: herald.v1.RejectReason
+	(Consent)(0),                    // 44: herald.v1.Consent
+	(*KeyProof)(nil),                // 45: herald.v1.KeyProof
 }
 var file_herald_v1_recipient_proto_depIdxs = []int32{
-	38, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	39, // 1: herald.v1.RegisterDeviceResponse.activate_time:type_name -> google.protobuf.Timestamp
+	39, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	40, // 1: herald.v1.RegisterDeviceResponse.activate_time:type_name -> google.protobuf.Timestamp
 	9,  // 2: herald.v1.ReceiveResponse.delivery:type_name -> herald.v1.Delivery
 	8,  // 3: herald.v1.ReceiveResponse.notice:type_name -> herald.v1.DeviceNotice
 	0,  // 4: herald.v1.DeviceNotice.event:type_name -> herald.v1.DeviceEvent
-	38, // 5: herald.v1.DeviceNotice.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	39, // 6: herald.v1.DeviceNotice.time:type_name -> google.protobuf.Timestamp
-	39, // 7: herald.v1.DeviceNotice.activate_time:type_name -> google.protobuf.Timestamp
-	40, // 8: herald.v1.Delivery.category:type_name -> herald.v1.Category
-	41, // 9: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
-	39, // 10: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
-	39, // 11: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
-	11, // 12: herald.v1.AckRequest.rejections:type_name -> herald.v1.Rejection
-	42, // 13: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
-	40, // 14: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
-	43, // 15: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
-	40, // 16: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
-	43, // 17: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
-	1,  // 18: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
-	39, // 19: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
-	20, // 20: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
-	39, // 21: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
-	21, // 22: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
-	38, // 23: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	39, // 24: herald.v1.RotateKeyRequest.challenge_expire_time:type_name -> google.protobuf.Timestamp
-	2,  // 25: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
-	3,  // 26: herald.v1.DeviceInfo.state:type_name -> herald.v1.DeviceState
-	38, // 27: herald.v1.DeviceInfo.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	39, // 28: herald.v1.DeviceInfo.create_time:type_name -> google.protobuf.Timestamp
-	39, // 29: herald.v1.DeviceInfo.activate_time:type_name -> google.protobuf.Timestamp
-	28, // 30: herald.v1.ListDevicesResponse.devices:type_name -> herald.v1.DeviceInfo
-	39, // 31: herald.v1.GetKeyChallengeResponse.expire_time:type_name -> google.protobuf.Timestamp
-	44, // 32: herald.v1.AuditKeysResponse.events:type_name -> herald.v1.KeyProof
-	4,  // 33: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
-	6,  // 34: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
-	10, // 35: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
-	13, // 36: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
-	15, // 37: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
-	17, // 38: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
-	19, // 39: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
-	23, // 40: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
-	25, // 41: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
-	27, // 42: herald.v1.RecipientService.ListDevices:input_type -> herald.v1.ListDevicesRequest
-	30, // 43: herald.v1.RecipientService.ApproveDevice:input_type -> herald.v1.ApproveDeviceRequest
-	32, // 44: herald.v1.RecipientService.RemoveDevice:input_type -> herald.v1.RemoveDeviceRequest
-	34, // 45: herald.v1.RecipientService.GetKeyChallenge:input_type -> herald.v1.GetKeyChallengeRequest
-	36, // 46: herald.v1.RecipientService.AuditKeys:input_type -> herald.v1.AuditKeysRequest
-	5,  // 47: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
-	7,  // 48: herald.v1.RecipientService.Receive:output_type -> herald.v1.ReceiveResponse
-	12, // 49: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
-	14, // 50: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
-	16, // 51: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
-	18, // 52: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
-	22, // 53: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
-	24, // 54: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
-	26, // 55: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
-	29, // 56: herald.v1.RecipientService.ListDevices:output_type -> herald.v1.ListDevicesResponse
-	31, // 57: herald.v1.RecipientService.ApproveDevice:output_type -> herald.v1.ApproveDeviceResponse
-	33, // 58: herald.v1.RecipientService.RemoveDevice:output_type -> herald.v1.RemoveDeviceResponse
-	35, // 59: herald.v1.RecipientService.GetKeyChallenge:output_type -> herald.v1.GetKeyChallengeResponse
-	37, // 60: herald.v1.RecipientService.AuditKeys:output_type -> herald.v1.AuditKeysResponse
-	47, // [47:61] is the sub-list for method output_type
-	33, // [33:47] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	39, // 5: herald.v1.DeviceNotice.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	40, // 6: herald.v1.DeviceNotice.time:type_name -> google.protobuf.Timestamp
+	40, // 7: herald.v1.DeviceNotice.activate_time:type_name -> google.protobuf.Timestamp
+	41, // 8: herald.v1.Delivery.category:type_name -> herald.v1.Category
+	42, // 9: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
+	40, // 10: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
+	40, // 11: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
+	10, // 12: herald.v1.Delivery.business_key_chain:type_name -> herald.v1.SigningKeyLink
+	12, // 13: herald.v1.AckRequest.rejections:type_name -> herald.v1.Rejection
+	43, // 14: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
+	41, // 15: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
+	44, // 16: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
+	41, // 17: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
+	44, // 18: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
+	1,  // 19: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
+	40, // 20: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
+	21, // 21: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
+	40, // 22: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
+	22, // 23: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
+	39, // 24: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	40, // 25: herald.v1.RotateKeyRequest.challenge_expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 26: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
+	3,  // 27: herald.v1.DeviceInfo.state:type_name -> herald.v1.DeviceState
+	39, // 28: herald.v1.DeviceInfo.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	40, // 29: herald.v1.DeviceInfo.create_time:type_name -> google.protobuf.Timestamp
+	40, // 30: herald.v1.DeviceInfo.activate_time:type_name -> google.protobuf.Timestamp
+	29, // 31: herald.v1.ListDevicesResponse.devices:type_name -> herald.v1.DeviceInfo
+	40, // 32: herald.v1.GetKeyChallengeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	45, // 33: herald.v1.AuditKeysResponse.events:type_name -> herald.v1.KeyProof
+	4,  // 34: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
+	6,  // 35: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
+	11, // 36: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
+	14, // 37: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
+	16, // 38: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
+	18, // 39: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
+	20, // 40: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
+	24, // 41: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
+	26, // 42: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
+	28, // 43: herald.v1.RecipientService.ListDevices:input_type -> herald.v1.ListDevicesRequest
+	31, // 44: herald.v1.RecipientService.ApproveDevice:input_type -> herald.v1.ApproveDeviceRequest
+	33, // 45: herald.v1.RecipientService.RemoveDevice:input_type -> herald.v1.RemoveDeviceRequest
+	35, // 46: herald.v1.RecipientService.GetKeyChallenge:input_type -> herald.v1.GetKeyChallengeRequest
+	37, // 47: herald.v1.RecipientService.AuditKeys:input_type -> herald.v1.AuditKeysRequest
+	5,  // 48: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
+	7,  // 49: herald.v1.RecipientService.Receive:output_type -> herald.v1.ReceiveResponse
+	13, // 50: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
+	15, // 51: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
+	17, // 52: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
+	19, // 53: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
+	23, // 54: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
+	25, // 55: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
+	27, // 56: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
+	30, // 57: herald.v1.RecipientService.ListDevices:output_type -> herald.v1.ListDevicesResponse
+	32, // 58: herald.v1.RecipientService.ApproveDevice:output_type -> herald.v1.ApproveDeviceResponse
+	34, // 59: herald.v1.RecipientService.RemoveDevice:output_type -> herald.v1.RemoveDeviceResponse
+	36, // 60: herald.v1.RecipientService.GetKeyChallenge:output_type -> herald.v1.GetKeyChallengeResponse
+	38, // 61: herald.v1.RecipientService.AuditKeys:output_type -> herald.v1.AuditKeysResponse
+	48, // [48:62] is the sub-list for method output_type
+	34, // [34:48] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_recipient_proto_init() }
@@ -2571,7 +2672,7 @@ func file_herald_v1_recipient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_recipient_proto_rawDesc), len(file_herald_v1_recipient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/keylog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 )
@@ -52,6 +53,12 @@ type Device struct {
 	activate time.Time
 	// notices gets the notices about the person's devices (WithDeviceNotices).
 	notices func(context.Context, DeviceNotice)
+	// conn, keyLog and keyLogErr check business keys against the key log (WithKeyLog);
+	// checkpoints are those it accepted, by signed note, for Open.
+	conn        grpc.ClientConnInterface
+	keyLog      *keylog.Verifier
+	keyLogErr   error
+	checkpoints map[string]keylog.Checkpoint
 }
 
 type deviceKey struct {
@@ -96,8 +103,9 @@ const (
 )
 
 func newDevice(conn grpc.ClientConnInterface, opts []DeviceOption) *Device {
-	d := &Device{settings: defaultSettings(), rpc: heraldv1.NewRecipientServiceClient(conn),
-		pins: map[string]ed25519.PublicKey{}, earlier: map[string][]earlierPin{}, accepted: map[string]record{},
+	d := &Device{settings: defaultSettings(), rpc: heraldv1.NewRecipientServiceClient(conn), conn: conn,
+		checkpoints: map[string]keylog.Checkpoint{},
+		pins:        map[string]ed25519.PublicKey{}, earlier: map[string][]earlierPin{}, accepted: map[string]record{},
 		acked: map[string]record{}, ackedPairs: map[pair]bool{}}
 	for _, o := range opts {
 		o.applyDevice(d)

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,19 +23,106 @@ import (
 // gave no proof, or one that fails. Nothing is sealed to such a key.
 var ErrKeyNotInLog = errors.New("herald: a device key is not proven in the key log")
 
-// WithKeyLog makes the Business check every device key a lookup returns against the
-// gateway's key log, whose public key is logKey (the operator publishes it). last is
-// the newest checkpoint the Business accepted before (KeyLogCheckpoint), or nil the
-// first time: keep it across restarts, or a log rewritten in between goes unnoticed.
-func WithKeyLog(logKey string, last []byte) BusinessOption {
-	return businessOption(func(b *Business) {
-		v, err := keylog.NewVerifier(logKey, last)
-		if err != nil {
-			b.keyLogErr = fmt.Errorf("herald: key log: %w", err)
-			return
-		}
-		b.keyLog = v
-	})
+// WithKeyLog checks keys against the gateway's key log, whose public key is logKey
+// (the operator publishes it). A Business checks every device key a lookup returns; a
+// Device checks the business key of every delivery, and keeps a delivery whose key
+// the log does not prove queued, unopened (a *KeyNotInLogError). last is the newest
+// checkpoint accepted before (Business.KeyLogCheckpoint; a Device keeps its own in
+// MarshalState), or nil the first time: keep it across restarts, or a log rewritten
+// in between goes unnoticed.
+func WithKeyLog(logKey string, last []byte) Option {
+	return keyLogOption{logKey, last}
+}
+
+type keyLogOption struct {
+	logKey string
+	last   []byte
+}
+
+func (o keyLogOption) verifier() (*keylog.Verifier, error) {
+	v, err := keylog.NewVerifier(o.logKey, o.last)
+	if err != nil {
+		return nil, fmt.Errorf("herald: key log: %w", err)
+	}
+	return v, nil
+}
+
+func (o keyLogOption) applyBusiness(b *Business) { b.keyLog, b.keyLogErr = o.verifier() }
+func (o keyLogOption) applyDevice(d *Device)     { d.keyLog, d.keyLogErr = o.verifier() }
+
+// KeyNotInLogError is a delivery whose business key the key log does not prove: the
+// gateway sent no proof, or one that fails. The delivery stays queued, unopened; a
+// later Receive, whose delivery carries a proof, opens it.
+type KeyNotInLogError struct {
+	MessageID  string
+	BusinessID string
+	Reason     error
+}
+
+func (e *KeyNotInLogError) Error() string {
+	return fmt.Sprintf("herald: message %s from %s: its business key is not proven in the key log: %v", e.MessageID,
+		e.BusinessID, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrKeyNotInLog) hold.
+func (e *KeyNotInLogError) Unwrap() error { return ErrKeyNotInLog }
+
+// acceptDeliveryCheckpoint has the device's key log accept a delivery's checkpoint
+// (fetching the consistency proof it needs), and remembers it for Open.
+func (d *Device) acceptDeliveryCheckpoint(ctx context.Context, note []byte) error {
+	if d.keyLog == nil || len(note) == 0 {
+		return nil
+	}
+	d.mu.Lock()
+	_, ok := d.checkpoints[string(note)]
+	d.mu.Unlock()
+	if ok {
+		return nil
+	}
+	c, err := acceptCheckpoint(ctx, d.keyLog, d.conn, note)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.checkpoints) >= 16 {
+		clear(d.checkpoints)
+	}
+	d.checkpoints[string(note)] = c
+	return nil
+}
+
+// checkBusinessKey checks that the delivery's business key is proven in a checkpoint
+// the device accepted. The caller holds mu.
+func (d *Device) checkBusinessKey(dl *heraldv1.Delivery) error {
+	if d.keyLogErr != nil {
+		return d.keyLogErr
+	}
+	if d.keyLog == nil {
+		return nil
+	}
+	fail := func(reason error) error {
+		return &KeyNotInLogError{MessageID: dl.GetMessageId(), BusinessID: dl.GetBusinessId(), Reason: reason}
+	}
+	c, ok := d.checkpoints[string(dl.GetKeyLogCheckpoint())]
+	if !ok {
+		return fail(errors.New("the delivery's checkpoint was not accepted (Receive accepts it)"))
+	}
+	p := dl.GetBusinessKeyProof()
+	if p == nil {
+		return fail(errors.New("no proof"))
+	}
+	e, err := d.keyLog.VerifyInclusion(c, p.GetLeafIndex(), p.GetLeaf(), p.GetInclusion())
+	if err != nil {
+		return fail(err)
+	}
+	switch {
+	case e.Kind.Device(), e.Kind == keylog.BusinessKeyRetired:
+		return fail(fmt.Errorf("the proven leaf is a %s", e.Kind))
+	case e.Owner != dl.GetBusinessId() || !bytes.Equal(e.PublicKey, dl.GetBusinessSigningKey()):
+		return fail(fmt.Errorf("the proven leaf publishes another key (of %s)", e.Owner))
+	}
+	return nil
 }
 
 // KeyLogCheckpoint is the newest key log checkpoint the Business accepted (a signed

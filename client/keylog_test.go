@@ -3,6 +3,8 @@ package client_test
 import (
 	"errors"
 	"net"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald/client"
@@ -43,19 +45,24 @@ func TestLookupsAreProvenInTheKeyLog(t *testing.T) {
 		t.Fatalf("lookup after the log grew: %v", err)
 	}
 
-	// Someone with Redis access changes a leaf (its time, so that the gateway still
-	// serves it for that key): the proof of that key fails. (A changed key is not
-	// served: the gateway logs the device's real key again, in plain sight.)
+	// Someone with Redis access changes the leaf of alice's first device key (its
+	// time, so that the gateway still serves it for that key): the proof of that key
+	// fails. (A changed key is not served: the gateway logs the device's real key
+	// again, in plain sight.)
 	leaves := g.rdb.LRange(ctx, keys.KeyLogLeaves(), 0, -1).Val()
-	forged := []byte(leaves[0])
+	at := slices.IndexFunc(leaves, func(l string) bool {
+		e, err := keylog.Parse([]byte(l))
+		return err == nil && e.Kind == keylog.DeviceKeyAdded
+	})
+	forged := []byte(leaves[at])
 	forged[5] ^= 1 // version, kind, then the time's eight bytes
-	if err := g.rdb.LSet(ctx, keys.KeyLogLeaves(), 0, forged).Err(); err != nil {
+	if err := g.rdb.LSet(ctx, keys.KeyLogLeaves(), int64(at), forged).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Lookup(ctx, alice, e2e.Transactional); !errors.Is(err, client.ErrKeyNotInLog) {
 		t.Fatalf("lookup with a changed leaf = %v, want ErrKeyNotInLog", err)
 	}
-	if err := g.rdb.LSet(ctx, keys.KeyLogLeaves(), 0, leaves[0]).Err(); err != nil {
+	if err := g.rdb.LSet(ctx, keys.KeyLogLeaves(), int64(at), leaves[at]).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Lookup(ctx, alice, e2e.Transactional); err != nil {
@@ -115,5 +122,62 @@ func TestAGatewayWithoutProofsIsRefused(t *testing.T) {
 	b := g.business(conn, high, client.WithKeyLog(testLogPublicKey, nil))
 	if _, err := b.Lookup(ctx, alice, e2e.Transactional); !errors.Is(err, client.ErrKeyNotInLog) {
 		t.Fatalf("lookup without proofs = %v, want ErrKeyNotInLog", err)
+	}
+}
+
+// TestForgedFirstContactIsRefused: someone with Redis access writes a business key of
+// their own into a business's record, and has a message signed with it delivered to
+// a person who never heard from the business. A device without a key log pins that
+// key on first use and shows the message; a device with one refuses it, unopened and
+// left queued, because no leaf of the log publishes the key. Messages under the key
+// the business registered open on the same device.
+func TestForgedFirstContactIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	g := startGateway(t)
+	real, evil := newSigningKey(t), newSigningKey(t)
+	b, apiKey := g.signingBusiness(real)
+	careful := g.device(nil, alice, e2e.X25519, client.WithKeyLog(testLogPublicKey, nil))
+	trusting := g.device(nil, bob, e2e.X25519)
+
+	sendText(t, b, alice, "a real receipt")
+	if got := readAll(t, careful, 1); got[0] != "a real receipt" {
+		t.Fatalf("the careful device read %q", got)
+	}
+	// The careful device keeps the checkpoint it accepted.
+	state, err := careful.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(state), "key_log_checkpoint") {
+		t.Fatal("the device state keeps no key log checkpoint")
+	}
+
+	r := keys.BusinessRecord{CurrentSigningKey: e2e.KeyID(evil.PublicKey()), SigningKeys: map[string]keys.SigningKeyRecord{
+		e2e.KeyID(evil.PublicKey()): {PublicKey: evil.PublicKey(), Origin: keys.SigningKeyFirst, State: keys.SigningKeyInUse}}}
+	if err := g.rdb.HSet(ctx, keys.Business(b.ID()).Record(), r.Fields()...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	g.restart() // no gateway holds the record in its cache any more
+	forger := client.NewBusiness(g.conn, b.ID(), apiKey, evil)
+
+	// Without a key log, first use is trust: the forgery is shown.
+	sendText(t, forger, bob, "your account is locked, call +1 555 0100")
+	if got := readAll(t, trusting, 1); got[0] != "your account is locked, call +1 555 0100" {
+		t.Fatalf("the trusting device read %q", got)
+	}
+
+	// With one, it is refused and stays queued, unopened, however often it comes.
+	fresh := g.device(nil, "+14155550999", e2e.X25519, client.WithKeyLog(testLogPublicKey, nil))
+	forged := sendText(t, forger, "+14155550999", "your account is locked, call +1 555 0100")
+	for range 2 {
+		r := receive(t, fresh, 1)[0]
+		var nl *client.KeyNotInLogError
+		if r.msg != nil || !errors.As(r.err, &nl) || nl.MessageID != forged {
+			t.Fatalf("the careful device got %v, %v; want a *KeyNotInLogError", r.msg, r.err)
+		}
+	}
+	if fresh.PinnedKey(b.ID()) != nil {
+		t.Fatal("the careful device pinned the forged key")
 	}
 }

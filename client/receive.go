@@ -83,6 +83,10 @@ func (d *Device) Open(dl *heraldv1.Delivery) (*Message, error) {
 	if len(trusted) == 0 {
 		return nil, reject(ErrNoSigningKey)
 	}
+	// With a key log, the key must be published there, whatever the device trusts.
+	if err := d.checkBusinessKey(dl); err != nil {
+		return nil, err
+	}
 	m, err := d.open(expect, trusted, envelope, dl.GetKeyId())
 	if err != nil {
 		// Signed by a key nothing the device trusts vouches for: surface that only if
@@ -238,6 +242,9 @@ func (d *Device) receive(ctx context.Context, failures *int, yielded map[string]
 		dl := item.GetDelivery()
 		if dl == nil {
 			continue // an item of a newer gateway that this SDK does not know
+		}
+		if err := d.acceptDeliveryCheckpoint(ctx, dl.GetKeyLogCheckpoint()); err != nil {
+			d.log.WarnContext(ctx, "herald: a delivery's key log checkpoint was refused", "message_id", dl.GetMessageId(), "err", err)
 		}
 		if yielded[dl.GetMessageId()] {
 			continue

@@ -26,7 +26,9 @@ type state struct {
 	// without them loads as a device that trusts no earlier key.
 	EarlierPins map[string][]statePin `json:"earlier_pins,omitempty"`
 	Accepted    []record              `json:"accepted,omitempty"`
-	Acked       []record              `json:"acked,omitempty"`
+	// KeyLogCheckpoint is the newest key log checkpoint the device accepted.
+	KeyLogCheckpoint []byte   `json:"key_log_checkpoint,omitempty"`
+	Acked            []record `json:"acked,omitempty"`
 }
 
 type statePin struct {
@@ -72,6 +74,11 @@ func (d *Device) MarshalState() ([]byte, error) {
 	}
 	for _, r := range d.acked {
 		s.Acked = append(s.Acked, r)
+	}
+	if d.keyLog != nil {
+		if last, ok := d.keyLog.Last(); ok {
+			s.KeyLogCheckpoint = last.Note
+		}
 	}
 	return json.Marshal(s)
 }
@@ -123,6 +130,13 @@ func LoadDevice(conn grpc.ClientConnInterface, b []byte, opts ...DeviceOption) (
 	}
 	d := newDevice(conn, opts)
 	d.id, d.token = s.DeviceID, s.Token
+	if d.keyLog != nil && s.KeyLogCheckpoint != nil {
+		if _, ok := d.keyLog.Last(); !ok {
+			if _, err := d.keyLog.Update(s.KeyLogCheckpoint, nil); err != nil {
+				return nil, fmt.Errorf("client: load device: the key log checkpoint kept: %w", err)
+			}
+		}
+	}
 	for i, sk := range s.Keys {
 		k, err := e2e.ParseDeviceKey(sk.Private)
 		if err != nil {

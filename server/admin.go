@@ -8,6 +8,7 @@ import (
 	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/keylog"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -176,5 +177,6 @@ func (a *adminService) ReplaceSigningKey(ctx context.Context, req *heraldv1.Repl
 		return nil, a.signingKeyError(ctx, "replace signing key", err)
 	}
 	a.log.Info("signing key replaced by the operator", "business_id", req.GetBusinessId(), "key_id", e2e.KeyID(req.GetPublicKey()))
+	a.noteBusinessKey(ctx, keylog.BusinessKeyReplaced, req.GetBusinessId(), req.GetPublicKey())
 	return &heraldv1.ReplaceSigningKeyResponse{KeyId: e2e.KeyID(req.GetPublicKey())}, nil
 }

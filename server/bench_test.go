@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/keylog"
 	"github.com/redis/go-redis/v9"
@@ -189,6 +190,68 @@ func BenchmarkLookupRecipient(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(size)/float64(2*b.N), "resp_B/device")
 			b.ReportMetric(float64(rt.rpc.Load())/float64(b.N), "rpc_rt/op")
+		})
+	}
+}
+
+// BenchmarkReceive streams b.N queued deliveries, signed under a registered business
+// key, to one device, on a gateway without a key log and on one with it (each delivery
+// with the business key's inclusion proof and the checkpoint), in one run. Sending
+// them is not timed. item_B is a stream item's wire size.
+func BenchmarkReceive(b *testing.B) {
+	skey, _, err := keylog.GenerateKey("herald-bench-log")
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer, err := e2e.GenerateSigningKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, m := range []struct {
+		name, key string
+	}{{"keylog=off", ""}, {"keylog=on", skey}} {
+		b.Run(m.name, func(b *testing.B) {
+			g := startGateway(b, func(c *Config) { c.LogKey = m.key })
+			biz, key := g.newBusiness("Bench")
+			g.setLimits(biz, 1e6, 1e6, 0)
+			if _, err := g.messaging.SetSigningKey(as(key), &heraldv1.SetSigningKeyRequest{PublicKey: signer.PublicKey()}); err != nil {
+				b.Fatal(err)
+			}
+			phone := g.register(alice)
+			for i := range b.N {
+				m := msg(alice, tx, rcpt, fmt.Sprint("r", i), "benchmark body", phone)
+				m.SigningKeyId = e2e.KeyID(signer.PublicKey())
+				if r, err := g.messaging.Send(as(key), &heraldv1.SendRequest{Message: m}); err != nil ||
+					r.Result.Outcome != heraldv1.Outcome_OUTCOME_ACCEPTED {
+					b.Fatalf("send: %v, %v", r, err)
+				}
+			}
+			ctx, cancel := context.WithCancel(as(phone.token))
+			defer cancel()
+			var size int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			st, err := g.recipient.Receive(ctx, &heraldv1.ReceiveRequest{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for n := 0; n < b.N; {
+				item, err := st.Recv()
+				if err != nil {
+					b.Fatal(err)
+				}
+				d := item.GetDelivery()
+				if d == nil {
+					continue
+				}
+				if (m.key != "") != (d.BusinessKeyProof != nil) {
+					b.Fatalf("delivery with proof %v", d.BusinessKeyProof)
+				}
+				size += int64(proto.Size(item))
+				n++
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(size)/float64(b.N), "item_B")
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/heraldhq/herald/delivery"
 	"github.com/heraldhq/herald/e2e"
@@ -12,6 +13,7 @@ import (
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/heraldhq/herald/keylog"
 	"github.com/heraldhq/herald/keylog/store"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 )
 
@@ -191,4 +193,107 @@ func (r *recipientService) AuditKeys(ctx context.Context, _ *heraldv1.AuditKeysR
 		resp.Events = append(resp.Events, &heraldv1.KeyProof{LeafIndex: i, Leaf: leaves[n], Inclusion: ps[n]})
 	}
 	return resp, nil
+}
+
+// Business keys are logged as they are registered, rotated, replaced or retired, and
+// indexed per business by key id. Every delivery carries the proof of the key that
+// signed it, from a cache: proofs against a checkpoint a few seconds old are as good
+// as fresh ones (the device checks the checkpoint extends, or is extended by, the
+// newest it saw), and one round trip set per key and proofCacheTTL is all a
+// delivery stream costs.
+
+// noteBusinessKey logs a business key event after the change it records was made. A
+// key already published is not logged again (a repeated SetSigningKey); a failure is
+// logged, not returned: the business's next SetSigningKey with the key logs it (the
+// SDK and the CLI register their key before they send). Until then, devices with a
+// key log keep its messages unopened. Unlike device keys, a business key is never
+// logged on the way out: a key that came into the business's record any other way
+// than by the business API or the operator (written into Redis) is not published,
+// and devices with a key log refuse what it signed.
+func (s *Server) noteBusinessKey(ctx context.Context, kind keylog.Kind, biz string, pub []byte) {
+	if s.keyLog == nil {
+		return
+	}
+	if _, err := s.logBusinessKey(ctx, kind, biz, pub); err != nil {
+		s.log.WarnContext(ctx, "key log append failed; the next delivery under the key logs it", "kind", kind.String(),
+			"business_id", biz, "err", err)
+	}
+}
+
+// logBusinessKey appends a business key event and indexes it, unless the key was
+// published before and the event is not a retirement. It returns the index of the
+// key's publication.
+func (s *Server) logBusinessKey(ctx context.Context, kind keylog.Kind, biz string, pub []byte) (uint64, error) {
+	kid := e2e.KeyID(pub)
+	idx := keys.Business(biz).KeyLogIndex()
+	if kind != keylog.BusinessKeyRetired {
+		switch v, err := s.cfg.Redis.HGet(ctx, idx, kid).Uint64(); {
+		case err == nil:
+			return v, nil
+		case !errors.Is(err, redis.Nil):
+			return 0, fmt.Errorf("read key log index: %w", err)
+		}
+	}
+	i, err := s.keyLog.Append(ctx, keylog.Event{Kind: kind, Owner: biz, ID: kid, Algorithm: "ed25519", PublicKey: pub,
+		Time: s.now()})
+	if err != nil {
+		return 0, fmt.Errorf("log %s: %w", kind, err)
+	}
+	if kind == keylog.BusinessKeyRetired {
+		return i, nil
+	}
+	if err := s.cfg.Redis.HSet(ctx, idx, kid, i).Err(); err != nil {
+		return 0, fmt.Errorf("index %s: %w", kind, err)
+	}
+	return i, nil
+}
+
+// proofCacheTTL is how long a business key's proof is reused for deliveries.
+const proofCacheTTL = 10 * time.Second
+
+type cachedProof struct {
+	proof   *heraldv1.KeyProof
+	note    []byte
+	expires time.Time
+}
+
+// errNotPublished is a business key that no leaf of the key log publishes.
+var errNotPublished = errors.New("the business key is not published in the key log")
+
+// businessKeyProof returns the proof that business biz's key pub was published, and
+// the checkpoint it is for.
+func (s *Server) businessKeyProof(ctx context.Context, biz string, pub []byte) (*heraldv1.KeyProof, []byte, error) {
+	ck := biz + "/" + e2e.KeyID(pub)
+	now := s.now()
+	if v, ok := s.proofs.Load(ck); ok {
+		if c := v.(cachedProof); now.Before(c.expires) {
+			return c.proof, c.note, nil
+		}
+	}
+	i, err := s.cfg.Redis.HGet(ctx, keys.Business(biz).KeyLogIndex(), e2e.KeyID(pub)).Uint64()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil, errNotPublished
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read key log index: %w", err)
+	}
+	leaves, err := s.keyLog.LeavesAt(ctx, []uint64{i})
+	if err != nil {
+		return nil, nil, err
+	}
+	if e, err := keylog.Parse(leaves[0]); err != nil || e.Owner != biz || string(e.PublicKey) != string(pub) {
+		return nil, nil, fmt.Errorf("%w: the index names leaf %d, which publishes another key", errNotPublished, i)
+	}
+	cp, err := s.keyLog.Checkpoint(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	ps, err := s.keyLog.InclusionProofs(ctx, []uint64{i}, cp.Size)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := cachedProof{proof: &heraldv1.KeyProof{LeafIndex: i, Leaf: leaves[0], Inclusion: ps[0]}, note: cp.Note,
+		expires: now.Add(proofCacheTTL)}
+	s.proofs.Store(ck, c)
+	return c.proof, c.note, nil
 }

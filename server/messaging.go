@@ -13,6 +13,7 @@ import (
 	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/keylog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -289,6 +290,11 @@ func (s *Server) SetSigningKey(ctx context.Context, req *heraldv1.SetSigningKeyR
 	case err != nil:
 		return nil, s.signingKeyError(ctx, "set signing key", err)
 	}
+	kind := keylog.BusinessKeyAdded
+	if e != nil {
+		kind = keylog.BusinessKeyRotated
+	}
+	s.noteBusinessKey(ctx, kind, businessFrom(ctx), req.GetPublicKey())
 	return &heraldv1.SetSigningKeyResponse{KeyId: e2e.KeyID(req.GetPublicKey())}, nil
 }
 
@@ -307,6 +313,15 @@ func (s *Server) RetireSigningKey(ctx context.Context, req *heraldv1.RetireSigni
 	if !validKeyID(req.GetKeyId()) {
 		return nil, invalid([]*violation{badField("key_id", "required: a key id from SetSigningKey")})
 	}
+	// The key log names the key that is retired: read it first.
+	var retired []byte
+	if s.keyLog != nil {
+		if prof, err := s.businesses.ProfileFor(ctx, businessFrom(ctx), req.GetKeyId(), s.now()); err == nil {
+			if chain := prof.SigningKeyChain(req.GetKeyId()); len(chain) > 0 && e2e.KeyID(chain[0].PublicKey) == req.GetKeyId() {
+				retired = chain[0].PublicKey
+			}
+		}
+	}
 	switch err := s.businesses.RetireSigningKey(ctx, businessFrom(ctx), req.GetKeyId()); {
 	case errors.Is(err, business.ErrNoSuchSigningKey):
 		return nil, notFound("the business has no signing key " + req.GetKeyId() + " in use")
@@ -315,6 +330,9 @@ func (s *Server) RetireSigningKey(ctx context.Context, req *heraldv1.RetireSigni
 			"CURRENT_SIGNING_KEY")
 	case err != nil:
 		return nil, s.storeError(ctx, "retire signing key", err)
+	}
+	if retired != nil {
+		s.noteBusinessKey(ctx, keylog.BusinessKeyRetired, businessFrom(ctx), retired)
 	}
 	return &heraldv1.RetireSigningKeyResponse{}, nil
 }

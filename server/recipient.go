@@ -85,6 +85,13 @@ func (r *recipientService) Receive(_ *heraldv1.ReceiveRequest, stream grpc.Serve
 			ClientMessageId: d.ClientMessageID, Body: d.Body, KeyId: d.KeyID, BusinessKeyChain: chainProto(chain)}
 		if len(chain) > 0 {
 			dl.BusinessSigningKey = chain[0].PublicKey
+			if r.keyLog != nil {
+				// Without a proof the device keeps the delivery queued and shows
+				// nothing; a later Receive brings the proof.
+				if dl.BusinessKeyProof, dl.KeyLogCheckpoint, err = r.businessKeyProof(ctx, d.Business, chain[0].PublicKey); err != nil {
+					r.log.WarnContext(ctx, "no key log proof for a business key; the delivery goes without", "business_id", d.Business, "err", err)
+				}
+			}
 		}
 		return stream.Send(&heraldv1.ReceiveResponse{Item: &heraldv1.ReceiveResponse_Delivery{Delivery: dl}})
 	}, func(n delivery.Notice) error {

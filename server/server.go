@@ -90,6 +90,7 @@ type Server struct {
 	// keyLog and logSigner are the key log; nil without Config.LogKey.
 	keyLog    *store.Log
 	logSigner *keylog.Signer
+	proofs    sync.Map // business id/key id -> cachedProof
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
 	// can stop gracefully.

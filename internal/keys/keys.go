@@ -66,6 +66,8 @@
 //	                           state: in use, set aside by a replacement, retired but on a
 //	                           later key's chain) (BusinessRecord, SigningKeyRecord)
 //	hr:{b:B}:keys       set    ids of the business's active API keys
+//	hr:{b:B}:klog       hash   signing key id -> index (decimal) of the key log leaf that
+//	                           published it
 //	hr:{b:B}:st         stream status events for the business (StreamStatus): s, m, cm, d, t
 //	hr:{b:B}:new        zset   units of its new-recipient allowance (AllowanceUnit), by lease time
 //	hr:{b:B}:gcra       hash   its global rate bucket: tokens and ts (see package ratelimit)
@@ -220,6 +222,10 @@ func (b Business) Record() string { return "hr:{b:" + string(b) + "}" }
 
 // APIKeys is the set of the business's active key ids.
 func (b Business) APIKeys() string { return "hr:{b:" + string(b) + "}:keys" }
+
+// KeyLogIndex maps the business's signing key ids to the key log leaf that published
+// each.
+func (b Business) KeyLogIndex() string { return "hr:{b:" + string(b) + "}:klog" }
 
 // Statuses is the business's status event stream.
 func (b Business) Statuses() string { return "hr:{b:" + string(b) + "}:st" }

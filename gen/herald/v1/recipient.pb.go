@@ -677,6 +677,12 @@ type Delivery struct {
 	// its person; a chain that reaches no key it trusts is a key change. Herald cannot
 	// forge a link: only a key of the business can endorse.
 	BusinessKeyChain []*SigningKeyLink `protobuf:"bytes,13,rep,name=business_key_chain,json=businessKeyChain,proto3" json:"business_key_chain,omitempty"`
+	// When the gateway keeps a key log: the proof that business_signing_key was
+	// published in it, in key_log_checkpoint. A device with a key log refuses a business
+	// key without one.
+	BusinessKeyProof *KeyProof `protobuf:"bytes,14,opt,name=business_key_proof,json=businessKeyProof,proto3" json:"business_key_proof,omitempty"`
+	// The signed checkpoint business_key_proof is for.
+	KeyLogCheckpoint []byte `protobuf:"bytes,15,opt,name=key_log_checkpoint,json=keyLogCheckpoint,proto3" json:"key_log_checkpoint,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -798,6 +804,20 @@ func (x *Delivery) GetKeyId() string {
 func (x *Delivery) GetBusinessKeyChain() []*SigningKeyLink {
 	if x != nil {
 		return x.BusinessKeyChain
+	}
+	return nil
+}
+
+func (x *Delivery) GetBusinessKeyProof() *KeyProof {
+	if x != nil {
+		return x.BusinessKeyProof
+	}
+	return nil
+}
+
+func (x *Delivery) GetKeyLogCheckpoint() []byte {
+	if x != nil {
+		return x.KeyLogCheckpoint
 	}
 	return nil
 }
@@ -2362,7 +2382,7 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12?\n" +
 	"\ractivate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\factivateTime\x12 \n" +
 	"\fby_device_id\x18\t \x01(\tR\n" +
-	"byDeviceId\"\xbc\x04\n" +
+	"byDeviceId\"\xad\x05\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1f\n" +
@@ -2382,7 +2402,9 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	" \x01(\fR\x04body\x120\n" +
 	"\x14business_signing_key\x18\v \x01(\fR\x12businessSigningKey\x12\x15\n" +
 	"\x06key_id\x18\f \x01(\tR\x05keyId\x12G\n" +
-	"\x12business_key_chain\x18\r \x03(\v2\x19.herald.v1.SigningKeyLinkR\x10businessKeyChain\"\x9a\x01\n" +
+	"\x12business_key_chain\x18\r \x03(\v2\x19.herald.v1.SigningKeyLinkR\x10businessKeyChain\x12A\n" +
+	"\x12business_key_proof\x18\x0e \x01(\v2\x13.herald.v1.KeyProofR\x10businessKeyProof\x12,\n" +
+	"\x12key_log_checkpoint\x18\x0f \x01(\fR\x10keyLogCheckpoint\"\x9a\x01\n" +
 	"\x0eSigningKeyLink\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x01 \x01(\fR\tpublicKey\x12 \n" +
@@ -2581,9 +2603,9 @@ var file_herald_v1_recipient_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),   // 40: google.protobuf.Timestamp
 	(Category)(0),                   // 41: herald.v1.Category
 	(Kind)(0),                       // 42: herald.v1.Kind
-	(RejectReason)(0),               // 43: herald.v1.RejectReason
-	(Consent)(0),                    // 44: herald.v1.Consent
-	(*KeyProof)(nil),                // 45: herald.v1.KeyProof
+	(*KeyProof)(nil),                // 43: herald.v1.KeyProof
+	(RejectReason)(0),               // 44: herald.v1.RejectReason
+	(Consent)(0),                    // 45: herald.v1.Consent
 }
 var file_herald_v1_recipient_proto_depIdxs = []int32{
 	39, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
@@ -2599,60 +2621,61 @@ var file_herald_v1_recipient_proto_depIdxs = []int32{
 	40, // 10: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
 	40, // 11: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
 	10, // 12: herald.v1.Delivery.business_key_chain:type_name -> herald.v1.SigningKeyLink
-	12, // 13: herald.v1.AckRequest.rejections:type_name -> herald.v1.Rejection
-	43, // 14: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
-	41, // 15: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
-	44, // 16: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
-	41, // 17: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
-	44, // 18: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
-	1,  // 19: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
-	40, // 20: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
-	21, // 21: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
-	40, // 22: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
-	22, // 23: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
-	39, // 24: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	40, // 25: herald.v1.RotateKeyRequest.challenge_expire_time:type_name -> google.protobuf.Timestamp
-	2,  // 26: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
-	3,  // 27: herald.v1.DeviceInfo.state:type_name -> herald.v1.DeviceState
-	39, // 28: herald.v1.DeviceInfo.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	40, // 29: herald.v1.DeviceInfo.create_time:type_name -> google.protobuf.Timestamp
-	40, // 30: herald.v1.DeviceInfo.activate_time:type_name -> google.protobuf.Timestamp
-	29, // 31: herald.v1.ListDevicesResponse.devices:type_name -> herald.v1.DeviceInfo
-	40, // 32: herald.v1.GetKeyChallengeResponse.expire_time:type_name -> google.protobuf.Timestamp
-	45, // 33: herald.v1.AuditKeysResponse.events:type_name -> herald.v1.KeyProof
-	4,  // 34: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
-	6,  // 35: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
-	11, // 36: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
-	14, // 37: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
-	16, // 38: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
-	18, // 39: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
-	20, // 40: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
-	24, // 41: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
-	26, // 42: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
-	28, // 43: herald.v1.RecipientService.ListDevices:input_type -> herald.v1.ListDevicesRequest
-	31, // 44: herald.v1.RecipientService.ApproveDevice:input_type -> herald.v1.ApproveDeviceRequest
-	33, // 45: herald.v1.RecipientService.RemoveDevice:input_type -> herald.v1.RemoveDeviceRequest
-	35, // 46: herald.v1.RecipientService.GetKeyChallenge:input_type -> herald.v1.GetKeyChallengeRequest
-	37, // 47: herald.v1.RecipientService.AuditKeys:input_type -> herald.v1.AuditKeysRequest
-	5,  // 48: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
-	7,  // 49: herald.v1.RecipientService.Receive:output_type -> herald.v1.ReceiveResponse
-	13, // 50: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
-	15, // 51: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
-	17, // 52: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
-	19, // 53: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
-	23, // 54: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
-	25, // 55: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
-	27, // 56: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
-	30, // 57: herald.v1.RecipientService.ListDevices:output_type -> herald.v1.ListDevicesResponse
-	32, // 58: herald.v1.RecipientService.ApproveDevice:output_type -> herald.v1.ApproveDeviceResponse
-	34, // 59: herald.v1.RecipientService.RemoveDevice:output_type -> herald.v1.RemoveDeviceResponse
-	36, // 60: herald.v1.RecipientService.GetKeyChallenge:output_type -> herald.v1.GetKeyChallengeResponse
-	38, // 61: herald.v1.RecipientService.AuditKeys:output_type -> herald.v1.AuditKeysResponse
-	48, // [48:62] is the sub-list for method output_type
-	34, // [34:48] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	43, // 13: herald.v1.Delivery.business_key_proof:type_name -> herald.v1.KeyProof
+	12, // 14: herald.v1.AckRequest.rejections:type_name -> herald.v1.Rejection
+	44, // 15: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
+	41, // 16: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
+	45, // 17: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
+	41, // 18: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
+	45, // 19: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
+	1,  // 20: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
+	40, // 21: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
+	21, // 22: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
+	40, // 23: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
+	22, // 24: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
+	39, // 25: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	40, // 26: herald.v1.RotateKeyRequest.challenge_expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 27: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
+	3,  // 28: herald.v1.DeviceInfo.state:type_name -> herald.v1.DeviceState
+	39, // 29: herald.v1.DeviceInfo.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	40, // 30: herald.v1.DeviceInfo.create_time:type_name -> google.protobuf.Timestamp
+	40, // 31: herald.v1.DeviceInfo.activate_time:type_name -> google.protobuf.Timestamp
+	29, // 32: herald.v1.ListDevicesResponse.devices:type_name -> herald.v1.DeviceInfo
+	40, // 33: herald.v1.GetKeyChallengeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	43, // 34: herald.v1.AuditKeysResponse.events:type_name -> herald.v1.KeyProof
+	4,  // 35: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
+	6,  // 36: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
+	11, // 37: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
+	14, // 38: herald.v1.RecipientService.Block:input_type -> herald.v1.BlockRequest
+	16, // 39: herald.v1.RecipientService.Unblock:input_type -> herald.v1.UnblockRequest
+	18, // 40: herald.v1.RecipientService.SetConsent:input_type -> herald.v1.SetConsentRequest
+	20, // 41: herald.v1.RecipientService.ListPreferences:input_type -> herald.v1.ListPreferencesRequest
+	24, // 42: herald.v1.RecipientService.RotateKey:input_type -> herald.v1.RotateKeyRequest
+	26, // 43: herald.v1.RecipientService.ReportSpam:input_type -> herald.v1.ReportSpamRequest
+	28, // 44: herald.v1.RecipientService.ListDevices:input_type -> herald.v1.ListDevicesRequest
+	31, // 45: herald.v1.RecipientService.ApproveDevice:input_type -> herald.v1.ApproveDeviceRequest
+	33, // 46: herald.v1.RecipientService.RemoveDevice:input_type -> herald.v1.RemoveDeviceRequest
+	35, // 47: herald.v1.RecipientService.GetKeyChallenge:input_type -> herald.v1.GetKeyChallengeRequest
+	37, // 48: herald.v1.RecipientService.AuditKeys:input_type -> herald.v1.AuditKeysRequest
+	5,  // 49: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
+	7,  // 50: herald.v1.RecipientService.Receive:output_type -> herald.v1.ReceiveResponse
+	13, // 51: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
+	15, // 52: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
+	17, // 53: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
+	19, // 54: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
+	23, // 55: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
+	25, // 56: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
+	27, // 57: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
+	30, // 58: herald.v1.RecipientService.ListDevices:output_type -> herald.v1.ListDevicesResponse
+	32, // 59: herald.v1.RecipientService.ApproveDevice:output_type -> herald.v1.ApproveDeviceResponse
+	34, // 60: herald.v1.RecipientService.RemoveDevice:output_type -> herald.v1.RemoveDeviceResponse
+	36, // 61: herald.v1.RecipientService.GetKeyChallenge:output_type -> herald.v1.GetKeyChallengeResponse
+	38, // 62: herald.v1.RecipientService.AuditKeys:output_type -> herald.v1.AuditKeysResponse
+	49, // [49:63] is the sub-list for method output_type
+	35, // [35:49] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_recipient_proto_init() }

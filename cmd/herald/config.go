@@ -31,6 +31,11 @@ type Config struct {
 	StateDir string
 	// JSON asks for machine-readable output: each response as one line of JSON (--json).
 	JSON bool
+	// LogKey is the gateway's key log public key (--log-key, HERALD_LOG_PUBLIC_KEY):
+	// with it, devices open only messages whose business key the log publishes (a
+	// device keeps the checkpoint it saw in its state), and send seals only to device
+	// keys the log publishes.
+	LogKey string
 
 	// addrExplicit is true when Addr was chosen by flag or environment; device
 	// commands otherwise use the address the device registered with.
@@ -40,7 +45,7 @@ type Config struct {
 
 // loadConfig reads the environment; flags are applied later by bind and noteFlags.
 func loadConfig(getenv func(string) string) Config {
-	c := Config{Addr: defaultAddr, StateDir: getenv("HERALD_STATE"), getenv: getenv}
+	c := Config{Addr: defaultAddr, StateDir: getenv("HERALD_STATE"), LogKey: getenv("HERALD_LOG_PUBLIC_KEY"), getenv: getenv}
 	if a := getenv("HERALD_ADDR"); a != "" {
 		c.Addr, c.addrExplicit = a, true
 	}
@@ -71,6 +76,7 @@ func (c *Config) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Token, "token", c.Token, "admin token or API key (HERALD_TOKEN)")
 	fs.StringVar(&c.StateDir, "state", c.StateDir, "`dir`ectory of device state and business signing keys (HERALD_STATE)")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print machine-readable JSON, one object per line")
+	fs.StringVar(&c.LogKey, "log-key", c.LogKey, "the gateway's key log public `KEY`: check every key against the log (HERALD_LOG_PUBLIC_KEY)")
 }
 
 // noteFlags records what parsing fs decided that the values alone do not tell.

@@ -542,7 +542,11 @@ func (c *cli) device(name string, changes bool) (*openDevice, error) {
 		unlock()
 		return nil, err
 	}
-	dev, err := client.LoadDevice(conn, st.Device)
+	var opts []client.DeviceOption
+	if c.cfg.LogKey != "" {
+		opts = append(opts, client.WithKeyLog(c.cfg.LogKey, nil)) // the device's state holds its checkpoint
+	}
+	dev, err := client.LoadDevice(conn, st.Device, opts...)
 	if err != nil {
 		conn.Close()
 		unlock()

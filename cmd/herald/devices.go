@@ -7,7 +7,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -141,8 +140,6 @@ func printPending(c *cli, dev *client.Device) {
 
 func (c *cli) deviceAudit(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	name := deviceFlag(fs)
-	logKey := fs.String("log-key", os.Getenv("HERALD_LOG_PUBLIC_KEY"),
-		"the gateway's key log public `KEY`, as its operator publishes it (HERALD_LOG_PUBLIC_KEY; required)")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -150,15 +147,16 @@ func (c *cli) deviceAudit(ctx context.Context, fs *flag.FlagSet, args []string) 
 	if err := wantArgs(fs, pos); err != nil {
 		return err
 	}
-	if *logKey == "" {
-		return usageErr(fs, "--log-key is required: the key log public key the operator publishes (heraldd prints it in dev mode)")
+	logKey := c.cfg.LogKey
+	if logKey == "" {
+		return usageErr(fs, "--log-key (or HERALD_LOG_PUBLIC_KEY) is required: the key log public key the operator publishes (heraldd prints it in dev mode)")
 	}
 	d, err := c.device(*name, false)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	events, err := d.dev.AuditKeys(ctx, *logKey)
+	events, err := d.dev.AuditKeys(ctx, logKey)
 	if err != nil {
 		return err
 	}

@@ -122,7 +122,7 @@ var commands = []*command{
 	{"device list", "[--name NAME]", "list this person's devices, active and pending, with their codes", (*cli).deviceList},
 	{"device approve", "[--name NAME] DEVICE_ID --code CODE", "approve a new device of this person, after comparing the code it shows", (*cli).deviceApprove},
 	{"device remove", "[--name NAME] DEVICE_ID", "remove (or refuse) a device of this person; its token stops working", (*cli).deviceRemove},
-	{"device audit", "[--name NAME] --log-key KEY", "show every key the gateway's key log holds for this person's number, each proven in the log", (*cli).deviceAudit},
+	{"device audit", "[--name NAME] (--log-key KEY | HERALD_LOG_PUBLIC_KEY)", "show every key the gateway's key log holds for this person's number, each proven in the log", (*cli).deviceAudit},
 	{"device trust", "[--name NAME] BUSINESS_ID --key KEY", "trust a business's new signing key, after device receive reported it changed", (*cli).deviceTrust},
 
 	{"send", "--business ID --to PHONE --category CATEGORY --kind KIND --text TEXT [--id ID] [--ttl DURATION]", "encrypt a message end to end for each of the recipient's devices and send it", (*cli).send},
@@ -315,6 +315,9 @@ send and key need the business's id as well as its API key: --business or
 HERALD_BUSINESS_ID.
   --json             machine-readable output: each response as one line of JSON; an
                      error as {"error": {...}} on stderr
+  --log-key KEY      the gateway's key log public key (HERALD_LOG_PUBLIC_KEY): devices
+                     open only messages whose business key the log publishes, send
+                     seals only to device keys it publishes, device audit reads it
 
 exit status: 0 done; 1 error; 2 wrong command line; 3 the message was (or would be)
 rejected by policy (BLOCKED, NOT_OPTED_IN, OPTED_OUT, STALE_DEVICES, ...).

@@ -96,7 +96,11 @@ func (c *cli) signingBusiness(ctx context.Context, conn grpc.ClientConnInterface
 	if err != nil {
 		return nil, err
 	}
-	b := client.NewBusiness(conn, id, apiKey, signer)
+	var opts []client.BusinessOption
+	if c.cfg.LogKey != "" {
+		opts = append(opts, client.WithKeyLog(c.cfg.LogKey, nil))
+	}
+	b := client.NewBusiness(conn, id, apiKey, signer, opts...)
 	err = b.RegisterSigningKey(ctx)
 	switch {
 	case errors.Is(err, client.ErrSigningKeyExists) && made:

@@ -68,6 +68,9 @@
 //	hr:{b:B}:keys       set    ids of the business's active API keys
 //	hr:{b:B}:klog       hash   signing key id -> index (decimal) of the key log leaf that
 //	                           published it
+//	hr:{b:B}:wh         hash   the business's webhook (WebhookRecord): url, secrets, the
+//	                           stream cursor delivered up to, failures
+//	hr:{b:B}:whl        string the gateway delivering the webhook now; expires
 //	hr:{b:B}:st         stream status events for the business (StreamStatus): s, m, cm, d, t
 //	hr:{b:B}:new        zset   units of its new-recipient allowance (AllowanceUnit), by lease time
 //	hr:{b:B}:gcra       hash   its global rate bucket: tokens and ts (see package ratelimit)
@@ -84,6 +87,8 @@
 // Outbox index ({o:<shard>}): hr:{o:N} zset: recipients whose outbox may hold status
 // events, by when one may have been added (OutboxIndex); a forwarder that drained an
 // outbox removes its recipient unless a newer entry came meanwhile.
+//
+// Webhooks ({wh}): hr:{wh} set: businesses with a webhook.
 //
 // Expiry index ({x:<shard>}): hr:{x:N} zset: ids of messages in flight by expiry,
 // spread over a few shards, for the sweep that reports messages expired on devices
@@ -226,6 +231,17 @@ func (b Business) APIKeys() string { return "hr:{b:" + string(b) + "}:keys" }
 // KeyLogIndex maps the business's signing key ids to the key log leaf that published
 // each.
 func (b Business) KeyLogIndex() string { return "hr:{b:" + string(b) + "}:klog" }
+
+// Webhook is the business's webhook: where its status events are POSTed, the secrets
+// they are signed with, and how far delivery got (WebhookRecord).
+func (b Business) Webhook() string { return "hr:{b:" + string(b) + "}:wh" }
+
+// WebhookLease names the gateway that delivers the business's webhook now.
+func (b Business) WebhookLease() string { return "hr:{b:" + string(b) + "}:whl" }
+
+// Webhooks is the set of businesses that have a webhook, which every gateway looks
+// through for webhooks to deliver.
+func Webhooks() string { return "hr:{wh}" }
 
 // Statuses is the business's status event stream.
 func (b Business) Statuses() string { return "hr:{b:" + string(b) + "}:st" }

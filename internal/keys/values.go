@@ -1164,6 +1164,73 @@ func ParseAllowanceUnit(member string) (lease string, i int, err error) {
 	return lease, i, nil
 }
 
+// --- Webhooks (hr:{b:B}:wh) ----------------------------------------------------------
+
+// Fields of a business's webhook hash.
+const (
+	WebhookURL          = "url"
+	WebhookSecret       = "sec"
+	WebhookPrevSecret   = "psec"   // the secret before the last rotation, while it still signs
+	WebhookPrevUntil    = "puntil" // ms: until when the previous secret signs too
+	WebhookCursor       = "cur"    // the stream id delivered up to ("0-0": none yet)
+	WebhookFailingSince = "fail"   // ms: when the first failure in a row was; absent when none
+	WebhookAttempts     = "tries"  // failures in a row
+	WebhookNextAttempt  = "next"   // ms: no attempt before
+	WebhookGaveUp       = "gave"   // ms: when delivery was given up; absent while it goes on
+	WebhookLastError    = "err"    // the last failure, as said to the operator
+	WebhookDelivered    = "ok"     // events delivered since the webhook was set
+)
+
+// WebhookRecord is a business's webhook.
+type WebhookRecord struct {
+	URL          string
+	Secret       string
+	PrevSecret   string
+	PrevUntil    time.Time
+	Cursor       string
+	FailingSince time.Time
+	Attempts     int
+	NextAttempt  time.Time
+	GaveUp       time.Time
+	LastError    string
+	Delivered    int64
+}
+
+// ParseWebhook reads a webhook hash (HGETALL).
+func ParseWebhook(h map[string]string) (WebhookRecord, error) {
+	r := WebhookRecord{URL: h[WebhookURL], Secret: h[WebhookSecret], PrevSecret: h[WebhookPrevSecret],
+		Cursor: h[WebhookCursor], LastError: h[WebhookLastError]}
+	if r.URL == "" || r.Secret == "" || r.Cursor == "" {
+		return WebhookRecord{}, malformed("webhook", "no url, secret or cursor")
+	}
+	var errs []error
+	opt := func(f string, t *time.Time) {
+		if v, ok := h[f]; ok {
+			var err error
+			*t, err = parseMillis("webhook "+f, v)
+			errs = append(errs, err)
+		}
+	}
+	opt(WebhookPrevUntil, &r.PrevUntil)
+	opt(WebhookFailingSince, &r.FailingSince)
+	opt(WebhookNextAttempt, &r.NextAttempt)
+	opt(WebhookGaveUp, &r.GaveUp)
+	if v, ok := h[WebhookAttempts]; ok {
+		n, err := strconv.Atoi(v)
+		r.Attempts = n
+		errs = append(errs, err)
+	}
+	if v, ok := h[WebhookDelivered]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		r.Delivered = n
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return WebhookRecord{}, malformed("webhook", "%v", err)
+	}
+	return r, nil
+}
+
 // --- Lua ---------------------------------------------------------------------------
 
 //go:embed values.lua

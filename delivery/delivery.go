@@ -34,6 +34,7 @@ type Service struct {
 	statuses  *Statuses
 	forwarder *Forwarder
 	expiries  *Expiries
+	waker     *Waker
 	hub       *hub
 }
 
@@ -56,6 +57,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Service {
 		statuses:  newStatuses(rdb, h, c.pollInterval),
 		forwarder: f,
 		expiries:  e,
+		waker:     newWaker(rdb, c.log, c.wakeInterval, c.pushers),
 		hub:       h,
 	}
 }
@@ -76,6 +78,9 @@ func (s *Service) Forwarder() *Forwarder { return s.forwarder }
 // Expiries indexes admitted messages by expiry, for the sweep that reports them.
 func (s *Service) Expiries() *Expiries { return s.expiries }
 
+// Waker wakes devices through their push services; tell it of each admission.
+func (s *Service) Waker() *Waker { return s.waker }
+
 // Run forwards status events and sweeps expired messages until ctx ends. It then makes
 // a last bounded attempt to forward and index what is pending, so a graceful shutdown
 // leaves nothing behind that it could send, and returns when that is done.
@@ -83,6 +88,7 @@ func (s *Service) Run(ctx context.Context) {
 	forwarding, stop := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.forwarder.run(forwarding) })
+	wg.Go(func() { s.waker.run(ctx) })
 	s.expiries.run(ctx)
 	// The forwarder stops after the sweep has, so that its last drain sees every event
 	// the sweep queued.

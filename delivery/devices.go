@@ -278,7 +278,7 @@ func (e *PendingError) Unwrap() error { return ErrPending }
 func (d *Devices) Remove(ctx context.Context, p Principal, target string, now time.Time) error {
 	u := keys.Recipient(p.UID)
 	res, err := runIndexed(ctx, d.rdb, p.UID, now, removeScript, []string{u.Devices(), u.PendingDevices(), u.Notices(),
-		u.NoticeCursors(), u.Mailbox(target), u.Outbox()},
+		u.NoticeCursors(), u.Mailbox(target), u.Outbox(), u.PushEndpoints()},
 		target, p.DeviceID, now.UnixMilli(), u.MessagePrefix(), d.window, u.Channel()).StringSlice()
 	if err != nil {
 		return fmt.Errorf("remove device: %w", err)

@@ -5,10 +5,10 @@
 -- one that no device has queued any more is settled (values.lua).
 -- Message keys are built from the prefix: each is the recipient's, on this slot.
 -- KEYS[1] mailbox  KEYS[2] outbox  KEYS[3] the recipient's admission sequence
--- KEYS[4] devices  KEYS[5] notices  KEYS[6] notice cursors
+-- KEYS[4] devices  KEYS[5] notices  KEYS[6] notice cursors  KEYS[7] the device's live mark
 -- ARGV[1] device  ARGV[2] min score ("-inf" or "(<seq>")  ARGV[3] now (ms)
 -- ARGV[4] limit  ARGV[5] message key prefix  ARGV[6] receipt window (ms)
--- ARGV[7] the last notice this stream sent ("" for none)
+-- ARGV[7] the last notice this stream sent ("" for none)  ARGV[8] live mark lifetime (ms)
 -- Reply: {last score seen, expired count, the admission sequence now (a stream that
 -- saw a higher score knows Redis lost writes), 1 if the device is active (0: removed,
 -- or pending), n, then n notices as id, line, then per delivery: id, ciphertext, and
@@ -19,6 +19,8 @@ local out = {"", 0, redis.call("GET", KEYS[3]) or "0", redis.call("HEXISTS", KEY
 if out[4] == 0 then
   return out
 end
+-- An open stream needs no wake-up (wake.lua): say so for a while.
+redis.call("SET", KEYS[7], "1", "PX", ARGV[8])
 -- Notices after both the device's acknowledged cursor and what this stream sent.
 local from = redis.call("HGET", KEYS[6], dev)
 if ARGV[7] ~= "" and (not from or stream_id_less(from, ARGV[7])) then

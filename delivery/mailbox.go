@@ -90,6 +90,13 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 	u := keys.Recipient(p.UID)
 	wake, stop := m.hub.Watch(ctx, u.Channel())
 	defer stop()
+	// The stream's live mark (set by each fetch) goes with it, so that wake-ups start
+	// at once rather than when the mark would expire.
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		m.rdb.Del(dctx, u.Live(p.DeviceID))
+	}()
 	// Events a crashed gateway left behind for this recipient go out now.
 	m.out.Kick(p.UID)
 	poll := time.NewTicker(m.poll)
@@ -145,8 +152,9 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 func (m *Mailboxes) fetch(ctx context.Context, p Principal, after, noticed string) ([]Delivery, []Notice, string, int64, error) {
 	u := keys.Recipient(p.UID)
 	reply, err := fetchScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox(), u.Sequence(), u.Devices(),
-		u.Notices(), u.NoticeCursors()},
-		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window, noticed).Slice()
+		u.Notices(), u.NoticeCursors(), u.Live(p.DeviceID)},
+		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window, noticed,
+		(3*m.poll + time.Second).Milliseconds()).Slice()
 	if err != nil {
 		return nil, nil, "", 0, fmt.Errorf("fetch: %w", err)
 	}

@@ -18,6 +18,8 @@ type config struct {
 	receiptWindow time.Duration
 	approvalWait  time.Duration
 	secret        []byte
+	pushers       map[string]Pusher
+	wakeInterval  time.Duration
 }
 
 func defaults() config {
@@ -30,6 +32,7 @@ func defaults() config {
 		outboxSweep:   2 * time.Second,
 		receiptWindow: DefaultReceiptWindow,
 		approvalWait:  DefaultApprovalWait,
+		wakeInterval:  time.Minute,
 	}
 }
 
@@ -153,6 +156,19 @@ func WithSecret(secret []byte) Option {
 	return func(c *config) {
 		if len(secret) > 0 {
 			c.secret = secret
+		}
+	}
+}
+
+// WithPush wakes devices through pushers, by push service (keys.PushWeb, PushFCM,
+// PushAPNs): a device with a message waiting, a push endpoint of one of these services
+// and no open Receive stream gets one contentless wake-up per interval (default a
+// minute when interval is 0). Without it, no device is woken.
+func WithPush(pushers map[string]Pusher, interval time.Duration) Option {
+	return func(c *config) {
+		c.pushers = pushers
+		if interval > 0 {
+			c.wakeInterval = interval
 		}
 	}
 }

@@ -4,7 +4,7 @@
 -- device is told, in one step. Message keys are built from the prefix: each is the
 -- recipient's, on this slot.
 -- KEYS[1] devices  KEYS[2] pending devices  KEYS[3] notices  KEYS[4] notice cursors
--- KEYS[5] the removed device's mailbox  KEYS[6] outbox
+-- KEYS[5] the removed device's mailbox  KEYS[6] outbox  KEYS[7] push endpoints
 -- ARGV[1] device to remove  ARGV[2] removing device  ARGV[3] now (ms)
 -- ARGV[4] message key prefix  ARGV[5] receipt window (ms)  ARGV[6] notification channel
 -- Reply: {"ok", token hash of the removed device, ids settled...}, {"not_active"} or
@@ -35,6 +35,7 @@ end
 redis.call("DEL", KEYS[5])
 redis.call("HDEL", from, dev)
 redis.call("HDEL", KEYS[4], dev)
+redis.call("HDEL", KEYS[7], dev)
 if by == dev then
   by = ""
 end

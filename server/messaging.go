@@ -89,6 +89,11 @@ func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) 
 // nothing unless the call that admitted it failed before it could.
 func (s *Server) admitted(a blocklist.Admission) {
 	s.delivery.Forwarder().Kick(a.UID)
+	devices := make([]string, len(a.Envelopes))
+	for i, e := range a.Envelopes {
+		devices[i] = e.DeviceID
+	}
+	s.delivery.Waker().Admitted(a.UID, devices)
 	if !a.Expires.IsZero() { // zero: a duplicate whose message is gone
 		s.delivery.Expiries().Track(a.MessageID, a.Expires)
 	}

@@ -22,6 +22,7 @@ import (
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/keylog"
 	"github.com/heraldhq/herald/keylog/store"
+	"github.com/heraldhq/herald/push"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -73,6 +74,14 @@ type Config struct {
 	// With it the gateway logs every device key event in the key log and proves each
 	// key LookupRecipient lists; without it there is no key log.
 	LogKey string
+
+	// Push services that devices are woken through (package push), each optional:
+	// a device with a message waiting, an endpoint of one of them and no open Receive
+	// stream gets one contentless wake-up per WakeInterval (zero: a minute).
+	WebPush      *push.WebPush
+	FCM          *push.FCM
+	APNs         *push.APNs
+	WakeInterval time.Duration
 }
 
 // Server is a Herald gateway.
@@ -141,7 +150,7 @@ func New(cfg Config) (*Server, error) {
 		delivery.WithClock(s.now), delivery.WithQualityBucket(s.quality.Bucket),
 		delivery.WithPollInterval(cfg.PollInterval), delivery.WithExpirySweep(cfg.ExpirySweep),
 		delivery.WithReceiptWindow(cfg.ReceiptWindow), delivery.WithApprovalWait(cfg.ApprovalWait),
-		delivery.WithSecret(cfg.Secret))
+		delivery.WithSecret(cfg.Secret), delivery.WithPush(pushers(cfg), cfg.WakeInterval))
 	s.admission = admission.New(cfg.Redis, s.blocklist, s.businesses, admission.WithClock(s.now),
 		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted))
 	s.streams, s.stopStreams = context.WithCancel(context.Background())

@@ -65,6 +65,8 @@ type Config struct {
 	// LogKey is the key log's signing key (PRIVATE+KEY+… from keylog.GenerateKey); empty
 	// runs without a key log (generated in dev mode).
 	LogKey string
+	// Push is where devices are woken.
+	Push PushConfig
 }
 
 func main() {
@@ -140,6 +142,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	durVar(&c.Quality.Window, "quality-window", "HERALD_QUALITY_WINDOW", dq.Window, "the rolling window of the quality figure")
 	intVar(&c.Replicas, "replicas", "HERALD_REPLICAS", 1,
 		"how many gateways run against this Redis; each holds at most burst/(2·replicas) of a business's tokens, which tightens the over-admission bound")
+	bindPush(fs, env, &c.Push)
 	logKeyFile := fs.String("log-key-file", env("HERALD_LOG_KEY_FILE", ""),
 		"file holding the key log's signing key (PRIVATE+KEY+…); without it (or HERALD_LOG_KEY) there is no key log (HERALD_LOG_KEY_FILE)")
 	c.LogKey = getenv("HERALD_LOG_KEY")
@@ -172,6 +175,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		if _, err := keylog.NewSigner(c.LogKey); err != nil {
 			return c, fmt.Errorf("key log key: %w", err)
 		}
+	}
+	if _, _, _, err := c.Push.senders(); err != nil {
+		return c, err
 	}
 	return c, c.validate()
 }
@@ -280,6 +286,10 @@ func run(cfg Config) error {
 		cfg.LogKey = skey
 		fmt.Printf("key log public key: %s\n", vkey)
 	}
+	webPush, fcm, apns, err := cfg.Push.senders()
+	if err != nil {
+		return err
+	}
 	rdb, err := connect(url, cfg.RedisCluster)
 	if err != nil {
 		return err
@@ -293,7 +303,8 @@ func run(cfg Config) error {
 
 	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log,
 		Caps: cfg.Caps, Quality: cfg.Quality, Replicas: cfg.Replicas, ReceiptWindow: cfg.ReceiptWindow,
-		ApprovalWait: cfg.ApprovalWait, LogKey: cfg.LogKey})
+		ApprovalWait: cfg.ApprovalWait, LogKey: cfg.LogKey, WebPush: webPush, FCM: fcm, APNs: apns,
+		WakeInterval: cfg.Push.WakeInterval})
 	if err != nil {
 		return err
 	}

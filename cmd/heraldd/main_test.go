@@ -1,6 +1,13 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -50,5 +57,35 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("config = %+v", c)
 			}
 		})
+	}
+}
+
+// TestPushConfig: a VAPID key file and subject turn Web Push on; a missing file, a key
+// that is not P-256 PEM or a subject that is no contact URL is an error at start.
+func TestPushConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalECPrivateKey(key)
+	good := filepath.Join(dir, "vapid.pem")
+	os.WriteFile(good, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
+	junk := filepath.Join(dir, "junk.pem")
+	os.WriteFile(junk, []byte("not a key"), 0o600)
+	c, err := parseConfig([]string{"--vapid-key-file", good, "--vapid-subject", "mailto:ops@example.com"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wp, _, _, err := c.Push.senders(); err != nil || wp == nil {
+		t.Fatalf("web push = %v, %v", wp, err)
+	}
+	for _, args := range [][]string{
+		{"--vapid-key-file", filepath.Join(dir, "missing.pem"), "--vapid-subject", "mailto:ops@example.com"},
+		{"--vapid-key-file", junk, "--vapid-subject", "mailto:ops@example.com"},
+		{"--vapid-key-file", good, "--vapid-subject", "ops"},
+		{"--wake-interval", "10ms"},
+	} {
+		if _, err := parseConfig(args, func(string) string { return "" }); err == nil {
+			t.Errorf("%v: no error", args)
+		}
 	}
 }

@@ -32,6 +32,9 @@
 //	hr:{u:U}:ntcur      hash   device id -> id of the last notice it acknowledged
 //	hr:{u:U}:klog       list   key log leaf indices (decimal) of the recipient's device key
 //	                           events, oldest first (package keylog/store holds the leaves)
+//	hr:{u:U}:push       hash   device id -> its push endpoint (PushEndpoint)
+//	hr:{u:U}:live:D     string device D has an open Receive stream; expires unless renewed
+//	hr:{u:U}:wk:D       string device D was sent a wake-up; expires after the wake interval
 //	hr:{u:U}:code       hash   pending verification code: h (sha256), n (failed tries);
 //	                           expires (Code)
 //	hr:{u:U}:pref:B     hash   the recipient's relation to business B (Pref): blk (1|0),
@@ -122,6 +125,8 @@
 //     MessagePrefix and the ids they read from a mailbox or are given;
 //   - expire.lua builds mailbox keys (hr:{u:U}:mb:D) from the recipient's mailbox prefix
 //     and the devices it finds in a message hash;
+//   - wake.lua builds each device's live and woken marks from the recipient's Live("")
+//     and Woken("") prefixes and the device ids it is given;
 //   - forward.lua builds each event's dedupe mark from the business's ForwardedPrefix
 //     (hr:{b:B}:fw:), on the slot of the business's stream it declares;
 //   - admit.lua builds each envelope key from the message key and a device id, and for
@@ -176,6 +181,16 @@ func (u Recipient) NoticeCursors() string { return u.prefix() + "ntcur" }
 // KeyLogEvents is the list of the key log's leaf indices of the recipient's device key
 // events, oldest first.
 func (u Recipient) KeyLogEvents() string { return u.prefix() + "klog" }
+
+// PushEndpoints maps the recipient's devices to their push endpoints (PushEndpoint).
+func (u Recipient) PushEndpoints() string { return u.prefix() + "push" }
+
+// Live marks that device d has an open Receive stream; it expires unless renewed.
+func (u Recipient) Live(d string) string { return u.prefix() + "live:" + d }
+
+// Woken marks that device d was sent a wake-up lately; it expires after the wake
+// interval.
+func (u Recipient) Woken(d string) string { return u.prefix() + "wk:" + d }
 
 // Code is the recipient's pending verification code.
 func (u Recipient) Code() string { return u.prefix() + "code" }

@@ -113,6 +113,8 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	}
 	checkStore(t, rdb, seen)
 	must(t, devs.Approve(ctx, delivery.Principal{UID: uid, DeviceID: d1}, d2, e2e.KeyID(pub2), now))
+	must(t, devs.SetPushEndpoint(ctx, delivery.Principal{UID: uid, DeviceID: d1},
+		keys.PushEndpoint{Service: keys.PushWeb, Address: "https://push.example/abc"}))
 	// noticeack.lua: the first device has shown the notices.
 	notices := rdb.XRange(ctx, u.Notices(), "-", "+").Val()
 	if len(notices) != 2 {
@@ -344,7 +346,7 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	checkStore(t, rdb, seen)
 	var missed []string
 	for _, k := range kinds {
-		if !seen[k.name] {
+		if !seen[k.name] && !marks[k.name] {
 			missed = append(missed, k.name)
 		}
 	}
@@ -426,6 +428,10 @@ type kind struct {
 	check func(t *testing.T, rdb *redis.Client, key string, m []string)
 }
 
+// marks are kinds of short-lived flags ("1", expiring by themselves) that the story
+// need not leave behind: delivery's waker tests write and read them.
+var marks = map[string]bool{"live and woken marks": true}
+
 var (
 	ctx0  = context.Background()
 	kinds = []kind{
@@ -459,6 +465,21 @@ var (
 				if len(rdb.XRange(ctx0, keys.Recipient(m[1]).Notices(), id, id).Val()) != 1 {
 					t.Errorf("%s: device %s acknowledged %s, which is not a notice", key, dev, id)
 				}
+			}
+		}},
+		{"push endpoints", regexp.MustCompile(`^hr:\{u:([a-z2-7]{26})\}:push$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
+			for dev, line := range rdb.HGetAll(ctx0, key).Val() {
+				if _, err := keys.ParsePushEndpoint(line); err != nil {
+					t.Errorf("%s %s: %v", key, dev, err)
+				}
+				if !rdb.HExists(ctx0, keys.Recipient(m[1]).Devices(), dev).Val() {
+					t.Errorf("%s: an endpoint for %s, not a device", key, dev)
+				}
+			}
+		}},
+		{"live and woken marks", regexp.MustCompile(`^hr:\{u:([a-z2-7]{26})\}:(live|wk):([^:]+)$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
+			if rdb.Get(ctx0, key).Val() != "1" || rdb.PTTL(ctx0, key).Val() <= 0 {
+				t.Errorf("%s: not a mark that expires", key)
 			}
 		}},
 		{"code", regexp.MustCompile(`^hr:\{u:([a-z2-7]{26})\}:code$`), hashOf(func(h map[string]string) error {

@@ -1164,6 +1164,34 @@ func ParseAllowanceUnit(member string) (lease string, i int, err error) {
 	return lease, i, nil
 }
 
+// --- Push endpoints (hr:{u:U}:push) ---------------------------------------------------
+
+// Push services, as PushEndpoint.Service holds them.
+const (
+	PushWeb  = "w"
+	PushFCM  = "f"
+	PushAPNs = "a"
+)
+
+// PushEndpoint is where a device is woken: a service and its address there (a Web
+// Push endpoint URL, an FCM or APNs device token), stored as the line service|address.
+type PushEndpoint struct {
+	Service string
+	Address string
+}
+
+// Encode is the endpoint's stored line.
+func (p PushEndpoint) Encode() string { return p.Service + "|" + p.Address }
+
+// ParsePushEndpoint reads a stored endpoint line.
+func ParsePushEndpoint(line string) (PushEndpoint, error) {
+	s, a, ok := strings.Cut(line, "|")
+	if !ok || a == "" || (s != PushWeb && s != PushFCM && s != PushAPNs) {
+		return PushEndpoint{}, malformed("push endpoint", "%q", line)
+	}
+	return PushEndpoint{Service: s, Address: a}, nil
+}
+
 // --- Webhooks (hr:{b:B}:wh) ----------------------------------------------------------
 
 // Fields of a business's webhook hash.

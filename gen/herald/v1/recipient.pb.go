@@ -2349,6 +2349,329 @@ func (x *AuditKeysResponse) GetEvents() []*KeyProof {
 	return nil
 }
 
+// SetPushEndpointRequest names one push endpoint.
+type SetPushEndpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: exactly one.
+	//
+	// Types that are valid to be assigned to Endpoint:
+	//
+	//	*SetPushEndpointRequest_WebPushEndpoint
+	//	*SetPushEndpointRequest_FcmToken
+	//	*SetPushEndpointRequest_ApnsToken
+	Endpoint      isSetPushEndpointRequest_Endpoint `protobuf_oneof:"endpoint"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPushEndpointRequest) Reset() {
+	*x = SetPushEndpointRequest{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPushEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPushEndpointRequest) ProtoMessage() {}
+
+func (x *SetPushEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPushEndpointRequest.ProtoReflect.Descriptor instead.
+func (*SetPushEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SetPushEndpointRequest) GetEndpoint() isSetPushEndpointRequest_Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *SetPushEndpointRequest) GetWebPushEndpoint() string {
+	if x != nil {
+		if x, ok := x.Endpoint.(*SetPushEndpointRequest_WebPushEndpoint); ok {
+			return x.WebPushEndpoint
+		}
+	}
+	return ""
+}
+
+func (x *SetPushEndpointRequest) GetFcmToken() string {
+	if x != nil {
+		if x, ok := x.Endpoint.(*SetPushEndpointRequest_FcmToken); ok {
+			return x.FcmToken
+		}
+	}
+	return ""
+}
+
+func (x *SetPushEndpointRequest) GetApnsToken() string {
+	if x != nil {
+		if x, ok := x.Endpoint.(*SetPushEndpointRequest_ApnsToken); ok {
+			return x.ApnsToken
+		}
+	}
+	return ""
+}
+
+type isSetPushEndpointRequest_Endpoint interface {
+	isSetPushEndpointRequest_Endpoint()
+}
+
+type SetPushEndpointRequest_WebPushEndpoint struct {
+	// A Web Push subscription's endpoint URL (https), from PushManager.subscribe or a
+	// UnifiedPush distributor.
+	WebPushEndpoint string `protobuf:"bytes,1,opt,name=web_push_endpoint,json=webPushEndpoint,proto3,oneof"`
+}
+
+type SetPushEndpointRequest_FcmToken struct {
+	// A Firebase Cloud Messaging registration token.
+	FcmToken string `protobuf:"bytes,2,opt,name=fcm_token,json=fcmToken,proto3,oneof"`
+}
+
+type SetPushEndpointRequest_ApnsToken struct {
+	// An APNs device token (hex).
+	ApnsToken string `protobuf:"bytes,3,opt,name=apns_token,json=apnsToken,proto3,oneof"`
+}
+
+func (*SetPushEndpointRequest_WebPushEndpoint) isSetPushEndpointRequest_Endpoint() {}
+
+func (*SetPushEndpointRequest_FcmToken) isSetPushEndpointRequest_Endpoint() {}
+
+func (*SetPushEndpointRequest_ApnsToken) isSetPushEndpointRequest_Endpoint() {}
+
+// SetPushEndpointResponse is empty.
+type SetPushEndpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPushEndpointResponse) Reset() {
+	*x = SetPushEndpointResponse{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPushEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPushEndpointResponse) ProtoMessage() {}
+
+func (x *SetPushEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPushEndpointResponse.ProtoReflect.Descriptor instead.
+func (*SetPushEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{36}
+}
+
+// DeletePushEndpointRequest is empty.
+type DeletePushEndpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePushEndpointRequest) Reset() {
+	*x = DeletePushEndpointRequest{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePushEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePushEndpointRequest) ProtoMessage() {}
+
+func (x *DeletePushEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePushEndpointRequest.ProtoReflect.Descriptor instead.
+func (*DeletePushEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{37}
+}
+
+// DeletePushEndpointResponse is empty.
+type DeletePushEndpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePushEndpointResponse) Reset() {
+	*x = DeletePushEndpointResponse{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePushEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePushEndpointResponse) ProtoMessage() {}
+
+func (x *DeletePushEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePushEndpointResponse.ProtoReflect.Descriptor instead.
+func (*DeletePushEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{38}
+}
+
+// GetPushConfigRequest is empty.
+type GetPushConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPushConfigRequest) Reset() {
+	*x = GetPushConfigRequest{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPushConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPushConfigRequest) ProtoMessage() {}
+
+func (x *GetPushConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPushConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetPushConfigRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{39}
+}
+
+// GetPushConfigResponse is the gateway's push services.
+type GetPushConfigResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The VAPID public key (uncompressed P-256 point, base64url), when Web Push is on.
+	VapidPublicKey string `protobuf:"bytes,1,opt,name=vapid_public_key,json=vapidPublicKey,proto3" json:"vapid_public_key,omitempty"`
+	WebPush        bool   `protobuf:"varint,2,opt,name=web_push,json=webPush,proto3" json:"web_push,omitempty"`
+	Fcm            bool   `protobuf:"varint,3,opt,name=fcm,proto3" json:"fcm,omitempty"`
+	Apns           bool   `protobuf:"varint,4,opt,name=apns,proto3" json:"apns,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetPushConfigResponse) Reset() {
+	*x = GetPushConfigResponse{}
+	mi := &file_herald_v1_recipient_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPushConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPushConfigResponse) ProtoMessage() {}
+
+func (x *GetPushConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_recipient_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPushConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetPushConfigResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_recipient_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetPushConfigResponse) GetVapidPublicKey() string {
+	if x != nil {
+		return x.VapidPublicKey
+	}
+	return ""
+}
+
+func (x *GetPushConfigResponse) GetWebPush() bool {
+	if x != nil {
+		return x.WebPush
+	}
+	return false
+}
+
+func (x *GetPushConfigResponse) GetFcm() bool {
+	if x != nil {
+		return x.Fcm
+	}
+	return false
+}
+
+func (x *GetPushConfigResponse) GetApns() bool {
+	if x != nil {
+		return x.Apns
+	}
+	return false
+}
+
 var File_herald_v1_recipient_proto protoreflect.FileDescriptor
 
 const file_herald_v1_recipient_proto_rawDesc = "" +
@@ -2507,7 +2830,23 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\fR\n" +
 	"checkpoint\x12+\n" +
-	"\x06events\x18\x02 \x03(\v2\x13.herald.v1.KeyProofR\x06events*\xb4\x01\n" +
+	"\x06events\x18\x02 \x03(\v2\x13.herald.v1.KeyProofR\x06events\"\x92\x01\n" +
+	"\x16SetPushEndpointRequest\x12,\n" +
+	"\x11web_push_endpoint\x18\x01 \x01(\tH\x00R\x0fwebPushEndpoint\x12\x1d\n" +
+	"\tfcm_token\x18\x02 \x01(\tH\x00R\bfcmToken\x12\x1f\n" +
+	"\n" +
+	"apns_token\x18\x03 \x01(\tH\x00R\tapnsTokenB\n" +
+	"\n" +
+	"\bendpoint\"\x19\n" +
+	"\x17SetPushEndpointResponse\"\x1b\n" +
+	"\x19DeletePushEndpointRequest\"\x1c\n" +
+	"\x1aDeletePushEndpointResponse\"\x16\n" +
+	"\x14GetPushConfigRequest\"\x82\x01\n" +
+	"\x15GetPushConfigResponse\x12(\n" +
+	"\x10vapid_public_key\x18\x01 \x01(\tR\x0evapidPublicKey\x12\x19\n" +
+	"\bweb_push\x18\x02 \x01(\bR\awebPush\x12\x10\n" +
+	"\x03fcm\x18\x03 \x01(\bR\x03fcm\x12\x12\n" +
+	"\x04apns\x18\x04 \x01(\bR\x04apns*\xb4\x01\n" +
 	"\vDeviceEvent\x12\x1c\n" +
 	"\x18DEVICE_EVENT_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14DEVICE_EVENT_PENDING\x10\x01\x12\x19\n" +
@@ -2526,7 +2865,8 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\vDeviceState\x12\x1c\n" +
 	"\x18DEVICE_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13DEVICE_STATE_ACTIVE\x10\x01\x12\x18\n" +
-	"\x14DEVICE_STATE_PENDING\x10\x022\xae\b\n" +
+	"\x14DEVICE_STATE_PENDING\x10\x022\xbf\n" +
+	"\n" +
 	"\x10RecipientService\x12U\n" +
 	"\x0eRegisterDevice\x12 .herald.v1.RegisterDeviceRequest\x1a!.herald.v1.RegisterDeviceResponse\x12B\n" +
 	"\aReceive\x12\x19.herald.v1.ReceiveRequest\x1a\x1a.herald.v1.ReceiveResponse0\x01\x124\n" +
@@ -2543,7 +2883,10 @@ const file_herald_v1_recipient_proto_rawDesc = "" +
 	"\rApproveDevice\x12\x1f.herald.v1.ApproveDeviceRequest\x1a .herald.v1.ApproveDeviceResponse\x12O\n" +
 	"\fRemoveDevice\x12\x1e.herald.v1.RemoveDeviceRequest\x1a\x1f.herald.v1.RemoveDeviceResponse\x12X\n" +
 	"\x0fGetKeyChallenge\x12!.herald.v1.GetKeyChallengeRequest\x1a\".herald.v1.GetKeyChallengeResponse\x12F\n" +
-	"\tAuditKeys\x12\x1b.herald.v1.AuditKeysRequest\x1a\x1c.herald.v1.AuditKeysResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\tAuditKeys\x12\x1b.herald.v1.AuditKeysRequest\x1a\x1c.herald.v1.AuditKeysResponse\x12X\n" +
+	"\x0fSetPushEndpoint\x12!.herald.v1.SetPushEndpointRequest\x1a\".herald.v1.SetPushEndpointResponse\x12a\n" +
+	"\x12DeletePushEndpoint\x12$.herald.v1.DeletePushEndpointRequest\x1a%.herald.v1.DeletePushEndpointResponse\x12R\n" +
+	"\rGetPushConfig\x12\x1f.herald.v1.GetPushConfigRequest\x1a .herald.v1.GetPushConfigResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_recipient_proto_rawDescOnce sync.Once
@@ -2558,91 +2901,97 @@ func file_herald_v1_recipient_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_recipient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_herald_v1_recipient_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_herald_v1_recipient_proto_goTypes = []any{
-	(DeviceEvent)(0),                // 0: herald.v1.DeviceEvent
-	(Setter)(0),                     // 1: herald.v1.Setter
-	(ReportReason)(0),               // 2: herald.v1.ReportReason
-	(DeviceState)(0),                // 3: herald.v1.DeviceState
-	(*RegisterDeviceRequest)(nil),   // 4: herald.v1.RegisterDeviceRequest
-	(*RegisterDeviceResponse)(nil),  // 5: herald.v1.RegisterDeviceResponse
-	(*ReceiveRequest)(nil),          // 6: herald.v1.ReceiveRequest
-	(*ReceiveResponse)(nil),         // 7: herald.v1.ReceiveResponse
-	(*DeviceNotice)(nil),            // 8: herald.v1.DeviceNotice
-	(*Delivery)(nil),                // 9: herald.v1.Delivery
-	(*SigningKeyLink)(nil),          // 10: herald.v1.SigningKeyLink
-	(*AckRequest)(nil),              // 11: herald.v1.AckRequest
-	(*Rejection)(nil),               // 12: herald.v1.Rejection
-	(*AckResponse)(nil),             // 13: herald.v1.AckResponse
-	(*BlockRequest)(nil),            // 14: herald.v1.BlockRequest
-	(*BlockResponse)(nil),           // 15: herald.v1.BlockResponse
-	(*UnblockRequest)(nil),          // 16: herald.v1.UnblockRequest
-	(*UnblockResponse)(nil),         // 17: herald.v1.UnblockResponse
-	(*SetConsentRequest)(nil),       // 18: herald.v1.SetConsentRequest
-	(*SetConsentResponse)(nil),      // 19: herald.v1.SetConsentResponse
-	(*ListPreferencesRequest)(nil),  // 20: herald.v1.ListPreferencesRequest
-	(*CategoryConsent)(nil),         // 21: herald.v1.CategoryConsent
-	(*BusinessPreference)(nil),      // 22: herald.v1.BusinessPreference
-	(*ListPreferencesResponse)(nil), // 23: herald.v1.ListPreferencesResponse
-	(*RotateKeyRequest)(nil),        // 24: herald.v1.RotateKeyRequest
-	(*RotateKeyResponse)(nil),       // 25: herald.v1.RotateKeyResponse
-	(*ReportSpamRequest)(nil),       // 26: herald.v1.ReportSpamRequest
-	(*ReportSpamResponse)(nil),      // 27: herald.v1.ReportSpamResponse
-	(*ListDevicesRequest)(nil),      // 28: herald.v1.ListDevicesRequest
-	(*DeviceInfo)(nil),              // 29: herald.v1.DeviceInfo
-	(*ListDevicesResponse)(nil),     // 30: herald.v1.ListDevicesResponse
-	(*ApproveDeviceRequest)(nil),    // 31: herald.v1.ApproveDeviceRequest
-	(*ApproveDeviceResponse)(nil),   // 32: herald.v1.ApproveDeviceResponse
-	(*RemoveDeviceRequest)(nil),     // 33: herald.v1.RemoveDeviceRequest
-	(*RemoveDeviceResponse)(nil),    // 34: herald.v1.RemoveDeviceResponse
-	(*GetKeyChallengeRequest)(nil),  // 35: herald.v1.GetKeyChallengeRequest
-	(*GetKeyChallengeResponse)(nil), // 36: herald.v1.GetKeyChallengeResponse
-	(*AuditKeysRequest)(nil),        // 37: herald.v1.AuditKeysRequest
-	(*AuditKeysResponse)(nil),       // 38: herald.v1.AuditKeysResponse
-	(KeyAlgorithm)(0),               // 39: herald.v1.KeyAlgorithm
-	(*timestamppb.Timestamp)(nil),   // 40: google.protobuf.Timestamp
-	(Category)(0),                   // 41: herald.v1.Category
-	(Kind)(0),                       // 42: herald.v1.Kind
-	(*KeyProof)(nil),                // 43: herald.v1.KeyProof
-	(RejectReason)(0),               // 44: herald.v1.RejectReason
-	(Consent)(0),                    // 45: herald.v1.Consent
+	(DeviceEvent)(0),                   // 0: herald.v1.DeviceEvent
+	(Setter)(0),                        // 1: herald.v1.Setter
+	(ReportReason)(0),                  // 2: herald.v1.ReportReason
+	(DeviceState)(0),                   // 3: herald.v1.DeviceState
+	(*RegisterDeviceRequest)(nil),      // 4: herald.v1.RegisterDeviceRequest
+	(*RegisterDeviceResponse)(nil),     // 5: herald.v1.RegisterDeviceResponse
+	(*ReceiveRequest)(nil),             // 6: herald.v1.ReceiveRequest
+	(*ReceiveResponse)(nil),            // 7: herald.v1.ReceiveResponse
+	(*DeviceNotice)(nil),               // 8: herald.v1.DeviceNotice
+	(*Delivery)(nil),                   // 9: herald.v1.Delivery
+	(*SigningKeyLink)(nil),             // 10: herald.v1.SigningKeyLink
+	(*AckRequest)(nil),                 // 11: herald.v1.AckRequest
+	(*Rejection)(nil),                  // 12: herald.v1.Rejection
+	(*AckResponse)(nil),                // 13: herald.v1.AckResponse
+	(*BlockRequest)(nil),               // 14: herald.v1.BlockRequest
+	(*BlockResponse)(nil),              // 15: herald.v1.BlockResponse
+	(*UnblockRequest)(nil),             // 16: herald.v1.UnblockRequest
+	(*UnblockResponse)(nil),            // 17: herald.v1.UnblockResponse
+	(*SetConsentRequest)(nil),          // 18: herald.v1.SetConsentRequest
+	(*SetConsentResponse)(nil),         // 19: herald.v1.SetConsentResponse
+	(*ListPreferencesRequest)(nil),     // 20: herald.v1.ListPreferencesRequest
+	(*CategoryConsent)(nil),            // 21: herald.v1.CategoryConsent
+	(*BusinessPreference)(nil),         // 22: herald.v1.BusinessPreference
+	(*ListPreferencesResponse)(nil),    // 23: herald.v1.ListPreferencesResponse
+	(*RotateKeyRequest)(nil),           // 24: herald.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),          // 25: herald.v1.RotateKeyResponse
+	(*ReportSpamRequest)(nil),          // 26: herald.v1.ReportSpamRequest
+	(*ReportSpamResponse)(nil),         // 27: herald.v1.ReportSpamResponse
+	(*ListDevicesRequest)(nil),         // 28: herald.v1.ListDevicesRequest
+	(*DeviceInfo)(nil),                 // 29: herald.v1.DeviceInfo
+	(*ListDevicesResponse)(nil),        // 30: herald.v1.ListDevicesResponse
+	(*ApproveDeviceRequest)(nil),       // 31: herald.v1.ApproveDeviceRequest
+	(*ApproveDeviceResponse)(nil),      // 32: herald.v1.ApproveDeviceResponse
+	(*RemoveDeviceRequest)(nil),        // 33: herald.v1.RemoveDeviceRequest
+	(*RemoveDeviceResponse)(nil),       // 34: herald.v1.RemoveDeviceResponse
+	(*GetKeyChallengeRequest)(nil),     // 35: herald.v1.GetKeyChallengeRequest
+	(*GetKeyChallengeResponse)(nil),    // 36: herald.v1.GetKeyChallengeResponse
+	(*AuditKeysRequest)(nil),           // 37: herald.v1.AuditKeysRequest
+	(*AuditKeysResponse)(nil),          // 38: herald.v1.AuditKeysResponse
+	(*SetPushEndpointRequest)(nil),     // 39: herald.v1.SetPushEndpointRequest
+	(*SetPushEndpointResponse)(nil),    // 40: herald.v1.SetPushEndpointResponse
+	(*DeletePushEndpointRequest)(nil),  // 41: herald.v1.DeletePushEndpointRequest
+	(*DeletePushEndpointResponse)(nil), // 42: herald.v1.DeletePushEndpointResponse
+	(*GetPushConfigRequest)(nil),       // 43: herald.v1.GetPushConfigRequest
+	(*GetPushConfigResponse)(nil),      // 44: herald.v1.GetPushConfigResponse
+	(KeyAlgorithm)(0),                  // 45: herald.v1.KeyAlgorithm
+	(*timestamppb.Timestamp)(nil),      // 46: google.protobuf.Timestamp
+	(Category)(0),                      // 47: herald.v1.Category
+	(Kind)(0),                          // 48: herald.v1.Kind
+	(*KeyProof)(nil),                   // 49: herald.v1.KeyProof
+	(RejectReason)(0),                  // 50: herald.v1.RejectReason
+	(Consent)(0),                       // 51: herald.v1.Consent
 }
 var file_herald_v1_recipient_proto_depIdxs = []int32{
-	39, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	40, // 1: herald.v1.RegisterDeviceResponse.activate_time:type_name -> google.protobuf.Timestamp
+	45, // 0: herald.v1.RegisterDeviceRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	46, // 1: herald.v1.RegisterDeviceResponse.activate_time:type_name -> google.protobuf.Timestamp
 	9,  // 2: herald.v1.ReceiveResponse.delivery:type_name -> herald.v1.Delivery
 	8,  // 3: herald.v1.ReceiveResponse.notice:type_name -> herald.v1.DeviceNotice
 	0,  // 4: herald.v1.DeviceNotice.event:type_name -> herald.v1.DeviceEvent
-	39, // 5: herald.v1.DeviceNotice.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	40, // 6: herald.v1.DeviceNotice.time:type_name -> google.protobuf.Timestamp
-	40, // 7: herald.v1.DeviceNotice.activate_time:type_name -> google.protobuf.Timestamp
-	41, // 8: herald.v1.Delivery.category:type_name -> herald.v1.Category
-	42, // 9: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
-	40, // 10: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
-	40, // 11: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
+	45, // 5: herald.v1.DeviceNotice.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	46, // 6: herald.v1.DeviceNotice.time:type_name -> google.protobuf.Timestamp
+	46, // 7: herald.v1.DeviceNotice.activate_time:type_name -> google.protobuf.Timestamp
+	47, // 8: herald.v1.Delivery.category:type_name -> herald.v1.Category
+	48, // 9: herald.v1.Delivery.kind:type_name -> herald.v1.Kind
+	46, // 10: herald.v1.Delivery.sent_time:type_name -> google.protobuf.Timestamp
+	46, // 11: herald.v1.Delivery.expire_time:type_name -> google.protobuf.Timestamp
 	10, // 12: herald.v1.Delivery.business_key_chain:type_name -> herald.v1.SigningKeyLink
-	43, // 13: herald.v1.Delivery.business_key_proof:type_name -> herald.v1.KeyProof
+	49, // 13: herald.v1.Delivery.business_key_proof:type_name -> herald.v1.KeyProof
 	12, // 14: herald.v1.AckRequest.rejections:type_name -> herald.v1.Rejection
-	44, // 15: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
-	41, // 16: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
-	45, // 17: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
-	41, // 18: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
-	45, // 19: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
+	50, // 15: herald.v1.Rejection.reason:type_name -> herald.v1.RejectReason
+	47, // 16: herald.v1.SetConsentRequest.category:type_name -> herald.v1.Category
+	51, // 17: herald.v1.SetConsentRequest.consent:type_name -> herald.v1.Consent
+	47, // 18: herald.v1.CategoryConsent.category:type_name -> herald.v1.Category
+	51, // 19: herald.v1.CategoryConsent.consent:type_name -> herald.v1.Consent
 	1,  // 20: herald.v1.CategoryConsent.set_by:type_name -> herald.v1.Setter
-	40, // 21: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
+	46, // 21: herald.v1.CategoryConsent.update_time:type_name -> google.protobuf.Timestamp
 	21, // 22: herald.v1.BusinessPreference.consents:type_name -> herald.v1.CategoryConsent
-	40, // 23: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
+	46, // 23: herald.v1.BusinessPreference.last_message_time:type_name -> google.protobuf.Timestamp
 	22, // 24: herald.v1.ListPreferencesResponse.businesses:type_name -> herald.v1.BusinessPreference
-	39, // 25: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	40, // 26: herald.v1.RotateKeyRequest.challenge_expire_time:type_name -> google.protobuf.Timestamp
+	45, // 25: herald.v1.RotateKeyRequest.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	46, // 26: herald.v1.RotateKeyRequest.challenge_expire_time:type_name -> google.protobuf.Timestamp
 	2,  // 27: herald.v1.ReportSpamRequest.reason:type_name -> herald.v1.ReportReason
 	3,  // 28: herald.v1.DeviceInfo.state:type_name -> herald.v1.DeviceState
-	39, // 29: herald.v1.DeviceInfo.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	40, // 30: herald.v1.DeviceInfo.create_time:type_name -> google.protobuf.Timestamp
-	40, // 31: herald.v1.DeviceInfo.activate_time:type_name -> google.protobuf.Timestamp
+	45, // 29: herald.v1.DeviceInfo.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	46, // 30: herald.v1.DeviceInfo.create_time:type_name -> google.protobuf.Timestamp
+	46, // 31: herald.v1.DeviceInfo.activate_time:type_name -> google.protobuf.Timestamp
 	29, // 32: herald.v1.ListDevicesResponse.devices:type_name -> herald.v1.DeviceInfo
-	40, // 33: herald.v1.GetKeyChallengeResponse.expire_time:type_name -> google.protobuf.Timestamp
-	43, // 34: herald.v1.AuditKeysResponse.events:type_name -> herald.v1.KeyProof
+	46, // 33: herald.v1.GetKeyChallengeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	49, // 34: herald.v1.AuditKeysResponse.events:type_name -> herald.v1.KeyProof
 	4,  // 35: herald.v1.RecipientService.RegisterDevice:input_type -> herald.v1.RegisterDeviceRequest
 	6,  // 36: herald.v1.RecipientService.Receive:input_type -> herald.v1.ReceiveRequest
 	11, // 37: herald.v1.RecipientService.Ack:input_type -> herald.v1.AckRequest
@@ -2657,22 +3006,28 @@ var file_herald_v1_recipient_proto_depIdxs = []int32{
 	33, // 46: herald.v1.RecipientService.RemoveDevice:input_type -> herald.v1.RemoveDeviceRequest
 	35, // 47: herald.v1.RecipientService.GetKeyChallenge:input_type -> herald.v1.GetKeyChallengeRequest
 	37, // 48: herald.v1.RecipientService.AuditKeys:input_type -> herald.v1.AuditKeysRequest
-	5,  // 49: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
-	7,  // 50: herald.v1.RecipientService.Receive:output_type -> herald.v1.ReceiveResponse
-	13, // 51: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
-	15, // 52: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
-	17, // 53: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
-	19, // 54: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
-	23, // 55: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
-	25, // 56: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
-	27, // 57: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
-	30, // 58: herald.v1.RecipientService.ListDevices:output_type -> herald.v1.ListDevicesResponse
-	32, // 59: herald.v1.RecipientService.ApproveDevice:output_type -> herald.v1.ApproveDeviceResponse
-	34, // 60: herald.v1.RecipientService.RemoveDevice:output_type -> herald.v1.RemoveDeviceResponse
-	36, // 61: herald.v1.RecipientService.GetKeyChallenge:output_type -> herald.v1.GetKeyChallengeResponse
-	38, // 62: herald.v1.RecipientService.AuditKeys:output_type -> herald.v1.AuditKeysResponse
-	49, // [49:63] is the sub-list for method output_type
-	35, // [35:49] is the sub-list for method input_type
+	39, // 49: herald.v1.RecipientService.SetPushEndpoint:input_type -> herald.v1.SetPushEndpointRequest
+	41, // 50: herald.v1.RecipientService.DeletePushEndpoint:input_type -> herald.v1.DeletePushEndpointRequest
+	43, // 51: herald.v1.RecipientService.GetPushConfig:input_type -> herald.v1.GetPushConfigRequest
+	5,  // 52: herald.v1.RecipientService.RegisterDevice:output_type -> herald.v1.RegisterDeviceResponse
+	7,  // 53: herald.v1.RecipientService.Receive:output_type -> herald.v1.ReceiveResponse
+	13, // 54: herald.v1.RecipientService.Ack:output_type -> herald.v1.AckResponse
+	15, // 55: herald.v1.RecipientService.Block:output_type -> herald.v1.BlockResponse
+	17, // 56: herald.v1.RecipientService.Unblock:output_type -> herald.v1.UnblockResponse
+	19, // 57: herald.v1.RecipientService.SetConsent:output_type -> herald.v1.SetConsentResponse
+	23, // 58: herald.v1.RecipientService.ListPreferences:output_type -> herald.v1.ListPreferencesResponse
+	25, // 59: herald.v1.RecipientService.RotateKey:output_type -> herald.v1.RotateKeyResponse
+	27, // 60: herald.v1.RecipientService.ReportSpam:output_type -> herald.v1.ReportSpamResponse
+	30, // 61: herald.v1.RecipientService.ListDevices:output_type -> herald.v1.ListDevicesResponse
+	32, // 62: herald.v1.RecipientService.ApproveDevice:output_type -> herald.v1.ApproveDeviceResponse
+	34, // 63: herald.v1.RecipientService.RemoveDevice:output_type -> herald.v1.RemoveDeviceResponse
+	36, // 64: herald.v1.RecipientService.GetKeyChallenge:output_type -> herald.v1.GetKeyChallengeResponse
+	38, // 65: herald.v1.RecipientService.AuditKeys:output_type -> herald.v1.AuditKeysResponse
+	40, // 66: herald.v1.RecipientService.SetPushEndpoint:output_type -> herald.v1.SetPushEndpointResponse
+	42, // 67: herald.v1.RecipientService.DeletePushEndpoint:output_type -> herald.v1.DeletePushEndpointResponse
+	44, // 68: herald.v1.RecipientService.GetPushConfig:output_type -> herald.v1.GetPushConfigResponse
+	52, // [52:69] is the sub-list for method output_type
+	35, // [35:52] is the sub-list for method input_type
 	35, // [35:35] is the sub-list for extension type_name
 	35, // [35:35] is the sub-list for extension extendee
 	0,  // [0:35] is the sub-list for field type_name
@@ -2689,13 +3044,18 @@ func file_herald_v1_recipient_proto_init() {
 		(*ReceiveResponse_Delivery)(nil),
 		(*ReceiveResponse_Notice)(nil),
 	}
+	file_herald_v1_recipient_proto_msgTypes[35].OneofWrappers = []any{
+		(*SetPushEndpointRequest_WebPushEndpoint)(nil),
+		(*SetPushEndpointRequest_FcmToken)(nil),
+		(*SetPushEndpointRequest_ApnsToken)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_recipient_proto_rawDesc), len(file_herald_v1_recipient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   35,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

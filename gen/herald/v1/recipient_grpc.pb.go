@@ -19,20 +19,23 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RecipientService_RegisterDevice_FullMethodName  = "/herald.v1.RecipientService/RegisterDevice"
-	RecipientService_Receive_FullMethodName         = "/herald.v1.RecipientService/Receive"
-	RecipientService_Ack_FullMethodName             = "/herald.v1.RecipientService/Ack"
-	RecipientService_Block_FullMethodName           = "/herald.v1.RecipientService/Block"
-	RecipientService_Unblock_FullMethodName         = "/herald.v1.RecipientService/Unblock"
-	RecipientService_SetConsent_FullMethodName      = "/herald.v1.RecipientService/SetConsent"
-	RecipientService_ListPreferences_FullMethodName = "/herald.v1.RecipientService/ListPreferences"
-	RecipientService_RotateKey_FullMethodName       = "/herald.v1.RecipientService/RotateKey"
-	RecipientService_ReportSpam_FullMethodName      = "/herald.v1.RecipientService/ReportSpam"
-	RecipientService_ListDevices_FullMethodName     = "/herald.v1.RecipientService/ListDevices"
-	RecipientService_ApproveDevice_FullMethodName   = "/herald.v1.RecipientService/ApproveDevice"
-	RecipientService_RemoveDevice_FullMethodName    = "/herald.v1.RecipientService/RemoveDevice"
-	RecipientService_GetKeyChallenge_FullMethodName = "/herald.v1.RecipientService/GetKeyChallenge"
-	RecipientService_AuditKeys_FullMethodName       = "/herald.v1.RecipientService/AuditKeys"
+	RecipientService_RegisterDevice_FullMethodName     = "/herald.v1.RecipientService/RegisterDevice"
+	RecipientService_Receive_FullMethodName            = "/herald.v1.RecipientService/Receive"
+	RecipientService_Ack_FullMethodName                = "/herald.v1.RecipientService/Ack"
+	RecipientService_Block_FullMethodName              = "/herald.v1.RecipientService/Block"
+	RecipientService_Unblock_FullMethodName            = "/herald.v1.RecipientService/Unblock"
+	RecipientService_SetConsent_FullMethodName         = "/herald.v1.RecipientService/SetConsent"
+	RecipientService_ListPreferences_FullMethodName    = "/herald.v1.RecipientService/ListPreferences"
+	RecipientService_RotateKey_FullMethodName          = "/herald.v1.RecipientService/RotateKey"
+	RecipientService_ReportSpam_FullMethodName         = "/herald.v1.RecipientService/ReportSpam"
+	RecipientService_ListDevices_FullMethodName        = "/herald.v1.RecipientService/ListDevices"
+	RecipientService_ApproveDevice_FullMethodName      = "/herald.v1.RecipientService/ApproveDevice"
+	RecipientService_RemoveDevice_FullMethodName       = "/herald.v1.RecipientService/RemoveDevice"
+	RecipientService_GetKeyChallenge_FullMethodName    = "/herald.v1.RecipientService/GetKeyChallenge"
+	RecipientService_AuditKeys_FullMethodName          = "/herald.v1.RecipientService/AuditKeys"
+	RecipientService_SetPushEndpoint_FullMethodName    = "/herald.v1.RecipientService/SetPushEndpoint"
+	RecipientService_DeletePushEndpoint_FullMethodName = "/herald.v1.RecipientService/DeletePushEndpoint"
+	RecipientService_GetPushConfig_FullMethodName      = "/herald.v1.RecipientService/GetPushConfig"
 )
 
 // RecipientServiceClient is the client API for RecipientService service.
@@ -98,6 +101,17 @@ type RecipientServiceClient interface {
 	// with its inclusion proof: a device added behind the person's back is there even
 	// if the device list hides it. FAILED_PRECONDITION when the gateway keeps no log.
 	AuditKeys(ctx context.Context, in *AuditKeysRequest, opts ...grpc.CallOption) (*AuditKeysResponse, error)
+	// SetPushEndpoint makes this device's push endpoint the one given (replacing any
+	// before): while the device has no open Receive stream and a message waits for it,
+	// the gateway sends one contentless wake-up there per wake interval, and the app
+	// opens Receive. The wake-up names nothing: no business, category or count.
+	// FAILED_PRECONDITION when the gateway is not configured for that push service.
+	SetPushEndpoint(ctx context.Context, in *SetPushEndpointRequest, opts ...grpc.CallOption) (*SetPushEndpointResponse, error)
+	// DeletePushEndpoint stops wake-ups for this device.
+	DeletePushEndpoint(ctx context.Context, in *DeletePushEndpointRequest, opts ...grpc.CallOption) (*DeletePushEndpointResponse, error)
+	// GetPushConfig says which push services the gateway wakes through, and the VAPID
+	// public key a browser subscribes with (applicationServerKey).
+	GetPushConfig(ctx context.Context, in *GetPushConfigRequest, opts ...grpc.CallOption) (*GetPushConfigResponse, error)
 }
 
 type recipientServiceClient struct {
@@ -257,6 +271,36 @@ func (c *recipientServiceClient) AuditKeys(ctx context.Context, in *AuditKeysReq
 	return out, nil
 }
 
+func (c *recipientServiceClient) SetPushEndpoint(ctx context.Context, in *SetPushEndpointRequest, opts ...grpc.CallOption) (*SetPushEndpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetPushEndpointResponse)
+	err := c.cc.Invoke(ctx, RecipientService_SetPushEndpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *recipientServiceClient) DeletePushEndpoint(ctx context.Context, in *DeletePushEndpointRequest, opts ...grpc.CallOption) (*DeletePushEndpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeletePushEndpointResponse)
+	err := c.cc.Invoke(ctx, RecipientService_DeletePushEndpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *recipientServiceClient) GetPushConfig(ctx context.Context, in *GetPushConfigRequest, opts ...grpc.CallOption) (*GetPushConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPushConfigResponse)
+	err := c.cc.Invoke(ctx, RecipientService_GetPushConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RecipientServiceServer is the server API for RecipientService service.
 // All implementations must embed UnimplementedRecipientServiceServer
 // for forward compatibility.
@@ -320,6 +364,17 @@ type RecipientServiceServer interface {
 	// with its inclusion proof: a device added behind the person's back is there even
 	// if the device list hides it. FAILED_PRECONDITION when the gateway keeps no log.
 	AuditKeys(context.Context, *AuditKeysRequest) (*AuditKeysResponse, error)
+	// SetPushEndpoint makes this device's push endpoint the one given (replacing any
+	// before): while the device has no open Receive stream and a message waits for it,
+	// the gateway sends one contentless wake-up there per wake interval, and the app
+	// opens Receive. The wake-up names nothing: no business, category or count.
+	// FAILED_PRECONDITION when the gateway is not configured for that push service.
+	SetPushEndpoint(context.Context, *SetPushEndpointRequest) (*SetPushEndpointResponse, error)
+	// DeletePushEndpoint stops wake-ups for this device.
+	DeletePushEndpoint(context.Context, *DeletePushEndpointRequest) (*DeletePushEndpointResponse, error)
+	// GetPushConfig says which push services the gateway wakes through, and the VAPID
+	// public key a browser subscribes with (applicationServerKey).
+	GetPushConfig(context.Context, *GetPushConfigRequest) (*GetPushConfigResponse, error)
 	mustEmbedUnimplementedRecipientServiceServer()
 }
 
@@ -371,6 +426,15 @@ func (UnimplementedRecipientServiceServer) GetKeyChallenge(context.Context, *Get
 }
 func (UnimplementedRecipientServiceServer) AuditKeys(context.Context, *AuditKeysRequest) (*AuditKeysResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuditKeys not implemented")
+}
+func (UnimplementedRecipientServiceServer) SetPushEndpoint(context.Context, *SetPushEndpointRequest) (*SetPushEndpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetPushEndpoint not implemented")
+}
+func (UnimplementedRecipientServiceServer) DeletePushEndpoint(context.Context, *DeletePushEndpointRequest) (*DeletePushEndpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeletePushEndpoint not implemented")
+}
+func (UnimplementedRecipientServiceServer) GetPushConfig(context.Context, *GetPushConfigRequest) (*GetPushConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPushConfig not implemented")
 }
 func (UnimplementedRecipientServiceServer) mustEmbedUnimplementedRecipientServiceServer() {}
 func (UnimplementedRecipientServiceServer) testEmbeddedByValue()                          {}
@@ -638,6 +702,60 @@ func _RecipientService_AuditKeys_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RecipientService_SetPushEndpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPushEndpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecipientServiceServer).SetPushEndpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecipientService_SetPushEndpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecipientServiceServer).SetPushEndpoint(ctx, req.(*SetPushEndpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RecipientService_DeletePushEndpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeletePushEndpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecipientServiceServer).DeletePushEndpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecipientService_DeletePushEndpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecipientServiceServer).DeletePushEndpoint(ctx, req.(*DeletePushEndpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RecipientService_GetPushConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPushConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecipientServiceServer).GetPushConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecipientService_GetPushConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecipientServiceServer).GetPushConfig(ctx, req.(*GetPushConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RecipientService_ServiceDesc is the grpc.ServiceDesc for RecipientService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -696,6 +814,18 @@ var RecipientService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuditKeys",
 			Handler:    _RecipientService_AuditKeys_Handler,
+		},
+		{
+			MethodName: "SetPushEndpoint",
+			Handler:    _RecipientService_SetPushEndpoint_Handler,
+		},
+		{
+			MethodName: "DeletePushEndpoint",
+			Handler:    _RecipientService_DeletePushEndpoint_Handler,
+		},
+		{
+			MethodName: "GetPushConfig",
+			Handler:    _RecipientService_GetPushConfig_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

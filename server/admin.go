@@ -56,7 +56,11 @@ func (a *adminService) GetBusiness(ctx context.Context, req *heraldv1.GetBusines
 	if !q.LastStepDown.IsZero() {
 		bp.Quality.LastStepDownTime = timestamppb.New(q.LastStepDown)
 	}
-	return &heraldv1.GetBusinessResponse{Business: bp}, nil
+	wh, err := a.webhookState(ctx, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &heraldv1.GetBusinessResponse{Business: bp, Webhook: wh}, nil
 }
 
 func businessProto(b business.Business) *heraldv1.Business {

@@ -172,6 +172,15 @@ func TestWakeUps(t *testing.T) {
 	laptop := g.register(bob)
 	endpoint(laptop, "/push/bob")
 	rc := g.receive(laptop)
+	// The stream is live once its first fetch marked it so; a message admitted
+	// before that may wake the device (harmless: its app is opening anyway).
+	live := keys.Recipient(g.srv.uid(bob)).Live(laptop.id)
+	for deadline := time.Now().Add(10 * time.Second); g.rdb.Exists(context.Background(), live).Val() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("bob's stream never marked itself live")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	r := g.send(key, msg(bob, tx, rcpt, "b1", "hello", laptop))
 	if d := rc.next(); d.MessageId != r.MessageId {
 		t.Fatalf("bob got %s", d.MessageId)

@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/keylog"
 	"github.com/heraldhq/herald/keylog/store"
 	"github.com/heraldhq/herald/push"
+	"github.com/heraldhq/herald/webhook"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -82,6 +83,10 @@ type Config struct {
 	FCM          *push.FCM
 	APNs         *push.APNs
 	WakeInterval time.Duration
+
+	// Webhooks: WebhookOptions configure the gateway's webhook dispatcher (tests let it
+	// reach a local receiver with webhook.WithPrivateAddresses and WithTLSConfig).
+	WebhookOptions []webhook.Option
 }
 
 // Server is a Herald gateway.
@@ -99,6 +104,7 @@ type Server struct {
 	// keyLog and logSigner are the key log; nil without Config.LogKey.
 	keyLog    *store.Log
 	logSigner *keylog.Signer
+	webhooks  *webhook.Store
 	proofs    sync.Map // business id/key id -> cachedProof
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
@@ -154,6 +160,9 @@ func New(cfg Config) (*Server, error) {
 	s.admission = admission.New(cfg.Redis, s.blocklist, s.businesses, admission.WithClock(s.now),
 		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted))
 	s.streams, s.stopStreams = context.WithCancel(context.Background())
+	s.webhooks = webhook.NewStore(cfg.Redis)
+	dispatcher := webhook.New(cfg.Redis, append([]webhook.Option{webhook.WithLogger(s.log.With("component", "webhook")),
+		webhook.WithClock(s.now)}, cfg.WebhookOptions...)...)
 	if cfg.LogKey != "" {
 		signer, err := keylog.NewSigner(cfg.LogKey)
 		if err != nil {
@@ -179,6 +188,7 @@ func New(cfg Config) (*Server, error) {
 	s.stopBackground = stop
 	s.background.Go(func() { s.delivery.Run(bg) })
 	s.background.Go(func() { s.watchRedis(bg) })
+	s.background.Go(func() { dispatcher.Run(bg) })
 	return s, nil
 }
 

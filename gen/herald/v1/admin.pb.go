@@ -546,8 +546,10 @@ func (x *SetBusinessLimitsResponse) GetBusiness() *Business {
 
 // GetBusinessResponse carries the business.
 type GetBusinessResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Business      *Business              `protobuf:"bytes,1,opt,name=business,proto3" json:"business,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Business *Business              `protobuf:"bytes,1,opt,name=business,proto3" json:"business,omitempty"`
+	// The business's webhook, if it has one: delivery attempts and failures.
+	Webhook       *Webhook `protobuf:"bytes,2,opt,name=webhook,proto3" json:"webhook,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -585,6 +587,13 @@ func (*GetBusinessResponse) Descriptor() ([]byte, []int) {
 func (x *GetBusinessResponse) GetBusiness() *Business {
 	if x != nil {
 		return x.Business
+	}
+	return nil
+}
+
+func (x *GetBusinessResponse) GetWebhook() *Webhook {
+	if x != nil {
+		return x.Webhook
 	}
 	return nil
 }
@@ -989,7 +998,7 @@ var File_herald_v1_admin_proto protoreflect.FileDescriptor
 
 const file_herald_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15herald/v1/admin.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\":\n" +
+	"\x15herald/v1/admin.proto\x12\therald.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19herald/v1/messaging.proto\":\n" +
 	"\x15CreateBusinessRequest\x12!\n" +
 	"\fdisplay_name\x18\x01 \x01(\tR\vdisplayName\"9\n" +
 	"\x16CreateBusinessResponse\x12\x1f\n" +
@@ -1028,9 +1037,10 @@ const file_herald_v1_admin_proto_rawDesc = "" +
 	"\x17daily_unique_recipients\x18\x04 \x01(\rR\x15dailyUniqueRecipients\x12>\n" +
 	"\x1bunlimited_unique_recipients\x18\x05 \x01(\bR\x19unlimitedUniqueRecipients\"L\n" +
 	"\x19SetBusinessLimitsResponse\x12/\n" +
-	"\bbusiness\x18\x01 \x01(\v2\x13.herald.v1.BusinessR\bbusiness\"F\n" +
+	"\bbusiness\x18\x01 \x01(\v2\x13.herald.v1.BusinessR\bbusiness\"t\n" +
 	"\x13GetBusinessResponse\x12/\n" +
-	"\bbusiness\x18\x01 \x01(\v2\x13.herald.v1.BusinessR\bbusiness\"5\n" +
+	"\bbusiness\x18\x01 \x01(\v2\x13.herald.v1.BusinessR\bbusiness\x12,\n" +
+	"\awebhook\x18\x02 \x01(\v2\x12.herald.v1.WebhookR\awebhook\"5\n" +
 	"\x12IssueApiKeyRequest\x12\x1f\n" +
 	"\vbusiness_id\x18\x01 \x01(\tR\n" +
 	"businessId\"E\n" +
@@ -1095,6 +1105,7 @@ var file_herald_v1_admin_proto_goTypes = []any{
 	(*ReplaceSigningKeyRequest)(nil),      // 15: herald.v1.ReplaceSigningKeyRequest
 	(*ReplaceSigningKeyResponse)(nil),     // 16: herald.v1.ReplaceSigningKeyResponse
 	(*timestamppb.Timestamp)(nil),         // 17: google.protobuf.Timestamp
+	(*Webhook)(nil),                       // 18: herald.v1.Webhook
 }
 var file_herald_v1_admin_proto_depIdxs = []int32{
 	17, // 0: herald.v1.Business.create_time:type_name -> google.protobuf.Timestamp
@@ -1103,26 +1114,27 @@ var file_herald_v1_admin_proto_depIdxs = []int32{
 	17, // 3: herald.v1.Quality.last_step_down_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: herald.v1.SetBusinessLimitsResponse.business:type_name -> herald.v1.Business
 	3,  // 5: herald.v1.GetBusinessResponse.business:type_name -> herald.v1.Business
-	17, // 6: herald.v1.IssueVerificationCodeResponse.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 7: herald.v1.AdminService.CreateBusiness:input_type -> herald.v1.CreateBusinessRequest
-	2,  // 8: herald.v1.AdminService.GetBusiness:input_type -> herald.v1.GetBusinessRequest
-	6,  // 9: herald.v1.AdminService.SetBusinessLimits:input_type -> herald.v1.SetBusinessLimitsRequest
-	9,  // 10: herald.v1.AdminService.IssueApiKey:input_type -> herald.v1.IssueApiKeyRequest
-	11, // 11: herald.v1.AdminService.RevokeApiKey:input_type -> herald.v1.RevokeApiKeyRequest
-	13, // 12: herald.v1.AdminService.IssueVerificationCode:input_type -> herald.v1.IssueVerificationCodeRequest
-	15, // 13: herald.v1.AdminService.ReplaceSigningKey:input_type -> herald.v1.ReplaceSigningKeyRequest
-	1,  // 14: herald.v1.AdminService.CreateBusiness:output_type -> herald.v1.CreateBusinessResponse
-	8,  // 15: herald.v1.AdminService.GetBusiness:output_type -> herald.v1.GetBusinessResponse
-	7,  // 16: herald.v1.AdminService.SetBusinessLimits:output_type -> herald.v1.SetBusinessLimitsResponse
-	10, // 17: herald.v1.AdminService.IssueApiKey:output_type -> herald.v1.IssueApiKeyResponse
-	12, // 18: herald.v1.AdminService.RevokeApiKey:output_type -> herald.v1.RevokeApiKeyResponse
-	14, // 19: herald.v1.AdminService.IssueVerificationCode:output_type -> herald.v1.IssueVerificationCodeResponse
-	16, // 20: herald.v1.AdminService.ReplaceSigningKey:output_type -> herald.v1.ReplaceSigningKeyResponse
-	14, // [14:21] is the sub-list for method output_type
-	7,  // [7:14] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	18, // 6: herald.v1.GetBusinessResponse.webhook:type_name -> herald.v1.Webhook
+	17, // 7: herald.v1.IssueVerificationCodeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 8: herald.v1.AdminService.CreateBusiness:input_type -> herald.v1.CreateBusinessRequest
+	2,  // 9: herald.v1.AdminService.GetBusiness:input_type -> herald.v1.GetBusinessRequest
+	6,  // 10: herald.v1.AdminService.SetBusinessLimits:input_type -> herald.v1.SetBusinessLimitsRequest
+	9,  // 11: herald.v1.AdminService.IssueApiKey:input_type -> herald.v1.IssueApiKeyRequest
+	11, // 12: herald.v1.AdminService.RevokeApiKey:input_type -> herald.v1.RevokeApiKeyRequest
+	13, // 13: herald.v1.AdminService.IssueVerificationCode:input_type -> herald.v1.IssueVerificationCodeRequest
+	15, // 14: herald.v1.AdminService.ReplaceSigningKey:input_type -> herald.v1.ReplaceSigningKeyRequest
+	1,  // 15: herald.v1.AdminService.CreateBusiness:output_type -> herald.v1.CreateBusinessResponse
+	8,  // 16: herald.v1.AdminService.GetBusiness:output_type -> herald.v1.GetBusinessResponse
+	7,  // 17: herald.v1.AdminService.SetBusinessLimits:output_type -> herald.v1.SetBusinessLimitsResponse
+	10, // 18: herald.v1.AdminService.IssueApiKey:output_type -> herald.v1.IssueApiKeyResponse
+	12, // 19: herald.v1.AdminService.RevokeApiKey:output_type -> herald.v1.RevokeApiKeyResponse
+	14, // 20: herald.v1.AdminService.IssueVerificationCode:output_type -> herald.v1.IssueVerificationCodeResponse
+	16, // 21: herald.v1.AdminService.ReplaceSigningKey:output_type -> herald.v1.ReplaceSigningKeyResponse
+	15, // [15:22] is the sub-list for method output_type
+	8,  // [8:15] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_admin_proto_init() }
@@ -1130,6 +1142,7 @@ func file_herald_v1_admin_proto_init() {
 	if File_herald_v1_admin_proto != nil {
 		return
 	}
+	file_herald_v1_messaging_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

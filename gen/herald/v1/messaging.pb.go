@@ -1313,6 +1313,433 @@ func (*RetireSigningKeyResponse) Descriptor() ([]byte, []int) {
 	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{18}
 }
 
+// SetWebhookRequest names the webhook's URL.
+type SetWebhookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: an https:// URL, at most 2048 bytes, on a public address.
+	Url           string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetWebhookRequest) Reset() {
+	*x = SetWebhookRequest{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetWebhookRequest) ProtoMessage() {}
+
+func (x *SetWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetWebhookRequest.ProtoReflect.Descriptor instead.
+func (*SetWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SetWebhookRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+// SetWebhookResponse carries the secret the webhook's requests are signed with.
+type SetWebhookResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        string                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetWebhookResponse) Reset() {
+	*x = SetWebhookResponse{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetWebhookResponse) ProtoMessage() {}
+
+func (x *SetWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetWebhookResponse.ProtoReflect.Descriptor instead.
+func (*SetWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SetWebhookResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+// RotateWebhookSecretRequest is empty.
+type RotateWebhookSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateWebhookSecretRequest) Reset() {
+	*x = RotateWebhookSecretRequest{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateWebhookSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateWebhookSecretRequest) ProtoMessage() {}
+
+func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateWebhookSecretRequest.ProtoReflect.Descriptor instead.
+func (*RotateWebhookSecretRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{21}
+}
+
+// RotateWebhookSecretResponse carries the new secret.
+type RotateWebhookSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        string                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateWebhookSecretResponse) Reset() {
+	*x = RotateWebhookSecretResponse{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateWebhookSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateWebhookSecretResponse) ProtoMessage() {}
+
+func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateWebhookSecretResponse.ProtoReflect.Descriptor instead.
+func (*RotateWebhookSecretResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RotateWebhookSecretResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+// GetWebhookRequest is empty.
+type GetWebhookRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWebhookRequest) Reset() {
+	*x = GetWebhookRequest{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWebhookRequest) ProtoMessage() {}
+
+func (x *GetWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWebhookRequest.ProtoReflect.Descriptor instead.
+func (*GetWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{23}
+}
+
+// GetWebhookResponse is the webhook's state.
+type GetWebhookResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Webhook       *Webhook               `protobuf:"bytes,1,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWebhookResponse) Reset() {
+	*x = GetWebhookResponse{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWebhookResponse) ProtoMessage() {}
+
+func (x *GetWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWebhookResponse.ProtoReflect.Descriptor instead.
+func (*GetWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetWebhookResponse) GetWebhook() *Webhook {
+	if x != nil {
+		return x.Webhook
+	}
+	return nil
+}
+
+// Webhook is how a business's webhook fares.
+type Webhook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Events delivered since it was set.
+	Delivered int64 `protobuf:"varint,2,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	// While failing: when the failures in a row began, how many, the last error and
+	// when it is tried next.
+	FailingSince    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	Attempts        int32                  `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	LastError       string                 `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
+	// When delivery was given up (failing for the whole retry window); unset while it
+	// goes on.
+	GiveUpTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=give_up_time,json=giveUpTime,proto3" json:"give_up_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Webhook) Reset() {
+	*x = Webhook{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Webhook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Webhook) ProtoMessage() {}
+
+func (x *Webhook) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Webhook.ProtoReflect.Descriptor instead.
+func (*Webhook) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Webhook) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Webhook) GetDelivered() int64 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *Webhook) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
+}
+
+func (x *Webhook) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *Webhook) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Webhook) GetNextAttemptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptTime
+	}
+	return nil
+}
+
+func (x *Webhook) GetGiveUpTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GiveUpTime
+	}
+	return nil
+}
+
+// DeleteWebhookRequest is empty.
+type DeleteWebhookRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookRequest) Reset() {
+	*x = DeleteWebhookRequest{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookRequest) ProtoMessage() {}
+
+func (x *DeleteWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookRequest.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{26}
+}
+
+// DeleteWebhookResponse is empty.
+type DeleteWebhookResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookResponse) Reset() {
+	*x = DeleteWebhookResponse{}
+	mi := &file_herald_v1_messaging_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookResponse) ProtoMessage() {}
+
+func (x *DeleteWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_messaging_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookResponse.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_messaging_proto_rawDescGZIP(), []int{27}
+}
+
 var File_herald_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_herald_v1_messaging_proto_rawDesc = "" +
@@ -1400,14 +1827,36 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"0\n" +
 	"\x17RetireSigningKeyRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x1a\n" +
-	"\x18RetireSigningKeyResponse*\x83\x01\n" +
+	"\x18RetireSigningKeyResponse\"%\n" +
+	"\x11SetWebhookRequest\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\",\n" +
+	"\x12SetWebhookResponse\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\"\x1c\n" +
+	"\x1aRotateWebhookSecretRequest\"5\n" +
+	"\x1bRotateWebhookSecretResponse\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\"\x13\n" +
+	"\x11GetWebhookRequest\"B\n" +
+	"\x12GetWebhookResponse\x12,\n" +
+	"\awebhook\x18\x01 \x01(\v2\x12.herald.v1.WebhookR\awebhook\"\xbb\x02\n" +
+	"\aWebhook\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1c\n" +
+	"\tdelivered\x18\x02 \x01(\x03R\tdelivered\x12?\n" +
+	"\rfailing_since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12\x1a\n" +
+	"\battempts\x18\x04 \x01(\x05R\battempts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\x12F\n" +
+	"\x11next_attempt_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12<\n" +
+	"\fgive_up_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"giveUpTime\"\x16\n" +
+	"\x14DeleteWebhookRequest\"\x17\n" +
+	"\x15DeleteWebhookResponse*\x83\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTATUS_ACCEPTED\x10\x01\x12\x14\n" +
 	"\x10STATUS_DELIVERED\x10\x02\x12\x0f\n" +
 	"\vSTATUS_READ\x10\x03\x12\x12\n" +
 	"\x0eSTATUS_EXPIRED\x10\x04\x12\x11\n" +
-	"\rSTATUS_FAILED\x10\x052\xbc\x04\n" +
+	"\rSTATUS_FAILED\x10\x052\x8c\a\n" +
 	"\x10MessagingService\x127\n" +
 	"\x04Send\x12\x16.herald.v1.SendRequest\x1a\x17.herald.v1.SendResponse\x12F\n" +
 	"\tSendBatch\x12\x1b.herald.v1.SendBatchRequest\x1a\x1c.herald.v1.SendBatchResponse\x12X\n" +
@@ -1415,7 +1864,13 @@ const file_herald_v1_messaging_proto_rawDesc = "" +
 	"\rRecordConsent\x12\x1f.herald.v1.RecordConsentRequest\x1a .herald.v1.RecordConsentResponse\x12H\n" +
 	"\fStreamStatus\x12\x1e.herald.v1.StreamStatusRequest\x1a\x16.herald.v1.StatusEvent0\x01\x12R\n" +
 	"\rSetSigningKey\x12\x1f.herald.v1.SetSigningKeyRequest\x1a .herald.v1.SetSigningKeyResponse\x12[\n" +
-	"\x10RetireSigningKey\x12\".herald.v1.RetireSigningKeyRequest\x1a#.herald.v1.RetireSigningKeyResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
+	"\x10RetireSigningKey\x12\".herald.v1.RetireSigningKeyRequest\x1a#.herald.v1.RetireSigningKeyResponse\x12I\n" +
+	"\n" +
+	"SetWebhook\x12\x1c.herald.v1.SetWebhookRequest\x1a\x1d.herald.v1.SetWebhookResponse\x12d\n" +
+	"\x13RotateWebhookSecret\x12%.herald.v1.RotateWebhookSecretRequest\x1a&.herald.v1.RotateWebhookSecretResponse\x12I\n" +
+	"\n" +
+	"GetWebhook\x12\x1c.herald.v1.GetWebhookRequest\x1a\x1d.herald.v1.GetWebhookResponse\x12R\n" +
+	"\rDeleteWebhook\x12\x1f.herald.v1.DeleteWebhookRequest\x1a .herald.v1.DeleteWebhookResponseB3Z1github.com/heraldhq/herald/gen/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_messaging_proto_rawDescOnce sync.Once
@@ -1430,83 +1885,104 @@ func file_herald_v1_messaging_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herald_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_herald_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_herald_v1_messaging_proto_goTypes = []any{
-	(Status)(0),                      // 0: herald.v1.Status
-	(*Message)(nil),                  // 1: herald.v1.Message
-	(*Envelope)(nil),                 // 2: herald.v1.Envelope
-	(*Result)(nil),                   // 3: herald.v1.Result
-	(*SendRequest)(nil),              // 4: herald.v1.SendRequest
-	(*SendResponse)(nil),             // 5: herald.v1.SendResponse
-	(*SendBatchRequest)(nil),         // 6: herald.v1.SendBatchRequest
-	(*SendBatchResponse)(nil),        // 7: herald.v1.SendBatchResponse
-	(*LookupRecipientRequest)(nil),   // 8: herald.v1.LookupRecipientRequest
-	(*Device)(nil),                   // 9: herald.v1.Device
-	(*LookupRecipientResponse)(nil),  // 10: herald.v1.LookupRecipientResponse
-	(*ConsentEvidence)(nil),          // 11: herald.v1.ConsentEvidence
-	(*RecordConsentRequest)(nil),     // 12: herald.v1.RecordConsentRequest
-	(*RecordConsentResponse)(nil),    // 13: herald.v1.RecordConsentResponse
-	(*StreamStatusRequest)(nil),      // 14: herald.v1.StreamStatusRequest
-	(*StatusEvent)(nil),              // 15: herald.v1.StatusEvent
-	(*SetSigningKeyRequest)(nil),     // 16: herald.v1.SetSigningKeyRequest
-	(*SetSigningKeyResponse)(nil),    // 17: herald.v1.SetSigningKeyResponse
-	(*RetireSigningKeyRequest)(nil),  // 18: herald.v1.RetireSigningKeyRequest
-	(*RetireSigningKeyResponse)(nil), // 19: herald.v1.RetireSigningKeyResponse
-	(Category)(0),                    // 20: herald.v1.Category
-	(Kind)(0),                        // 21: herald.v1.Kind
-	(*durationpb.Duration)(nil),      // 22: google.protobuf.Duration
-	(Outcome)(0),                     // 23: herald.v1.Outcome
-	(*FieldViolation)(nil),           // 24: herald.v1.FieldViolation
-	(KeyAlgorithm)(0),                // 25: herald.v1.KeyAlgorithm
-	(*KeyProof)(nil),                 // 26: herald.v1.KeyProof
-	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
-	(Consent)(0),                     // 28: herald.v1.Consent
-	(RejectReason)(0),                // 29: herald.v1.RejectReason
+	(Status)(0),                         // 0: herald.v1.Status
+	(*Message)(nil),                     // 1: herald.v1.Message
+	(*Envelope)(nil),                    // 2: herald.v1.Envelope
+	(*Result)(nil),                      // 3: herald.v1.Result
+	(*SendRequest)(nil),                 // 4: herald.v1.SendRequest
+	(*SendResponse)(nil),                // 5: herald.v1.SendResponse
+	(*SendBatchRequest)(nil),            // 6: herald.v1.SendBatchRequest
+	(*SendBatchResponse)(nil),           // 7: herald.v1.SendBatchResponse
+	(*LookupRecipientRequest)(nil),      // 8: herald.v1.LookupRecipientRequest
+	(*Device)(nil),                      // 9: herald.v1.Device
+	(*LookupRecipientResponse)(nil),     // 10: herald.v1.LookupRecipientResponse
+	(*ConsentEvidence)(nil),             // 11: herald.v1.ConsentEvidence
+	(*RecordConsentRequest)(nil),        // 12: herald.v1.RecordConsentRequest
+	(*RecordConsentResponse)(nil),       // 13: herald.v1.RecordConsentResponse
+	(*StreamStatusRequest)(nil),         // 14: herald.v1.StreamStatusRequest
+	(*StatusEvent)(nil),                 // 15: herald.v1.StatusEvent
+	(*SetSigningKeyRequest)(nil),        // 16: herald.v1.SetSigningKeyRequest
+	(*SetSigningKeyResponse)(nil),       // 17: herald.v1.SetSigningKeyResponse
+	(*RetireSigningKeyRequest)(nil),     // 18: herald.v1.RetireSigningKeyRequest
+	(*RetireSigningKeyResponse)(nil),    // 19: herald.v1.RetireSigningKeyResponse
+	(*SetWebhookRequest)(nil),           // 20: herald.v1.SetWebhookRequest
+	(*SetWebhookResponse)(nil),          // 21: herald.v1.SetWebhookResponse
+	(*RotateWebhookSecretRequest)(nil),  // 22: herald.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil), // 23: herald.v1.RotateWebhookSecretResponse
+	(*GetWebhookRequest)(nil),           // 24: herald.v1.GetWebhookRequest
+	(*GetWebhookResponse)(nil),          // 25: herald.v1.GetWebhookResponse
+	(*Webhook)(nil),                     // 26: herald.v1.Webhook
+	(*DeleteWebhookRequest)(nil),        // 27: herald.v1.DeleteWebhookRequest
+	(*DeleteWebhookResponse)(nil),       // 28: herald.v1.DeleteWebhookResponse
+	(Category)(0),                       // 29: herald.v1.Category
+	(Kind)(0),                           // 30: herald.v1.Kind
+	(*durationpb.Duration)(nil),         // 31: google.protobuf.Duration
+	(Outcome)(0),                        // 32: herald.v1.Outcome
+	(*FieldViolation)(nil),              // 33: herald.v1.FieldViolation
+	(KeyAlgorithm)(0),                   // 34: herald.v1.KeyAlgorithm
+	(*KeyProof)(nil),                    // 35: herald.v1.KeyProof
+	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
+	(Consent)(0),                        // 37: herald.v1.Consent
+	(RejectReason)(0),                   // 38: herald.v1.RejectReason
 }
 var file_herald_v1_messaging_proto_depIdxs = []int32{
-	20, // 0: herald.v1.Message.category:type_name -> herald.v1.Category
-	21, // 1: herald.v1.Message.kind:type_name -> herald.v1.Kind
+	29, // 0: herald.v1.Message.category:type_name -> herald.v1.Category
+	30, // 1: herald.v1.Message.kind:type_name -> herald.v1.Kind
 	2,  // 2: herald.v1.Message.envelopes:type_name -> herald.v1.Envelope
-	22, // 3: herald.v1.Message.ttl:type_name -> google.protobuf.Duration
-	23, // 4: herald.v1.Result.outcome:type_name -> herald.v1.Outcome
-	22, // 5: herald.v1.Result.retry_after:type_name -> google.protobuf.Duration
-	24, // 6: herald.v1.Result.violations:type_name -> herald.v1.FieldViolation
+	31, // 3: herald.v1.Message.ttl:type_name -> google.protobuf.Duration
+	32, // 4: herald.v1.Result.outcome:type_name -> herald.v1.Outcome
+	31, // 5: herald.v1.Result.retry_after:type_name -> google.protobuf.Duration
+	33, // 6: herald.v1.Result.violations:type_name -> herald.v1.FieldViolation
 	1,  // 7: herald.v1.SendRequest.message:type_name -> herald.v1.Message
 	3,  // 8: herald.v1.SendResponse.result:type_name -> herald.v1.Result
 	1,  // 9: herald.v1.SendBatchRequest.messages:type_name -> herald.v1.Message
 	3,  // 10: herald.v1.SendBatchResponse.results:type_name -> herald.v1.Result
-	20, // 11: herald.v1.LookupRecipientRequest.category:type_name -> herald.v1.Category
-	25, // 12: herald.v1.Device.key_algorithm:type_name -> herald.v1.KeyAlgorithm
-	26, // 13: herald.v1.Device.key_proof:type_name -> herald.v1.KeyProof
-	23, // 14: herald.v1.LookupRecipientResponse.outcome:type_name -> herald.v1.Outcome
+	29, // 11: herald.v1.LookupRecipientRequest.category:type_name -> herald.v1.Category
+	34, // 12: herald.v1.Device.key_algorithm:type_name -> herald.v1.KeyAlgorithm
+	35, // 13: herald.v1.Device.key_proof:type_name -> herald.v1.KeyProof
+	32, // 14: herald.v1.LookupRecipientResponse.outcome:type_name -> herald.v1.Outcome
 	9,  // 15: herald.v1.LookupRecipientResponse.devices:type_name -> herald.v1.Device
-	27, // 16: herald.v1.ConsentEvidence.collected_time:type_name -> google.protobuf.Timestamp
-	20, // 17: herald.v1.RecordConsentRequest.category:type_name -> herald.v1.Category
-	28, // 18: herald.v1.RecordConsentRequest.consent:type_name -> herald.v1.Consent
+	36, // 16: herald.v1.ConsentEvidence.collected_time:type_name -> google.protobuf.Timestamp
+	29, // 17: herald.v1.RecordConsentRequest.category:type_name -> herald.v1.Category
+	37, // 18: herald.v1.RecordConsentRequest.consent:type_name -> herald.v1.Consent
 	11, // 19: herald.v1.RecordConsentRequest.evidence:type_name -> herald.v1.ConsentEvidence
-	28, // 20: herald.v1.RecordConsentResponse.effective_consent:type_name -> herald.v1.Consent
+	37, // 20: herald.v1.RecordConsentResponse.effective_consent:type_name -> herald.v1.Consent
 	0,  // 21: herald.v1.StatusEvent.status:type_name -> herald.v1.Status
-	27, // 22: herald.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
-	29, // 23: herald.v1.StatusEvent.failure_reason:type_name -> herald.v1.RejectReason
-	4,  // 24: herald.v1.MessagingService.Send:input_type -> herald.v1.SendRequest
-	6,  // 25: herald.v1.MessagingService.SendBatch:input_type -> herald.v1.SendBatchRequest
-	8,  // 26: herald.v1.MessagingService.LookupRecipient:input_type -> herald.v1.LookupRecipientRequest
-	12, // 27: herald.v1.MessagingService.RecordConsent:input_type -> herald.v1.RecordConsentRequest
-	14, // 28: herald.v1.MessagingService.StreamStatus:input_type -> herald.v1.StreamStatusRequest
-	16, // 29: herald.v1.MessagingService.SetSigningKey:input_type -> herald.v1.SetSigningKeyRequest
-	18, // 30: herald.v1.MessagingService.RetireSigningKey:input_type -> herald.v1.RetireSigningKeyRequest
-	5,  // 31: herald.v1.MessagingService.Send:output_type -> herald.v1.SendResponse
-	7,  // 32: herald.v1.MessagingService.SendBatch:output_type -> herald.v1.SendBatchResponse
-	10, // 33: herald.v1.MessagingService.LookupRecipient:output_type -> herald.v1.LookupRecipientResponse
-	13, // 34: herald.v1.MessagingService.RecordConsent:output_type -> herald.v1.RecordConsentResponse
-	15, // 35: herald.v1.MessagingService.StreamStatus:output_type -> herald.v1.StatusEvent
-	17, // 36: herald.v1.MessagingService.SetSigningKey:output_type -> herald.v1.SetSigningKeyResponse
-	19, // 37: herald.v1.MessagingService.RetireSigningKey:output_type -> herald.v1.RetireSigningKeyResponse
-	31, // [31:38] is the sub-list for method output_type
-	24, // [24:31] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	36, // 22: herald.v1.StatusEvent.time:type_name -> google.protobuf.Timestamp
+	38, // 23: herald.v1.StatusEvent.failure_reason:type_name -> herald.v1.RejectReason
+	26, // 24: herald.v1.GetWebhookResponse.webhook:type_name -> herald.v1.Webhook
+	36, // 25: herald.v1.Webhook.failing_since:type_name -> google.protobuf.Timestamp
+	36, // 26: herald.v1.Webhook.next_attempt_time:type_name -> google.protobuf.Timestamp
+	36, // 27: herald.v1.Webhook.give_up_time:type_name -> google.protobuf.Timestamp
+	4,  // 28: herald.v1.MessagingService.Send:input_type -> herald.v1.SendRequest
+	6,  // 29: herald.v1.MessagingService.SendBatch:input_type -> herald.v1.SendBatchRequest
+	8,  // 30: herald.v1.MessagingService.LookupRecipient:input_type -> herald.v1.LookupRecipientRequest
+	12, // 31: herald.v1.MessagingService.RecordConsent:input_type -> herald.v1.RecordConsentRequest
+	14, // 32: herald.v1.MessagingService.StreamStatus:input_type -> herald.v1.StreamStatusRequest
+	16, // 33: herald.v1.MessagingService.SetSigningKey:input_type -> herald.v1.SetSigningKeyRequest
+	18, // 34: herald.v1.MessagingService.RetireSigningKey:input_type -> herald.v1.RetireSigningKeyRequest
+	20, // 35: herald.v1.MessagingService.SetWebhook:input_type -> herald.v1.SetWebhookRequest
+	22, // 36: herald.v1.MessagingService.RotateWebhookSecret:input_type -> herald.v1.RotateWebhookSecretRequest
+	24, // 37: herald.v1.MessagingService.GetWebhook:input_type -> herald.v1.GetWebhookRequest
+	27, // 38: herald.v1.MessagingService.DeleteWebhook:input_type -> herald.v1.DeleteWebhookRequest
+	5,  // 39: herald.v1.MessagingService.Send:output_type -> herald.v1.SendResponse
+	7,  // 40: herald.v1.MessagingService.SendBatch:output_type -> herald.v1.SendBatchResponse
+	10, // 41: herald.v1.MessagingService.LookupRecipient:output_type -> herald.v1.LookupRecipientResponse
+	13, // 42: herald.v1.MessagingService.RecordConsent:output_type -> herald.v1.RecordConsentResponse
+	15, // 43: herald.v1.MessagingService.StreamStatus:output_type -> herald.v1.StatusEvent
+	17, // 44: herald.v1.MessagingService.SetSigningKey:output_type -> herald.v1.SetSigningKeyResponse
+	19, // 45: herald.v1.MessagingService.RetireSigningKey:output_type -> herald.v1.RetireSigningKeyResponse
+	21, // 46: herald.v1.MessagingService.SetWebhook:output_type -> herald.v1.SetWebhookResponse
+	23, // 47: herald.v1.MessagingService.RotateWebhookSecret:output_type -> herald.v1.RotateWebhookSecretResponse
+	25, // 48: herald.v1.MessagingService.GetWebhook:output_type -> herald.v1.GetWebhookResponse
+	28, // 49: herald.v1.MessagingService.DeleteWebhook:output_type -> herald.v1.DeleteWebhookResponse
+	39, // [39:50] is the sub-list for method output_type
+	28, // [28:39] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_messaging_proto_init() }
@@ -1522,7 +1998,7 @@ func file_herald_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_messaging_proto_rawDesc), len(file_herald_v1_messaging_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

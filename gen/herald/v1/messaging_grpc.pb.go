@@ -19,13 +19,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MessagingService_Send_FullMethodName             = "/herald.v1.MessagingService/Send"
-	MessagingService_SendBatch_FullMethodName        = "/herald.v1.MessagingService/SendBatch"
-	MessagingService_LookupRecipient_FullMethodName  = "/herald.v1.MessagingService/LookupRecipient"
-	MessagingService_RecordConsent_FullMethodName    = "/herald.v1.MessagingService/RecordConsent"
-	MessagingService_StreamStatus_FullMethodName     = "/herald.v1.MessagingService/StreamStatus"
-	MessagingService_SetSigningKey_FullMethodName    = "/herald.v1.MessagingService/SetSigningKey"
-	MessagingService_RetireSigningKey_FullMethodName = "/herald.v1.MessagingService/RetireSigningKey"
+	MessagingService_Send_FullMethodName                = "/herald.v1.MessagingService/Send"
+	MessagingService_SendBatch_FullMethodName           = "/herald.v1.MessagingService/SendBatch"
+	MessagingService_LookupRecipient_FullMethodName     = "/herald.v1.MessagingService/LookupRecipient"
+	MessagingService_RecordConsent_FullMethodName       = "/herald.v1.MessagingService/RecordConsent"
+	MessagingService_StreamStatus_FullMethodName        = "/herald.v1.MessagingService/StreamStatus"
+	MessagingService_SetSigningKey_FullMethodName       = "/herald.v1.MessagingService/SetSigningKey"
+	MessagingService_RetireSigningKey_FullMethodName    = "/herald.v1.MessagingService/RetireSigningKey"
+	MessagingService_SetWebhook_FullMethodName          = "/herald.v1.MessagingService/SetWebhook"
+	MessagingService_RotateWebhookSecret_FullMethodName = "/herald.v1.MessagingService/RotateWebhookSecret"
+	MessagingService_GetWebhook_FullMethodName          = "/herald.v1.MessagingService/GetWebhook"
+	MessagingService_DeleteWebhook_FullMethodName       = "/herald.v1.MessagingService/DeleteWebhook"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -83,6 +87,21 @@ type MessagingServiceClient interface {
 	// business retires it, so that a rotation strands no queued message; the current key
 	// cannot be retired.
 	RetireSigningKey(ctx context.Context, in *RetireSigningKeyRequest, opts ...grpc.CallOption) (*RetireSigningKeyResponse, error)
+	// SetWebhook makes url the business's webhook, and returns a new secret. From then
+	// on every status event is POSTed there as JSON (one event per request), signed in
+	// the Herald-Signature header (t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
+	// "<t>.<body>")>), at least once and in order; each has a stable id to drop repeats
+	// by. A failing endpoint is retried with exponential backoff for 24 hours, then
+	// given up (GetWebhook shows it) until SetWebhook again. Only public https
+	// addresses are called. StreamStatus keeps working beside it.
+	SetWebhook(ctx context.Context, in *SetWebhookRequest, opts ...grpc.CallOption) (*SetWebhookResponse, error)
+	// RotateWebhookSecret gives the webhook a new secret; for a day each request is
+	// signed with both, so the receiver can switch without refusing events.
+	RotateWebhookSecret(ctx context.Context, in *RotateWebhookSecretRequest, opts ...grpc.CallOption) (*RotateWebhookSecretResponse, error)
+	// GetWebhook says how the business's webhook fares.
+	GetWebhook(ctx context.Context, in *GetWebhookRequest, opts ...grpc.CallOption) (*GetWebhookResponse, error)
+	// DeleteWebhook stops the webhook.
+	DeleteWebhook(ctx context.Context, in *DeleteWebhookRequest, opts ...grpc.CallOption) (*DeleteWebhookResponse, error)
 }
 
 type messagingServiceClient struct {
@@ -172,6 +191,46 @@ func (c *messagingServiceClient) RetireSigningKey(ctx context.Context, in *Retir
 	return out, nil
 }
 
+func (c *messagingServiceClient) SetWebhook(ctx context.Context, in *SetWebhookRequest, opts ...grpc.CallOption) (*SetWebhookResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetWebhookResponse)
+	err := c.cc.Invoke(ctx, MessagingService_SetWebhook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) RotateWebhookSecret(ctx context.Context, in *RotateWebhookSecretRequest, opts ...grpc.CallOption) (*RotateWebhookSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateWebhookSecretResponse)
+	err := c.cc.Invoke(ctx, MessagingService_RotateWebhookSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) GetWebhook(ctx context.Context, in *GetWebhookRequest, opts ...grpc.CallOption) (*GetWebhookResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetWebhookResponse)
+	err := c.cc.Invoke(ctx, MessagingService_GetWebhook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) DeleteWebhook(ctx context.Context, in *DeleteWebhookRequest, opts ...grpc.CallOption) (*DeleteWebhookResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteWebhookResponse)
+	err := c.cc.Invoke(ctx, MessagingService_DeleteWebhook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -227,6 +286,21 @@ type MessagingServiceServer interface {
 	// business retires it, so that a rotation strands no queued message; the current key
 	// cannot be retired.
 	RetireSigningKey(context.Context, *RetireSigningKeyRequest) (*RetireSigningKeyResponse, error)
+	// SetWebhook makes url the business's webhook, and returns a new secret. From then
+	// on every status event is POSTed there as JSON (one event per request), signed in
+	// the Herald-Signature header (t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
+	// "<t>.<body>")>), at least once and in order; each has a stable id to drop repeats
+	// by. A failing endpoint is retried with exponential backoff for 24 hours, then
+	// given up (GetWebhook shows it) until SetWebhook again. Only public https
+	// addresses are called. StreamStatus keeps working beside it.
+	SetWebhook(context.Context, *SetWebhookRequest) (*SetWebhookResponse, error)
+	// RotateWebhookSecret gives the webhook a new secret; for a day each request is
+	// signed with both, so the receiver can switch without refusing events.
+	RotateWebhookSecret(context.Context, *RotateWebhookSecretRequest) (*RotateWebhookSecretResponse, error)
+	// GetWebhook says how the business's webhook fares.
+	GetWebhook(context.Context, *GetWebhookRequest) (*GetWebhookResponse, error)
+	// DeleteWebhook stops the webhook.
+	DeleteWebhook(context.Context, *DeleteWebhookRequest) (*DeleteWebhookResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -257,6 +331,18 @@ func (UnimplementedMessagingServiceServer) SetSigningKey(context.Context, *SetSi
 }
 func (UnimplementedMessagingServiceServer) RetireSigningKey(context.Context, *RetireSigningKeyRequest) (*RetireSigningKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RetireSigningKey not implemented")
+}
+func (UnimplementedMessagingServiceServer) SetWebhook(context.Context, *SetWebhookRequest) (*SetWebhookResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetWebhook not implemented")
+}
+func (UnimplementedMessagingServiceServer) RotateWebhookSecret(context.Context, *RotateWebhookSecretRequest) (*RotateWebhookSecretResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateWebhookSecret not implemented")
+}
+func (UnimplementedMessagingServiceServer) GetWebhook(context.Context, *GetWebhookRequest) (*GetWebhookResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetWebhook not implemented")
+}
+func (UnimplementedMessagingServiceServer) DeleteWebhook(context.Context, *DeleteWebhookRequest) (*DeleteWebhookResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteWebhook not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -398,6 +484,78 @@ func _MessagingService_RetireSigningKey_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_SetWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetWebhookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).SetWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_SetWebhook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).SetWebhook(ctx, req.(*SetWebhookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_RotateWebhookSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateWebhookSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).RotateWebhookSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_RotateWebhookSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).RotateWebhookSecret(ctx, req.(*RotateWebhookSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_GetWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWebhookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).GetWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_GetWebhook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).GetWebhook(ctx, req.(*GetWebhookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_DeleteWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteWebhookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).DeleteWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_DeleteWebhook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).DeleteWebhook(ctx, req.(*DeleteWebhookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -428,6 +586,22 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetireSigningKey",
 			Handler:    _MessagingService_RetireSigningKey_Handler,
+		},
+		{
+			MethodName: "SetWebhook",
+			Handler:    _MessagingService_SetWebhook_Handler,
+		},
+		{
+			MethodName: "RotateWebhookSecret",
+			Handler:    _MessagingService_RotateWebhookSecret_Handler,
+		},
+		{
+			MethodName: "GetWebhook",
+			Handler:    _MessagingService_GetWebhook_Handler,
+		},
+		{
+			MethodName: "DeleteWebhook",
+			Handler:    _MessagingService_DeleteWebhook_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,6 +1,9 @@
 package phone
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func TestParse(t *testing.T) {
 	t.Parallel()
@@ -26,4 +29,47 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
+}
+
+// TestRememberedAnswersAreTheSame: a spelling asked again, valid or not, gets the
+// answer it got the first time; and however many spellings are remembered, the cache
+// holds at most two generations.
+func TestRememberedAnswersAreTheSame(t *testing.T) {
+	t.Parallel()
+	for range 2 {
+		if got, err := Parse("+1 (415) 555-0199"); err != nil || got != "+14155550199" {
+			t.Fatalf("Parse = %q, %v", got, err)
+		}
+		if _, err := Parse("+999123456789"); err != ErrInvalid {
+			t.Fatalf("an invalid number: %v", err)
+		}
+	}
+	c := &cache{cur: map[string]string{}, limit: 4}
+	for i := range 30 {
+		c.put(fmt.Sprint(i), "x")
+	}
+	if n := len(c.cur) + len(c.old); n > 8 {
+		t.Fatalf("the cache holds %d answers, over two generations of 4", n)
+	}
+	if _, ok := c.get("29"); !ok {
+		t.Fatal("the newest answer is not remembered")
+	}
+}
+
+// BenchmarkParse compares a number parsed for the first time with one parsed again
+// (from the cache), in one run.
+func BenchmarkParse(b *testing.B) {
+	b.Run("first", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			parse(fmt.Sprintf("+1415555%04d", i%10000))
+		}
+	})
+	b.Run("again", func(b *testing.B) {
+		Parse("+14155550123")
+		b.ReportAllocs()
+		for range b.N {
+			Parse("+14155550123")
+		}
+	})
 }

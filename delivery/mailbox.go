@@ -33,8 +33,12 @@ var (
 //go:embed reject.lua
 var rejectSource string
 
-// fetchLimit is how many deliveries one fetch returns.
-const fetchLimit = 64
+// fetchLimit is how many deliveries one fetch returns, and noticePage how many
+// notices (fetch.lua's XRANGE COUNT).
+const (
+	fetchLimit = 64
+	noticePage = 64
+)
 
 // Delivery is one queued message for one device.
 type Delivery struct {
@@ -104,7 +108,7 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 	after, seen := "-inf", int64(0) // the mailbox position streamed up to
 	noticed := ""                   // the last notice streamed
 	for {
-		ds, ns, last, seq, err := m.fetch(ctx, p, after, noticed)
+		ds, ns, last, seq, full, err := m.fetch(ctx, p, after, noticed)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -134,9 +138,12 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 				return err
 			}
 		}
-		if last != "" || len(ns) > 0 {
-			continue // the mailbox or the notices may hold more right now
+		if full {
+			continue // the mailbox or the notices hold more right now
 		}
+		// Whatever is admitted from now on announces itself (wake keeps one
+		// announcement that came during the fetch), so there is no need to look again
+		// before one comes.
 		select {
 		case <-ctx.Done():
 			return nil
@@ -148,37 +155,40 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 
 // fetch returns the next deliveries after the mailbox position after and the notices
 // after noticed (and after the device's acknowledged ones), the position of the last
-// delivery it looked at ("" for none), and the recipient's admission sequence now.
-func (m *Mailboxes) fetch(ctx context.Context, p Principal, after, noticed string) ([]Delivery, []Notice, string, int64, error) {
+// delivery it looked at ("" for none), the recipient's admission sequence now, and
+// whether a page came back full (there may be more right now).
+func (m *Mailboxes) fetch(ctx context.Context, p Principal, after, noticed string) ([]Delivery, []Notice, string, int64, bool, error) {
 	u := keys.Recipient(p.UID)
 	reply, err := fetchScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox(), u.Sequence(), u.Devices(),
 		u.Notices(), u.NoticeCursors(), u.Live(p.DeviceID)},
 		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window, noticed,
 		(3*m.poll + time.Second).Milliseconds()).Slice()
 	if err != nil {
-		return nil, nil, "", 0, fmt.Errorf("fetch: %w", err)
+		return nil, nil, "", 0, false, fmt.Errorf("fetch: %w", err)
 	}
 	last, _ := reply[0].(string)
 	seqText, _ := reply[2].(string)
 	seq, err := strconv.ParseInt(seqText, 10, 64)
 	if err != nil {
-		return nil, nil, "", 0, fmt.Errorf("fetch: admission sequence %q: %w", seqText, err)
+		return nil, nil, "", 0, false, fmt.Errorf("fetch: admission sequence %q: %w", seqText, err)
 	}
 	if alive, _ := reply[3].(int64); alive != 1 {
-		return nil, nil, "", 0, ErrBadToken
+		return nil, nil, "", 0, false, ErrBadToken
 	}
 	if n, _ := reply[1].(int64); n > 0 {
 		m.out.Kick(p.UID)
 	}
-	count, _ := reply[4].(int64)
-	i := 5
+	examined, _ := reply[4].(int64)
+	count, _ := reply[5].(int64)
+	full := examined >= fetchLimit || count >= noticePage
+	i := 6
 	var ns []Notice
 	for ; count > 0 && i+1 < len(reply); count, i = count-1, i+2 {
 		id, _ := reply[i].(string)
 		line, _ := reply[i+1].(string)
 		n, err := keys.ParseNotice(line)
 		if err != nil {
-			return nil, nil, "", 0, fmt.Errorf("fetch: notice %s: %w", id, err)
+			return nil, nil, "", 0, false, fmt.Errorf("fetch: notice %s: %w", id, err)
 		}
 		ns = append(ns, Notice{ID: id, Notice: n})
 	}
@@ -203,12 +213,12 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after, noticed strin
 	}
 	ds, missing, err := m.loadBodies(ctx, ds)
 	if err != nil {
-		return nil, nil, "", 0, err
+		return nil, nil, "", 0, false, err
 	}
 	if err := m.undeliverable(ctx, p, append(lost, missing...)); err != nil {
-		return nil, nil, "", 0, err
+		return nil, nil, "", 0, false, err
 	}
-	return ds, ns, last, seq, nil
+	return ds, ns, last, seq, full, nil
 }
 
 // undeliverable reports expired on the device the messages queued for it that it

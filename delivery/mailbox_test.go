@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
+	"github.com/redis/go-redis/v9"
 )
 
 // page is one fetch from the start of p's mailbox, or after cursor.
@@ -18,7 +20,7 @@ func (f *fixture) page(p Principal, cursor string) ([]Delivery, string) {
 	if cursor != "" {
 		after = "(" + cursor
 	}
-	ds, _, last, _, err := f.svc.Mailboxes().fetch(f.ctx, p, after, "")
+	ds, _, last, _, _, err := f.svc.Mailboxes().fetch(f.ctx, p, after, "")
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -379,3 +381,65 @@ func TestStreamResyncsWhenRedisLostWrites(t *testing.T) {
 }
 
 func ignoreNotices(Notice) error { return nil }
+
+// TestOneFetchPerAnnouncement: a stream fetches once for each announced admission,
+// not again after a fetch that came back short (the next admission announces itself).
+func TestOneFetchPerAnnouncement(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, WithPollInterval(time.Hour))
+	phone := f.device(recipient(0))
+	own := redis.NewClient(&redis.Options{Addr: f.rs.Addr})
+	t.Cleanup(func() { own.Close() })
+	var scripts atomic.Int64
+	own.AddHook(scriptCount{&scripts})
+	svc := New(own, WithClock(f.clock.Now), WithPollInterval(time.Hour))
+	t.Cleanup(func() { svc.Close() })
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	got := make(chan string, 10)
+	go svc.Mailboxes().Stream(ctx, phone, func(d Delivery) error { got <- d.MessageID; return nil }, ignoreNotices)
+	f.waitSubscribed(keys.Recipient(phone.UID).Channel())
+	// The first fetch, of what was queued before, is done before anything is sent, so
+	// that no admission races it.
+	for deadline := time.Now().Add(10 * time.Second); scripts.Load() < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream never fetched")
+		}
+	}
+	for i := range 5 {
+		id := f.send(time.Hour, phone)
+		select {
+		case d := <-got:
+			if d != id {
+				t.Fatalf("delivery %d is %s, want %s", i, d, id)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no delivery within 10 s")
+		}
+	}
+	// One fetch at the start, then one per admission.
+	if n := scripts.Load(); n != 6 {
+		t.Fatalf("the stream ran %d scripts for 5 deliveries, want 6 fetches", n)
+	}
+}
+
+// scriptCount counts the scripts a client runs.
+type scriptCount struct{ n *atomic.Int64 }
+
+func (c scriptCount) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c scriptCount) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			if err == nil { // an EVALSHA refused with NOSCRIPT ran nothing; its EVAL counts
+				c.n.Add(1) // once it ran, so that a test can wait for it
+			}
+		}
+		return err
+	}
+}
+
+func (c scriptCount) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}

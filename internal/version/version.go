@@ -13,8 +13,9 @@ import (
 
 // String is program's version line, for --version:
 //
-//	heraldd v1.4.0 go1.26.8 linux/amd64     (go install …@v1.4.0: no commit recorded)
-//	heraldd (devel) commit 2d32261a0c1e 2026-11-20T10:04:05Z modified go1.26.8 linux/amd64
+//	heraldd v1.4.0 go1.26.8 linux/amd64
+//	heraldd v1.4.1-0.20261120100405-2d32261a0c1e modified go1.26.8 linux/amd64
+//	heraldd (devel) commit 2d32261a0c1e 2026-11-20T10:04:05Z go1.26.8 linux/amd64
 func String(program string) string {
 	info, _ := debug.ReadBuildInfo() // nil when there is none
 	return format(program, info)
@@ -44,11 +45,14 @@ func format(program string, info *debug.BuildInfo) string {
 				}
 			}
 		}
-		if commit != "" {
-			words = append(words, "commit", commit[:min(12, len(commit))])
-		}
-		if at != "" {
-			words = append(words, at)
+		commit = commit[:min(12, len(commit))]
+		// A pseudo-version (v0.0.0-20261120100405-2d32261a0c1e, with +dirty for a
+		// modified tree) names the commit and its time already.
+		if commit != "" && !strings.HasSuffix(strings.TrimSuffix(v, "+dirty"), "-"+commit) {
+			words = append(words, "commit", commit)
+			if at != "" {
+				words = append(words, at)
+			}
 		}
 		if modified != "" {
 			words = append(words, modified)

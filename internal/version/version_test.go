@@ -20,9 +20,16 @@ func TestFormat(t *testing.T) {
 			{Key: "vcs.revision", Value: "2d32261a0c1e5ad176c166ad30a1b2c3d4e5f607"},
 			{Key: "vcs.time", Value: "2026-11-20T10:04:05Z"}, {Key: "vcs.modified", Value: "true"}}},
 			"heraldd (devel) commit 2d32261a0c1e 2026-11-20T10:04:05Z modified"},
-		{"a clean clone", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.1-0.20261120100405-2d32261a0c1e"}, Settings: []debug.BuildSetting{
+		{"a clean clone after a tag", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.1-0.20261120100405-2d32261a0c1e"}, Settings: []debug.BuildSetting{
 			{Key: "vcs.revision", Value: "2d32261a0c1e5ad176c166ad30a1b2c3d4e5f607"}, {Key: "vcs.modified", Value: "false"}}},
-			"heraldd v1.4.1-0.20261120100405-2d32261a0c1e commit 2d32261a0c1e"},
+			"heraldd v1.4.1-0.20261120100405-2d32261a0c1e"},
+		{"a modified clone after a tag", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.1-0.20261120100405-2d32261a0c1e+dirty"},
+			Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "2d32261a0c1e5ad176c166ad30a1b2c3d4e5f607"},
+				{Key: "vcs.modified", Value: "true"}}},
+			"heraldd v1.4.1-0.20261120100405-2d32261a0c1e+dirty modified"},
+		{"a clean clone at a tag", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "2d32261a0c1e5ad176c166ad30a1b2c3d4e5f607"}, {Key: "vcs.time", Value: "2026-11-20T10:04:05Z"}}},
+			"heraldd v1.4.0 commit 2d32261a0c1e 2026-11-20T10:04:05Z"},
 		{"no build information", nil, "heraldd (unknown: built without module support)"},
 	} {
 		if got := format("heraldd", tc.info); got != tc.want+tail {

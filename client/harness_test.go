@@ -44,11 +44,14 @@ const adminToken = "admin-token-0123456789"
 type gateway struct {
 	t     testing.TB
 	rs    *redistest.Server
-	addr  string
+	addr  string // the public listener's
 	srv   *server.Server
 	rdb   *redis.Client
 	conn  *grpc.ClientConn
-	admin heraldv1.AdminServiceClient
+	admin heraldv1.AdminServiceClient // on the admin listener, adminAddr
+
+	adminAddr string
+	adminConn *grpc.ClientConn
 
 	mu    sync.Mutex
 	first map[string]*client.Device // each number's first device, which approves the others
@@ -62,21 +65,32 @@ func startGateway(t testing.TB) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.addr = lis.Addr().String()
-	g.serve(lis)
+	adminLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.addr, g.adminAddr = lis.Addr().String(), adminLis.Addr().String()
+	g.serve(lis, adminLis)
 	g.conn, err = grpc.NewClient(g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.admin = heraldv1.NewAdminServiceClient(g.conn)
+	g.adminConn, err = grpc.NewClient(g.adminAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.admin = heraldv1.NewAdminServiceClient(g.adminConn)
 	t.Cleanup(func() {
 		g.conn.Close()
+		g.adminConn.Close()
 		g.stop()
 	})
 	return g
 }
 
-func (g *gateway) serve(lis net.Listener) {
+// serve serves a new server on the public and the admin listener; a nil adminLis
+// serves no admin listener.
+func (g *gateway) serve(lis, adminLis net.Listener) {
 	g.t.Helper()
 	g.rdb = redis.NewClient(&redis.Options{Addr: g.rs.Addr})
 	srv, err := server.New(server.Config{Redis: g.rdb, Secret: []byte("0123456789abcdef0123"), AdminToken: adminToken,
@@ -86,6 +100,9 @@ func (g *gateway) serve(lis net.Listener) {
 	}
 	g.srv = srv
 	go srv.Serve(lis)
+	if adminLis != nil {
+		go srv.ServeAdmin(adminLis)
+	}
 }
 
 // logKey is the key log's signing key: testLogKey, unless the test runs a gateway
@@ -118,18 +135,22 @@ func (g *gateway) stop() {
 func (g *gateway) restart() {
 	g.t.Helper()
 	g.stop()
+	g.serve(g.listenAgain(g.addr), g.listenAgain(g.adminAddr))
+}
+
+// listenAgain listens on an address a stopped server just let go of.
+func (g *gateway) listenAgain(addr string) net.Listener {
+	g.t.Helper()
 	var lis net.Listener
 	var err error
 	for range 50 {
-		if lis, err = net.Listen("tcp", g.addr); err == nil {
-			break
+		if lis, err = net.Listen("tcp", addr); err == nil {
+			return lis
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	g.serve(lis)
+	g.t.Fatal(err)
+	return nil
 }
 
 func (g *gateway) adminCtx() context.Context {

@@ -112,7 +112,7 @@ func TestAGatewayWithoutProofsIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	bare := &gateway{t: t, rs: g.rs, noLog: true}
-	bare.serve(lis)
+	bare.serve(lis, nil)
 	t.Cleanup(bare.stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -35,7 +35,8 @@ type gateway struct {
 	redis     *redistest.Server
 	rdb       *redis.Client
 	srv       *Server
-	conn      *grpc.ClientConn
+	conn      *grpc.ClientConn // to the public listener
+	adminConn *grpc.ClientConn // to the admin listener
 	admin     heraldv1.AdminServiceClient
 	messaging heraldv1.MessagingServiceClient
 	recipient heraldv1.RecipientServiceClient
@@ -69,26 +70,36 @@ func startGatewayWith(t testing.TB, rdb redis.UniversalClient, opts ...func(*Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(lis)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := serveOn(t, srv.Serve)
+	adminConn := serveOn(t, srv.ServeAdmin)
 	t.Cleanup(func() {
 		conn.Close()
+		adminConn.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 		rdb.Close()
 	})
-	return &gateway{t: t, srv: srv, conn: conn,
-		admin:     heraldv1.NewAdminServiceClient(conn),
+	return &gateway{t: t, srv: srv, conn: conn, adminConn: adminConn,
+		admin:     heraldv1.NewAdminServiceClient(adminConn),
 		messaging: heraldv1.NewMessagingServiceClient(conn),
 		recipient: heraldv1.NewRecipientServiceClient(conn)}
+}
+
+// serveOn serves one of a Server's listeners (Serve or ServeAdmin) on a loopback
+// port and returns a plaintext connection to it, which the caller closes.
+func serveOn(t testing.TB, serve func(net.Listener) error) *grpc.ClientConn {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go serve(lis)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }
 
 func as(token string) context.Context {

@@ -1,17 +1,20 @@
 // Package server is Herald's gRPC edge: the MessagingService, RecipientService and
-// AdminService, their interceptors (recovery, logging, authentication), health and
-// reflection. Handlers validate, translate between protos and the domain packages
+// KeyLogService on the public listener, the AdminService on a listener of its own,
+// their interceptors (recovery, logging, authentication), health, reflection and the
+// listeners' TLS. Handlers validate, translate between protos and the domain packages
 // (blocklist, delivery, business), and map errors to gRPC statuses with google.rpc
 // details; they decide nothing themselves.
 package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,6 +30,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -87,6 +91,16 @@ type Config struct {
 	// Webhooks: WebhookOptions configure the gateway's webhook dispatcher (tests let it
 	// reach a local receiver with webhook.WithPrivateAddresses and WithTLSConfig).
 	WebhookOptions []webhook.Option
+
+	// Transport. The public listener (Serve) and the admin listener (ServeAdmin) are
+	// two gRPC servers, so AdminService is never reachable on the public one.
+
+	// TLS is the public listener's TLS configuration (TLSConfig makes one that follows
+	// certificate files); nil serves plaintext, which only a loopback listener or a
+	// network that encrypts by other means should get.
+	TLS *tls.Config
+	// AdminTLS is the admin listener's; nil serves it plaintext.
+	AdminTLS *tls.Config
 }
 
 // Server is a Herald gateway.
@@ -94,7 +108,8 @@ type Server struct {
 	cfg        Config
 	log        *slog.Logger
 	now        func() time.Time
-	grpc       *grpc.Server
+	grpc       *grpc.Server // the public listener's: businesses, devices, the key log
+	admin      *grpc.Server // the admin listener's: AdminService
 	health     *health.Server
 	blocklist  *blocklist.Store
 	admission  *admission.Admitter
@@ -171,18 +186,22 @@ func New(cfg Config) (*Server, error) {
 		s.logSigner, s.keyLog = signer, store.New(cfg.Redis, signer)
 	}
 
-	s.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxMessageRequest),
 		grpc.ChainUnaryInterceptor(s.unaryRecover, s.unaryLog, s.unaryAuth),
 		grpc.ChainStreamInterceptor(s.streamRecover, s.streamLog, s.streamAuth),
-	)
+	}
+	s.grpc = grpc.NewServer(append(slices.Clip(opts), transportCreds(cfg.TLS)...)...)
+	s.admin = grpc.NewServer(append(slices.Clip(opts), transportCreds(cfg.AdminTLS)...)...)
 	heraldv1.RegisterMessagingServiceServer(s.grpc, s)
 	heraldv1.RegisterRecipientServiceServer(s.grpc, &recipientService{Server: s})
-	heraldv1.RegisterAdminServiceServer(s.grpc, &adminService{Server: s})
 	heraldv1.RegisterKeyLogServiceServer(s.grpc, &keyLogService{Server: s})
+	heraldv1.RegisterAdminServiceServer(s.admin, &adminService{Server: s})
 	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	for _, g := range []*grpc.Server{s.grpc, s.admin} {
+		healthpb.RegisterHealthServer(g, s.health)
+		reflection.Register(g)
+	}
 
 	bg, stop := context.WithCancel(context.Background())
 	s.stopBackground = stop
@@ -192,11 +211,21 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// GRPC is the underlying gRPC server, for tests that serve it on their own listener.
+// GRPC is the public listener's gRPC server, for tests that serve it on their own
+// listener.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
-// Serve serves on lis until Shutdown.
+// Serve serves the public services on lis until Shutdown: MessagingService,
+// RecipientService, KeyLogService, health and reflection. AdminService is not among
+// them (a call to it is UNIMPLEMENTED); it is on the admin listener, ServeAdmin.
 func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
+
+// ServeAdmin serves AdminService, with health and reflection, on lis until Shutdown.
+// Give it a listener only operators can reach: loopback, or a private network with
+// Config.AdminTLS. A gateway that serves no admin listener is operated through
+// another gateway on the same Redis. Tests and embedding programs serve it beside
+// Serve on a second loopback listener.
+func (s *Server) ServeAdmin(lis net.Listener) error { return s.admin.Serve(lis) }
 
 // Shutdown stops the server gracefully: it reports NOT_SERVING, ends open streams,
 // lets unary calls in flight finish (each is one atomic Redis step, so none is left
@@ -205,17 +234,32 @@ func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
 func (s *Server) Shutdown(ctx context.Context) {
 	s.health.Shutdown()
 	s.stopStreams()
-	done := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.grpc.Stop()
+	var stopped sync.WaitGroup
+	for _, g := range []*grpc.Server{s.grpc, s.admin} {
+		stopped.Go(func() {
+			done := make(chan struct{})
+			go func() { g.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				g.Stop()
+			}
+		})
 	}
+	stopped.Wait()
 	s.stopBackground()
 	s.background.Wait()
 	s.admission.Close() // gives leased rate tokens back to the other gateways
 	s.delivery.Close()
+}
+
+// transportCreds is the server option for a listener's TLS configuration; none
+// (plaintext) for nil.
+func transportCreds(c *tls.Config) []grpc.ServerOption {
+	if c == nil {
+		return nil
+	}
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(c))}
 }
 
 // watchRedis keeps the health service's status in step with Redis, so load

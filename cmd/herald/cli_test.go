@@ -364,6 +364,7 @@ func TestWalkThrough(t *testing.T) {
 	state := t.TempDir()
 	vars := map[string]string{
 		"HERALD_ADDR":        addr,
+		"HERALD_ADMIN_ADDR":  addr, // the fake serves AdminService beside the rest
 		"HERALD_STATE":       state,
 		"HERALD_ADMIN_TOKEN": "adm",
 		"HERALD_API_KEY":     fakeAPIKey,
@@ -528,8 +529,8 @@ func TestBusinessKeyChange(t *testing.T) {
 	t.Parallel()
 	_, addr := startFake(t)
 	state := t.TempDir()
-	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": state, "HERALD_API_KEY": fakeAPIKey,
-		"HERALD_BUSINESS_ID": fakeBusiness, "HERALD_ADMIN_TOKEN": "adm"}
+	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_ADMIN_ADDR": addr, "HERALD_STATE": state,
+		"HERALD_API_KEY": fakeAPIKey, "HERALD_BUSINESS_ID": fakeBusiness, "HERALD_ADMIN_TOKEN": "adm"}
 	send := func(want int, text string) string {
 		t.Helper()
 		code, out, stderr := herald(t, vars, "send", "--to", "+15550000001", "--category", "transactional", "--kind", "receipt",
@@ -576,7 +577,7 @@ func TestGatewayErrorsAreExplained(t *testing.T) {
 	t.Parallel()
 	_, addr := startFake(t)
 	state := t.TempDir()
-	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": state, "HERALD_TOKEN": "adm"}
+	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_ADMIN_ADDR": addr, "HERALD_STATE": state, "HERALD_TOKEN": "adm"}
 
 	code, _, stderr := herald(t, vars, "admin", "create-business", "--name", strings.Repeat("x", 101))
 	want := "herald: INVALID_ARGUMENT: invalid request\n  invalid display_name: longer than 100 characters\n"
@@ -594,7 +595,7 @@ func TestGatewayErrorsAreExplained(t *testing.T) {
 	}
 
 	// Nothing listening: UNAVAILABLE, not a hang.
-	code, _, stderr = herald(t, vars, "--addr", "127.0.0.1:1", "admin", "get-business", fakeBusiness)
+	code, _, stderr = herald(t, vars, "--admin-addr", "127.0.0.1:1", "admin", "get-business", fakeBusiness)
 	if code != exitError || !strings.Contains(stderr, "UNAVAILABLE") {
 		t.Errorf("exit %d, stderr: %s", code, stderr)
 	}

@@ -9,8 +9,12 @@ import (
 	"strings"
 )
 
-// defaultAddr is where `go run ./cmd/heraldd` listens in dev mode.
-const defaultAddr = "127.0.0.1:7400"
+// defaultAddr and defaultAdminAddr are where heraldd's public and admin listeners
+// are by default (and in dev mode).
+const (
+	defaultAddr      = "127.0.0.1:7400"
+	defaultAdminAddr = "127.0.0.1:7401"
+)
 
 // Config is the CLI's global settings. Each comes from its environment variable
 // first and then from its flag, so a flag always beats the environment. Global flags
@@ -18,10 +22,21 @@ const defaultAddr = "127.0.0.1:7400"
 type Config struct {
 	// Addr is the gateway's host:port (--addr, HERALD_ADDR).
 	Addr string
-	// TLS says whether to speak TLS, verified against the system roots (--tls). Left
-	// unset, it is plaintext for a loopback Addr (the dev gateway) and TLS for
-	// anything else, so a token is never sent in clear over a network by default.
+	// AdminAddr is the gateway's admin listener, where the admin commands go
+	// (--admin-addr, HERALD_ADMIN_ADDR).
+	AdminAddr string
+	// TLS says whether to speak TLS (--tls). Left unset, it is TLS when a CA or a
+	// client certificate is given, and otherwise plaintext for a loopback address
+	// (the dev gateway) and TLS for anything else, so a token is never sent in clear
+	// over a network by default.
 	TLS optionalBool
+	// CA is a PEM file of the CAs that the gateway's certificate must chain to, in
+	// place of the system roots (--ca, HERALD_CA).
+	CA string
+	// ClientCert and ClientKey are the certificate this client presents to a gateway
+	// that asks for one, mutual TLS (--client-cert and --client-key, HERALD_CLIENT_CERT
+	// and HERALD_CLIENT_KEY).
+	ClientCert, ClientKey string
 	// Token is the --token flag only: an admin token or an API key, whichever the
 	// command needs. Tokens from the environment are resolved per command group by
 	// token, so that one shell can hold both kinds.
@@ -41,13 +56,20 @@ type Config struct {
 	// commands otherwise use the address the device registered with.
 	addrExplicit bool
 	getenv       func(string) string
+	// dialed is the last address dialed, to explain a transport error.
+	dialed dialed
 }
 
 // loadConfig reads the environment; flags are applied later by bind and noteFlags.
 func loadConfig(getenv func(string) string) Config {
-	c := Config{Addr: defaultAddr, StateDir: getenv("HERALD_STATE"), LogKey: getenv("HERALD_LOG_PUBLIC_KEY"), getenv: getenv}
+	c := Config{Addr: defaultAddr, AdminAddr: defaultAdminAddr, StateDir: getenv("HERALD_STATE"),
+		LogKey: getenv("HERALD_LOG_PUBLIC_KEY"), CA: getenv("HERALD_CA"),
+		ClientCert: getenv("HERALD_CLIENT_CERT"), ClientKey: getenv("HERALD_CLIENT_KEY"), getenv: getenv}
 	if a := getenv("HERALD_ADDR"); a != "" {
 		c.Addr, c.addrExplicit = a, true
+	}
+	if a := getenv("HERALD_ADMIN_ADDR"); a != "" {
+		c.AdminAddr = a
 	}
 	if c.StateDir == "" {
 		c.StateDir = defaultStateDir(getenv)
@@ -72,7 +94,11 @@ func defaultStateDir(getenv func(string) string) string {
 // parsing fs changes only what is given on its command line.
 func (c *Config) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "gateway `host:port` (HERALD_ADDR)")
-	fs.Var(&c.TLS, "tls", "use TLS with the system roots; default: only for non-loopback addresses")
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "the gateway's admin listener, `host:port`, for admin commands (HERALD_ADMIN_ADDR)")
+	fs.Var(&c.TLS, "tls", "use TLS; default: with --ca or --client-cert, or for non-loopback addresses")
+	fs.StringVar(&c.CA, "ca", c.CA, "PEM `file` of the CAs the gateway's certificate must chain to, instead of the system roots (HERALD_CA)")
+	fs.StringVar(&c.ClientCert, "client-cert", c.ClientCert, "PEM `file` of the client certificate for a gateway that asks for one (HERALD_CLIENT_CERT)")
+	fs.StringVar(&c.ClientKey, "client-key", c.ClientKey, "PEM `file` of the client certificate's key (HERALD_CLIENT_KEY)")
 	fs.StringVar(&c.Token, "token", c.Token, "admin token or API key (HERALD_TOKEN)")
 	fs.StringVar(&c.StateDir, "state", c.StateDir, "`dir`ectory of device state and business signing keys (HERALD_STATE)")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print machine-readable JSON, one object per line")
@@ -90,8 +116,11 @@ func (c *Config) noteFlags(fs *flag.FlagSet) {
 
 // useTLS applies the TLS rule of Config.TLS to addr.
 func (c *Config) useTLS(addr string) bool {
-	if c.TLS.set {
+	switch {
+	case c.TLS.set:
 		return c.TLS.value
+	case c.CA != "" || c.ClientCert != "":
+		return true
 	}
 	return !isLoopback(addr)
 }

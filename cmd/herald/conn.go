@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
+	"errors"
 	"flag"
 	"time"
 
@@ -27,10 +27,17 @@ const idleWait = time.Second
 // dial connects to addr, sending token (if any) on every call.
 func (c *Config) dial(addr, token string) (*grpc.ClientConn, error) {
 	var creds credentials.TransportCredentials = insecure.NewCredentials()
-	if c.useTLS(addr) {
-		// A nil RootCAs means the system roots.
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	useTLS := c.useTLS(addr)
+	if useTLS {
+		cfg, err := c.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(cfg)
+	} else if c.CA != "" || c.ClientCert != "" {
+		return nil, errors.New("--tls=false leaves --ca and --client-cert unused: drop one or the other")
 	}
+	c.dialed = dialed{addr: addr, tls: useTLS}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithUnaryInterceptor(boundUnary),
@@ -119,11 +126,16 @@ func checkServing(ctx context.Context, conn grpc.ClientConnInterface) error {
 	return nil
 }
 
-// connect dials the gateway with the token of kind, or says where to put one.
+// connect dials the gateway with the token of kind, or says where to put one. The
+// admin token goes to the admin listener, everything else to the public one.
 func (c *cli) connect(fs *flag.FlagSet, kind tokenKind) (*grpc.ClientConn, error) {
 	token := c.cfg.token(kind)
 	if token == "" {
 		return nil, usageErr(fs, "no %s: set --token, %s or HERALD_TOKEN", kind.what, kind.env)
 	}
-	return c.cfg.dial(c.cfg.Addr, token)
+	addr := c.cfg.Addr
+	if kind == adminToken {
+		addr = c.cfg.AdminAddr
+	}
+	return c.cfg.dial(addr, token)
 }

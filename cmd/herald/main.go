@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
+	"github.com/heraldhq/herald/internal/version"
 )
 
 // Exit statuses, as the usage text documents them.
@@ -49,6 +50,9 @@ type cli struct {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	c := &cli{cfg: loadConfig(getenv), stdout: stdout, stderr: stderr}
 	err := c.dispatch(ctx, args)
+	if err != nil {
+		err = c.explain(ctx, err)
+	}
 	var usage *usageError
 	var rejected *rejectedError
 	switch {
@@ -139,12 +143,17 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 	top := flag.NewFlagSet("herald", flag.ContinueOnError)
 	top.SetOutput(io.Discard)
 	c.cfg.bind(top)
+	showVersion := top.Bool("version", false, "print the version and exit")
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			c.usage(c.stdout)
 			return nil
 		}
 		return &usageError{msg: err.Error()}
+	}
+	if *showVersion {
+		fmt.Fprintln(c.stdout, version.String("herald"))
+		return nil
 	}
 	c.cfg.noteFlags(top)
 	words := top.Args()
@@ -267,7 +276,7 @@ func (c *cli) commandUsage(w io.Writer, fs *flag.FlagSet, own map[string]bool) {
 		}
 		fmt.Fprintln(w)
 	})
-	fmt.Fprintln(w, "\nThe global flags (--addr, --tls, --token, --state, --json) work here too; see herald -h.")
+	fmt.Fprintln(w, "\nThe global flags (--addr, --admin-addr, --tls, --ca, --token, --state, --json, …) work here too; see herald -h.")
 }
 
 func upperFirst(s string) string {
@@ -296,9 +305,17 @@ Run 'herald COMMAND -h' (or 'herald help COMMAND') for a command's flags.
 global flags (also accepted after the command):
   --addr HOST:PORT   gateway address (HERALD_ADDR; default %s);
                      device commands default to the one they registered with
-  --tls              use TLS verified against the system roots. Default: plaintext
-                     for loopback addresses (localhost, 127.0.0.0/8, ::1, unix:), TLS
-                     for any other; --tls=false forces plaintext.
+  --admin-addr HOST:PORT
+                     the gateway's admin listener, where admin commands go
+                     (HERALD_ADMIN_ADDR; default %s)
+  --tls              use TLS. Default: TLS with --ca or --client-cert; otherwise
+                     plaintext for loopback addresses (localhost, 127.0.0.0/8, ::1,
+                     unix:) and TLS for any other; --tls=false forces plaintext.
+  --ca FILE          verify the gateway's certificate against the CAs in this PEM
+                     file instead of the system roots (HERALD_CA)
+  --client-cert FILE, --client-key FILE
+                     present this certificate to a gateway that asks for one, mutual
+                     TLS (HERALD_CLIENT_CERT, HERALD_CLIENT_KEY)
   --token TOKEN      the credential the command needs (HERALD_TOKEN): an admin token
                      for admin, an API key for send, lookup, consent record, statuses.
                      HERALD_ADMIN_TOKEN and HERALD_API_KEY beat HERALD_TOKEN for their
@@ -319,9 +336,11 @@ HERALD_BUSINESS_ID.
                      open only messages whose business key the log publishes, send
                      seals only to device keys it publishes, device audit reads it
 
+  --version          print the version and exit
+
 exit status: 0 done; 1 error; 2 wrong command line; 3 the message was (or would be)
 rejected by policy (BLOCKED, NOT_OPTED_IN, OPTED_OUT, STALE_DEVICES, ...).
-`, defaultAddr)
+`, defaultAddr, defaultAdminAddr)
 }
 
 // categoryFlag defines --category.

@@ -120,6 +120,15 @@ func clean(s string) string {
 // helps decide what to do next: which fields are wrong, how long to wait, why access
 // was refused.
 func errorText(err error) string {
+	text := statusText(err)
+	if h := hintOf(err); h != "" {
+		text += "\n  hint: " + h
+	}
+	return text
+}
+
+// statusText is errorText without the hint.
+func statusText(err error) string {
 	st, ok := grpcStatus(err)
 	if !ok {
 		return err.Error()
@@ -169,12 +178,13 @@ func errorJSON(err error) any {
 		Code    string            `json:"code,omitempty"`
 		Message string            `json:"message"`
 		Details []json.RawMessage `json:"details,omitempty"`
+		Hint    string            `json:"hint,omitempty"`
 	}
 	st, ok := grpcStatus(err)
 	if !ok {
-		return map[string]body{"error": {Message: err.Error()}}
+		return map[string]body{"error": {Message: err.Error(), Hint: hintOf(err)}}
 	}
-	e := body{Code: code.Code(st.Code()).String(), Message: st.Message()}
+	e := body{Code: code.Code(st.Code()).String(), Message: st.Message(), Hint: hintOf(err)}
 	for _, a := range st.Proto().GetDetails() {
 		if d, err := protojson.Marshal(a); err == nil {
 			e.Details = append(e.Details, d)

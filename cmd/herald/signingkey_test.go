@@ -14,8 +14,8 @@ import (
 // have the operator replace a lost one, and sends with the key once loaded.
 func TestSecondMachineNeverReplacesTheKey(t *testing.T) {
 	t.Parallel()
-	addr := startGateway(t, "admin-token-0123456789")
-	first := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": t.TempDir(), "HERALD_ADMIN_TOKEN": "admin-token-0123456789"}
+	addr, adminAddr := startGateway(t, "admin-token-0123456789")
+	first := map[string]string{"HERALD_ADDR": addr, "HERALD_ADMIN_ADDR": adminAddr, "HERALD_STATE": t.TempDir(), "HERALD_ADMIN_TOKEN": "admin-token-0123456789"}
 	line := func(args ...string) string { return strings.TrimSpace(mustHerald(t, exitOK, first, args...)) }
 	const phone = "+14155550123"
 	first["HERALD_BUSINESS_ID"] = line("admin", "create-business", "--name", "Acme Coffee")
@@ -61,8 +61,8 @@ func TestSecondMachineNeverReplacesTheKey(t *testing.T) {
 // the old key, once retired, endorses nothing.
 func TestKeyRotateOnTheRealGateway(t *testing.T) {
 	t.Parallel()
-	addr := startGateway(t, "admin-token-0123456789")
-	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": t.TempDir(), "HERALD_ADMIN_TOKEN": "admin-token-0123456789"}
+	addr, adminAddr := startGateway(t, "admin-token-0123456789")
+	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_ADMIN_ADDR": adminAddr, "HERALD_STATE": t.TempDir(), "HERALD_ADMIN_TOKEN": "admin-token-0123456789"}
 	line := func(args ...string) string { return strings.TrimSpace(mustHerald(t, exitOK, vars, args...)) }
 	const phone = "+14155550123"
 	vars["HERALD_BUSINESS_ID"] = line("admin", "create-business", "--name", "Acme Coffee")

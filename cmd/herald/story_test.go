@@ -15,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// startGateway serves a real Herald gateway on a real store and returns its address.
 // testLogKey and testLogPublicKey are the test gateways' key log keys.
 var testLogKey, testLogPublicKey = func() (string, string) {
 	s, v, err := keylog.GenerateKey("herald-test-log")
@@ -25,12 +24,18 @@ var testLogKey, testLogPublicKey = func() (string, string) {
 	return s, v
 }()
 
-func startGateway(t *testing.T, adminToken string) string {
+// startGateway serves a real Herald gateway on a real store and returns the
+// addresses of its public and its admin listener. opts change its configuration.
+func startGateway(t *testing.T, adminToken string, opts ...func(*server.Config)) (addr, adminAddr string) {
 	t.Helper()
 	rs := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte("0123456789abcdef0123"), AdminToken: adminToken,
-		Logger: slog.New(slog.DiscardHandler), LogKey: testLogKey})
+	cfg := server.Config{Redis: rdb, Secret: []byte("0123456789abcdef0123"), AdminToken: adminToken,
+		Logger: slog.New(slog.DiscardHandler), LogKey: testLogKey}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,22 +43,27 @@ func startGateway(t *testing.T, adminToken string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	adminLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	go srv.Serve(lis)
+	go srv.ServeAdmin(adminLis)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 		rdb.Close()
 	})
-	return lis.Addr().String()
+	return lis.Addr().String(), adminLis.Addr().String()
 }
 
 // TestStoryOnTheRealGateway is the README's story, end to end encrypted, on the real
 // gateway: everything the CLI does as a business and as a device goes through the SDK.
 func TestStoryOnTheRealGateway(t *testing.T) {
 	t.Parallel()
-	addr := startGateway(t, "admin-token-0123456789")
-	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_STATE": t.TempDir(), "HERALD_ADMIN_TOKEN": "admin-token-0123456789"}
+	addr, adminAddr := startGateway(t, "admin-token-0123456789")
+	vars := map[string]string{"HERALD_ADDR": addr, "HERALD_ADMIN_ADDR": adminAddr, "HERALD_STATE": t.TempDir(), "HERALD_ADMIN_TOKEN": "admin-token-0123456789"}
 	const phone = "+14155550123"
 	line := func(args ...string) string { return strings.TrimSpace(mustHerald(t, exitOK, vars, args...)) }
 

@@ -65,7 +65,7 @@ func TestLedgerUnderFaults(t *testing.T) {
 	ctx := t.Context()
 
 	// A business with limits that never bind, and its signing key.
-	admin := heraldv1.NewAdminServiceClient(gws[0].Conn)
+	admin := heraldv1.NewAdminServiceClient(gws[0].AdminConn)
 	actx := bearer(replicaAdmin)
 	cb, err := admin.CreateBusiness(actx, &heraldv1.CreateBusinessRequest{DisplayName: "Ledger"})
 	if err != nil {

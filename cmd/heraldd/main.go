@@ -25,6 +25,7 @@ import (
 	"github.com/heraldhq/herald/business"
 	"github.com/heraldhq/herald/delivery"
 	"github.com/heraldhq/herald/internal/memstore"
+	"github.com/heraldhq/herald/internal/version"
 	"github.com/heraldhq/herald/keylog"
 	"github.com/heraldhq/herald/server"
 	"github.com/redis/go-redis/v9"
@@ -67,13 +68,47 @@ type Config struct {
 	LogKey string
 	// Push is where devices are woken.
 	Push PushConfig
+
+	// Transport, secrets and the build (transport.go, secrets.go).
+
+	// TLSCertFile and TLSKeyFile are the certificate both listeners serve, reloaded
+	// when the files change; without them the listeners serve plaintext, which a
+	// listener beyond loopback gets only with Insecure.
+	TLSCertFile, TLSKeyFile string
+	// TLSClientCAFile makes the public listener require client certificates that
+	// chain to its CAs (mutual TLS).
+	TLSClientCAFile string
+	// AdminListen is the admin listener's address, where AdminService is served and
+	// only there; empty serves no admin listener.
+	AdminListen string
+	// AdminTLSClientCAFile makes the admin listener require client certificates that
+	// chain to its CAs; empty means TLSClientCAFile.
+	AdminTLSClientCAFile string
+	// Insecure lets a listener beyond loopback serve plaintext, for a network that
+	// encrypts by other means.
+	Insecure bool
+	// RedisPassword, when set, is the Redis password, in place of one in the URL.
+	RedisPassword string
+	// Version asks for the version line and nothing else.
+	Version bool
+
+	// devAsked is whether dev mode was asked for (--dev), not only implied by no --redis.
+	devAsked bool
+	// commandLineSecrets names the secrets given on the command line, for a warning.
+	commandLineSecrets []string
 }
 
 func main() {
 	cfg, err := parseConfig(os.Args[1:], os.Getenv)
-	if err != nil {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "heraldd:", err)
 		os.Exit(2)
+	case cfg.Version:
+		fmt.Println(version.String("heraldd"))
+		return
 	}
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "heraldd:", err)
@@ -83,6 +118,17 @@ func main() {
 
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs := flag.NewFlagSet("heraldd", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: heraldd [flags]
+
+The Herald gateway. Every flag has an environment variable, named in parentheses; a
+flag on the command line beats it. Secrets on the command line show in ps to every
+user of the machine: give them as files (--secret-file, HERALD_SECRET_FILE, ...) or in
+the environment. Without --redis, heraldd runs dev mode on an in-process store.
+
+`)
+		fs.PrintDefaults()
+	}
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
@@ -91,11 +137,15 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	var c Config
 	fs.StringVar(&c.Listen, "listen", env("HERALD_LISTEN", "127.0.0.1:7400"), "gRPC listen address (HERALD_LISTEN)")
-	fs.StringVar(&c.Redis, "redis", env("HERALD_REDIS", ""), "Redis URL, redis://[user:pass@]host:port[/db] or rediss://…; empty runs dev mode on an in-process store (HERALD_REDIS)")
+	secrets := []*secret{secretVar(fs, &c.Redis, "redis", "HERALD_REDIS", true, "Redis URL",
+		"Redis URL, redis://[user:pass@]host:port[/db] or rediss://…; empty runs dev mode on an in-process store")}
 	cluster, _ := strconv.ParseBool(env("HERALD_REDIS_CLUSTER", "false"))
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", cluster, "the Redis URL is a Redis Cluster seed: redis://host:port?addr=host2:port2 (HERALD_REDIS_CLUSTER)")
-	fs.StringVar(&c.Secret, "secret", env("HERALD_SECRET", ""), "secret for the phone-number HMAC, at least 16 bytes, the same on every gateway (HERALD_SECRET)")
-	fs.StringVar(&c.AdminToken, "admin-token", env("HERALD_ADMIN_TOKEN", ""), "admin token for AdminService, at least 16 bytes (HERALD_ADMIN_TOKEN)")
+	secrets = append(secrets,
+		secretVar(fs, &c.Secret, "secret", "HERALD_SECRET", true, "phone-number HMAC secret",
+			"secret for the phone-number HMAC, at least 16 bytes, the same on every gateway"),
+		secretVar(fs, &c.AdminToken, "admin-token", "HERALD_ADMIN_TOKEN", true, "admin token",
+			"admin token for AdminService, at least 16 bytes"))
 	dev, _ := strconv.ParseBool(env("HERALD_DEV", "false"))
 	fs.BoolVar(&c.Dev, "dev", dev, "dev mode: generate a missing secret and admin token, log at debug level (HERALD_DEV)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HERALD_LOG_LEVEL", ""), "debug, info, warn or error; default info, debug in dev mode (HERALD_LOG_LEVEL)")
@@ -143,15 +193,15 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	intVar(&c.Replicas, "replicas", "HERALD_REPLICAS", 1,
 		"how many gateways run against this Redis; each holds at most burst/(2·replicas) of a business's tokens, which tightens the over-admission bound")
 	bindPush(fs, env, &c.Push)
-	logKeyFile := fs.String("log-key-file", env("HERALD_LOG_KEY_FILE", ""),
-		"file holding the key log's signing key (PRIVATE+KEY+…); without it (or HERALD_LOG_KEY) there is no key log (HERALD_LOG_KEY_FILE)")
-	c.LogKey = getenv("HERALD_LOG_KEY")
+	secrets = append(secrets, secretVar(fs, &c.LogKey, "log-key", "HERALD_LOG_KEY", false, "key log's signing key",
+		"PRIVATE+KEY+… from keylog.GenerateKey, the same on every gateway; without it there is no key log"))
 	durVar(&c.ApprovalWait, "device-approval-wait", "HERALD_DEVICE_APPROVAL_WAIT", delivery.DefaultApprovalWait,
 		"how long a new device of a number that has devices waits for one of them to approve it before it becomes active unless refused")
 	durVar(&c.ReceiptWindow, "receipt-window", "HERALD_RECEIPT_WINDOW", delivery.DefaultReceiptWindow,
 		"how long a message that reached a device is kept, cut to a small record, for late read receipts and spam reports")
 	intVar(&c.Quality.MinDelivered, "quality-min-delivered", "HERALD_QUALITY_MIN_DELIVERED", dq.MinDelivered,
 		"deliveries in the window before the quality figure is judged")
+	secrets = append(secrets, transportFlags(fs, &c, env)...)
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}
@@ -161,15 +211,24 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if c.Version {
+		return c, nil
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, s := range secrets {
+		onCommandLine, err := s.resolve(set, getenv)
+		if err != nil {
+			return c, err
+		}
+		if onCommandLine && (s.name != "redis" || hasPassword(c.Redis)) {
+			c.commandLineSecrets = append(c.commandLineSecrets, "--"+s.name)
+		}
+	}
+	// Without Redis, dev mode: on loopback by default, elsewhere only when asked for.
+	c.devAsked = c.Dev
 	if c.Redis == "" {
 		c.Dev = true
-	}
-	if *logKeyFile != "" {
-		b, err := os.ReadFile(*logKeyFile)
-		if err != nil {
-			return c, fmt.Errorf("--log-key-file: %w", err)
-		}
-		c.LogKey = strings.TrimSpace(string(b))
 	}
 	if c.LogKey != "" {
 		if _, err := keylog.NewSigner(c.LogKey); err != nil {
@@ -186,6 +245,14 @@ func (c *Config) validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("--listen %q: %w", c.Listen, err)
 	}
+	if err := c.validateTransport(); err != nil {
+		return err
+	}
+	if c.Redis == "" && !c.devAsked && !isLoopback(c.Listen) {
+		return errors.New("no --redis: dev mode's in-process store keeps everything in memory and loses it on exit, " +
+			"and --listen reaches beyond this machine; give --redis (HERALD_REDIS or HERALD_REDIS_FILE), " +
+			"or --dev to run the in-process store anyway")
+	}
 	if c.Redis != "" {
 		var err error
 		if c.RedisCluster {
@@ -199,6 +266,9 @@ func (c *Config) validate() error {
 	}
 	if c.RedisCluster && c.Redis == "" {
 		return errors.New("--redis-cluster needs --redis")
+	}
+	if c.RedisPassword != "" && c.Redis == "" {
+		return errors.New("a Redis password needs --redis")
 	}
 	if c.Secret == "" && !c.Dev {
 		return errors.New("--secret (HERALD_SECRET) is required outside dev mode: at least 16 bytes, the same on every gateway")
@@ -257,6 +327,14 @@ func run(cfg Config) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
+	if len(cfg.commandLineSecrets) > 0 {
+		log.Warn("secrets given on the command line show in ps to every user of this machine; "+
+			"give them as files (--NAME-file, HERALD_…_FILE) or in the environment", "flags", strings.Join(cfg.commandLineSecrets, " "))
+	}
+	publicTLS, adminTLS, err := cfg.tlsConfigs(log)
+	if err != nil {
+		return err
+	}
 
 	url := cfg.Redis
 	if url == "" {
@@ -290,7 +368,7 @@ func run(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	rdb, err := connect(url, cfg.RedisCluster)
+	rdb, err := connect(url, cfg.RedisCluster, cfg.RedisPassword)
 	if err != nil {
 		return err
 	}
@@ -304,7 +382,7 @@ func run(cfg Config) error {
 	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log,
 		Caps: cfg.Caps, Quality: cfg.Quality, Replicas: cfg.Replicas, ReceiptWindow: cfg.ReceiptWindow,
 		ApprovalWait: cfg.ApprovalWait, LogKey: cfg.LogKey, WebPush: webPush, FCM: fcm, APNs: apns,
-		WakeInterval: cfg.Push.WakeInterval})
+		WakeInterval: cfg.Push.WakeInterval, TLS: publicTLS, AdminTLS: adminTLS})
 	if err != nil {
 		return err
 	}
@@ -312,12 +390,26 @@ func run(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	log.Info("heraldd listening", "addr", lis.Addr().String(), "dev", cfg.Dev)
+	var adminLis net.Listener
+	if cfg.AdminListen != "" {
+		if adminLis, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			lis.Close()
+			return fmt.Errorf("--admin-listen: %w", err)
+		}
+	}
+	served := make(chan error, 2)
+	go func() { served <- srv.Serve(lis) }()
+	log.Info("heraldd listening", "addr", lis.Addr().String(), "tls", publicTLS != nil, "dev", cfg.Dev)
+	if adminLis != nil {
+		go func() { served <- srv.ServeAdmin(adminLis) }()
+		log.Info("admin listener", "addr", adminLis.Addr().String(), "tls", adminTLS != nil)
+	}
+	if publicTLS == nil && cfg.Insecure {
+		log.Warn("serving plaintext (--insecure): tokens cross the network in clear unless it encrypts them")
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
 	select {
 	case err := <-served:
 		return err
@@ -333,13 +425,17 @@ func run(cfg Config) error {
 
 // connect makes a Redis client with short timeouts: when Redis is down, calls fail
 // fast with UNAVAILABLE instead of hanging, and recover by themselves when it returns.
-func connect(url string, cluster bool) (redis.UniversalClient, error) {
+// A password, when given, is used in place of one in the URL.
+func connect(url string, cluster bool, password string) (redis.UniversalClient, error) {
 	if cluster {
 		o, err := redis.ParseClusterURL(url)
 		if err != nil {
 			return nil, fmt.Errorf("--redis: %w", err)
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries = time.Second, 2*time.Second, 2*time.Second, 1
+		if password != "" {
+			o.Password = password
+		}
 		return redis.NewClusterClient(o), nil
 	}
 	o, err := redis.ParseURL(url)
@@ -347,6 +443,9 @@ func connect(url string, cluster bool) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("--redis: %w", err)
 	}
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries = time.Second, 2*time.Second, 2*time.Second, 1
+	if password != "" {
+		o.Password = password
+	}
 	return redis.NewClient(o), nil
 }
 

@@ -43,6 +43,8 @@ type replica struct {
 	// Conn is a connection to Addr, kept across restarts; it reconnects within a
 	// second of the process coming back.
 	Conn *grpc.ClientConn
+	// AdminConn is a connection to the admin listener, kept across restarts as Conn is.
+	AdminConn *grpc.ClientConn
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -54,27 +56,13 @@ type replica struct {
 // given (e.g. "HERALD_LOG_LEVEL=error").
 func startReplicas(t *testing.T, redisURL string, n int, env ...string) []*replica {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "heraldd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build heraldd: %v\n%s", err, out)
-	}
+	bin := buildHeraldd(t)
 	var rs []*replica
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
-				Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		r := &replica{t: t, bin: bin, Addr: addr, Conn: conn,
-			args: []string{"--listen", addr, "--redis", redisURL, "--replicas", fmt.Sprint(n)},
+		addr, conn := reserve(t)
+		adminAddr, adminConn := reserve(t)
+		r := &replica{t: t, bin: bin, Addr: addr, Conn: conn, AdminConn: adminConn,
+			args: []string{"--listen", addr, "--admin-listen", adminAddr, "--redis", redisURL, "--replicas", fmt.Sprint(n)},
 			env: append([]string{"HERALD_SECRET=" + replicaSecret, "HERALD_ADMIN_TOKEN=" + replicaAdmin,
 				"HERALD_LOG_LEVEL=warn", "HERALD_PAIR_INTERVAL=0", "HERALD_RECIPIENT_MARKETING_CAP=0"}, env...)}
 		r.Start()
@@ -82,6 +70,36 @@ func startReplicas(t *testing.T, redisURL string, n int, env ...string) []*repli
 		rs = append(rs, r)
 	}
 	return rs
+}
+
+// buildHeraldd builds heraldd for a test and returns the binary's path.
+func buildHeraldd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "heraldd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build heraldd: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// reserve picks a free loopback address for a process to listen on, and a
+// connection to it that reconnects within a second whenever the process is back.
+func reserve(t *testing.T) (string, *grpc.ClientConn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
+			Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return addr, conn
 }
 
 // Start starts the process (again) and waits until it answers.
@@ -101,7 +119,7 @@ func (r *replica) Start() {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(bearer(replicaAdmin), time.Second)
-		_, err := heraldv1.NewAdminServiceClient(r.Conn).GetBusiness(ctx, &heraldv1.GetBusinessRequest{BusinessId: "biz_none"})
+		_, err := heraldv1.NewAdminServiceClient(r.AdminConn).GetBusiness(ctx, &heraldv1.GetBusinessRequest{BusinessId: "biz_none"})
 		cancel()
 		if status.Code(err) == codes.NotFound {
 			return
@@ -185,7 +203,7 @@ func TestThreeReplicasShareTheLimit(t *testing.T) {
 	}
 	rs := redistest.Start(t)
 	replicas := startReplicas(t, rs.URL, 3)
-	admin := heraldv1.NewAdminServiceClient(replicas[0].Conn)
+	admin := heraldv1.NewAdminServiceClient(replicas[0].AdminConn)
 	ctx := bearer(replicaAdmin)
 	newBiz := func(name string, r float64, b uint32) (string, string) {
 		cb, err := admin.CreateBusiness(ctx, &heraldv1.CreateBusinessRequest{DisplayName: name})

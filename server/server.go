@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -129,6 +130,13 @@ type Server struct {
 	background     sync.WaitGroup
 	stopBackground context.CancelFunc
 
+	// http is the public listener's HTTP side (http.go); listeners are what Serve
+	// accepts on, closed by Shutdown.
+	http      *http.Server
+	mu        sync.Mutex
+	listeners []net.Listener
+	stopping  bool
+
 	heraldv1.UnimplementedMessagingServiceServer
 }
 
@@ -191,7 +199,9 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.unaryRecover, s.unaryLog, s.unaryAuth),
 		grpc.ChainStreamInterceptor(s.streamRecover, s.streamLog, s.streamAuth),
 	}
-	s.grpc = grpc.NewServer(append(slices.Clip(opts), transportCreds(cfg.TLS)...)...)
+	// The public server's TLS is ended by Serve's router (http.go), which shares the
+	// listener with the HTTP side; the admin server does its own.
+	s.grpc = grpc.NewServer(slices.Clip(opts)...)
 	s.admin = grpc.NewServer(append(slices.Clip(opts), transportCreds(cfg.AdminTLS)...)...)
 	heraldv1.RegisterMessagingServiceServer(s.grpc, s)
 	heraldv1.RegisterRecipientServiceServer(s.grpc, &recipientService{Server: s})
@@ -201,6 +211,10 @@ func New(cfg Config) (*Server, error) {
 	for _, g := range []*grpc.Server{s.grpc, s.admin} {
 		healthpb.RegisterHealthServer(g, s.health)
 		reflection.Register(g)
+	}
+	var err error
+	if s.http, err = s.newHTTPServer(); err != nil {
+		return nil, err
 	}
 
 	bg, stop := context.WithCancel(context.Background())
@@ -215,10 +229,12 @@ func New(cfg Config) (*Server, error) {
 // listener.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
-// Serve serves the public services on lis until Shutdown: MessagingService,
-// RecipientService, KeyLogService, health and reflection. AdminService is not among
-// them (a call to it is UNIMPLEMENTED); it is on the admin listener, ServeAdmin.
-func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
+// closing reports whether Shutdown has begun.
+func (s *Server) closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
 
 // ServeAdmin serves AdminService, with health and reflection, on lis until Shutdown.
 // Give it a listener only operators can reach: loopback, or a private network with
@@ -234,6 +250,15 @@ func (s *Server) ServeAdmin(lis net.Listener) error { return s.admin.Serve(lis) 
 func (s *Server) Shutdown(ctx context.Context) {
 	s.health.Shutdown()
 	s.stopStreams()
+	s.mu.Lock()
+	s.stopping = true
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	httpDone := make(chan struct{})
+	go func() { s.http.Shutdown(ctx); close(httpDone) }()
+	defer func() { <-httpDone }()
 	var stopped sync.WaitGroup
 	for _, g := range []*grpc.Server{s.grpc, s.admin} {
 		stopped.Go(func() {

@@ -11,11 +11,12 @@
 -- ARGV[7] the last notice this stream sent ("" for none)
 -- Reply: {last score seen, expired count, the admission sequence now (a stream that
 -- saw a higher score knows Redis lost writes), 1 if the device is active (0: removed,
--- or pending), n, then n notices as id, line, then per delivery: id, ciphertext, and
--- the message as the device sees it (the values of keys.MessageFields(device))}
+-- or pending), n, the mailbox's size after this fetch (for metrics), then n notices as
+-- id, line, then per delivery: id, ciphertext, and the message as the device sees it
+-- (the values of keys.MessageFields(device))}
 local dev, now = ARGV[1], tonumber(ARGV[3])
 local got = redis.call("ZRANGEBYSCORE", KEYS[1], ARGV[2], "+inf", "WITHSCORES", "LIMIT", 0, tonumber(ARGV[4]))
-local out = {"", 0, redis.call("GET", KEYS[3]) or "0", redis.call("HEXISTS", KEYS[4], dev), 0}
+local out = {"", 0, redis.call("GET", KEYS[3]) or "0", redis.call("HEXISTS", KEYS[4], dev), 0, 0}
 if out[4] == 0 then
   return out
 end
@@ -54,4 +55,5 @@ for i = 1, #got, 2 do
   end
 end
 out[2] = expired
+out[6] = redis.call("ZCARD", KEYS[1])
 return out

@@ -18,6 +18,7 @@ type config struct {
 	receiptWindow time.Duration
 	approvalWait  time.Duration
 	secret        []byte
+	metrics       Metrics
 }
 
 func defaults() config {
@@ -30,6 +31,7 @@ func defaults() config {
 		outboxSweep:   2 * time.Second,
 		receiptWindow: DefaultReceiptWindow,
 		approvalWait:  DefaultApprovalWait,
+		metrics:       Metrics{}.orNop(),
 	}
 }
 

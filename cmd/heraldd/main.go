@@ -65,6 +65,13 @@ type Config struct {
 	// LogKey is the key log's signing key (PRIVATE+KEY+… from keylog.GenerateKey); empty
 	// runs without a key log (generated in dev mode).
 	LogKey string
+
+	// Observability (observe.go); tracing is set by the standard OTEL_* environment.
+	//
+	// MetricsListen is where Prometheus metrics are served, at /metrics; empty: nowhere.
+	MetricsListen string
+	// LogFormat is text or json.
+	LogFormat string
 }
 
 func main() {
@@ -149,6 +156,10 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		"how long a message that reached a device is kept, cut to a small record, for late read receipts and spam reports")
 	intVar(&c.Quality.MinDelivered, "quality-min-delivered", "HERALD_QUALITY_MIN_DELIVERED", dq.MinDelivered,
 		"deliveries in the window before the quality figure is judged")
+	// Observability.
+	fs.StringVar(&c.MetricsListen, "metrics-listen", env("HERALD_METRICS_LISTEN", ""),
+		"address to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9464); empty: none (HERALD_METRICS_LISTEN)")
+	fs.StringVar(&c.LogFormat, "log-format", env("HERALD_LOG_FORMAT", "text"), "log format: text or json (HERALD_LOG_FORMAT)")
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}
@@ -211,6 +222,14 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen %q: %w", c.MetricsListen, err)
+		}
+	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("--shutdown-timeout must be positive")
 	}
@@ -249,8 +268,21 @@ func run(cfg Config) error {
 	if cfg.LogLevel != "" {
 		level.UnmarshalText([]byte(cfg.LogLevel))
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(os.Stderr, cfg.LogFormat, level)
 	slog.SetDefault(log)
+	redis.SetLogger(redisLogger{log: log.With("component", "go-redis")})
+	logOTelErrors(log)
+	tp, stopTracing, err := tracerProvider(context.Background(), os.Getenv)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			stopTracing(ctx)
+		}()
+	}
 
 	url := cfg.Redis
 	if url == "" {
@@ -293,7 +325,7 @@ func run(cfg Config) error {
 
 	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log,
 		Caps: cfg.Caps, Quality: cfg.Quality, Replicas: cfg.Replicas, ReceiptWindow: cfg.ReceiptWindow,
-		ApprovalWait: cfg.ApprovalWait, LogKey: cfg.LogKey})
+		ApprovalWait: cfg.ApprovalWait, LogKey: cfg.LogKey, TracerProvider: tp})
 	if err != nil {
 		return err
 	}
@@ -301,7 +333,15 @@ func run(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	log.Info("heraldd listening", "addr", lis.Addr().String(), "dev", cfg.Dev)
+	log.Info("heraldd listening", "addr", lis.Addr().String(), "dev", cfg.Dev, "tracing", tp != nil)
+	if cfg.MetricsListen != "" {
+		addr, stop, err := serveMetrics(cfg.MetricsListen, srv.MetricsHandler(), log)
+		if err != nil {
+			return err
+		}
+		defer stop(context.Background())
+		log.Info("metrics listening", "addr", addr, "path", "/metrics")
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/admission"
@@ -38,7 +39,11 @@ type metrics struct {
 	rpcs     *prometheus.CounterVec   // method, code
 	duration *prometheus.HistogramVec // method
 	streams  *prometheus.GaugeVec     // method
-	messages *prometheus.CounterVec   // method, outcome
+	// methods holds each method's children, resolved at its first call: a call costs
+	// a map lookup rather than hashing its labels.
+	methods sync.Map // full method -> *methodMetrics
+
+	messages *prometheus.CounterVec // method, outcome
 	// outcomes are messages' children for each outcome a message can have, by
 	// method, resolved once so that counting one costs a map lookup.
 	outcomes map[string]map[heraldv1.Outcome]prometheus.Counter
@@ -139,11 +144,34 @@ func (s *Server) MetricsHandler() http.Handler {
 // methodName is a full gRPC method as the metrics name it: without the leading slash.
 func methodName(fullMethod string) string { return strings.TrimPrefix(fullMethod, "/") }
 
+// methodMetrics are one method's children of the per-RPC metrics.
+type methodMetrics struct {
+	name     string
+	ok       prometheus.Counter // rpcs with code OK, the common case
+	duration prometheus.Observer
+}
+
+// method returns fullMethod's children. Only registered methods reach the
+// interceptors, so there are as many as the services have methods.
+func (m *metrics) method(fullMethod string) *methodMetrics {
+	if v, ok := m.methods.Load(fullMethod); ok {
+		return v.(*methodMetrics)
+	}
+	name := methodName(fullMethod)
+	v, _ := m.methods.LoadOrStore(fullMethod, &methodMetrics{name: name,
+		ok: m.rpcs.WithLabelValues(name, codes.OK.String()), duration: m.duration.WithLabelValues(name)})
+	return v.(*methodMetrics)
+}
+
 // call counts a finished RPC.
 func (m *metrics) call(method string, err error, took time.Duration) {
-	name := methodName(method)
-	m.rpcs.WithLabelValues(name, status.Code(err).String()).Inc()
-	m.duration.WithLabelValues(name).Observe(took.Seconds())
+	mm := m.method(method)
+	if code := status.Code(err); code == codes.OK {
+		mm.ok.Inc()
+	} else {
+		m.rpcs.WithLabelValues(mm.name, code.String()).Inc()
+	}
+	mm.duration.Observe(took.Seconds())
 }
 
 // sent counts the messages of a finished Send or SendBatch by outcome.

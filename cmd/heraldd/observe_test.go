@@ -150,18 +150,22 @@ func TestHeralddObservability(t *testing.T) {
 		}
 	}
 
-	// The access lines are written as the calls end, before their answers go out.
+	// The access lines are written as the calls end, before their answers go out; what
+	// the process wrote reaches the buffer through a pipe, a moment later.
 	var found, failed bool
-	for _, l := range jsonLines(t, completeLines(stderr.String())) {
-		if l["method"] != "/herald.v1.AdminService/GetBusiness" {
-			continue
+	for deadline := time.Now().Add(10 * time.Second); !(found && failed) && time.Now().Before(deadline); {
+		for _, l := range jsonLines(t, completeLines(stderr.String())) {
+			if l["method"] != "/herald.v1.AdminService/GetBusiness" {
+				continue
+			}
+			switch {
+			case l["level"] == "INFO" && l["msg"] == "rpc" && l["code"] == "NotFound":
+				found = true
+			case l["level"] == "WARN" && l["msg"] == "login failed" && l["credential"] == "admin_token":
+				failed = true
+			}
 		}
-		switch {
-		case l["level"] == "INFO" && l["msg"] == "rpc" && l["code"] == "NotFound":
-			found = true
-		case l["level"] == "WARN" && l["msg"] == "login failed" && l["credential"] == "admin_token":
-			failed = true
-		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if !found || !failed {
 		t.Fatalf("access lines found: %v, failed login: %v; log:\n%s", found, failed, stderr)

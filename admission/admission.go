@@ -62,6 +62,7 @@ type config struct {
 	replicas int
 	log      *slog.Logger
 	admitted func(blocklist.Admission)
+	metrics  Metrics
 }
 
 // Option configures an Admitter.
@@ -97,8 +98,8 @@ func New(rdb redis.UniversalClient, recipients *blocklist.Store, limits Limits, 
 	return &Admitter{
 		recipients: recipients,
 		limits:     limits,
-		rate:       ratelimit.New(rdb, ratelimit.WithClock(c.now), ratelimit.WithReplicasHint(max(c.replicas, 1))),
-		allowance:  allowance{rdb: rdb},
+		rate:       ratelimit.New(rdb, ratelimit.WithClock(c.now), ratelimit.WithReplicasHint(max(c.replicas, 1)), ratelimit.WithMetrics(c.metrics.Rate)),
+		allowance:  allowance{rdb: rdb, metrics: c.metrics.allowance()},
 		window:     recipients.Caps().NewWindow,
 		now:        c.now,
 		log:        c.log,

@@ -29,7 +29,8 @@ var allowanceScript = rscript.New(allowanceSource)
 // cheap where it matters, because it happens at most N times per window per business
 // (only for people new to it), however many messages the business sends.
 type allowance struct {
-	rdb redis.UniversalClient
+	rdb     redis.UniversalClient
+	metrics allowanceMetrics
 }
 
 // units are leased units of one business's allowance, named by their members.
@@ -42,9 +43,12 @@ func (a allowance) lease(ctx context.Context, business string, limit int, window
 	id := leaseID()
 	r, err := allowanceScript.Run(ctx, a.rdb, []string{keys.Business(business).NewRecipients()},
 		now.UnixMilli(), window.Milliseconds(), limit, n, id).Int64Slice()
+	a.metrics.leases.Add(1)
 	if err != nil || len(r) != 2 {
 		return nil, 0, fmt.Errorf("lease new-recipient allowance: reply %v: %w", r, err)
 	}
+	a.metrics.granted.Add(float64(r[0]))
+	a.metrics.refused.Add(float64(int64(n) - r[0]))
 	us := make(units, r[0])
 	for i := range us {
 		us[i] = keys.AllowanceUnit(id, i+1)

@@ -50,10 +50,13 @@ func New(rdb redis.UniversalClient, opts ...Option) *Service {
 	}
 	h := newHub(rdb, c.log)
 	f := newForwarder(rdb, c.log, c.now, c.qualityBucket, c.outboxSweep)
+	f.indexSize = c.metrics.OutboxIndex
 	e := newExpiries(rdb, f, c.now, c.log, c.expirySweep, c.receiptWindow)
+	m := newMailboxes(rdb, h, f, e, c.now, c.pollInterval, c.receiptWindow)
+	m.depth = c.metrics.Mailbox
 	return &Service{
 		devices:   newDevices(rdb, e, c),
-		mailboxes: newMailboxes(rdb, h, f, e, c.now, c.pollInterval, c.receiptWindow),
+		mailboxes: m,
 		statuses:  newStatuses(rdb, h, c.pollInterval),
 		forwarder: f,
 		expiries:  e,

@@ -11,12 +11,13 @@
 -- ARGV[7] the last notice this stream sent ("" for none)  ARGV[8] live mark lifetime (ms)
 -- Reply: {last score seen, expired count, the admission sequence now (a stream that
 -- saw a higher score knows Redis lost writes), 1 if the device is active (0: removed,
--- or pending), how many mailbox entries it looked at (the limit: there may be more), n,
--- then n notices as id, line, then per delivery: id, ciphertext, and the message as the
--- device sees it (the values of keys.MessageFields(device))}
+-- or pending), how many mailbox entries it looked at (the limit: there may be more),
+-- the mailbox's size after this fetch (for metrics), n, then n notices as id, line,
+-- then per delivery: id, ciphertext, and the message as the device sees it (the values
+-- of keys.MessageFields(device))}
 local dev, now = ARGV[1], tonumber(ARGV[3])
 local got = redis.call("ZRANGEBYSCORE", KEYS[1], ARGV[2], "+inf", "WITHSCORES", "LIMIT", 0, tonumber(ARGV[4]))
-local out = {"", 0, redis.call("GET", KEYS[3]) or "0", redis.call("HEXISTS", KEYS[4], dev), #got / 2, 0}
+local out = {"", 0, redis.call("GET", KEYS[3]) or "0", redis.call("HEXISTS", KEYS[4], dev), #got / 2, 0, 0}
 if out[4] == 0 then
   return out
 end
@@ -34,7 +35,7 @@ end
 for _, e in ipairs(redis.call("XRANGE", KEYS[5], start, "+", "COUNT", 64)) do
   out[#out + 1] = e[1]
   out[#out + 1] = e[2][2]
-  out[6] = out[6] + 1
+  out[7] = out[7] + 1
 end
 local expired = 0
 for i = 1, #got, 2 do
@@ -57,4 +58,5 @@ for i = 1, #got, 2 do
   end
 end
 out[2] = expired
+out[6] = redis.call("ZCARD", KEYS[1])
 return out

@@ -68,6 +68,7 @@ type Mailboxes struct {
 	poll   time.Duration // see WithPollInterval
 	window int64         // receipt window in ms; see WithReceiptWindow
 	bodies *bodyCache
+	depth  Histogram // observes each fetch's mailbox size (Metrics.Mailbox)
 }
 
 // newMailboxes returns Mailboxes on rdb, woken by hub, whose status events out
@@ -75,7 +76,7 @@ type Mailboxes struct {
 func newMailboxes(rdb redis.UniversalClient, hub *hub, out *Forwarder, exp *Expiries, now func() time.Time,
 	poll, receiptWindow time.Duration) *Mailboxes {
 	return &Mailboxes{rdb: rdb, hub: hub, out: out, exp: exp, now: now, poll: poll,
-		window: receiptWindow.Milliseconds(), bodies: newBodyCache(64 << 20)}
+		window: receiptWindow.Milliseconds(), bodies: newBodyCache(64 << 20), depth: nop{}}
 }
 
 // Notice is a notice about one of the person's devices (keys.Notice), with its id to
@@ -179,9 +180,11 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after, noticed strin
 		m.out.Kick(p.UID)
 	}
 	examined, _ := reply[4].(int64)
-	count, _ := reply[5].(int64)
+	depth, _ := reply[5].(int64)
+	m.depth.Observe(float64(depth))
+	count, _ := reply[6].(int64)
 	full := examined >= fetchLimit || count >= noticePage
-	i := 6
+	i := 7
 	var ns []Notice
 	for ; count > 0 && i+1 < len(reply); count, i = count-1, i+2 {
 		id, _ := reply[i].(string)

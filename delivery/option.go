@@ -20,6 +20,7 @@ type config struct {
 	secret        []byte
 	pushers       map[string]Pusher
 	wakeInterval  time.Duration
+	metrics       Metrics
 }
 
 func defaults() config {
@@ -33,6 +34,7 @@ func defaults() config {
 		receiptWindow: DefaultReceiptWindow,
 		approvalWait:  DefaultApprovalWait,
 		wakeInterval:  time.Minute,
+		metrics:       Metrics{}.orNop(),
 	}
 }
 

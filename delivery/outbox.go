@@ -55,6 +55,8 @@ type Forwarder struct {
 	// qualityBucket is the granularity of the per-business delivered counters that
 	// the quality figure is computed from (see WithQualityBucket).
 	qualityBucket time.Duration
+	// indexSize is set to the outbox index's size at each sweep (Metrics.OutboxIndex).
+	indexSize Gauge
 
 	mu      sync.Mutex
 	pending map[string]struct{}
@@ -64,7 +66,7 @@ type Forwarder struct {
 // newForwarder returns a forwarder on rdb; run runs it.
 func newForwarder(rdb redis.UniversalClient, log *slog.Logger, now func() time.Time, qualityBucket, sweepEvery time.Duration) *Forwarder {
 	return &Forwarder{rdb: rdb, log: log, now: now, qualityBucket: qualityBucket, sweepEvery: sweepEvery,
-		pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+		indexSize: nop{}, pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
 // Kick asks for uid's outbox to be forwarded soon. It never blocks.
@@ -107,22 +109,27 @@ func (f *Forwarder) run(ctx context.Context) {
 const outboxGrace = 2 * time.Second
 
 // sweep forwards the outboxes of recipients indexed longer than outboxGrace ago, up to
-// 256 per shard a call.
+// 256 per shard a call. It samples the index's size in the same round trip.
 func (f *Forwarder) sweep(ctx context.Context) error {
 	before := strconv.FormatInt(f.now().Add(-outboxGrace).UnixMilli(), 10)
 	ranges := make([]*redis.StringSliceCmd, keys.OutboxShards)
+	sizes := make([]*redis.IntCmd, keys.OutboxShards)
 	if _, err := f.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range keys.OutboxShards {
 			ranges[i] = p.ZRangeByScore(ctx, keys.OutboxIndexShard(i), &redis.ZRangeBy{Min: "-inf", Max: before, Count: 256})
+			sizes[i] = p.ZCard(ctx, keys.OutboxIndexShard(i))
 		}
 		return nil
 	}); err != nil {
 		return fmt.Errorf("sweep outbox index: %w", err)
 	}
 	var uids []string
-	for _, r := range ranges {
+	var size int64
+	for i, r := range ranges {
 		uids = append(uids, r.Val()...)
+		size += sizes[i].Val()
 	}
+	f.indexSize.Set(float64(size))
 	if len(uids) == 0 {
 		return nil
 	}

@@ -208,6 +208,10 @@ func (l *Limiter) finishLease(b *localBucket, c *leaseCall, lim Limit, now int64
 	ctx, cancel := context.WithTimeout(context.Background(), l.ttl)
 	granted, wait, replicas, err := l.eval(ctx, b.keys, args)
 	cancel()
+	if !giveOnly {
+		l.metrics.Leases.Add(1)
+		l.metrics.Leased.Add(float64(granted))
+	}
 
 	b.mu.Lock()
 	defer b.mu.Unlock()

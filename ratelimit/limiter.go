@@ -62,6 +62,7 @@ type Limiter struct {
 	ttl      time.Duration
 	replicas int64 // the least number of gateways to assume
 	id       string
+	metrics  Metrics
 
 	businesses sync.Map // business id -> *localBucket
 
@@ -76,7 +77,7 @@ type Limiter struct {
 // New returns a Limiter on rdb. Close it when the gateway shuts down, so that the
 // tokens it holds go back to Redis for the other gateways.
 func New(rdb Scripter, opts ...Option) *Limiter {
-	c := config{now: time.Now, leaseTTL: defaultLeaseTTL, replicas: 1}
+	c := config{now: time.Now, leaseTTL: defaultLeaseTTL, replicas: 1, metrics: Metrics{}.orNop()}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -86,6 +87,7 @@ func New(rdb Scripter, opts ...Option) *Limiter {
 		ttl:       c.leaseTTL,
 		replicas:  c.replicas,
 		id:        gatewayID(),
+		metrics:   c.metrics,
 		stop:      make(chan struct{}),
 		sweepDone: make(chan struct{}),
 	}
@@ -120,6 +122,7 @@ func (l *Limiter) Allow(ctx context.Context, businessID string, lim Limit, n int
 	case lim.IsUnlimited():
 		return Result{Allowed: n}, nil
 	case lim.admitsNothing():
+		l.metrics.Refused.Add(float64(n))
 		return Result{RetryAfter: -1}, nil
 	case l.closing.Load():
 		return Result{}, ErrClosed
@@ -134,7 +137,11 @@ func (l *Limiter) Allow(ctx context.Context, businessID string, lim Limit, n int
 	}
 	got, left := b.take(int64(n))
 	if got < int64(n) {
-		return l.wait(ctx, businessID, b, lim, int64(n), got)
+		r, err := l.wait(ctx, businessID, b, lim, int64(n), got)
+		if err == nil && r.Allowed < n {
+			l.metrics.Refused.Add(float64(n - r.Allowed))
+		}
+		return r, err
 	}
 	// Prefetch below the low-water mark, unless a lease is in flight or Redis was
 	// empty at the last one (then the slow path leases when the stock runs out).

@@ -9,6 +9,7 @@ type config struct {
 	now      func() time.Time
 	leaseTTL time.Duration
 	replicas int64
+	metrics  Metrics
 }
 
 // WithClock makes the Limiter read time from now instead of time.Now. Tests use it to

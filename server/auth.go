@@ -121,6 +121,7 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 	if err != nil {
 		return nil, err
 	}
+	identify(ctx)
 	return h(ctx, req)
 }
 
@@ -129,6 +130,7 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	if err != nil {
 		return err
 	}
+	identify(ctx)
 	return h(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 }
 

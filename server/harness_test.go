@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -62,7 +64,10 @@ func startGatewayOn(t testing.TB, rs *redistest.Server, opts ...func(*Config)) *
 // which it closes at the end.
 func startGatewayWith(t testing.TB, rdb redis.UniversalClient, opts ...func(*Config)) *gateway {
 	t.Helper()
-	cfg := Config{Redis: rdb, Secret: []byte("test-secret-0123456789"), AdminToken: testAdminToken}
+	cfg := Config{Redis: rdb, Secret: []byte("test-secret-0123456789"), AdminToken: testAdminToken,
+		// Warnings and errors show beside a failing test; every call's access line would
+		// drown them.
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	for _, o := range opts {
 		o(&cfg)
 	}

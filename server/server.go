@@ -1,9 +1,10 @@
 // Package server is Herald's gRPC edge: the MessagingService, RecipientService and
-// KeyLogService on the public listener, the AdminService on a listener of its own,
-// their interceptors (recovery, logging, authentication), health, reflection and the
-// listeners' TLS. Handlers validate, translate between protos and the domain packages
-// (blocklist, delivery, business), and map errors to gRPC statuses with google.rpc
-// details; they decide nothing themselves.
+// KeyLogService on the public listener (with Connect, gRPC-Web and JSON beside gRPC),
+// the AdminService on a listener of its own, their interceptors (metrics and access
+// log, recovery, authentication), tracing, health, reflection and the listeners' TLS.
+// Handlers validate, translate between protos and the domain packages (blocklist,
+// delivery, business), and map errors to gRPC statuses with google.rpc details; they
+// decide nothing themselves.
 package server
 
 import (
@@ -29,6 +30,7 @@ import (
 	"github.com/heraldhq/herald/push"
 	"github.com/heraldhq/herald/webhook"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -102,6 +104,17 @@ type Config struct {
 	TLS *tls.Config
 	// AdminTLS is the admin listener's; nil serves it plaintext.
 	AdminTLS *tls.Config
+
+	// Observability. Metrics need no setting: every gateway counts into a registry
+	// of its own, served by MetricsHandler, and times Redis round trips with a hook it
+	// adds to Redis (so give each gateway a client of its own). Logger gets one access
+	// line per RPC: at info, a failed login at warn, a failure of the gateway's at
+	// warn or error.
+	//
+	// TracerProvider, when set, gets a span for every RPC (health checks aside) and
+	// for each Redis round trip one makes, holding no token, number or ciphertext;
+	// nil means no tracing, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is a Herald gateway.
@@ -122,6 +135,8 @@ type Server struct {
 	logSigner *keylog.Signer
 	webhooks  *webhook.Store
 	proofs    sync.Map // business id/key id -> cachedProof
+	metrics   *metrics
+	tracing   *tracing // nil without Config.TracerProvider
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
 	// can stop gracefully.
@@ -175,13 +190,16 @@ func New(cfg Config) (*Server, error) {
 	if s.quality.Bucket <= 0 {
 		s.quality.Bucket = d.Bucket
 	}
-	s.delivery = delivery.New(cfg.Redis, delivery.WithLogger(s.log.With("component", "delivery")),
+	s.metrics, s.tracing = newMetrics(), newTracing(cfg.TracerProvider)
+	cfg.Redis.AddHook(s.metrics.redisHook(s.tracing))
+	s.delivery = delivery.New(cfg.Redis, delivery.WithLogger(s.log.With("component", "delivery")), delivery.WithMetrics(s.metrics.delivery),
 		delivery.WithClock(s.now), delivery.WithQualityBucket(s.quality.Bucket),
 		delivery.WithPollInterval(cfg.PollInterval), delivery.WithExpirySweep(cfg.ExpirySweep),
 		delivery.WithReceiptWindow(cfg.ReceiptWindow), delivery.WithApprovalWait(cfg.ApprovalWait),
 		delivery.WithSecret(cfg.Secret), delivery.WithPush(pushers(cfg), cfg.WakeInterval))
 	s.admission = admission.New(cfg.Redis, s.blocklist, s.businesses, admission.WithClock(s.now),
-		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted))
+		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted),
+		admission.WithMetrics(s.metrics.admission))
 	s.streams, s.stopStreams = context.WithCancel(context.Background())
 	s.webhooks = webhook.NewStore(cfg.Redis)
 	dispatcher := webhook.New(cfg.Redis, append([]webhook.Option{webhook.WithLogger(s.log.With("component", "webhook")),
@@ -194,11 +212,11 @@ func New(cfg Config) (*Server, error) {
 		s.logSigner, s.keyLog = signer, store.New(cfg.Redis, signer)
 	}
 
-	opts := []grpc.ServerOption{
+	opts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxMessageRequest),
-		grpc.ChainUnaryInterceptor(s.unaryRecover, s.unaryLog, s.unaryAuth),
-		grpc.ChainStreamInterceptor(s.streamRecover, s.streamLog, s.streamAuth),
-	}
+		grpc.ChainUnaryInterceptor(s.unaryObserve, s.unaryRecover, s.unaryAuth),
+		grpc.ChainStreamInterceptor(s.streamObserve, s.streamRecover, s.streamAuth),
+	}, s.tracing.serverOptions()...)
 	// The public server's TLS is ended by Serve's router (http.go), which shares the
 	// listener with the HTTP side; the admin server does its own.
 	s.grpc = grpc.NewServer(slices.Clip(opts)...)
@@ -340,31 +358,4 @@ func (s *Server) streamRecover(srv any, ss grpc.ServerStream, info *grpc.StreamS
 		}
 	}()
 	return h(srv, ss)
-}
-
-// The logs name the method, code and duration: never tokens, numbers or ciphertext.
-func (s *Server) unaryLog(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := h(ctx, req)
-	s.logCall(ctx, info.FullMethod, start, err)
-	return resp, err
-}
-
-func (s *Server) streamLog(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	start := time.Now()
-	err := h(srv, ss)
-	s.logCall(ss.Context(), info.FullMethod, start, err)
-	return err
-}
-
-func (s *Server) logCall(ctx context.Context, method string, start time.Time, err error) {
-	code := status.Code(err)
-	lvl := slog.LevelDebug
-	switch code {
-	case codes.Internal, codes.Unknown, codes.DataLoss:
-		lvl = slog.LevelError
-	case codes.Unavailable:
-		lvl = slog.LevelWarn
-	}
-	s.log.Log(ctx, lvl, "rpc", "method", method, "code", code.String(), "duration", time.Since(start))
 }

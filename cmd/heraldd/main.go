@@ -96,6 +96,13 @@ type Config struct {
 	devAsked bool
 	// commandLineSecrets names the secrets given on the command line, for a warning.
 	commandLineSecrets []string
+
+	// Observability (observe.go); tracing is set by the standard OTEL_* environment.
+	//
+	// MetricsListen is where Prometheus metrics are served, at /metrics; empty: nowhere.
+	MetricsListen string
+	// LogFormat is text or json.
+	LogFormat string
 }
 
 func main() {
@@ -202,6 +209,10 @@ the environment. Without --redis, heraldd runs dev mode on an in-process store.
 	intVar(&c.Quality.MinDelivered, "quality-min-delivered", "HERALD_QUALITY_MIN_DELIVERED", dq.MinDelivered,
 		"deliveries in the window before the quality figure is judged")
 	secrets = append(secrets, transportFlags(fs, &c, env)...)
+	// Observability.
+	fs.StringVar(&c.MetricsListen, "metrics-listen", env("HERALD_METRICS_LISTEN", ""),
+		"address to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9464); empty: none (HERALD_METRICS_LISTEN)")
+	fs.StringVar(&c.LogFormat, "log-format", env("HERALD_LOG_FORMAT", "text"), "log format: text or json (HERALD_LOG_FORMAT)")
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}
@@ -287,6 +298,14 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen %q: %w", c.MetricsListen, err)
+		}
+	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("--shutdown-timeout must be positive")
 	}
@@ -325,7 +344,7 @@ func run(cfg Config) error {
 	if cfg.LogLevel != "" {
 		level.UnmarshalText([]byte(cfg.LogLevel))
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(os.Stderr, cfg.LogFormat, level)
 	slog.SetDefault(log)
 	if len(cfg.commandLineSecrets) > 0 {
 		log.Warn("secrets given on the command line show in ps to every user of this machine; "+
@@ -334,6 +353,19 @@ func run(cfg Config) error {
 	publicTLS, adminTLS, err := cfg.tlsConfigs(log)
 	if err != nil {
 		return err
+	}
+	redis.SetLogger(redisLogger{log: log.With("component", "go-redis")})
+	logOTelErrors(log)
+	tp, stopTracing, err := tracerProvider(context.Background(), os.Getenv)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			stopTracing(ctx)
+		}()
 	}
 
 	url := cfg.Redis
@@ -382,7 +414,7 @@ func run(cfg Config) error {
 	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log,
 		Caps: cfg.Caps, Quality: cfg.Quality, Replicas: cfg.Replicas, ReceiptWindow: cfg.ReceiptWindow,
 		ApprovalWait: cfg.ApprovalWait, LogKey: cfg.LogKey, WebPush: webPush, FCM: fcm, APNs: apns,
-		WakeInterval: cfg.Push.WakeInterval, TLS: publicTLS, AdminTLS: adminTLS})
+		WakeInterval: cfg.Push.WakeInterval, TLS: publicTLS, AdminTLS: adminTLS, TracerProvider: tp})
 	if err != nil {
 		return err
 	}
@@ -399,13 +431,21 @@ func run(cfg Config) error {
 	}
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(lis) }()
-	log.Info("heraldd listening", "addr", lis.Addr().String(), "tls", publicTLS != nil, "dev", cfg.Dev)
+	log.Info("heraldd listening", "addr", lis.Addr().String(), "tls", publicTLS != nil, "dev", cfg.Dev, "tracing", tp != nil)
 	if adminLis != nil {
 		go func() { served <- srv.ServeAdmin(adminLis) }()
 		log.Info("admin listener", "addr", adminLis.Addr().String(), "tls", adminTLS != nil)
 	}
 	if publicTLS == nil && cfg.Insecure {
 		log.Warn("serving plaintext (--insecure): tokens cross the network in clear unless it encrypts them")
+	}
+	if cfg.MetricsListen != "" {
+		addr, stop, err := serveMetrics(cfg.MetricsListen, srv.MetricsHandler(), log)
+		if err != nil {
+			return err
+		}
+		defer stop(context.Background())
+		log.Info("metrics listening", "addr", addr, "path", "/metrics")
 	}
 
 	sig := make(chan os.Signal, 1)

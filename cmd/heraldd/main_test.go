@@ -41,6 +41,11 @@ func TestParseConfig(t *testing.T) {
 			}},
 		{name: "bad env duration", env: map[string]string{"HERALD_PAIR_INTERVAL": "soon"}, wantErr: "HERALD_PAIR_INTERVAL"},
 		{name: "bad quality threshold", args: []string{"--quality-threshold", "2"}, wantErr: "--quality-threshold"},
+		{name: "text logs and no metrics by default", check: func(c Config) bool { return c.LogFormat == "text" && c.MetricsListen == "" }},
+		{name: "observability from env", env: map[string]string{"HERALD_LOG_FORMAT": "json", "HERALD_METRICS_LISTEN": "127.0.0.1:9464"},
+			check: func(c Config) bool { return c.LogFormat == "json" && c.MetricsListen == "127.0.0.1:9464" }},
+		{name: "bad log format", args: []string{"--log-format", "xml"}, wantErr: "--log-format"},
+		{name: "bad metrics listen", args: []string{"--metrics-listen", "9464"}, wantErr: "--metrics-listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := parseConfig(tc.args, env(tc.env))

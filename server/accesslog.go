@@ -52,9 +52,11 @@ func (s *Server) streamObserve(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	open := s.metrics.streams.WithLabelValues(methodName(info.FullMethod))
 	open.Inc()
 	err := h(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callKey{}, c)})
-	open.Dec()
 	took := time.Since(start)
 	s.metrics.call(info.FullMethod, err, took)
+	// Counted before it stops counting as open, so that a scrape that sees it closed
+	// sees it counted.
+	open.Dec()
 	s.logCall(ss.Context(), info.FullMethod, c, err, took)
 	return err
 }

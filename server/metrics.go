@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldhq/herald/admission"
 	"github.com/heraldhq/herald/delivery"
+	"github.com/heraldhq/herald/webhook"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
@@ -274,4 +275,24 @@ func failed(c prometheus.Counter, err error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		c.Inc()
 	}
+}
+
+// watch registers the counts of the gateway's wake-ups and webhook deliveries, read
+// from the waker and the dispatcher when scraped.
+func (m *metrics) watch(w *delivery.Waker, d *webhook.Dispatcher) {
+	count := func(subsystem, name, help string, labels prometheus.Labels, f func() int64) {
+		m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem,
+			Name: name, Help: help, ConstLabels: labels}, func() float64 { return float64(f()) }))
+	}
+	wakeHelp := "Wake-ups of devices through their push services, by result: sent, failed (each try), gone (the " +
+		"service no longer knows the endpoint, which is forgotten) or dropped (a queue was full)."
+	count("push", "wakeups_total", wakeHelp, prometheus.Labels{"result": "sent"}, func() int64 { return w.Stats().Sent })
+	count("push", "wakeups_total", wakeHelp, prometheus.Labels{"result": "failed"}, func() int64 { return w.Stats().Failed })
+	count("push", "wakeups_total", wakeHelp, prometheus.Labels{"result": "gone"}, func() int64 { return w.Stats().Gone })
+	count("push", "wakeups_total", wakeHelp, prometheus.Labels{"result": "dropped"}, func() int64 { return w.Stats().Dropped })
+	hookHelp := "Webhook deliveries by this gateway, by result: delivered (an event answered 2xx), failed (an " +
+		"attempt that was not), gave_up (a webhook failing for the whole retry window)."
+	count("webhook", "deliveries_total", hookHelp, prometheus.Labels{"result": "delivered"}, func() int64 { return d.Stats().Delivered })
+	count("webhook", "deliveries_total", hookHelp, prometheus.Labels{"result": "failed"}, func() int64 { return d.Stats().Failed })
+	count("webhook", "deliveries_total", hookHelp, prometheus.Labels{"result": "gave_up"}, func() int64 { return d.Stats().GaveUp })
 }

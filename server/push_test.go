@@ -212,6 +212,13 @@ func TestWakeUps(t *testing.T) {
 		t.Fatalf("the gone endpoint was called %d times", n)
 	}
 
+	// The operator sees the wake-ups in the metrics.
+	m := serveMetrics(t, g).scrape()
+	if m[series("herald_push_wakeups_total", "result=sent")] < 3 || m[series("herald_push_wakeups_total", "result=gone")] != 1 {
+		t.Errorf("wake-up metrics: sent %v, gone %v; want at least 3 and 1", m[series("herald_push_wakeups_total", "result=sent")],
+			m[series("herald_push_wakeups_total", "result=gone")])
+	}
+
 	// Nothing the push service saw names the business, the content or the number.
 	svc.mu.Lock()
 	defer svc.mu.Unlock()

@@ -240,6 +240,7 @@ func New(cfg Config) (*Server, error) {
 	s.background.Go(func() { s.delivery.Run(bg) })
 	s.background.Go(func() { s.watchRedis(bg) })
 	s.background.Go(func() { dispatcher.Run(bg) })
+	s.metrics.watch(s.delivery.Waker(), dispatcher)
 	return s, nil
 }
 

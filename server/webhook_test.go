@@ -85,6 +85,9 @@ func TestWebhookGetsStatusEvents(t *testing.T) {
 	if err != nil || wh.Webhook.Delivered != 2 || wh.Webhook.FailingSince != nil {
 		t.Fatalf("GetWebhook = %v, %v", wh, err)
 	}
+	if m := serveMetrics(t, g).scrape(); m[series("herald_webhook_deliveries_total", "result=delivered")] != 2 {
+		t.Errorf("webhook metrics: delivered %v, want 2", m[series("herald_webhook_deliveries_total", "result=delivered")])
+	}
 	gb, err := g.admin.GetBusiness(g.adminCtx(), &heraldv1.GetBusinessRequest{BusinessId: biz})
 	if err != nil || gb.Webhook.GetUrl() != recv.URL+"/herald" {
 		t.Fatalf("GetBusiness = %v, %v", gb, err)

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,6 +56,17 @@ type Dispatcher struct {
 	mu     sync.Mutex
 	active map[string]bool // businesses being delivered by this dispatcher now
 	sem    chan struct{}
+
+	delivered, failed, gaveUp atomic.Int64
+}
+
+// Stats counts what this dispatcher did: events delivered, attempts that failed, and
+// webhooks it gave up on.
+type Stats struct{ Delivered, Failed, GaveUp int64 }
+
+// Stats returns the counts so far, for metrics.
+func (d *Dispatcher) Stats() Stats {
+	return Stats{Delivered: d.delivered.Load(), Failed: d.failed.Load(), GaveUp: d.gaveUp.Load()}
 }
 
 // Option configures a Dispatcher.
@@ -219,8 +231,9 @@ func (d *Dispatcher) deliver(ctx context.Context, business string) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				return d.failed(ctx, business, rec.Attempts, err)
+				return d.fail(ctx, business, rec.Attempts, err)
 			}
+			d.delivered.Add(1)
 			moved, err := advanceScript.Run(ctx, d.rdb, []string{b.Webhook(), b.WebhookLease()}, d.id, x.ID).Int()
 			if err != nil || moved != 1 {
 				return err // the lease was lost, or the webhook was set again: start over next pass
@@ -229,8 +242,8 @@ func (d *Dispatcher) deliver(ctx context.Context, business string) error {
 	}
 }
 
-// failed records a failed delivery and when to try again.
-func (d *Dispatcher) failed(ctx context.Context, business string, attempts int, cause error) error {
+// fail records a failed delivery and when to try again.
+func (d *Dispatcher) fail(ctx context.Context, business string, attempts int, cause error) error {
 	wait := d.minWait << min(attempts, 20)
 	if wait <= 0 || wait > d.maxWait {
 		wait = d.maxWait
@@ -247,7 +260,9 @@ func (d *Dispatcher) failed(ctx context.Context, business string, attempts int, 
 	if err != nil {
 		return err
 	}
+	d.failed.Add(1)
 	if gave == 1 {
+		d.gaveUp.Add(1)
 		d.log.Warn("webhooks: delivery given up after failing for the retry window", "business_id", business,
 			"window", d.window, "err", msg)
 	} else {

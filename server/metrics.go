@@ -10,9 +10,9 @@ import (
 
 	"github.com/heraldhq/herald/admission"
 	"github.com/heraldhq/herald/delivery"
-	"github.com/heraldhq/herald/webhook"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/ratelimit"
+	"github.com/heraldhq/herald/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"

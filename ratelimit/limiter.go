@@ -62,6 +62,7 @@ type Limiter struct {
 	ttl      time.Duration
 	replicas int64 // the least number of gateways to assume
 	id       string
+	buckets  func(business string) (bucket, leasers string)
 
 	businesses sync.Map // business id -> *localBucket
 
@@ -76,7 +77,7 @@ type Limiter struct {
 // New returns a Limiter on rdb. Close it when the gateway shuts down, so that the
 // tokens it holds go back to Redis for the other gateways.
 func New(rdb Scripter, opts ...Option) *Limiter {
-	c := config{now: time.Now, leaseTTL: defaultLeaseTTL, replicas: 1}
+	c := config{now: time.Now, leaseTTL: defaultLeaseTTL, replicas: 1, buckets: rateKeys}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -86,6 +87,7 @@ func New(rdb Scripter, opts ...Option) *Limiter {
 		ttl:       c.leaseTTL,
 		replicas:  c.replicas,
 		id:        gatewayID(),
+		buckets:   c.buckets,
 		stop:      make(chan struct{}),
 		sweepDone: make(chan struct{}),
 	}
@@ -217,7 +219,8 @@ func (l *Limiter) bucket(businessID string, lim Limit) *localBucket {
 	if v, ok := l.businesses.Load(businessID); ok {
 		return v.(*localBucket)
 	}
-	v, _ := l.businesses.LoadOrStore(businessID, newLocalBucket(businessID, lim, l.replicas))
+	bucket, leasers := l.buckets(businessID)
+	v, _ := l.businesses.LoadOrStore(businessID, newLocalBucket(bucket, leasers, lim, l.replicas))
 	return v.(*localBucket)
 }
 

@@ -419,4 +419,7 @@ type Checked struct {
 	Devices map[string]string
 	// StartedNew is true when the lookup used its new-recipient allowance.
 	StartedNew bool
+	// RetryAfter is how long until a retry can pass, when the caller held the lookup
+	// to a rate (RateLimited; negative when no wait helps).
+	RetryAfter time.Duration
 }

@@ -330,6 +330,26 @@ func (s *Store) Authenticate(ctx context.Context, key string, now time.Time) (st
 	})
 }
 
+// CheckKey reports whether key is still valid, asking Redis rather than the cache:
+// for a stream authenticated when it opened, which must end once its key is revoked
+// within the same 4 seconds as every call. The error is ErrBadKey for a key revoked
+// (or never valid), or a Redis error.
+func (s *Store) CheckKey(ctx context.Context, key string) error {
+	id := KeyID(key)
+	if id == "" {
+		return ErrBadKey
+	}
+	fields, err := s.rdb.HGetAll(ctx, keys.APIKey(id)).Result()
+	if err != nil {
+		return fmt.Errorf("check key: %w", err)
+	}
+	rec, err := keys.ParseAPIKey(fields)
+	if err != nil || !rec.Revoked.IsZero() || subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(hash(key))) != 1 {
+		return ErrBadKey
+	}
+	return nil
+}
+
 func hash(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])

@@ -9,6 +9,8 @@
 -- ARGV[1] device  ARGV[2] min score ("-inf" or "(<seq>")  ARGV[3] now (ms)
 -- ARGV[4] limit  ARGV[5] message key prefix  ARGV[6] receipt window (ms)
 -- ARGV[7] the last notice this stream sent ("" for none)
+-- ARGV[8] envelope bytes: deliveries stop once they hold this many (at least one goes),
+-- so that a stream whose client reads slowly holds little
 -- Reply: {last score seen, expired count, the admission sequence now (a stream that
 -- saw a higher score knows Redis lost writes), 1 if the device is active (0: removed,
 -- or pending), n, then n notices as id, line, then per delivery: id, ciphertext, and
@@ -33,10 +35,9 @@ for _, e in ipairs(redis.call("XRANGE", KEYS[5], start, "+", "COUNT", 64)) do
   out[#out + 1] = e[2][2]
   out[5] = out[5] + 1
 end
-local expired = 0
+local expired, bytes, budget, sent = 0, 0, tonumber(ARGV[8]), 0
 for i = 1, #got, 2 do
   local id = got[i]
-  out[1] = got[i + 1]
   local key = ARGV[5] .. id
   local m = read_message(key, dev)
   if not m.b or m.s ~= STATE_QUEUED then
@@ -46,12 +47,18 @@ for i = 1, #got, 2 do
     settle(key, tonumber(ARGV[6]))
     expired = expired + 1
   else
+    local env = redis.call("GET", envelope_key(key, dev)) or ""
+    if sent > 0 and bytes + #env > budget then
+      break -- the next fetch starts here
+    end
+    bytes, sent = bytes + #env, sent + 1
     out[#out + 1] = id
-    out[#out + 1] = redis.call("GET", envelope_key(key, dev)) or ""
+    out[#out + 1] = env
     for j = 1, #m do
       out[#out + 1] = m[j]
     end
   end
+  out[1] = got[i + 1]
 end
 out[2] = expired
 return out

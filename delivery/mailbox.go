@@ -33,8 +33,13 @@ var (
 //go:embed reject.lua
 var rejectSource string
 
-// fetchLimit is how many deliveries one fetch returns.
-const fetchLimit = 64
+// fetchLimit is how many deliveries one fetch returns, and fetchBytes about how many
+// envelope bytes (one delivery at least): what one Receive stream holds at a time,
+// besides bodies, which come from a cache the gateway shares.
+const (
+	fetchLimit = 64
+	fetchBytes = 1 << 20
+)
 
 // Delivery is one queued message for one device.
 type Delivery struct {
@@ -146,7 +151,7 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after, noticed strin
 	u := keys.Recipient(p.UID)
 	reply, err := fetchScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox(), u.Sequence(), u.Devices(),
 		u.Notices(), u.NoticeCursors()},
-		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window, noticed).Slice()
+		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window, noticed, fetchBytes).Slice()
 	if err != nil {
 		return nil, nil, "", 0, fmt.Errorf("fetch: %w", err)
 	}

@@ -73,6 +73,11 @@ type Config struct {
 	// With it the gateway logs every device key event in the key log and proves each
 	// key LookupRecipient lists; without it there is no key log.
 	LogKey string
+
+	// What one gateway lets callers make it hold, and what one business may make
+	// Redis hold (server/limits.go, README "Limits"): connections, streams, request
+	// sizes, time. Zero fields take DefaultLimits's.
+	Limits Limits
 }
 
 // Server is a Herald gateway.
@@ -91,6 +96,14 @@ type Server struct {
 	keyLog    *store.Log
 	logSigner *keylog.Signer
 	proofs    sync.Map // business id/key id -> cachedProof
+
+	// limits are Config.Limits with the defaults filled in; streamCounts, openCalls
+	// and refusals enforce and report them (limits.go, tap.go).
+	limits       Limits
+	streamCounts *streamCounts
+	openCalls    *openGate
+	refusals     *refusalLog
+	guesses      *guesses
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
 	// can stop gracefully.
@@ -153,18 +166,26 @@ func New(cfg Config) (*Server, error) {
 		s.logSigner, s.keyLog = signer, store.New(cfg.Redis, signer)
 	}
 
-	s.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(maxMessageRequest),
+	s.limits = cfg.Limits.withDefaults()
+	s.streamCounts = newStreamCounts(s.limits.StreamsPerToken)
+	s.openCalls = newOpenGate(s.limits.OpenCalls, s.limits.OpenCallsPerPeer)
+	s.refusals = &refusalLog{s: s, kinds: map[string]*refusals{}}
+	s.guesses = newGuesses()
+
+	// Services are registered through reg, which runs the unary interceptors before a
+	// request is read (decode.go).
+	s.grpc = grpc.NewServer(append(s.serverOptions(),
 		grpc.ChainUnaryInterceptor(s.unaryRecover, s.unaryLog, s.unaryAuth),
-		grpc.ChainStreamInterceptor(s.streamRecover, s.streamLog, s.streamAuth),
-	)
-	heraldv1.RegisterMessagingServiceServer(s.grpc, s)
-	heraldv1.RegisterRecipientServiceServer(s.grpc, &recipientService{Server: s})
-	heraldv1.RegisterAdminServiceServer(s.grpc, &adminService{Server: s})
-	heraldv1.RegisterKeyLogServiceServer(s.grpc, &keyLogService{Server: s})
+		grpc.ChainStreamInterceptor(s.streamRecover, s.streamLog, s.streamAuth, s.streamLimits),
+	)...)
+	reg := registrar{s}
+	heraldv1.RegisterMessagingServiceServer(reg, s)
+	heraldv1.RegisterRecipientServiceServer(reg, &recipientService{Server: s})
+	heraldv1.RegisterAdminServiceServer(reg, &adminService{Server: s})
+	heraldv1.RegisterKeyLogServiceServer(reg, &keyLogService{Server: s})
 	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	healthpb.RegisterHealthServer(reg, s.health)
+	reflection.Register(reg)
 
 	bg, stop := context.WithCancel(context.Background())
 	s.stopBackground = stop
@@ -176,8 +197,12 @@ func New(cfg Config) (*Server, error) {
 // GRPC is the underlying gRPC server, for tests that serve it on their own listener.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
-// Serve serves on lis until Shutdown.
-func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
+// Serve serves on lis until Shutdown, keeping at most Limits.MaxConnections of its
+// connections open.
+func (s *Server) Serve(lis net.Listener) error {
+	log := &connLog{s: s}
+	return s.grpc.Serve(&limitListener{Listener: lis, max: int64(s.limits.MaxConnections), refused: log.refused})
+}
 
 // Shutdown stops the server gracefully: it reports NOT_SERVING, ends open streams,
 // lets unary calls in flight finish (each is one atomic Redis step, so none is left

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"reflect"
 	"regexp"
 	"slices"
@@ -91,7 +92,7 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	code, _, err := devs.IssueCode(ctx, uid, now)
 	must(t, err)
 	wrong := strconv.Itoa((int(code[0]-'0')+1)%10) + code[1:]
-	if _, err := devs.Register(ctx, uid, wrong, []byte("pk"), 1, now); err != delivery.ErrBadCode {
+	if _, err := devs.Register(ctx, uid, wrong, []byte("pk"), 1, now); !errors.Is(err, delivery.ErrBadCode) {
 		t.Fatalf("Register with a wrong code = %v", err)
 	}
 	if c, err := keys.ParseCode(rdb.HGetAll(ctx, u.Code()).Val()); err != nil || c.Failures != 1 || c.Hash != sha(code) {
@@ -132,7 +133,7 @@ func TestScriptsWriteWhatCodecsRead(t *testing.T) {
 	must(t, store.Unblock(ctx, uid, biz, now))
 	must(t, store.SetConsent(ctx, uid, biz, blocklist.Marketing, blocklist.ConsentIn, now))
 	ev := blocklist.Evidence{Source: "web form", Collected: now.Add(-time.Hour), Reference: "order-1"}
-	_, err = store.RecordConsent(ctx, uid, biz, blocklist.Transactional, blocklist.ConsentIn, ev, now)
+	_, err = store.RecordConsent(ctx, uid, biz, blocklist.Transactional, blocklist.ConsentIn, ev, now, blocklist.NewUnlimited)
 	must(t, err)
 
 	// check.lua: the devices it reveals are records the Go codec reads.
@@ -465,6 +466,11 @@ var (
 			_, err := keys.ParseCode(h)
 			return err
 		})},
+		{"verification counts", regexp.MustCompile(`^hr:\{u:([a-z2-7]{26})\}:vfy$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
+			if _, err := keys.ParseVerifyCounts(rdb.HGetAll(ctx0, key).Val()); err != nil || rdb.PTTL(ctx0, key).Val() <= 0 {
+				t.Errorf("%s: %v, or it never expires", key, err)
+			}
+		}},
 		{"pref", regexp.MustCompile(`^hr:\{u:([a-z2-7]{26})\}:pref:([a-z0-9_]+)$`), hashOf(func(h map[string]string) error {
 			_, err := keys.ParsePref(h)
 			return err
@@ -476,10 +482,14 @@ var (
 				}
 			}
 		}},
-		{"consent log", regexp.MustCompile(`^hr:\{u:([a-z2-7]{26})\}:clog$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
+		{"consent log", regexp.MustCompile(`^hr:\{u:([a-z2-7]{26})\}:(b?)clog$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
+			// Each side holds its own entries only: the person's (clog), businesses' (bclog).
 			for _, x := range rdb.XRange(ctx0, key, "-", "+").Val() {
-				if _, err := keys.ParseConsentChange(x.Values); err != nil {
+				c, err := keys.ParseConsentChange(x.Values)
+				if err != nil {
 					t.Errorf("%s %s: %v", key, x.ID, err)
+				} else if (c.By == keys.ConsentByUser) != (m[2] == "") {
+					t.Errorf("%s %s: an entry by %s on this side", key, x.ID, c.By)
 				}
 			}
 		}},
@@ -560,7 +570,7 @@ var (
 			_, err := keys.ParseQuality(h)
 			return err
 		})},
-		{"rate bucket", regexp.MustCompile(`^hr:\{b:([a-z0-9_]+)\}:gcra$`), hashOf(func(h map[string]string) error {
+		{"rate bucket", regexp.MustCompile(`^hr:\{b:([a-z0-9_]+)\}(:lk)?:gcra$`), hashOf(func(h map[string]string) error {
 			_, err := keys.ParseRateBucket(h)
 			return err
 		})},
@@ -573,7 +583,7 @@ var (
 				}
 			}
 		}},
-		{"rate leasers", regexp.MustCompile(`^hr:\{b:([a-z0-9_]+)\}:leasers$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
+		{"rate leasers", regexp.MustCompile(`^hr:\{b:([a-z0-9_]+)\}(:lk)?:leasers$`), func(t *testing.T, rdb *redis.Client, key string, m []string) {
 			if n := rdb.ZCard(ctx0, key).Val(); n == 0 {
 				t.Errorf("%s is empty", key)
 			}

@@ -843,6 +843,43 @@ func ParseCode(h map[string]string) (Code, error) {
 	return Code{Hash: h[CodeHash], Failures: n}, nil
 }
 
+// --- Verification counts (hr:{u:U}:vfy) ---------------------------------------------
+
+// Fields of a number's verification counts.
+const (
+	// VerifyFailures counts wrong codes offered for the number in the window, across
+	// every code issued in it.
+	VerifyFailures = "f"
+	// VerifyIssued counts codes issued for the number in the window.
+	VerifyIssued = "i"
+)
+
+// VerifyCounts are what a number's verification window has seen so far; the hash
+// expires when the window ends.
+type VerifyCounts struct {
+	Failures int
+	Issued   int
+}
+
+// ParseVerifyCounts reads a verification counts hash (HGETALL).
+func ParseVerifyCounts(h map[string]string) (VerifyCounts, error) {
+	var c VerifyCounts
+	for f, v := range h {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 0:
+			return VerifyCounts{}, malformed("verification counts", "%s = %q", f, v)
+		case f == VerifyFailures:
+			c.Failures = n
+		case f == VerifyIssued:
+			c.Issued = n
+		default:
+			return VerifyCounts{}, malformed("verification counts", "field %q", f)
+		}
+	}
+	return c, nil
+}
+
 // --- Businesses (hr:{b:B}) ---------------------------------------------------------
 
 // Fields of a business record.

@@ -24,8 +24,20 @@ local MESSAGE_SENT, MESSAGE_EXPIRES, MESSAGE_BODY, MESSAGE_SIGNING_KEY = "t", "x
 local PREF_BLOCKED, PREF_PAIR_TAT, PREF_LAST = "blk", "tat", "last"
 local CONSENT_IN, CONSENT_OUT = "in", "out"
 
--- Fields of a pending verification code (keys.Code*).
+-- Fields of a pending verification code (keys.Code*), and of a number's verification
+-- counts (keys.Verify*).
 local CODE_HASH, CODE_FAILURES = "h", "n"
+local VERIFY_FAILURES, VERIFY_ISSUED = "f", "i"
+
+-- count adds one to field of the counts hash key, which lives window ms from its
+-- first count, and returns the count.
+local function count(key, field, window)
+  local n = redis.call("HINCRBY", key, field, 1)
+  if redis.call("PTTL", key) < 0 then
+    redis.call("PEXPIRE", key, window)
+  end
+  return n
+end
 
 -- event is a status event's outbox line (keys.Event): status|business|message id|
 -- client message id|device id ("" for accepted)|time (ms), and |reason when reason

@@ -21,10 +21,13 @@ import (
 // written: nothing was admitted.
 var ErrOutcomeUnknown = errors.New("the outcome is unknown: messages may have been admitted")
 
-// Limits is where admission reads a business's limits, cached by the store that has
-// them (business.Store). The error is business.ErrNotFound for no such business.
+// Limits is where admission reads a business's limits, and the bytes its messages in
+// flight hold, as counted at the time returned with them, both cached by the store
+// that has them (business.Store). The error is business.ErrNotFound for no such
+// business.
 type Limits interface {
 	Limits(ctx context.Context, business string, now time.Time) (business.Limits, error)
+	PendingBytes(ctx context.Context, business string, now time.Time) (int64, time.Time, error)
 }
 
 // Message is one validated message for one recipient, as the business sent it.
@@ -54,6 +57,7 @@ type Admitter struct {
 	// (Lookup, RecordConsent): lookupFactor times its message rate and burst.
 	lookups      *ratelimit.Limiter
 	lookupFactor float64
+	quota        *pendingQuota
 	allowance    allowance
 	window       time.Duration
 	now          func() time.Time
@@ -67,6 +71,7 @@ type config struct {
 	log          *slog.Logger
 	admitted     func(blocklist.Admission)
 	lookupFactor float64
+	quota        int64
 }
 
 // Option configures an Admitter.
@@ -108,12 +113,17 @@ func WithLookupRate(factor float64) Option {
 	}
 }
 
+// WithPendingQuota sets how many bytes each business's messages in flight may hold
+// (default DefaultPendingQuota; 0 or less: no quota). Past it a message is
+// QuotaExceeded; see quota.go for how it is counted and what it bounds.
+func WithPendingQuota(bytes int64) Option { return func(c *config) { c.quota = bytes } }
+
 // New returns an Admitter that admits into recipients' mailboxes through recipients,
 // under the limits that limits has for each business, with rdb holding the businesses'
 // rate buckets and new-recipient allowances.
 func New(rdb redis.UniversalClient, recipients *blocklist.Store, limits Limits, opts ...Option) *Admitter {
 	c := config{now: time.Now, replicas: 1, log: slog.New(slog.DiscardHandler), admitted: func(blocklist.Admission) {},
-		lookupFactor: DefaultLookupFactor}
+		lookupFactor: DefaultLookupFactor, quota: DefaultPendingQuota}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -127,6 +137,7 @@ func New(rdb redis.UniversalClient, recipients *blocklist.Store, limits Limits, 
 				return k.LookupRateBucket(), k.LookupRateLeasers()
 			})),
 		lookupFactor: c.lookupFactor,
+		quota:        &pendingQuota{limit: max(c.quota, 0), recent: map[string][]charge{}},
 		allowance:    allowance{rdb: rdb},
 		window:       recipients.Caps().NewWindow,
 		now:          c.now,
@@ -147,6 +158,8 @@ func (a *Admitter) Close() {
 //
 //   - RateLimited for the messages past the business's rate (a suffix: the rate admits
 //     a prefix, in order), with RetryAfter saying when the next can pass;
+//   - QuotaExceeded for a message that would take the bytes of the business's
+//     messages in flight past its quota (WithPendingQuota);
 //   - otherwise what the recipient's admission script decided (blocklist.Admit), where
 //     a person new to the business is NewRecipientLimited, with RetryAfter, only when
 //     the business's allowance for the window is spent.
@@ -174,12 +187,28 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 	for i := r.Allowed; i < len(ms); i++ {
 		out[i] = blocklist.Decision{Outcome: blocklist.RateLimited, RetryAfter: r.RetryAfter}
 	}
-	as := make([]blocklist.Admission, r.Allowed)
+	all := make([]blocklist.Admission, r.Allowed)
 	for i, m := range ms[:r.Allowed] {
-		as[i] = blocklist.Admission{UID: m.UID, Business: biz, Category: m.Category, Kind: m.Kind,
+		all[i] = blocklist.Admission{UID: m.UID, Business: biz, Category: m.Category, Kind: m.Kind,
 			ClientMessageID: m.ClientMessageID, MessageID: keys.NewMessageID(m.UID, now), Now: now,
 			Expires: now.Add(m.TTL), Envelopes: m.Envelopes, Body: m.Body, SigningKeyID: m.SigningKeyID,
 			New: refusedUnless(lim)}
+	}
+	// The quota: in order, each message that fits under it goes on (quota.go).
+	as, at := all[:0:0], make([]int, 0, len(all))
+	counted, read, err := a.limits.PendingBytes(ctx, biz, now)
+	if err != nil {
+		return nil, fmt.Errorf("business pending bytes: %w", err)
+	}
+	pending := a.quota.view(biz, counted, read, now)
+	for i, size := range sizes(all) {
+		if a.quota.limit > 0 && pending+size > a.quota.limit {
+			out[i] = blocklist.Decision{Outcome: blocklist.QuotaExceeded}
+			continue
+		}
+		pending += size
+		all[i].PendingBytes = size
+		as, at = append(as, all[i]), append(at, i)
 	}
 	if len(as) == 0 {
 		return out, nil
@@ -197,16 +226,20 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 	// messages are in their mailboxes whatever the caller is told. A duplicate is
 	// followed up again, since the call that admitted it may have failed before it
 	// could be (and following up twice changes nothing).
-	for i, d := range ds {
-		out[i] = d
+	var charged int64
+	for j, d := range ds {
+		out[at[j]] = d
 		if d.Outcome == blocklist.Accepted {
-			first := as[i]
+			first := as[j]
 			if d.Duplicate {
 				first.MessageID, first.Expires = d.MessageID, d.Expires
+			} else {
+				charged += as[j].PendingBytes
 			}
 			a.admitted(first)
 		}
 	}
+	a.quota.add(biz, now, charged)
 	if err != nil {
 		// The first admissions ran: whatever failed after them, some messages may
 		// have been admitted.

@@ -16,7 +16,9 @@
 -- ARGV[14] pair interval (ms, 0: none)  ARGV[15] pair burst
 -- ARGV[16] body hash ("" when the envelopes carry whole messages)
 -- ARGV[17] the business signing key id the message was signed with ("" if not said)
--- ARGV[18..] device id, ciphertext, key id ("" to skip the check), for each envelope
+-- ARGV[18] what the message counts against its business's pending bytes (0: nothing):
+-- kept in the message, and carried by its ACCEPTED event to the business's count
+-- ARGV[19..] device id, ciphertext, key id ("" to skip the check), for each envelope
 --
 -- Replies, {word, new, ...}, where new is 1 when the call started a new recipient
 -- (the caller spends one of its business's new-recipient allowance):
@@ -43,7 +45,7 @@ end
 
 -- Envelopes must match the recipient's devices and their current keys exactly (the
 -- Signal way): the sender learns which device keys to fetch or drop and sends again.
-local first_env = 18
+local first_env = 19
 local n = (#ARGV - first_env + 1) / 3
 local given = {}
 for i = 1, n do
@@ -94,7 +96,7 @@ end
 
 local mid, expiry = ARGV[5], tonumber(ARGV[7])
 local seq = redis.call("INCR", KEYS[6])
-local fields = message_fields(biz, cat, ARGV[3], ARGV[4], ARGV[6], ARGV[7], ARGV[16], ARGV[17])
+local fields = message_fields(biz, cat, ARGV[3], ARGV[4], ARGV[6], ARGV[7], ARGV[16], ARGV[17], ARGV[18])
 for i = 1, n do
   local base = first_env + 3 * (i - 1)
   local d = ARGV[base]
@@ -138,6 +140,10 @@ end
 redis.call("SET", KEYS[4], mid, "PX", ARGV[8])
 redis.call("HSET", KEYS[2], PREF_LAST, ARGV[6])
 redis.call("SADD", KEYS[3], biz)
-redis.call("RPUSH", KEYS[7], event(STATUS_ACCEPTED, biz, mid, ARGV[4], "", ARGV[6]))
+local pending = nil
+if tonumber(ARGV[18]) > 0 then
+  pending = ARGV[18]
+end
+redis.call("RPUSH", KEYS[7], event(STATUS_ACCEPTED, biz, mid, ARGV[4], "", ARGV[6], nil, pending))
 redis.call("PUBLISH", ARGV[9], "m")
 return {"accepted", new, mid}

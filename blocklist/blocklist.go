@@ -74,6 +74,9 @@ const (
 	// RateLimited: past the business's rate. Decided before the script, by the
 	// business's limiter (package admission); the script never answers it.
 	RateLimited
+	// QuotaExceeded: the business's messages in flight hold as many bytes as its
+	// quota allows. Decided before the script (package admission), as RateLimited.
+	QuotaExceeded
 )
 
 func (o Outcome) String() string {
@@ -96,6 +99,8 @@ func (o Outcome) String() string {
 		return "new_recipient_limited"
 	case RateLimited:
 		return "rate_limited"
+	case QuotaExceeded:
+		return "quota_exceeded"
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
@@ -172,6 +177,10 @@ type Admission struct {
 	// SigningKeyID names the business key the message was signed with (e2e.KeyID), so
 	// that its deliveries carry that key; "" when the business did not say.
 	SigningKeyID string
+	// PendingBytes is what the message counts against its business's pending bytes
+	// while in flight, if admitted: its ACCEPTED event adds it to the business's
+	// count, its settling takes it off. 0 counts nothing.
+	PendingBytes int64
 }
 
 // Decision is what happened to one Admission.
@@ -274,7 +283,7 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 		ks = append(ks, u.Devices(), u.Pref(a.Business), u.Businesses(),
 			u.Idempotency(a.Business, a.ClientMessageID), u.Message(a.MessageID), u.Sequence(), u.Outbox(),
 			u.Seen(a.Business), u.MarketingLog())
-		args := make([]any, 0, 16+3*len(a.Envelopes))
+		args := make([]any, 0, 17+3*len(a.Envelopes))
 		args = append(args, a.Business, string(a.Category), a.Kind, a.ClientMessageID, a.MessageID,
 			a.Now.UnixMilli(), a.Expires.UnixMilli(), IdempotencyWindow.Milliseconds(), u.Channel())
 		args = append(args, s.capArgs(a.New)...)
@@ -282,7 +291,7 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 		if len(a.Body) > 0 {
 			bh = BodyHash(a.Body)
 		}
-		args = append(args, bh, a.SigningKeyID)
+		args = append(args, bh, a.SigningKeyID, a.PendingBytes)
 		for _, e := range a.Envelopes {
 			ks = append(ks, u.Mailbox(e.DeviceID))
 			args = append(args, e.DeviceID, e.Ciphertext, e.KeyID)

@@ -44,7 +44,7 @@ for i = 1, #got, 2 do
     redis.call("ZREM", KEYS[1], id)
   elseif tonumber(m.x) <= now then
     expire_on_device(key, KEYS[1], KEYS[2], id, m.b, m.cm, dev, ARGV[3])
-    settle(key, tonumber(ARGV[6]))
+    settle(key, tonumber(ARGV[6]), KEYS[2], id, ARGV[3])
     expired = expired + 1
   else
     local env = redis.call("GET", envelope_key(key, dev)) or ""

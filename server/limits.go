@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldhq/herald/admission"
 	"github.com/heraldhq/herald/business"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -74,6 +75,14 @@ type Limits struct {
 	// MinClientPing is how often a client may ping the gateway at most; one that
 	// pings more often is disconnected. Default 20 s.
 	MinClientPing time.Duration
+
+	// PendingBytesPerBusiness is how many bytes one business's messages in flight may
+	// hold in Redis (package admission, quota.go); past it a message is
+	// OUTCOME_QUOTA_EXCEEDED. Default 256 MiB; negative turns the quota off.
+	PendingBytesPerBusiness int64
+	// LookupRate is the rate of a business's LookupRecipient and RecordConsent calls,
+	// as a multiple of its message rate and burst. Default 2.
+	LookupRate float64
 }
 
 // DefaultLimits are the limits a gateway runs with unless told otherwise.
@@ -90,6 +99,9 @@ var DefaultLimits = Limits{
 	Ping:              time.Minute,
 	PingTimeout:       20 * time.Second,
 	MinClientPing:     20 * time.Second,
+
+	PendingBytesPerBusiness: admission.DefaultPendingQuota,
+	LookupRate:              admission.DefaultLookupFactor,
 }
 
 // withDefaults fills l's zero fields from DefaultLimits.
@@ -119,6 +131,15 @@ func (l Limits) withDefaults() Limits {
 	pickD(&l.Ping, d.Ping)
 	pickD(&l.PingTimeout, d.PingTimeout)
 	pickD(&l.MinClientPing, d.MinClientPing)
+	switch {
+	case l.PendingBytesPerBusiness == 0:
+		l.PendingBytesPerBusiness = d.PendingBytesPerBusiness
+	case l.PendingBytesPerBusiness < 0:
+		l.PendingBytesPerBusiness = 0 // off
+	}
+	if l.LookupRate <= 0 {
+		l.LookupRate = d.LookupRate
+	}
 	return l
 }
 

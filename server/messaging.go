@@ -107,6 +107,7 @@ var outcomes = map[blocklist.Outcome]heraldv1.Outcome{
 	blocklist.RecipientCapped:     heraldv1.Outcome_OUTCOME_RECIPIENT_CAPPED,
 	blocklist.NewRecipientLimited: heraldv1.Outcome_OUTCOME_NEW_RECIPIENT_LIMITED,
 	blocklist.RateLimited:         heraldv1.Outcome_OUTCOME_RATE_LIMITED,
+	blocklist.QuotaExceeded:       heraldv1.Outcome_OUTCOME_QUOTA_EXCEEDED,
 }
 
 // result is a decision as the API reports it; refusals that a wait lifts carry it.

@@ -155,8 +155,10 @@ func New(cfg Config) (*Server, error) {
 		delivery.WithPollInterval(cfg.PollInterval), delivery.WithExpirySweep(cfg.ExpirySweep),
 		delivery.WithReceiptWindow(cfg.ReceiptWindow), delivery.WithApprovalWait(cfg.ApprovalWait),
 		delivery.WithSecret(cfg.Secret))
+	s.limits = cfg.Limits.withDefaults()
 	s.admission = admission.New(cfg.Redis, s.blocklist, s.businesses, admission.WithClock(s.now),
-		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted))
+		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted),
+		admission.WithPendingQuota(s.limits.PendingBytesPerBusiness), admission.WithLookupRate(s.limits.LookupRate))
 	s.streams, s.stopStreams = context.WithCancel(context.Background())
 	if cfg.LogKey != "" {
 		signer, err := keylog.NewSigner(cfg.LogKey)
@@ -166,7 +168,6 @@ func New(cfg Config) (*Server, error) {
 		s.logSigner, s.keyLog = signer, store.New(cfg.Redis, signer)
 	}
 
-	s.limits = cfg.Limits.withDefaults()
 	s.streamCounts = newStreamCounts(s.limits.StreamsPerToken)
 	s.openCalls = newOpenGate(s.limits.OpenCalls, s.limits.OpenCallsPerPeer)
 	s.refusals = &refusalLog{s: s, kinds: map[string]*refusals{}}

@@ -187,32 +187,21 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 	for i := r.Allowed; i < len(ms); i++ {
 		out[i] = blocklist.Decision{Outcome: blocklist.RateLimited, RetryAfter: r.RetryAfter}
 	}
-	all := make([]blocklist.Admission, r.Allowed)
+	as := make([]blocklist.Admission, r.Allowed)
 	for i, m := range ms[:r.Allowed] {
-		all[i] = blocklist.Admission{UID: m.UID, Business: biz, Category: m.Category, Kind: m.Kind,
+		as[i] = blocklist.Admission{UID: m.UID, Business: biz, Category: m.Category, Kind: m.Kind,
 			ClientMessageID: m.ClientMessageID, MessageID: keys.NewMessageID(m.UID, now), Now: now,
 			Expires: now.Add(m.TTL), Envelopes: m.Envelopes, Body: m.Body, SigningKeyID: m.SigningKeyID,
 			New: refusedUnless(lim)}
 	}
-	// The quota: in order, each message that fits under it goes on (quota.go).
-	as, at := all[:0:0], make([]int, 0, len(all))
+	// The quota: in order, each message that fits under it goes on (quota.go); one
+	// that does not goes to its script marked so, which answers a duplicate as one (a
+	// retry of a message admitted before learns its id) and refuses the rest.
 	counted, read, err := a.limits.PendingBytes(ctx, biz, now)
 	if err != nil {
 		return nil, fmt.Errorf("business pending bytes: %w", err)
 	}
-	pending := a.quota.view(biz, counted, read, now)
-	for i, size := range sizes(all) {
-		if a.quota.limit > 0 && pending+size > a.quota.limit {
-			out[i] = blocklist.Decision{Outcome: blocklist.QuotaExceeded}
-			continue
-		}
-		pending += size
-		all[i].PendingBytes = size
-		as, at = append(as, all[i]), append(at, i)
-	}
-	if len(as) == 0 {
-		return out, nil
-	}
+	a.quota.charges(as, a.quota.view(biz, counted, read, now))
 	ds, err := a.recipients.Admit(ctx, as)
 	if err != nil {
 		// Whatever the error, the scripts may have run: even a failure to connect
@@ -227,14 +216,14 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 	// followed up again, since the call that admitted it may have failed before it
 	// could be (and following up twice changes nothing).
 	var charged int64
-	for j, d := range ds {
-		out[at[j]] = d
+	for i, d := range ds {
+		out[i] = d
 		if d.Outcome == blocklist.Accepted {
-			first := as[j]
+			first := as[i]
 			if d.Duplicate {
 				first.MessageID, first.Expires = d.MessageID, d.Expires
 			} else {
-				charged += as[j].PendingBytes
+				charged += as[i].PendingBytes
 			}
 			a.admitted(first)
 		}

@@ -125,22 +125,31 @@ func (q *pendingQuota) prune(biz string, now time.Time) []charge {
 	return cs
 }
 
-// sizes are what each admission of as counts against its business's pending bytes: a
-// body counts with the first message of the call that brings it (the call stores it
-// once, however many messages name it).
-func sizes(as []blocklist.Admission) []int64 {
-	out := make([]int64, len(as))
+// charges holds the admissions of one call to the quota, in order: each one that fits
+// gets its size as PendingBytes, the others OverQuota. A body counts with the first
+// message of the call that brings it and fits (the call stores it once, however many
+// messages name it, and a message over the quota stores nothing). pending is what the
+// business holds before the call; it returns what it holds after.
+func (q *pendingQuota) charges(as []blocklist.Admission, pending int64) int64 {
 	bodies := map[string]bool{}
 	for i, a := range as {
 		n := int64(messageOverhead)
 		for _, e := range a.Envelopes {
 			n += int64(len(e.Ciphertext)) + envelopeOverhead
 		}
-		if len(a.Body) > 0 && !bodies[string(a.Body)] {
-			bodies[string(a.Body)] = true
+		newBody := len(a.Body) > 0 && !bodies[string(a.Body)]
+		if newBody {
 			n += int64(len(a.Body))
 		}
-		out[i] = n
+		if q.limit > 0 && pending+n > q.limit {
+			as[i].PendingBytes = blocklist.OverQuota
+			continue
+		}
+		if newBody {
+			bodies[string(a.Body)] = true
+		}
+		pending += n
+		as[i].PendingBytes = n
 	}
-	return out
+	return pending
 }

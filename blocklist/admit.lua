@@ -17,7 +17,8 @@
 -- ARGV[16] body hash ("" when the envelopes carry whole messages)
 -- ARGV[17] the business signing key id the message was signed with ("" if not said)
 -- ARGV[18] what the message counts against its business's pending bytes (0: nothing):
--- kept in the message, and carried by its ACCEPTED event to the business's count
+-- kept in the message, and carried by its ACCEPTED event to the business's count; -1:
+-- the business's quota has no room for it, so it is refused unless it is a duplicate
 -- ARGV[19..] device id, ciphertext, key id ("" to skip the check), for each envelope
 --
 -- Replies, {word, new, ...}, where new is 1 when the call started a new recipient
@@ -25,7 +26,7 @@
 -- {"accepted", new, id} {"duplicate", 0, id, expiry ms ("" if the message is gone)}
 -- {"stale", new, missing, unknown, retired}
 -- {"blocked", new} {"opted_out", new} {"not_opted_in", new} {"unknown_recipient", new}
--- {"new_limited", 0} {"capped", new, retry ms}
+-- {"new_limited", 0} {"capped", new, retry ms} {"quota_exceeded", 0}
 
 local biz, cat = ARGV[1], ARGV[2]
 local now = tonumber(ARGV[6])
@@ -36,6 +37,10 @@ if first then
   -- key prefix followed by ARGV[5], so the name keeps the recipient's hash tag.
   local key = string.sub(KEYS[5], 1, #KEYS[5] - #ARGV[5]) .. first
   return {"duplicate", 0, first, redis.call("HGET", key, MESSAGE_EXPIRES) or ""}
+end
+
+if tonumber(ARGV[18]) < 0 then
+  return {"quota_exceeded", 0}
 end
 
 local refusal, new, p = decide(KEYS[1], KEYS[2], KEYS[8], cat, ARGV[6], ARGV[10], ARGV[11])

@@ -75,7 +75,8 @@ const (
 	// business's limiter (package admission); the script never answers it.
 	RateLimited
 	// QuotaExceeded: the business's messages in flight hold as many bytes as its
-	// quota allows. Decided before the script (package admission), as RateLimited.
+	// quota allows. Decided before the script (package admission), which the script
+	// is told (OverQuota) so that a duplicate is still answered as one.
 	QuotaExceeded
 )
 
@@ -179,9 +180,15 @@ type Admission struct {
 	SigningKeyID string
 	// PendingBytes is what the message counts against its business's pending bytes
 	// while in flight, if admitted: its ACCEPTED event adds it to the business's
-	// count, its settling takes it off. 0 counts nothing.
+	// count, its settling takes it off. 0 counts nothing; OverQuota refuses the
+	// message QuotaExceeded, unless it is a duplicate.
 	PendingBytes int64
 }
+
+// OverQuota is the PendingBytes of an admission that its business's quota has no room
+// for: the script answers a duplicate as one, as always, and refuses anything else
+// QuotaExceeded before looking at the recipient.
+const OverQuota = -1
 
 // Decision is what happened to one Admission.
 type Decision struct {
@@ -264,8 +271,8 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 	bodies := map[string]*body{}
 	var order []string
 	for _, a := range as {
-		if len(a.Body) == 0 {
-			continue
+		if len(a.Body) == 0 || a.PendingBytes == OverQuota {
+			continue // an admission refused for the quota stores nothing
 		}
 		h := BodyHash(a.Body)
 		keep := a.Expires.UnixMilli() + 86400000
@@ -288,7 +295,7 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 			a.Now.UnixMilli(), a.Expires.UnixMilli(), IdempotencyWindow.Milliseconds(), u.Channel())
 		args = append(args, s.capArgs(a.New)...)
 		bh := ""
-		if len(a.Body) > 0 {
+		if len(a.Body) > 0 && a.PendingBytes != OverQuota {
 			bh = BodyHash(a.Body)
 		}
 		args = append(args, bh, a.SigningKeyID, a.PendingBytes)
@@ -366,6 +373,8 @@ func decision(reply []any) (Decision, error) {
 		d.Outcome, d.RetryAfter = RecipientCapped, time.Duration(max(ms, 1))*time.Millisecond
 	case "new_limited":
 		d.Outcome = NewRecipientLimited
+	case "quota_exceeded":
+		d.Outcome = QuotaExceeded
 	case "blocked":
 		d.Outcome = Blocked
 	case "opted_out":

@@ -22,8 +22,11 @@ import (
 //     interceptor, so no request of a caller without valid credentials is decoded, or
 //     read beyond one stream window.
 //   - Each method has its own limit (requestLimit), checked on the request's length
-//     before it is decoded: RESOURCE_EXHAUSTED, reason REQUEST_TOO_LARGE.
-//   - A request that is not valid protobuf is INVALID_ARGUMENT, not INTERNAL.
+//     before it is decoded: RESOURCE_EXHAUSTED, reason REQUEST_TOO_LARGE. (A request
+//     over gRPC's own limit, MaxBatchBytes, gRPC refuses RESOURCE_EXHAUSTED itself on
+//     its length prefix, before reading it.)
+//   - A request that is not valid protobuf is INVALID_ARGUMENT, not INTERNAL. (One
+//     whose compression does not undo is still gRPC's INTERNAL.)
 
 // registrar registers services on the gateway's gRPC server with its decoding rules.
 // It serves reflection's GetServiceInfo too, so that reflection lists them.
@@ -88,23 +91,16 @@ func (s *Server) decode(ctx context.Context, limit int, recv func(any) error, v 
 	r := &request{msg: v, limit: limit}
 	err := recv(r)
 	callFrom(ctx).requestRead()
-	switch {
-	case r.err != nil:
-		return r.err // the codec's own refusal, which gRPC reports as INTERNAL
-	case err == nil:
-		return nil
-	case status.Code(err) == codes.Internal:
-		// What goes wrong between the transport and the codec (a compressed request
-		// that does not decompress, say) is the client's bytes too.
-		return status.Error(codes.InvalidArgument, "malformed request: "+status.Convert(err).Message())
-	case status.Code(err) == codes.ResourceExhausted:
-		return withInfo(codes.ResourceExhausted, status.Convert(err).Message(), "REQUEST_TOO_LARGE")
+	if r.err != nil {
+		return r.err
 	}
 	return err
 }
 
 // request is what decode hands gRPC to decode into: the message, and the method's
-// limit for the codec to check.
+// limit for the codec to check. The codec reports a request it refuses in err and
+// not to gRPC, which would answer the client INTERNAL at once: the handler returns
+// err, and the client gets that status.
 type request struct {
 	msg   any
 	limit int
@@ -125,15 +121,17 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return protoCodec.Unmarshal(data, v)
 	}
-	if n := data.Len(); n > r.limit {
+	switch n := data.Len(); {
+	case r.err != nil:
+		// A second message of a unary call, which gRPC refuses after this.
+	case n > r.limit:
 		r.err = withInfo(codes.ResourceExhausted, fmt.Sprintf("request of %d bytes, over this method's limit of %d",
 			n, r.limit), "REQUEST_TOO_LARGE")
-		return r.err
-	}
-	if err := protoCodec.Unmarshal(data, r.msg); err != nil {
-		r.err = status.Error(codes.InvalidArgument, "malformed request: not a valid protobuf message of this "+
-			"method's request type: "+err.Error())
-		return r.err
+	default:
+		if err := protoCodec.Unmarshal(data, r.msg); err != nil {
+			r.err = status.Error(codes.InvalidArgument, "malformed request: not a valid protobuf message of this "+
+				"method's request type: "+err.Error())
+		}
 	}
 	return nil
 }

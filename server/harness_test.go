@@ -34,6 +34,7 @@ const testAdminToken = "test-admin-token-0123456789"
 // gateway is a real Herald server on a real loopback socket, on a real store.
 type gateway struct {
 	t         testing.TB
+	addr      string // where it listens
 	redis     *redistest.Server
 	rdb       *redis.Client
 	srv       *Server
@@ -87,7 +88,7 @@ func startGatewayWith(t testing.TB, rdb redis.UniversalClient, opts ...func(*Con
 		srv.Shutdown(ctx)
 		rdb.Close()
 	})
-	return &gateway{t: t, srv: srv, conn: conn,
+	return &gateway{t: t, addr: lis.Addr().String(), srv: srv, conn: conn,
 		admin:     heraldv1.NewAdminServiceClient(conn),
 		messaging: heraldv1.NewMessagingServiceClient(conn),
 		recipient: heraldv1.NewRecipientServiceClient(conn)}

@@ -294,12 +294,12 @@ func (g *sendGuard) expire() {
 	g.cancel()
 }
 
-// limitListener closes the connections it accepts beyond max open at once: a client
-// refused at once tries another gateway, where one left waiting in the listen queue
-// would wait for its timeout.
+// limitListener closes the connections it accepts beyond max open at once (counted in
+// open, which the gateway's listeners share): a client refused at once tries another
+// gateway, where one left waiting in the listen queue would wait for its timeout.
 type limitListener struct {
 	net.Listener
-	open    atomic.Int64
+	open    *atomic.Int64
 	max     int64
 	refused func()
 }

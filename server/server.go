@@ -13,6 +13,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/admission"
@@ -104,6 +105,7 @@ type Server struct {
 	openCalls    *openGate
 	refusals     *refusalLog
 	guesses      *guesses
+	openConns    atomic.Int64 // client connections open, on every listener
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
 	// can stop gracefully.
@@ -202,7 +204,8 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 // connections open.
 func (s *Server) Serve(lis net.Listener) error {
 	log := &connLog{s: s}
-	return s.grpc.Serve(&limitListener{Listener: lis, max: int64(s.limits.MaxConnections), refused: log.refused})
+	return s.grpc.Serve(&limitListener{Listener: lis, open: &s.openConns, max: int64(s.limits.MaxConnections),
+		refused: log.refused})
 }
 
 // Shutdown stops the server gracefully: it reports NOT_SERVING, ends open streams,

@@ -38,7 +38,7 @@ var rejectSource string
 // besides bodies, which come from a cache the gateway shares.
 const (
 	fetchLimit = 64
-	fetchBytes = 1 << 20
+	fetchBytes = 256 << 10
 )
 
 // Delivery is one queued message for one device.

@@ -172,7 +172,7 @@ func fillMailbox(t *testing.T, g *gateway, key, number string, d device, n int) 
 // Receive streams that never read: a device whose mailbox holds 48 messages of 128
 // KiB opens 40 streams on connections whose windows take 64 KiB. It gets 4 (the most
 // per device), the rest are refused RESOURCE_EXHAUSTED, and what the 4 make the
-// gateway hold is a fetch of about 1 MiB each and gRPC's buffers. Before, every stream
+// gateway hold is a fetch of about 256 KiB of envelopes each and gRPC's buffers. Before, every stream
 // was served and held a fetch of 64 messages: 150 such streams took heraldd's RSS to
 // 849 MiB.
 func TestAbuseStreamsThatNeverRead(t *testing.T) {

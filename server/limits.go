@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -222,7 +221,7 @@ func (c *streamCounts) take(token string) (release func(), ok bool) {
 	}, true
 }
 
-// streamToken names who holds a Receive or StatusStream stream, for StreamsPerToken:
+// streamToken names who holds a Receive or StreamStatus stream, for StreamsPerToken:
 // the device, or the API key; "" for other methods.
 func streamToken(ctx context.Context, method string) string {
 	switch method {
@@ -332,10 +331,6 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// errTooManyConnections is logged, at most once a second, while connections are
-// refused.
-var errTooManyConnections = errors.New("connections refused: the gateway has the most open it allows (--max-connections)")
-
 // connLog logs refused connections at most once per second.
 type connLog struct {
 	s    *Server
@@ -345,7 +340,7 @@ type connLog struct {
 func (c *connLog) refused() {
 	now := time.Now().UnixNano()
 	if last := c.last.Load(); now-last > int64(time.Second) && c.last.CompareAndSwap(last, now) {
-		c.s.log.Warn(errTooManyConnections.Error(), "max", c.s.limits.MaxConnections)
+		c.s.log.Warn("connections refused: the gateway has the most open it allows", "max", c.s.limits.MaxConnections)
 	}
 }
 

@@ -116,7 +116,7 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 // shaped checks, without Redis, that md carries a credential of the kind need and of
 // its shape; the admin token it checks outright.
 func (s *Server) shaped(need credential, md metadata.MD) error {
-	tok, ok := bearer(metadata.NewIncomingContext(context.Background(), md))
+	tok, ok := bearerOf(md["authorization"]) // the transport's header names are lower case
 	switch {
 	case need == credAPIKey && (!ok || business.KeyID(tok) == ""):
 		return unauthenticated("missing or malformed `authorization: Bearer <api key>` metadata")

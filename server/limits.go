@@ -367,7 +367,7 @@ type refusals struct {
 	unseen int
 }
 
-func (r *refusalLog) note(kind, method string, ctx context.Context) {
+func (r *refusalLog) note(ctx context.Context, kind, method string) {
 	r.mu.Lock()
 	k := r.kinds[kind]
 	if k == nil {

@@ -33,6 +33,12 @@ import (
 //   - Streams and open calls get a context the gateway can cancel (call), which ends
 //     a stream whose client stopped reading (sendGuard) or an open call that is slow
 //     to send its request.
+//
+// Why the tap does not look credentials up itself: it runs in the connection's read
+// loop, holding the transport's lock, and a Redis round trip there (on every cache
+// miss) would stall every other stream of the connection, its flow control and its
+// pings with it. The interceptors do the lookup in the call's own goroutine instead,
+// and since they run before the request is read, nothing of it is read either way.
 
 // credential is what a method needs.
 type credential int
@@ -93,7 +99,7 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 	if need == credNone {
 		slot, err := s.openCalls.take(peerHost(ctx))
 		if err != nil {
-			s.refusals.note("open call refused: too many in flight", m, ctx)
+			s.refusals.note(ctx, "open call refused: too many in flight", m)
 			return nil, err
 		}
 		ctx, cancel := context.WithCancel(ctx)
@@ -103,7 +109,7 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 		return context.WithValue(ctx, callKey{}, &call{cancel: cancel, open: slot}), nil
 	}
 	if err := s.shaped(need, info.Header); err != nil {
-		s.refusals.note("call refused: credentials missing or malformed", m, ctx)
+		s.refusals.note(ctx, "call refused: credentials missing or malformed", m)
 		return nil, err
 	}
 	if !streaming(m) {

@@ -98,8 +98,8 @@ type Server struct {
 	logSigner *keylog.Signer
 	proofs    sync.Map // business id/key id -> cachedProof
 
-	// limits are Config.Limits with the defaults filled in; streamCounts, openCalls
-	// and refusals enforce and report them (limits.go, tap.go).
+	// limits are Config.Limits with the defaults filled in; the fields after it
+	// enforce and report them (limits.go, tap.go, guesses.go).
 	limits       Limits
 	streamCounts *streamCounts
 	openCalls    *openGate

@@ -21,10 +21,13 @@ import (
 // written: nothing was admitted.
 var ErrOutcomeUnknown = errors.New("the outcome is unknown: messages may have been admitted")
 
-// Limits is where admission reads a business's limits, cached by the store that has
-// them (business.Store). The error is business.ErrNotFound for no such business.
+// Limits is where admission reads a business's limits, and the bytes its messages in
+// flight hold, as counted at the time returned with them, both cached by the store
+// that has them (business.Store). The error is business.ErrNotFound for no such
+// business.
 type Limits interface {
 	Limits(ctx context.Context, business string, now time.Time) (business.Limits, error)
+	PendingBytes(ctx context.Context, business string, now time.Time) (int64, time.Time, error)
 }
 
 // Message is one validated message for one recipient, as the business sent it.
@@ -50,19 +53,26 @@ type Admitter struct {
 	recipients *blocklist.Store
 	limits     Limits
 	rate       *ratelimit.Limiter
-	allowance  allowance
-	window     time.Duration
-	now        func() time.Time
-	log        *slog.Logger
-	admitted   func(blocklist.Admission)
+	// lookups holds each business to its rate of calls that ask about a number
+	// (Lookup, RecordConsent): lookupFactor times its message rate and burst.
+	lookups      *ratelimit.Limiter
+	lookupFactor float64
+	quota        *pendingQuota
+	allowance    allowance
+	window       time.Duration
+	now          func() time.Time
+	log          *slog.Logger
+	admitted     func(blocklist.Admission)
 }
 
 type config struct {
-	now      func() time.Time
-	replicas int
-	log      *slog.Logger
-	admitted func(blocklist.Admission)
-	metrics  Metrics
+	now          func() time.Time
+	replicas     int
+	log          *slog.Logger
+	admitted     func(blocklist.Admission)
+	metrics      Metrics
+	lookupFactor float64
+	quota        int64
 }
 
 // Option configures an Admitter.
@@ -87,35 +97,72 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 // the failed call could not; f must be idempotent, and must not block.
 func WithAdmitted(f func(blocklist.Admission)) Option { return func(c *config) { c.admitted = f } }
 
+// DefaultLookupFactor is the rate of a business's calls that ask about a number, as a
+// multiple of its message rate and burst (WithLookupRate). A business's SDK looks a
+// person up once per cache lifetime, not per message, so sending never meets it.
+const DefaultLookupFactor = 2
+
+// WithLookupRate sets the rate of each business's calls that ask about a number
+// (Lookup, RecordConsent) to factor times its message rate and burst (default
+// DefaultLookupFactor). The two rates are held apart, each across every gateway, at
+// the cost of the message rate: no round trip per call in steady state.
+func WithLookupRate(factor float64) Option {
+	return func(c *config) {
+		if factor > 0 {
+			c.lookupFactor = factor
+		}
+	}
+}
+
+// WithPendingQuota sets how many bytes each business's messages in flight may hold
+// (default DefaultPendingQuota; 0 or less: no quota). Past it a message is
+// QuotaExceeded; see quota.go for how it is counted and what it bounds.
+func WithPendingQuota(bytes int64) Option { return func(c *config) { c.quota = bytes } }
+
 // New returns an Admitter that admits into recipients' mailboxes through recipients,
 // under the limits that limits has for each business, with rdb holding the businesses'
 // rate buckets and new-recipient allowances.
 func New(rdb redis.UniversalClient, recipients *blocklist.Store, limits Limits, opts ...Option) *Admitter {
-	c := config{now: time.Now, replicas: 1, log: slog.New(slog.DiscardHandler), admitted: func(blocklist.Admission) {}}
+	c := config{now: time.Now, replicas: 1, log: slog.New(slog.DiscardHandler), admitted: func(blocklist.Admission) {},
+		lookupFactor: DefaultLookupFactor, quota: DefaultPendingQuota}
 	for _, o := range opts {
 		o(&c)
 	}
 	return &Admitter{
 		recipients: recipients,
 		limits:     limits,
-		rate:       ratelimit.New(rdb, ratelimit.WithClock(c.now), ratelimit.WithReplicasHint(max(c.replicas, 1)), ratelimit.WithMetrics(c.metrics.Rate)),
-		allowance:  allowance{rdb: rdb, metrics: c.metrics.allowance()},
-		window:     recipients.Caps().NewWindow,
-		now:        c.now,
-		log:        c.log,
-		admitted:   c.admitted,
+		rate: ratelimit.New(rdb, ratelimit.WithClock(c.now), ratelimit.WithReplicasHint(max(c.replicas, 1)),
+			ratelimit.WithMetrics(c.metrics.Rate)),
+		lookups: ratelimit.New(rdb, ratelimit.WithClock(c.now), ratelimit.WithReplicasHint(max(c.replicas, 1)),
+			ratelimit.WithMetrics(c.metrics.Rate),
+			ratelimit.WithBuckets(func(b string) (string, string) {
+				k := keys.Business(b)
+				return k.LookupRateBucket(), k.LookupRateLeasers()
+			})),
+		lookupFactor: c.lookupFactor,
+		quota:        &pendingQuota{limit: max(c.quota, 0), recent: map[string][]charge{}},
+		allowance:    allowance{rdb: rdb, metrics: c.metrics.allowance()},
+		window:       recipients.Caps().NewWindow,
+		now:          c.now,
+		log:          c.log,
+		admitted:     c.admitted,
 	}
 }
 
-// Close gives the rate tokens this gateway holds back to the other gateways. Admit
-// fails after it.
-func (a *Admitter) Close() { a.rate.Close() }
+// Close gives the rate tokens this gateway holds back to the other gateways. Admit,
+// Lookup and RecordConsent fail after it.
+func (a *Admitter) Close() {
+	a.rate.Close()
+	a.lookups.Close()
+}
 
 // Admit decides every message of one business, in order, and appends the accepted ones
 // to their recipients' mailboxes. It returns one decision per message:
 //
 //   - RateLimited for the messages past the business's rate (a suffix: the rate admits
 //     a prefix, in order), with RetryAfter saying when the next can pass;
+//   - QuotaExceeded for a message that would take the bytes of the business's
+//     messages in flight past its quota (WithPendingQuota);
 //   - otherwise what the recipient's admission script decided (blocklist.Admit), where
 //     a person new to the business is NewRecipientLimited, with RetryAfter, only when
 //     the business's allowance for the window is spent.
@@ -150,9 +197,14 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 			Expires: now.Add(m.TTL), Envelopes: m.Envelopes, Body: m.Body, SigningKeyID: m.SigningKeyID,
 			New: refusedUnless(lim)}
 	}
-	if len(as) == 0 {
-		return out, nil
+	// The quota: in order, each message that fits under it goes on (quota.go); one
+	// that does not goes to its script marked so, which answers a duplicate as one (a
+	// retry of a message admitted before learns its id) and refuses the rest.
+	counted, read, err := a.limits.PendingBytes(ctx, biz, now)
+	if err != nil {
+		return nil, fmt.Errorf("business pending bytes: %w", err)
 	}
+	a.quota.charges(as, a.quota.view(biz, counted, read, now))
 	ds, err := a.recipients.Admit(ctx, as)
 	if err != nil {
 		// Whatever the error, the scripts may have run: even a failure to connect
@@ -166,16 +218,20 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 	// messages are in their mailboxes whatever the caller is told. A duplicate is
 	// followed up again, since the call that admitted it may have failed before it
 	// could be (and following up twice changes nothing).
+	var charged int64
 	for i, d := range ds {
 		out[i] = d
 		if d.Outcome == blocklist.Accepted {
 			first := as[i]
 			if d.Duplicate {
 				first.MessageID, first.Expires = d.MessageID, d.Expires
+			} else {
+				charged += as[i].PendingBytes
 			}
 			a.admitted(first)
 		}
 	}
+	a.quota.add(biz, now, charged)
 	if err != nil {
 		// The first admissions ran: whatever failed after them, some messages may
 		// have been admitted.
@@ -255,26 +311,91 @@ func (a *Admitter) giveBack(ctx context.Context, biz string, us units) {
 // lookup of a person the business has not contacted in the window spends its
 // new-recipient allowance like a message, since it tells whether the number is
 // registered; beyond the allowance it is NewRecipientLimited and reveals nothing.
+// Lookups are held to the business's lookup rate (WithLookupRate): beyond it the
+// Outcome is RateLimited, with RetryAfter, and nothing is read.
 func (a *Admitter) Lookup(ctx context.Context, biz, uid string, c blocklist.Category) (blocklist.Checked, error) {
 	now := a.now()
 	lim, err := a.limits.Limits(ctx, biz, now)
 	if err != nil {
 		return blocklist.Checked{}, fmt.Errorf("business limits: %w", err)
 	}
-	chk, err := a.recipients.Check(ctx, uid, biz, c, now, refusedUnless(lim))
-	if err != nil || chk.Outcome != blocklist.NewRecipientLimited || lim.DailyUnique <= 0 {
-		return chk, err
+	if wait, err := a.lookupRate(ctx, biz, lim); err != nil || wait != 0 {
+		return blocklist.Checked{Outcome: blocklist.RateLimited, RetryAfter: wait}, err
 	}
-	us, _, err := a.allowance.lease(ctx, biz, lim.DailyUnique, a.window, 1, now)
-	if err != nil || len(us) == 0 {
-		return chk, err
-	}
-	chk, err = a.recipients.Check(ctx, uid, biz, c, now, blocklist.NewAllowed)
+	var chk blocklist.Checked
+	_, err = a.askNew(ctx, biz, lim, now, func(n blocklist.NewAllowance) (blocklist.Outcome, bool, error) {
+		var err error
+		chk, err = a.recipients.Check(ctx, uid, biz, c, now, n)
+		return chk.Outcome, chk.StartedNew, err
+	})
+	return chk, err
+}
+
+// RecordConsent records a consent biz collected from uid, with its evidence
+// (blocklist.Store.RecordConsent). It is held to the business's lookup rate, as
+// Lookup is (RateLimited, with RetryAfter), and a person the business has not
+// contacted in the window spends its new-recipient allowance like a message: beyond
+// the allowance it is NewRecipientLimited, with RetryAfter, and nothing is recorded.
+func (a *Admitter) RecordConsent(ctx context.Context, biz, uid string, c blocklist.Category, v blocklist.Consent,
+	ev blocklist.Evidence) (blocklist.Recorded, error) {
+	now := a.now()
+	lim, err := a.limits.Limits(ctx, biz, now)
 	if err != nil {
-		return chk, err // the unit stays counted, as in startNew
+		return blocklist.Recorded{}, fmt.Errorf("business limits: %w", err)
 	}
-	if !chk.StartedNew {
+	if wait, err := a.lookupRate(ctx, biz, lim); err != nil || wait != 0 {
+		return blocklist.Recorded{Outcome: blocklist.RateLimited, RetryAfter: wait}, err
+	}
+	var rec blocklist.Recorded
+	wait, err := a.askNew(ctx, biz, lim, now, func(n blocklist.NewAllowance) (blocklist.Outcome, bool, error) {
+		var err error
+		rec, err = a.recipients.RecordConsent(ctx, uid, biz, c, v, ev, now, n)
+		return rec.Outcome, rec.StartedNew, err
+	})
+	if rec.Outcome == blocklist.NewRecipientLimited {
+		rec.RetryAfter = max(wait, time.Millisecond)
+	}
+	return rec, err
+}
+
+// lookupRate takes one of the business's lookup tokens: zero when it got one, else
+// how long until one can be had (negative when its limits admit nothing at all).
+func (a *Admitter) lookupRate(ctx context.Context, biz string, lim business.Limits) (time.Duration, error) {
+	l := ratelimit.PerSecond(lim.PerSecond*a.lookupFactor, max(1, int(float64(lim.Burst)*a.lookupFactor)))
+	r, err := a.lookups.Allow(ctx, biz, l, 1)
+	if err != nil {
+		return 0, fmt.Errorf("lookup rate: %w", err)
+	}
+	if r.Allowed == 1 {
+		return 0, nil
+	}
+	if r.RetryAfter == 0 {
+		return -1, nil
+	}
+	return r.RetryAfter, nil
+}
+
+// askNew runs ask, a call about a person that spends the business's new-recipient
+// allowance as a message to them does (Lookup, RecordConsent): first without a unit;
+// only when the person turns out new, again with a unit leased for them, which goes
+// back unless that call started them. When no unit was left it returns how long until
+// one frees up.
+func (a *Admitter) askNew(ctx context.Context, biz string, lim business.Limits, now time.Time,
+	ask func(blocklist.NewAllowance) (blocklist.Outcome, bool, error)) (time.Duration, error) {
+	o, _, err := ask(refusedUnless(lim))
+	if err != nil || o != blocklist.NewRecipientLimited || lim.DailyUnique <= 0 {
+		return 0, err
+	}
+	us, wait, err := a.allowance.lease(ctx, biz, lim.DailyUnique, a.window, 1, now)
+	if err != nil || len(us) == 0 {
+		return wait, err
+	}
+	_, started, err := ask(blocklist.NewAllowed)
+	if err != nil {
+		return 0, err // the unit stays counted, as in startNew
+	}
+	if !started {
 		a.giveBack(ctx, biz, us)
 	}
-	return chk, nil
+	return 0, nil
 }

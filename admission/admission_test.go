@@ -26,6 +26,11 @@ func (l limitsOf) Limits(context.Context, string, time.Time) (business.Limits, e
 	return business.Limits(l), nil
 }
 
+// PendingBytes: nothing counted in Redis; the Admitter's own count is all there is.
+func (l limitsOf) PendingBytes(_ context.Context, _ string, now time.Time) (int64, time.Time, error) {
+	return 0, now, nil
+}
+
 // clock is a test clock the Admitter and its limiter read.
 type clock struct {
 	mu  sync.Mutex

@@ -16,14 +16,17 @@
 -- ARGV[14] pair interval (ms, 0: none)  ARGV[15] pair burst
 -- ARGV[16] body hash ("" when the envelopes carry whole messages)
 -- ARGV[17] the business signing key id the message was signed with ("" if not said)
--- ARGV[18..] device id, ciphertext, key id ("" to skip the check), for each envelope
+-- ARGV[18] what the message counts against its business's pending bytes (0: nothing):
+-- kept in the message, and carried by its ACCEPTED event to the business's count; -1:
+-- the business's quota has no room for it, so it is refused unless it is a duplicate
+-- ARGV[19..] device id, ciphertext, key id ("" to skip the check), for each envelope
 --
 -- Replies, {word, new, ...}, where new is 1 when the call started a new recipient
 -- (the caller spends one of its business's new-recipient allowance):
 -- {"accepted", new, id} {"duplicate", 0, id, expiry ms ("" if the message is gone)}
 -- {"stale", new, missing, unknown, retired}
 -- {"blocked", new} {"opted_out", new} {"not_opted_in", new} {"unknown_recipient", new}
--- {"new_limited", 0} {"capped", new, retry ms}
+-- {"new_limited", 0} {"capped", new, retry ms} {"quota_exceeded", 0}
 
 local biz, cat = ARGV[1], ARGV[2]
 local now = tonumber(ARGV[6])
@@ -36,6 +39,10 @@ if first then
   return {"duplicate", 0, first, redis.call("HGET", key, MESSAGE_EXPIRES) or ""}
 end
 
+if tonumber(ARGV[18]) < 0 then
+  return {"quota_exceeded", 0}
+end
+
 local refusal, new, p = decide(KEYS[1], KEYS[2], KEYS[8], cat, ARGV[6], ARGV[10], ARGV[11])
 if refusal then
   return {refusal, new}
@@ -43,7 +50,7 @@ end
 
 -- Envelopes must match the recipient's devices and their current keys exactly (the
 -- Signal way): the sender learns which device keys to fetch or drop and sends again.
-local first_env = 18
+local first_env = 19
 local n = (#ARGV - first_env + 1) / 3
 local given = {}
 for i = 1, n do
@@ -94,7 +101,7 @@ end
 
 local mid, expiry = ARGV[5], tonumber(ARGV[7])
 local seq = redis.call("INCR", KEYS[6])
-local fields = message_fields(biz, cat, ARGV[3], ARGV[4], ARGV[6], ARGV[7], ARGV[16], ARGV[17])
+local fields = message_fields(biz, cat, ARGV[3], ARGV[4], ARGV[6], ARGV[7], ARGV[16], ARGV[17], ARGV[18])
 for i = 1, n do
   local base = first_env + 3 * (i - 1)
   local d = ARGV[base]
@@ -138,6 +145,10 @@ end
 redis.call("SET", KEYS[4], mid, "PX", ARGV[8])
 redis.call("HSET", KEYS[2], PREF_LAST, ARGV[6])
 redis.call("SADD", KEYS[3], biz)
-redis.call("RPUSH", KEYS[7], event(STATUS_ACCEPTED, biz, mid, ARGV[4], "", ARGV[6]))
+local pending = nil
+if tonumber(ARGV[18]) > 0 then
+  pending = ARGV[18]
+end
+redis.call("RPUSH", KEYS[7], event(STATUS_ACCEPTED, biz, mid, ARGV[4], "", ARGV[6], nil, pending))
 redis.call("PUBLISH", ARGV[9], "m")
 return {"accepted", new, mid}

@@ -50,7 +50,7 @@ func TestPolicy(t *testing.T) {
 				s.SetConsent(ctx, uid, biz, tc.cat, tc.user, now)
 			}
 			if tc.business != "" {
-				s.RecordConsent(ctx, uid, biz, tc.cat, tc.business, Evidence{Source: "test", Collected: now}, now)
+				s.RecordConsent(ctx, uid, biz, tc.cat, tc.business, Evidence{Source: "test", Collected: now}, now, NewUnlimited)
 			}
 			chk, err := s.Check(ctx, uid, biz, tc.cat, now, NewUnlimited)
 			if err != nil {

@@ -74,6 +74,10 @@ const (
 	// RateLimited: past the business's rate. Decided before the script, by the
 	// business's limiter (package admission); the script never answers it.
 	RateLimited
+	// QuotaExceeded: the business's messages in flight hold as many bytes as its
+	// quota allows. Decided before the script (package admission), which the script
+	// is told (OverQuota) so that a duplicate is still answered as one.
+	QuotaExceeded
 )
 
 func (o Outcome) String() string {
@@ -96,6 +100,8 @@ func (o Outcome) String() string {
 		return "new_recipient_limited"
 	case RateLimited:
 		return "rate_limited"
+	case QuotaExceeded:
+		return "quota_exceeded"
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
@@ -172,7 +178,17 @@ type Admission struct {
 	// SigningKeyID names the business key the message was signed with (e2e.KeyID), so
 	// that its deliveries carry that key; "" when the business did not say.
 	SigningKeyID string
+	// PendingBytes is what the message counts against its business's pending bytes
+	// while in flight, if admitted: its ACCEPTED event adds it to the business's
+	// count, its settling takes it off. 0 counts nothing; OverQuota refuses the
+	// message QuotaExceeded, unless it is a duplicate.
+	PendingBytes int64
 }
+
+// OverQuota is the PendingBytes of an admission that its business's quota has no room
+// for: the script answers a duplicate as one, as always, and refuses anything else
+// QuotaExceeded before looking at the recipient.
+const OverQuota = -1
 
 // Decision is what happened to one Admission.
 type Decision struct {
@@ -255,8 +271,8 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 	bodies := map[string]*body{}
 	var order []string
 	for _, a := range as {
-		if len(a.Body) == 0 {
-			continue
+		if len(a.Body) == 0 || a.PendingBytes == OverQuota {
+			continue // an admission refused for the quota stores nothing
 		}
 		h := BodyHash(a.Body)
 		keep := a.Expires.UnixMilli() + 86400000
@@ -274,15 +290,15 @@ func (s *Store) Admit(ctx context.Context, as []Admission) ([]Decision, error) {
 		ks = append(ks, u.Devices(), u.Pref(a.Business), u.Businesses(),
 			u.Idempotency(a.Business, a.ClientMessageID), u.Message(a.MessageID), u.Sequence(), u.Outbox(),
 			u.Seen(a.Business), u.MarketingLog())
-		args := make([]any, 0, 16+3*len(a.Envelopes))
+		args := make([]any, 0, 17+3*len(a.Envelopes))
 		args = append(args, a.Business, string(a.Category), a.Kind, a.ClientMessageID, a.MessageID,
 			a.Now.UnixMilli(), a.Expires.UnixMilli(), IdempotencyWindow.Milliseconds(), u.Channel())
 		args = append(args, s.capArgs(a.New)...)
 		bh := ""
-		if len(a.Body) > 0 {
+		if len(a.Body) > 0 && a.PendingBytes != OverQuota {
 			bh = BodyHash(a.Body)
 		}
-		args = append(args, bh, a.SigningKeyID)
+		args = append(args, bh, a.SigningKeyID, a.PendingBytes)
 		for _, e := range a.Envelopes {
 			ks = append(ks, u.Mailbox(e.DeviceID))
 			args = append(args, e.DeviceID, e.Ciphertext, e.KeyID)
@@ -357,6 +373,8 @@ func decision(reply []any) (Decision, error) {
 		d.Outcome, d.RetryAfter = RecipientCapped, time.Duration(max(ms, 1))*time.Millisecond
 	case "new_limited":
 		d.Outcome = NewRecipientLimited
+	case "quota_exceeded":
+		d.Outcome = QuotaExceeded
 	case "blocked":
 		d.Outcome = Blocked
 	case "opted_out":
@@ -419,4 +437,7 @@ type Checked struct {
 	Devices map[string]string
 	// StartedNew is true when the lookup used its new-recipient allowance.
 	StartedNew bool
+	// RetryAfter is how long until a retry can pass, when the caller held the lookup
+	// to a rate (RateLimited; negative when no wait helps).
+	RetryAfter time.Duration
 }

@@ -14,20 +14,33 @@
 -- new is 1 when the call started a new recipient (the caller spends one of its
 -- business's new-recipient allowance); pref is {blocked, own consent, recorded
 -- consent, pair tat} as read.
-local function decide(devices, pref, seen, cat, now, allowance, window)
+--
+-- start_new(seen, now, allowance, window) is decide's first question alone, for the
+-- calls that ask about a number without sending to it (record.lua): it returns
+-- "new_limited" when the person is new to the business and the call may not start
+-- one, else nil and new.
+local function start_new(seen, now, allowance, window)
   -- A person the business has not contacted within the window counts against its
   -- new-recipient allowance, whatever the outcome: that is what stops a business from
   -- probing numbers. Decided before anything about the person is revealed.
-  local new = 0
-  if allowance ~= "-" then
-    local last = redis.call("GET", seen)
-    if not last or tonumber(now) - tonumber(last) >= tonumber(window) then
-      if allowance ~= "1" then
-        return "new_limited", 0
-      end
-      new = 1
-      redis.call("SET", seen, now, "PX", window)
-    end
+  if allowance == "-" then
+    return nil, 0
+  end
+  local last = redis.call("GET", seen)
+  if last and tonumber(now) - tonumber(last) < tonumber(window) then
+    return nil, 0
+  end
+  if allowance ~= "1" then
+    return "new_limited", 0
+  end
+  redis.call("SET", seen, now, "PX", window)
+  return nil, 1
+end
+
+local function decide(devices, pref, seen, cat, now, allowance, window)
+  local refusal, new = start_new(seen, now, allowance, window)
+  if refusal then
+    return refusal, 0
   end
 
   if redis.call("EXISTS", devices) == 0 then

@@ -2,11 +2,13 @@ package blocklist
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/heraldhq/herald/internal/keys"
+	"github.com/heraldhq/herald/internal/rscript"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -26,9 +28,20 @@ type Evidence struct {
 	Reference string
 }
 
-// consentLogLen bounds each recipient's consent log (approximately: Redis trims in
-// whole nodes).
-const consentLogLen = 1000
+// The consent log has two sides, each bounded on its own (approximately: Redis trims
+// in whole nodes): the person's own changes (blocks, consents), which only the person
+// adds to, and what businesses recorded, which no business call can push the person's
+// entries out of.
+const (
+	consentLogLen         = 1000
+	businessConsentLogLen = 256
+)
+
+// UnregisteredRecordTTL is how long what businesses record for a number without
+// devices is kept (the pref hash, the business set, the business side of the consent
+// log): a number that registers in that time keeps it, one that does not loses it, so
+// records for numbers nobody registered do not pile up in Redis.
+const UnregisteredRecordTTL = 30 * 24 * time.Hour
 
 // Block makes every later admission from business to uid fail with Blocked. When it
 // returns nil the block is durable in Redis and every admission that starts after it
@@ -81,41 +94,67 @@ func (s *Store) SetConsent(ctx context.Context, uid, business string, c Category
 
 // Recorded is the result of RecordConsent.
 type Recorded struct {
+	// Outcome is Accepted, or NewRecipientLimited when the person is new to the
+	// business and the call could not start one (nothing was recorded); a caller that
+	// holds the call to a rate answers RateLimited itself.
+	Outcome Outcome
+	// StartedNew is true when the call used its new-recipient allowance.
+	StartedNew bool
 	// Effective is the consent that governs now.
 	Effective Consent
 	// Overridden is true when the recipient's own choice or block overrides what the
 	// business recorded.
 	Overridden bool
+	// RetryAfter is how long until a retry can pass, when the caller limited the
+	// call (RateLimited, NewRecipientLimited; negative when no wait helps).
+	RetryAfter time.Duration
 }
 
-// RecordConsent stores a consent that business collected, with its evidence. It is
-// kept and logged even when the recipient's own choice overrides it, so the record is
-// complete; it governs only where the recipient made no choice.
-func (s *Store) RecordConsent(ctx context.Context, uid, business string, c Category, v Consent, ev Evidence, now time.Time) (Recorded, error) {
+//go:embed record.lua
+var recordSource string
+
+var recordScript = rscript.New(keys.Lua(policySource, recordSource))
+
+// RecordConsent stores a consent that business collected, with its evidence, on the
+// business side of the consent log. It is kept and logged even when the recipient's
+// own choice overrides it, so the record is complete; it governs only where the
+// recipient made no choice. A person new to the business is started as by an
+// admission, under a (NewRefused: nothing is recorded, the Outcome is
+// NewRecipientLimited). For a number without devices, what it stores expires after
+// UnregisteredRecordTTL unless the number registers first.
+func (s *Store) RecordConsent(ctx context.Context, uid, business string, c Category, v Consent, ev Evidence, now time.Time,
+	a NewAllowance) (Recorded, error) {
 	u := keys.Recipient(uid)
-	var state *redis.SliceCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, u.Pref(business), keys.RecordedConsent{Consent: string(v), At: now, Source: ev.Source,
-			Reference: ev.Reference, Collected: ev.Collected}.Fields(string(c))...)
-		p.SAdd(ctx, u.Businesses(), business)
-		p.XAdd(ctx, &redis.XAddArgs{Stream: u.ConsentLog(), MaxLen: consentLogLen, Approx: true,
-			Values: keys.ConsentChange{Business: business, Category: string(c), Consent: string(v),
-				By: keys.ConsentByBusiness(ev.Source), Reference: ev.Reference, Collected: ev.Collected, Time: now}.Values()})
-		state = p.HMGet(ctx, u.Pref(business), keys.PrefBlocked, keys.PrefOwn(string(c)))
-		return nil
-	})
+	fields := keys.RecordedConsent{Consent: string(v), At: now, Source: ev.Source, Reference: ev.Reference,
+		Collected: ev.Collected}.Fields(string(c))
+	args := append([]any{now.UnixMilli()}, s.newArgs(a)...)
+	args = append(args, string(c), business, businessConsentLogLen, UnregisteredRecordTTL.Milliseconds(), len(fields)/2)
+	args = append(args, fields...)
+	args = append(args, keys.ConsentChange{Business: business, Category: string(c), Consent: string(v),
+		By: keys.ConsentByBusiness(ev.Source), Reference: ev.Reference, Collected: ev.Collected, Time: now}.Values()...)
+	reply, err := recordScript.Run(ctx, s.rdb, []string{u.Devices(), u.PendingDevices(), u.Pref(business), u.Businesses(),
+		u.BusinessConsentLog(), u.Seen(business)}, args...).Slice()
 	if err != nil {
 		return Recorded{}, fmt.Errorf("record consent: %w", err)
 	}
-	st := state.Val()
-	blocked := st[0] == "1"
-	own, _ := st[1].(string)
-	r := Recorded{Effective: v}
+	if len(reply) < 2 {
+		return Recorded{}, fmt.Errorf("record consent: reply %v", reply)
+	}
+	if w, _ := reply[0].(string); w == "new_limited" {
+		return Recorded{Outcome: NewRecipientLimited}, nil
+	}
+	if len(reply) != 4 {
+		return Recorded{}, fmt.Errorf("record consent: reply %v", reply)
+	}
+	started, _ := reply[1].(int64)
+	blocked, _ := reply[2].(string)
+	own, _ := reply[3].(string)
+	r := Recorded{Outcome: Accepted, StartedNew: started == 1, Effective: v}
 	if own != "" {
 		r.Effective = Consent(own)
 		r.Overridden = own != string(v)
 	}
-	if blocked {
+	if blocked == "1" {
 		r.Overridden = true
 	}
 	return r, nil

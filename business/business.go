@@ -76,9 +76,9 @@ type Business struct {
 // Store keeps businesses and keys.
 type Store struct {
 	rdb      redis.UniversalClient
-	keys     *cache.Cache[string, string]  // key hash -> business
-	profiles *cache.Cache[string, Profile] // business id -> profile
-	limits   *cache.Cache[string, Limits]  // business id -> limits
+	keys     *cache.Cache[string, string]      // key hash -> business
+	profiles *cache.Cache[string, Profile]     // business id -> profile
+	limits   *cache.Cache[string, limitsEntry] // business id -> limits, pending bytes
 }
 
 // Profile is what deliveries tell devices about their sender.
@@ -132,7 +132,7 @@ func profileOf(r keys.BusinessRecord) Profile {
 // New returns a Store on rdb.
 func New(rdb redis.UniversalClient) *Store {
 	return &Store{rdb: rdb, keys: cache.New[string, string](KeyCacheTTL),
-		profiles: cache.New[string, Profile](profileCacheTTL), limits: cache.New[string, Limits](LimitsCacheTTL)}
+		profiles: cache.New[string, Profile](profileCacheTTL), limits: cache.New[string, limitsEntry](LimitsCacheTTL)}
 }
 
 // Create makes a business.
@@ -205,20 +205,42 @@ func (s *Store) SetLimits(ctx context.Context, id string, l Limits) error {
 
 // Limits returns the business's limits, from a cache of LimitsCacheTTL.
 func (s *Store) Limits(ctx context.Context, id string, now time.Time) (Limits, error) {
-	return s.limits.Get(id, now, func() (Limits, error) {
+	e, err := s.cachedLimits(ctx, id, now)
+	return e.limits, err
+}
+
+// cachedLimits is the business's entry of the limits cache.
+func (s *Store) cachedLimits(ctx context.Context, id string, now time.Time) (limitsEntry, error) {
+	return s.limits.Get(id, now, func() (limitsEntry, error) {
 		h, err := s.rdb.HGetAll(ctx, keys.Business(id).Record()).Result()
 		if err != nil {
-			return Limits{}, fmt.Errorf("business limits: %w", err)
+			return limitsEntry{}, fmt.Errorf("business limits: %w", err)
 		}
 		r, err := keys.ParseBusiness(h)
 		if err != nil {
-			return Limits{}, fmt.Errorf("business limits: %w", err)
+			return limitsEntry{}, fmt.Errorf("business limits: %w", err)
 		}
 		if r.DisplayName == "" {
-			return Limits{}, ErrNotFound
+			return limitsEntry{}, ErrNotFound
 		}
-		return limitsOf(r), nil
+		return limitsEntry{limits: limitsOf(r), pending: r.PendingBytes, read: now}, nil
 	})
+}
+
+// PendingBytes returns the bytes the business's messages in flight hold, as Redis
+// counted them (keys.BusinessPending) at the time it also returns: read with its
+// limits, from the same cache, so that judging the pending-bytes quota costs the Send
+// path no round trip.
+func (s *Store) PendingBytes(ctx context.Context, id string, now time.Time) (int64, time.Time, error) {
+	e, err := s.cachedLimits(ctx, id, now)
+	return e.pending, e.read, err
+}
+
+// limitsEntry is what the limits cache holds for a business.
+type limitsEntry struct {
+	limits  Limits
+	pending int64
+	read    time.Time
 }
 
 // Name returns the business's display name, from a cache of up to profileCacheTTL.
@@ -328,6 +350,26 @@ func (s *Store) Authenticate(ctx context.Context, key string, now time.Time) (st
 		}
 		return rec.Business, nil
 	})
+}
+
+// CheckKey reports whether key is still valid, asking Redis rather than the cache:
+// for a stream authenticated when it opened, which must end once its key is revoked
+// within the same 4 seconds as every call. The error is ErrBadKey for a key revoked
+// (or never valid), or a Redis error.
+func (s *Store) CheckKey(ctx context.Context, key string) error {
+	id := KeyID(key)
+	if id == "" {
+		return ErrBadKey
+	}
+	fields, err := s.rdb.HGetAll(ctx, keys.APIKey(id)).Result()
+	if err != nil {
+		return fmt.Errorf("check key: %w", err)
+	}
+	rec, err := keys.ParseAPIKey(fields)
+	if err != nil || !rec.Revoked.IsZero() || subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(hash(key))) != 1 {
+		return ErrBadKey
+	}
+	return nil
 }
 
 func hash(s string) string {

@@ -372,7 +372,10 @@ type ConsentResult struct {
 }
 
 // RecordConsent records an opt-in or opt-out that the business collected from the
-// recipient to, with its evidence. It never overrides the person's own choice.
+// recipient to, with its evidence. It never overrides the person's own choice. For a
+// person the business has not reached in the window it spends the business's
+// new-recipient allowance, as a send does: beyond it, the error is a *RejectedError
+// with OUTCOME_NEW_RECIPIENT_LIMITED and nothing was recorded.
 func (b *Business) RecordConsent(ctx context.Context, to string, category e2e.Category, consent Consent, ev Evidence) (*ConsentResult, error) {
 	var resp *heraldv1.RecordConsentResponse
 	err := b.retry(ctx, "record consent", func(ctx context.Context) error {
@@ -382,6 +385,10 @@ func (b *Business) RecordConsent(ctx context.Context, to string, category e2e.Ca
 			Evidence: &heraldv1.ConsentEvidence{Source: ev.Source, CollectedTime: timestamppb.New(ev.CollectedTime), Reference: ev.Reference}})
 		return err
 	})
+	var rej *RejectedError
+	if errors.As(err, &rej) {
+		rej.Recipient = to
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,9 @@ type RejectedError struct {
 	Recipient string
 	// Outcome says why: OUTCOME_BLOCKED, OUTCOME_NOT_OPTED_IN, OUTCOME_OPTED_OUT,
 	// OUTCOME_UNKNOWN_RECIPIENT, OUTCOME_STALE_DEVICES (still stale after Send's one
-	// refresh), OUTCOME_RECIPIENT_CAPPED or OUTCOME_NEW_RECIPIENT_LIMITED.
+	// refresh), OUTCOME_RECIPIENT_CAPPED, OUTCOME_NEW_RECIPIENT_LIMITED (RecordConsent
+	// too) or OUTCOME_QUOTA_EXCEEDED (the business's messages in flight hold its
+	// quota of bytes: room comes back as they are delivered or expire).
 	Outcome heraldv1.Outcome
 	// RetryAfter is, for OUTCOME_RECIPIENT_CAPPED and OUTCOME_NEW_RECIPIENT_LIMITED,
 	// the wait after which the same message can be admitted; 0 otherwise. The SDK does
@@ -174,6 +176,14 @@ func callError(ctx context.Context, op string, err error) error {
 	case codes.Unavailable:
 		return &UnavailableError{Op: op, OutcomeUnknown: admits(op) && reason(st) != "STORAGE_UNAVAILABLE", Err: err}
 	case codes.ResourceExhausted:
+		switch reason(st) {
+		case "NEW_RECIPIENT_LIMITED":
+			// RecordConsent for a person new to the business, beyond its tier: a
+			// refusal for the caller to schedule (the wait can be hours), not the rate.
+			return &RejectedError{Outcome: heraldv1.Outcome_OUTCOME_NEW_RECIPIENT_LIMITED, RetryAfter: retryInfo(st)}
+		case "REQUEST_TOO_LARGE":
+			return &StatusError{Op: op, Code: st.Code(), Reason: reason(st), Err: err} // the same request fails again
+		}
 		return &RateLimitedError{Op: op, RetryAfter: retryInfo(st), Err: err}
 	case codes.InvalidArgument:
 		e := &InvalidArgumentError{Op: op, Err: err}

@@ -18,7 +18,7 @@ for i = 6, #ARGV do
   if s == STATE_QUEUED and tonumber(m.x) <= now then
     expire_on_device(key, KEYS[1], KEYS[2], id, m.b, m.cm, dev, ARGV[3])
     unknown[#unknown + 1] = id
-    if settle(key, window) then
+    if settle(key, window, KEYS[2], id, ARGV[3]) then
       settled[#settled + 1] = id
     end
   elseif s == STATE_QUEUED then
@@ -31,7 +31,7 @@ for i = 6, #ARGV do
     else
       redis.call("HSET", key, sf, STATE_DELIVERED)
     end
-    if settle(key, window) then
+    if settle(key, window, KEYS[2], id, ARGV[3]) then
       settled[#settled + 1] = id
     end
   elseif s == STATE_DELIVERED then

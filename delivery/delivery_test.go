@@ -80,6 +80,9 @@ func (f *fixture) device(uid string) Principal {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	// As if the number's verification window had passed: tests register more devices
+	// to one number than it may ask codes for in one (CodeIssues).
+	f.rdb.Del(f.ctx, keys.Recipient(uid).VerifyCounts())
 	f.mu.Lock()
 	first, ok := f.first[uid]
 	if !ok {

@@ -36,6 +36,8 @@ var (
 	rotateSource string
 	//go:embed noticeack.lua
 	noticeAckSource string
+	//go:embed issue.lua
+	issueSource string
 
 	registerScript  = rscript.New(keys.Lua(registerSource))
 	approveScript   = rscript.New(keys.Lua(approveSource))
@@ -43,12 +45,18 @@ var (
 	removeScript    = rscript.New(keys.Lua(removeSource))
 	rotateScript    = rscript.New(keys.Lua(rotateSource))
 	noticeAckScript = rscript.New(keys.Lua(noticeAckSource))
+	issueScript     = rscript.New(keys.Lua(issueSource))
 )
 
-// Verification code rules.
+// Verification code rules. A code lives CodeTTL. Per number and CodeWindow, at most
+// CodeIssues codes are issued and CodeTries wrong codes offered, counted across every
+// code of the window: issuing a new code gives no new tries. A guesser thus has
+// CodeTries chances in 10⁸ per number per hour.
 const (
 	CodeTTL    = 10 * time.Minute
 	CodeTries  = 5
+	CodeIssues = 5
+	CodeWindow = time.Hour
 	MaxDevices = 16
 )
 
@@ -66,7 +74,23 @@ var (
 	ErrPending = errors.New("the device waits for approval")
 	// ErrBadChallenge: a key rotation's proof of the current key is wrong or expired.
 	ErrBadChallenge = errors.New("the key challenge's answer is wrong or expired")
+	// ErrTooManyCodes: the number had CodeIssues codes in this CodeWindow.
+	ErrTooManyCodes = errors.New("the number has had the most verification codes allowed for now")
+	// ErrCodeLocked: the number was offered CodeTries wrong codes in this CodeWindow.
+	ErrCodeLocked = errors.New("too many wrong verification codes for the number for now")
 )
+
+// WaitError is a refusal that a wait lifts: errors.Is(err, Err) holds, and Wait says
+// how long until a retry can pass.
+type WaitError struct {
+	Err  error
+	Wait time.Duration
+}
+
+func (e *WaitError) Error() string { return fmt.Sprintf("%v; retry in %v", e.Err, e.Wait) }
+
+// Unwrap makes errors.Is(err, e.Err) hold.
+func (e *WaitError) Unwrap() error { return e.Err }
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
@@ -121,7 +145,8 @@ func newDevices(rdb redis.UniversalClient, exp *Expiries, c config) *Devices {
 		window: c.receiptWindow.Milliseconds(), secret: c.secret}
 }
 
-// IssueCode makes a fresh one-time code for uid, replacing any earlier one.
+// IssueCode makes a fresh one-time code for uid, replacing any earlier one, unless
+// the number had CodeIssues codes in the window (a *WaitError for ErrTooManyCodes).
 func (d *Devices) IssueCode(ctx context.Context, uid string, now time.Time) (string, time.Time, error) {
 	n, err := rand.Int(rand.Reader, big.NewInt(100_000_000))
 	if err != nil {
@@ -130,16 +155,31 @@ func (d *Devices) IssueCode(ctx context.Context, uid string, now time.Time) (str
 	code := fmt.Sprintf("%08d", n.Int64())
 	u := keys.Recipient(uid)
 	exp := now.Add(CodeTTL)
-	_, err = d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, u.Code())
-		p.HSet(ctx, u.Code(), keys.Code{Hash: hash(code)}.Fields()...)
-		p.PExpireAt(ctx, u.Code(), exp)
-		return nil
-	})
+	args := append([]any{CodeIssues, CodeWindow.Milliseconds(), exp.UnixMilli()}, keys.Code{Hash: hash(code)}.Fields()...)
+	res, err := issueScript.Run(ctx, d.rdb, []string{u.Code(), u.VerifyCounts()}, args...).Slice()
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("issue code: %w", err)
 	}
+	word, ms, err := verdict(res)
+	switch {
+	case err != nil:
+		return "", time.Time{}, fmt.Errorf("issue code: %w", err)
+	case word == "too_many":
+		return "", time.Time{}, &WaitError{Err: ErrTooManyCodes, Wait: ms}
+	case word != "ok":
+		return "", time.Time{}, fmt.Errorf("issue code: unexpected reply %v", res)
+	}
 	return code, exp, nil
+}
+
+// verdict reads a {word, ms} script reply.
+func verdict(res []any) (string, time.Duration, error) {
+	if len(res) != 2 {
+		return "", 0, fmt.Errorf("reply %v", res)
+	}
+	word, _ := res[0].(string)
+	ms, _ := res[1].(int64)
+	return word, time.Duration(ms) * time.Millisecond, nil
 }
 
 func record(alg int, pub []byte, tokenHash string, created time.Time) string {
@@ -158,19 +198,27 @@ type Registration struct {
 }
 
 // Register spends code and adds a device with the public key for uid: active if it
-// is the number's first, pending otherwise.
+// is the number's first, pending otherwise. A wrong code is a *BadCodeError
+// (ErrBadCode); a number offered CodeTries wrong codes in the window takes none until
+// it ends (a *WaitError for ErrCodeLocked).
 func (d *Devices) Register(ctx context.Context, uid, code string, pub []byte, alg int, now time.Time) (Registration, error) {
 	id := "d" + strings.ToLower(b32.EncodeToString(random(8)))
 	token := "hd_" + uid + "_" + id + "_" + strings.ToLower(b32.EncodeToString(random(20)))
 	rec := record(alg, pub, hash(token), now)
 	u := keys.Recipient(uid)
 	activate := time.UnixMilli(now.Add(d.wait).UnixMilli()) // as stored
-	res, err := registerScript.Run(ctx, d.rdb, []string{u.Code(), u.Devices(), u.PendingDevices(), u.Notices()},
-		hash(code), id, rec, CodeTries, MaxDevices, now.UnixMilli(), activate.UnixMilli(), u.Channel()).Text()
+	res, err := registerScript.Run(ctx, d.rdb, []string{u.Code(), u.Devices(), u.PendingDevices(), u.Notices(),
+		u.VerifyCounts(), u.Businesses(), u.BusinessConsentLog()},
+		hash(code), id, rec, CodeTries, MaxDevices, now.UnixMilli(), activate.UnixMilli(), u.Channel(),
+		CodeWindow.Milliseconds(), u.Pref("")).Slice()
 	if err != nil {
 		return Registration{}, fmt.Errorf("register: %w", err)
 	}
-	switch res {
+	word, ms, err := verdict(res)
+	if err != nil {
+		return Registration{}, fmt.Errorf("register: %w", err)
+	}
+	switch word {
 	case "ok":
 		return Registration{DeviceID: id, Token: token}, nil
 	case "pending":
@@ -178,12 +226,25 @@ func (d *Devices) Register(ctx context.Context, uid, code string, pub []byte, al
 	case "no_code":
 		return Registration{}, ErrNoCode
 	case "bad_code":
-		return Registration{}, ErrBadCode
+		return Registration{}, &BadCodeError{Left: int(ms / time.Millisecond)}
+	case "locked":
+		return Registration{}, &WaitError{Err: ErrCodeLocked, Wait: ms}
 	case "too_many":
 		return Registration{}, ErrTooManyDevices
 	}
-	return Registration{}, fmt.Errorf("register: unexpected reply %q", res)
+	return Registration{}, fmt.Errorf("register: unexpected reply %v", res)
 }
+
+// BadCodeError is a wrong verification code: errors.Is(err, ErrBadCode) holds, and
+// Left says how many more wrong codes the number may be offered in the window.
+type BadCodeError struct{ Left int }
+
+func (e *BadCodeError) Error() string {
+	return fmt.Sprintf("%v (%d more wrong codes allowed for the number for now)", ErrBadCode, e.Left)
+}
+
+// Unwrap makes errors.Is(err, ErrBadCode) hold.
+func (e *BadCodeError) Unwrap() error { return ErrBadCode }
 
 // List returns the person's devices, active and pending, by id.
 func (d *Devices) List(ctx context.Context, uid string) ([]Device, error) {
@@ -389,11 +450,10 @@ func (d *Devices) AckNotices(ctx context.Context, p Principal, ids []string) err
 func (d *Devices) Authenticate(ctx context.Context, token string, now time.Time) (Principal, error) {
 	h := hash(token)
 	p, err := d.tokens.Get(h, now, func() (Principal, error) {
-		parts := strings.Split(token, "_")
-		if len(parts) != 4 || parts[0] != "hd" || len(parts[1]) != 26 {
+		p, ok := tokenPrincipal(token)
+		if !ok {
 			return Principal{}, ErrBadToken
 		}
-		p := Principal{UID: parts[1], DeviceID: parts[2]}
 		u := keys.Recipient(p.UID)
 		var active, pending *redis.StringCmd
 		if _, err := d.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
@@ -423,6 +483,24 @@ func (d *Devices) Authenticate(ctx context.Context, token string, now time.Time)
 		d.tokens.Forget(h)
 	}
 	return p, err
+}
+
+// tokenPrincipal is the device a token names, if it has a device token's shape:
+// hd_<uid>_<device id>_<secret>.
+func tokenPrincipal(token string) (Principal, bool) {
+	parts := strings.Split(token, "_")
+	if len(parts) != 4 || parts[0] != "hd" || len(parts[1]) != 26 || parts[2] == "" || parts[3] == "" {
+		return Principal{}, false
+	}
+	return Principal{UID: parts[1], DeviceID: parts[2]}, true
+}
+
+// WellFormedToken reports whether token has a device token's shape, which says
+// nothing of whether it is valid (Authenticate): for refusing a malformed one without
+// asking Redis.
+func WellFormedToken(token string) bool {
+	_, ok := tokenPrincipal(token)
+	return ok
 }
 
 // ParseDevices turns the device hash of a recipient into devices, ordered by id.

@@ -12,7 +12,8 @@ import (
 )
 
 // TestRegister: a verification code registers one device at most; a wrong code is
-// counted, and CodeTries of them spend it; a number holds at most MaxDevices devices.
+// counted, and after CodeTries of them the number takes no code; a number holds at
+// most MaxDevices devices.
 func TestRegister(t *testing.T) {
 	t.Parallel()
 	const right, wrong = "right", "wrong"
@@ -33,7 +34,7 @@ func TestRegister(t *testing.T) {
 			want:     append(bad[1:], nil)},
 		{name: "tries exhausted",
 			attempts: append(slices.Repeat([]string{wrong}, CodeTries), right),
-			want:     append(bad, ErrNoCode)},
+			want:     append(bad, ErrCodeLocked)},
 		{name: "one device short of the cap", devices: MaxDevices - 1, attempts: []string{right}, want: []error{nil}},
 		{name: "device cap", devices: MaxDevices, attempts: []string{right, right}, want: []error{ErrTooManyDevices, ErrTooManyDevices}},
 	} {
@@ -123,5 +124,47 @@ func TestAuthenticate(t *testing.T) {
 		if p, err := f.svc.Devices().Authenticate(f.ctx, tok, f.clock.Now()); !errors.Is(err, ErrBadToken) {
 			t.Errorf("Authenticate(%q) = %v, %v; want ErrBadToken", tok, p, err)
 		}
+	}
+}
+
+// TestCodeTriesSurviveReissue: the wrong codes a number was offered count across the
+// codes issued for it, so issuing a new code gives a guesser no new tries, and a
+// number has at most CodeIssues codes per window.
+func TestCodeTriesSurviveReissue(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	uid := recipient(0)
+	devs := f.svc.Devices()
+	wrong := func(code string) string {
+		n, _ := strconv.Atoi(code)
+		return fmt.Sprintf("%08d", (n+1)%100_000_000)
+	}
+	var code string
+	for i := range CodeTries {
+		// A new code before each guess: before the fix, each one came with CodeTries
+		// fresh tries.
+		var err error
+		if code, _, err = devs.IssueCode(f.ctx, uid, f.clock.Now()); err != nil {
+			t.Fatalf("issue %d: %v", i+1, err)
+		}
+		_, err = devs.Register(f.ctx, uid, wrong(code), publicKey(), 1, f.clock.Now())
+		var bad *BadCodeError
+		if !errors.As(err, &bad) || bad.Left != CodeTries-i-1 {
+			t.Fatalf("wrong code %d = %v; want ErrBadCode with %d left", i+1, err, CodeTries-i-1)
+		}
+	}
+	// The right code of a code issued before the tries ran out is refused too, with
+	// the wait until the window ends.
+	var wait *WaitError
+	if _, err := devs.Register(f.ctx, uid, code, publicKey(), 1, f.clock.Now()); !errors.Is(err, ErrCodeLocked) ||
+		!errors.As(err, &wait) || wait.Wait <= 0 || wait.Wait > CodeWindow {
+		t.Fatalf("the right code after %d wrong ones = %v; want ErrCodeLocked with a wait", CodeTries, err)
+	}
+	if _, _, err := devs.IssueCode(f.ctx, uid, f.clock.Now()); !errors.Is(err, ErrTooManyCodes) {
+		t.Fatalf("code %d in the window = %v; want ErrTooManyCodes", CodeIssues+1, err)
+	}
+	// Another number is not affected.
+	if _, _, err := devs.IssueCode(f.ctx, recipient(1), f.clock.Now()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -26,5 +26,5 @@ for i = 1, #h, 2 do
     n = n + 1
   end
 end
-settle(KEYS[1], tonumber(ARGV[4]))
+settle(KEYS[1], tonumber(ARGV[4]), KEYS[2], ARGV[3], ARGV[1])
 return n

@@ -33,10 +33,13 @@ var (
 //go:embed reject.lua
 var rejectSource string
 
-// fetchLimit is how many deliveries one fetch returns, and noticePage how many
+// fetchLimit is how many deliveries one fetch returns, fetchBytes about how many
+// envelope bytes (one delivery at least): what one Receive stream holds at a time,
+// besides bodies, which come from a cache the gateway shares; noticePage is how many
 // notices (fetch.lua's XRANGE COUNT).
 const (
 	fetchLimit = 64
+	fetchBytes = 256 << 10
 	noticePage = 64
 )
 
@@ -163,7 +166,7 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after, noticed strin
 	reply, err := fetchScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox(), u.Sequence(), u.Devices(),
 		u.Notices(), u.NoticeCursors(), u.Live(p.DeviceID)},
 		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window, noticed,
-		(3*m.poll + time.Second).Milliseconds()).Slice()
+		(3*m.poll + time.Second).Milliseconds(), fetchBytes).Slice()
 	if err != nil {
 		return nil, nil, "", 0, false, fmt.Errorf("fetch: %w", err)
 	}
@@ -179,11 +182,11 @@ func (m *Mailboxes) fetch(ctx context.Context, p Principal, after, noticed strin
 	if n, _ := reply[1].(int64); n > 0 {
 		m.out.Kick(p.UID)
 	}
-	examined, _ := reply[4].(int64)
+	more, _ := reply[4].(int64)
 	depth, _ := reply[5].(int64)
 	m.depth.Observe(float64(depth))
 	count, _ := reply[6].(int64)
-	full := examined >= fetchLimit || count >= noticePage
+	full := more == 1 || count >= noticePage
 	i := 7
 	var ns []Notice
 	for ; count > 0 && i+1 < len(reply); count, i = count-1, i+2 {

@@ -232,14 +232,17 @@ func (f *Forwarder) flush(ctx context.Context, uids []string) error {
 			if e.Status == StatusDelivered {
 				quality = keys.QualityDelivered(e.Time.UnixMilli() / f.qualityBucket.Milliseconds())
 			}
-			vals := e.StreamValues()
-			args[e.Business] = append(append(args[e.Business], keys.EventID(raw), quality, len(vals)), vals...)
+			var vals []any
+			if e.Status != keys.StatusSettled {
+				vals = e.StreamValues()
+			}
+			args[e.Business] = append(append(args[e.Business], keys.EventID(raw), quality, e.Bytes, len(vals)), vals...)
 		}
 	}
 	calls := make([]rscript.Call, len(order))
 	for i, biz := range order {
 		b := keys.Business(biz)
-		calls[i] = rscript.Call{Keys: []string{b.Statuses(), b.Quality()}, Args: args[biz]}
+		calls[i] = rscript.Call{Keys: []string{b.Statuses(), b.Quality(), b.Record()}, Args: args[biz]}
 	}
 	cmds, err := rscript.Run(ctx, f.rdb, forwardScript, calls)
 	if err != nil {
@@ -310,7 +313,7 @@ var forwardSource string
 var unindexSource string
 
 var (
-	forwardScript = rscript.New(forwardSource)
+	forwardScript = rscript.New(keys.Lua(forwardSource))
 	unindexScript = rscript.New(unindexSource)
 )
 

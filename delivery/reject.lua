@@ -18,7 +18,7 @@ for i = 5, #ARGV, 2 do
   if m.s == STATE_QUEUED and tonumber(m.x) <= now then
     expire_on_device(key, KEYS[1], KEYS[2], id, m.b, m.cm, dev, ARGV[2])
     unknown[#unknown + 1] = id
-    if settle(key, window) then
+    if settle(key, window, KEYS[2], id, ARGV[2]) then
       settled[#settled + 1] = id
     end
   elseif m.s == STATE_QUEUED then
@@ -26,7 +26,7 @@ for i = 5, #ARGV, 2 do
     redis.call("DEL", envelope_key(key, dev))
     redis.call("HSET", key, state_field(dev), STATE_FAILED)
     redis.call("RPUSH", KEYS[2], event(STATUS_FAILED, m.b, id, m.cm, dev, ARGV[2], reason))
-    if settle(key, window) then
+    if settle(key, window, KEYS[2], id, ARGV[2]) then
       settled[#settled + 1] = id
     end
   elseif m.s ~= STATE_FAILED then

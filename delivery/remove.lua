@@ -27,7 +27,7 @@ for _, id in ipairs(redis.call("ZRANGE", KEYS[5], 0, -1)) do
   local m = read_message(key, dev)
   if m.s == STATE_QUEUED then
     expire_on_device(key, KEYS[5], KEYS[6], id, m.b, m.cm, dev, ARGV[3])
-    if settle(key, tonumber(ARGV[5])) then
+    if settle(key, tonumber(ARGV[5]), KEYS[6], id, ARGV[3]) then
       out[#out + 1] = id
     end
   end

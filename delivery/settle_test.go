@@ -84,7 +84,7 @@ func TestStorageEndsWithTheMessage(t *testing.T) {
 	var left []string
 	for _, k := range f.rdb.Keys(f.ctx, "hr:{u:"+uid+"}:*").Val() {
 		switch k {
-		case u.Devices(), u.Pref(biz), u.Businesses(), u.Sequence(), u.Seen(biz), u.Code(), u.Notices():
+		case u.Devices(), u.Pref(biz), u.Businesses(), u.Sequence(), u.Seen(biz), u.Code(), u.Notices(), u.VerifyCounts():
 		default:
 			left = append(left, k)
 		}

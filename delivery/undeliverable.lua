@@ -17,7 +17,7 @@ for i = 5, #ARGV do
   local m = read_message(key, dev)
   if m.s == STATE_QUEUED then
     expire_on_device(key, KEYS[1], KEYS[2], id, m.b or "", m.cm or "", dev, ARGV[2])
-    settle(key, tonumber(ARGV[4]))
+    settle(key, tonumber(ARGV[4]), KEYS[2], id, ARGV[2])
     n = n + 1
   end
 end

@@ -47,7 +47,8 @@ func BenchmarkLimiterOneBusiness(b *testing.B) {
 		})
 	})
 	b.Run("atomic", func(b *testing.B) {
-		lb := newLocalBucket("b1", far, 1)
+		bucket, leasers := rateKeys("b1")
+		lb := newLocalBucket(bucket, leasers, far, 1)
 		lb.tokens.Store(1 << 62)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {

@@ -17,10 +17,13 @@ var leaseSource string
 
 var leaseScript = rscript.New(leaseSource)
 
-// gcraKey is the business's global bucket, leasersKey the gateways leasing from it.
-// Both carry the business's hash tag, so one script touches one slot.
-func gcraKey(businessID string) string    { return keys.Business(businessID).RateBucket() }
-func leasersKey(businessID string) string { return keys.Business(businessID).RateLeasers() }
+// rateKeys are the business's global bucket and the gateways leasing from it, unless
+// WithBuckets names others. Both carry the business's hash tag, so one script touches
+// one slot.
+func rateKeys(businessID string) (bucket, leasers string) {
+	b := keys.Business(businessID)
+	return b.RateBucket(), b.RateLeasers()
+}
 
 // localBucket is one business's tokens on this gateway. The hot path (Allow when the
 // tokens suffice) touches only its atomics; everything else holds mu.
@@ -62,8 +65,8 @@ type leaseCall struct {
 	abandoned bool // under the bucket's mu: the caller left; its tokens go to the stock
 }
 
-func newLocalBucket(businessID string, lim Limit, replicas int64) *localBucket {
-	b := &localBucket{keys: []string{gcraKey(businessID), leasersKey(businessID)}, replicas: replicas}
+func newLocalBucket(bucket, leasers string, lim Limit, replicas int64) *localBucket {
+	b := &localBucket{keys: []string{bucket, leasers}, replicas: replicas}
 	b.limit.Store(&lim)
 	b.lowWater.Store(1)
 	b.target = lim.quantum(replicas)

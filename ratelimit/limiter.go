@@ -63,6 +63,7 @@ type Limiter struct {
 	replicas int64 // the least number of gateways to assume
 	id       string
 	metrics  Metrics
+	buckets  func(business string) (bucket, leasers string)
 
 	businesses sync.Map // business id -> *localBucket
 
@@ -77,7 +78,7 @@ type Limiter struct {
 // New returns a Limiter on rdb. Close it when the gateway shuts down, so that the
 // tokens it holds go back to Redis for the other gateways.
 func New(rdb Scripter, opts ...Option) *Limiter {
-	c := config{now: time.Now, leaseTTL: defaultLeaseTTL, replicas: 1, metrics: Metrics{}.orNop()}
+	c := config{now: time.Now, leaseTTL: defaultLeaseTTL, replicas: 1, metrics: Metrics{}.orNop(), buckets: rateKeys}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -88,6 +89,7 @@ func New(rdb Scripter, opts ...Option) *Limiter {
 		replicas:  c.replicas,
 		id:        gatewayID(),
 		metrics:   c.metrics,
+		buckets:   c.buckets,
 		stop:      make(chan struct{}),
 		sweepDone: make(chan struct{}),
 	}
@@ -224,7 +226,8 @@ func (l *Limiter) bucket(businessID string, lim Limit) *localBucket {
 	if v, ok := l.businesses.Load(businessID); ok {
 		return v.(*localBucket)
 	}
-	v, _ := l.businesses.LoadOrStore(businessID, newLocalBucket(businessID, lim, l.replicas))
+	bucket, leasers := l.buckets(businessID)
+	v, _ := l.businesses.LoadOrStore(businessID, newLocalBucket(bucket, leasers, lim, l.replicas))
 	return v.(*localBucket)
 }
 

@@ -10,6 +10,7 @@ type config struct {
 	leaseTTL time.Duration
 	replicas int64
 	metrics  Metrics
+	buckets  func(business string) (bucket, leasers string)
 }
 
 // WithClock makes the Limiter read time from now instead of time.Now. Tests use it to
@@ -45,4 +46,12 @@ func WithReplicasHint(n int) Option {
 			c.replicas = int64(n)
 		}
 	}
+}
+
+// WithBuckets names the Redis keys of a business's global bucket and of the gateways
+// leasing from it (by default keys.Business's RateBucket and RateLeasers): a second
+// Limiter with keys of its own holds businesses to a second rate, independent of the
+// first, at the same cost. Both keys must carry the business's hash tag.
+func WithBuckets(keys func(business string) (bucket, leasers string)) Option {
+	return func(c *config) { c.buckets = keys }
 }

@@ -13,18 +13,18 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// call is what the access log learns about an RPC while it runs: whom authentication
+// callRecord is what the access log learns about an RPC while it runs: whom authentication
 // found it acts for.
-type call struct {
+type callRecord struct {
 	business string
 	device   string
 }
 
-type callKey struct{}
+type recordKey struct{}
 
 // identify tells the access log of ctx's call whom it acts for, once authenticated.
 func identify(ctx context.Context) {
-	if c, ok := ctx.Value(callKey{}).(*call); ok {
+	if c, ok := ctx.Value(recordKey{}).(*callRecord); ok {
 		c.business, c.device = businessFrom(ctx), deviceFrom(ctx).DeviceID
 	}
 }
@@ -34,8 +34,8 @@ func identify(ctx context.Context) {
 // (which unaryRecover turns into INTERNAL), are seen too.
 func (s *Server) unaryObserve(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	c := &call{}
-	resp, err := h(context.WithValue(ctx, callKey{}, c), req)
+	c := &callRecord{}
+	resp, err := h(context.WithValue(ctx, recordKey{}, c), req)
 	took := time.Since(start)
 	s.metrics.call(info.FullMethod, err, took)
 	if info.FullMethod == sendMethod || info.FullMethod == sendBatchMethod {
@@ -48,10 +48,10 @@ func (s *Server) unaryObserve(ctx context.Context, req any, info *grpc.UnaryServ
 // streamObserve is unaryObserve for streams, which it also counts while they are open.
 func (s *Server) streamObserve(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	start := time.Now()
-	c := &call{}
+	c := &callRecord{}
 	open := s.metrics.streams.WithLabelValues(methodName(info.FullMethod))
 	open.Inc()
-	err := h(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callKey{}, c)})
+	err := h(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), recordKey{}, c)})
 	took := time.Since(start)
 	s.metrics.call(info.FullMethod, err, took)
 	// Counted before it stops counting as open, so that a scrape that sees it closed
@@ -67,7 +67,7 @@ func (s *Server) streamObserve(srv any, ss grpc.ServerStream, info *grpc.StreamS
 // for a failed login the kind of credential, why it failed and the peer's address;
 // never a token, a phone number or anything a message holds. With tracing, the trace
 // id ties the line to the call's spans.
-func (s *Server) logCall(ctx context.Context, method string, c *call, err error, took time.Duration) {
+func (s *Server) logCall(ctx context.Context, method string, c *callRecord, err error, took time.Duration) {
 	code := status.Code(err)
 	level, msg := slog.LevelInfo, "rpc"
 	login := code == codes.Unauthenticated && c.business == "" && c.device == ""
@@ -93,7 +93,7 @@ func (s *Server) logCall(ctx context.Context, method string, c *call, err error,
 	if login {
 		// The messages of authentication's refusals are fixed texts ("invalid device
 		// token"), which say what was wrong without the token.
-		attrs = append(attrs, slog.String("credential", credential(method)), slog.String("reason", status.Convert(err).Message()))
+		attrs = append(attrs, slog.String("credential", credentialName(method)), slog.String("reason", status.Convert(err).Message()))
 		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 			attrs = append(attrs, slog.String("peer", p.Addr.String()))
 		}
@@ -105,7 +105,7 @@ func (s *Server) logCall(ctx context.Context, method string, c *call, err error,
 }
 
 // credential is the kind of token method takes.
-func credential(method string) string {
+func credentialName(method string) string {
 	switch {
 	case strings.HasPrefix(method, messagingPrefix):
 		return "api_key"

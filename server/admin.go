@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/heraldhq/herald/business"
+	"github.com/heraldhq/herald/delivery"
 	"github.com/heraldhq/herald/e2e"
 	heraldv1 "github.com/heraldhq/herald/gen/herald/v1"
 	"github.com/heraldhq/herald/keylog"
@@ -158,6 +160,11 @@ func (a *adminService) IssueVerificationCode(ctx context.Context, req *heraldv1.
 		return nil, invalid(c.vs)
 	}
 	code, exp, err := a.delivery.Devices().IssueCode(ctx, a.uid(e164), a.now())
+	var wait *delivery.WaitError
+	if errors.As(err, &wait) {
+		return nil, exhaustedFor(fmt.Sprintf("the number has had %d codes in the last %v, the most allowed; retry after "+
+			"the RetryInfo delay", delivery.CodeIssues, delivery.CodeWindow), wait.Wait, "TOO_MANY_CODES")
+	}
 	if err != nil {
 		return nil, a.storeError(ctx, "issue verification code", err)
 	}

@@ -43,8 +43,11 @@ func deviceFrom(ctx context.Context) delivery.Principal {
 }
 
 func bearer(ctx context.Context) (string, bool) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vs := md.Get("authorization")
+	return bearerOf(metadata.ValueFromIncomingContext(ctx, "authorization"))
+}
+
+// bearerOf is the token of an authorization header's values.
+func bearerOf(vs []string) (string, bool) {
 	if len(vs) != 1 {
 		return "", false
 	}

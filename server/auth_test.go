@@ -76,7 +76,7 @@ func TestTokensAndPermissions(t *testing.T) {
 }
 
 // TestVerificationCodeIsSpentOnce checks that a code registers one device and that
-// wrong guesses void it.
+// wrong guesses lock the number, whatever code is issued after them.
 func TestVerificationCodeIsSpentOnce(t *testing.T) {
 	t.Parallel()
 	g := startGateway(t)
@@ -98,5 +98,9 @@ func TestVerificationCodeIsSpentOnce(t *testing.T) {
 	for range 5 {
 		requireCode(t, reg("12345678x"), codes.PermissionDenied, "")
 	}
-	requireCode(t, reg(code.Code), codes.PermissionDenied, "") // voided by the wrong guesses
+	// No code is taken for the number now, not even the right one, and a new one does
+	// not bring new tries.
+	requireCode(t, reg(code.Code), codes.ResourceExhausted, "")
+	code, _ = g.admin.IssueVerificationCode(g.adminCtx(), &heraldv1.IssueVerificationCodeRequest{PhoneNumber: alice})
+	requireCode(t, reg(code.Code), codes.ResourceExhausted, "")
 }

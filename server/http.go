@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,9 @@ import (
 
 	"connectrpc.com/vanguard/vanguardgrpc"
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // The public listener speaks native gRPC and, for browsers, curl and any HTTP client,
@@ -51,19 +55,31 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true) // TLS, if any, was ended by route
-	return &http.Server{Handler: limitBody(tc), Protocols: p, ReadHeaderTimeout: sniffTimeout,
+	return &http.Server{Handler: s.guardHTTP(tc), Protocols: p, ReadHeaderTimeout: sniffTimeout,
 		MaxHeaderBytes: 64 << 10, IdleTimeout: 5 * time.Minute,
 		ErrorLog: nil}, nil
 }
 
-// limitBody bounds what an HTTP request may send, as the gRPC server bounds a message
-// (maxMessageRequest), before any of it is read. It also takes a plain JSON or proto
-// POST to /<service>/<method> (curl -H 'Content-Type: application/json') as the
-// Connect protocol's unary call it is, which vanguard knows by the
-// Connect-Protocol-Version header that such a client does not send.
-func limitBody(h http.Handler) http.Handler {
+// guardHTTP refuses before any of a request is read what the gRPC side refuses
+// before reading (tap.go, decode.go): a call without valid credentials (checked as
+// the interceptors check them, from the cache) and a body over its method's limit
+// (with room for JSON's larger spelling). Vanguard reads and transcodes a body before
+// the gRPC server sees the call, so this is where an HTTP call is stopped. It also
+// takes a plain JSON or proto POST to /<service>/<method> (curl -H 'Content-Type:
+// application/json') as the Connect protocol's unary call it is, which vanguard knows
+// by the Connect-Protocol-Version header that such a client does not send.
+func (s *Server) guardHTTP(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxMessageRequest+1024)
+		method := r.URL.Path
+		if credentialOf(method) != credNone {
+			md := metadata.MD{"authorization": r.Header.Values("Authorization")}
+			ctx := metadata.NewIncomingContext(r.Context(), md)
+			if _, err := s.authenticate(ctx, method); err != nil {
+				writeConnectError(w, err)
+				return
+			}
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, int64(2*s.requestLimit(method)+4096))
 		if r.Method == http.MethodPost && r.Header.Get("Connect-Protocol-Version") == "" {
 			switch ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(ct) {
 			case "application/json", "application/proto":
@@ -74,10 +90,35 @@ func limitBody(h http.Handler) http.Handler {
 	})
 }
 
+// writeConnectError answers err as the Connect protocol does: its HTTP status and a
+// JSON body with the code and message. (gRPC-Web clients read the HTTP status.)
+func writeConnectError(w http.ResponseWriter, err error) {
+	st := status.Convert(err)
+	httpCode, name := http.StatusInternalServerError, "internal"
+	switch st.Code() {
+	case codes.Unauthenticated:
+		httpCode, name = http.StatusUnauthorized, "unauthenticated"
+	case codes.PermissionDenied:
+		httpCode, name = http.StatusForbidden, "permission_denied"
+	case codes.Unavailable:
+		httpCode, name = http.StatusServiceUnavailable, "unavailable"
+	case codes.ResourceExhausted:
+		httpCode, name = http.StatusTooManyRequests, "resource_exhausted"
+	}
+	body, _ := json.Marshal(map[string]string{"code": name, "message": st.Message()})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpCode)
+	w.Write(body)
+}
+
 // Serve serves the public API on lis until Shutdown: native gRPC, and the Connect
-// protocol, gRPC-Web and JSON over HTTP (see newHTTPServer). With Config.TLS the
-// connections are TLS, with HTTP/2 and HTTP/1.1 offered by ALPN.
+// protocol, gRPC-Web and JSON over HTTP (see newHTTPServer), keeping at most
+// Limits.MaxConnections connections open. With Config.TLS the connections are TLS,
+// with HTTP/2 and HTTP/1.1 offered by ALPN.
 func (s *Server) Serve(lis net.Listener) error {
+	// At most Limits.MaxConnections connections are open at once (limits.go).
+	lis = &limitListener{Listener: lis, open: &s.openConns, max: int64(s.limits.MaxConnections),
+		refused: (&connLog{s: s}).refused}
 	grpcL, httpL := newConnListener(lis.Addr()), newConnListener(lis.Addr())
 	s.mu.Lock()
 	s.listeners = append(s.listeners, lis, grpcL, httpL)

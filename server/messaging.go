@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/heraldhq/herald/admission"
 	"github.com/heraldhq/herald/blocklist"
@@ -109,6 +112,7 @@ var outcomes = map[blocklist.Outcome]heraldv1.Outcome{
 	blocklist.RecipientCapped:     heraldv1.Outcome_OUTCOME_RECIPIENT_CAPPED,
 	blocklist.NewRecipientLimited: heraldv1.Outcome_OUTCOME_NEW_RECIPIENT_LIMITED,
 	blocklist.RateLimited:         heraldv1.Outcome_OUTCOME_RATE_LIMITED,
+	blocklist.QuotaExceeded:       heraldv1.Outcome_OUTCOME_QUOTA_EXCEEDED,
 }
 
 // result is a decision as the API reports it; refusals that a wait lifts carry it.
@@ -134,6 +138,10 @@ func (s *Server) LookupRecipient(ctx context.Context, req *heraldv1.LookupRecipi
 	chk, err := s.admission.Lookup(ctx, businessFrom(ctx), s.uid(e164), cat)
 	if err != nil {
 		return nil, s.storeError(ctx, "lookup recipient", err)
+	}
+	if chk.Outcome == blocklist.RateLimited {
+		return nil, exhausted("over the business's rate of lookups and consent records; retry after the RetryInfo "+
+			"delay", chk.RetryAfter)
 	}
 	resp := &heraldv1.LookupRecipientResponse{Outcome: outcomes[chk.Outcome]}
 	if chk.Outcome != blocklist.Accepted {
@@ -186,9 +194,17 @@ func (s *Server) RecordConsent(ctx context.Context, req *heraldv1.RecordConsentR
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
-	r, err := s.blocklist.RecordConsent(ctx, s.uid(e164), businessFrom(ctx), cat, v, evidence, now)
+	r, err := s.admission.RecordConsent(ctx, businessFrom(ctx), s.uid(e164), cat, v, evidence)
 	if err != nil {
 		return nil, s.storeError(ctx, "record consent", err)
+	}
+	switch r.Outcome {
+	case blocklist.RateLimited:
+		return nil, exhausted("over the business's rate of lookups and consent records; retry after the RetryInfo "+
+			"delay", r.RetryAfter)
+	case blocklist.NewRecipientLimited:
+		return nil, exhaustedFor("a person the business has not reached in the window, beyond its daily unique "+
+			"recipient tier: nothing was recorded; retry after the RetryInfo delay", r.RetryAfter, "NEW_RECIPIENT_LIMITED")
 	}
 	return &heraldv1.RecordConsentResponse{EffectiveConsent: consentProto(r.Effective), OverriddenByRecipient: r.Overridden}, nil
 }
@@ -237,34 +253,66 @@ func (s *Server) StreamStatus(req *heraldv1.StreamStatusRequest, stream grpc.Ser
 	}
 	ctx, cancel := s.streamContext(stream.Context())
 	defer cancel()
+	revoked := s.watchKey(ctx, cancel)
 	err := s.delivery.Statuses().Stream(ctx, business, after, func(e delivery.Event) error {
 		return stream.Send(&heraldv1.StatusEvent{Cursor: business + "." + e.Cursor, MessageId: e.MessageID,
 			ClientMessageId: e.ClientMessageID, Status: statusProto[e.Status], DeviceId: e.DeviceID,
 			FailureReason: rejectReasonProto[e.Reason],
 			Time:          timestamppb.New(e.Time)})
 	})
+	if revoked.Load() {
+		return unauthenticated("the API key was revoked")
+	}
 	if err != nil && stream.Context().Err() == nil {
 		return s.storeError(ctx, "stream status", err)
 	}
 	return nil
 }
 
-// validStreamID checks the "<ms>-<seq>" shape of a Redis stream id.
-func validStreamID(v string) bool {
-	a, b, ok := strings.Cut(v, "-")
-	return ok && isDigits(a) && isDigits(b)
+// keyRecheck is how often an open StreamStatus stream checks its API key in Redis: a
+// revoked key's stream ends within it (plus a round trip), inside the 4 seconds within
+// which a revoked key stops working everywhere.
+const keyRecheck = 2 * time.Second
+
+// watchKey checks the API key of the stream whose context is ctx every keyRecheck,
+// until ctx ends, and calls end once the key is revoked, which it then reports. A
+// check that fails (Redis unreachable) changes nothing: the stream meets the same
+// Redis itself.
+func (s *Server) watchKey(ctx context.Context, end context.CancelFunc) *atomic.Bool {
+	revoked := &atomic.Bool{}
+	tok, _ := bearer(ctx)
+	go func() {
+		t := time.NewTicker(keyRecheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if errors.Is(s.businesses.CheckKey(ctx, tok), business.ErrBadKey) {
+				revoked.Store(true)
+				end()
+				return
+			}
+		}
+	}()
+	return revoked
 }
 
-func isDigits(v string) bool {
-	if v == "" || len(v) > 20 {
+// validStreamID checks a Redis stream id: "<ms>-<seq>", each a 64-bit unsigned number.
+func validStreamID(v string) bool {
+	a, b, ok := strings.Cut(v, "-")
+	return ok && isUint64(a) && isUint64(b)
+}
+
+// isUint64 reports whether v is a decimal number that fits 64 bits unsigned.
+func isUint64(v string) bool {
+	if v == "" || v[0] == '+' {
 		return false
 	}
-	for _, r := range v {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
+	_, err := strconv.ParseUint(v, 10, 64)
+	return err == nil
 }
 
 // SetSigningKey registers the business's Ed25519 public key, which deliveries carry:

@@ -50,10 +50,32 @@ func (r *recipientService) RegisterDevice(ctx context.Context, req *heraldv1.Reg
 	if len(c.vs) > 0 {
 		return nil, invalid(c.vs)
 	}
+	peer := peerHost(ctx)
+	if ok, wait := r.guesses.allowed(peer, r.now()); !ok {
+		r.log.WarnContext(ctx, "verification refused: too many wrong codes from this client", "peer", peer)
+		return nil, exhaustedFor("too many wrong verification codes from this client; retry after the RetryInfo delay",
+			wait, "TOO_MANY_GUESSES")
+	}
 	reg, err := r.delivery.Devices().Register(ctx, r.uid(e164), req.GetCode(), req.GetPublicKey(), int(req.GetKeyAlgorithm()), r.now())
+	var wait *delivery.WaitError
 	switch {
 	case errors.Is(err, delivery.ErrNoCode), errors.Is(err, delivery.ErrBadCode):
+		// Neither the number nor the code is logged; the uid would name the person
+		// across lines, so it is not either.
+		r.guesses.failed(peer, r.now())
+		left := -1
+		var bad *delivery.BadCodeError
+		if errors.As(err, &bad) {
+			left = bad.Left
+		}
+		r.log.WarnContext(ctx, "verification failed", "peer", peer, "reason", verificationReason(err),
+			"tries_left_for_number", left)
 		return nil, withInfo(codes.PermissionDenied, "the verification code is wrong or expired", "BAD_VERIFICATION_CODE")
+	case errors.As(err, &wait):
+		r.guesses.failed(peer, r.now())
+		r.log.WarnContext(ctx, "verification refused: the number was offered too many wrong codes", "peer", peer)
+		return nil, exhaustedFor("too many wrong verification codes for this number: no code is taken until the "+
+			"RetryInfo delay has passed", wait.Wait, "TOO_MANY_GUESSES")
 	case errors.Is(err, delivery.ErrTooManyDevices):
 		return nil, withInfo(codes.FailedPrecondition, fmt.Sprintf("the number has %d devices, the most allowed", delivery.MaxDevices), "TOO_MANY_DEVICES")
 	case err != nil:
@@ -66,6 +88,14 @@ func (r *recipientService) RegisterDevice(ctx context.Context, req *heraldv1.Reg
 		resp.ActivateTime = timestamppb.New(reg.Activate)
 	}
 	return resp, nil
+}
+
+// verificationReason says, for the log, why a code was refused.
+func verificationReason(err error) string {
+	if errors.Is(err, delivery.ErrNoCode) {
+		return "no code issued, or it expired"
+	}
+	return "wrong code"
 }
 
 // Receive streams the device's deliveries.

@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/admission"
@@ -115,6 +116,11 @@ type Config struct {
 	// for each Redis round trip one makes, holding no token, number or ciphertext;
 	// nil means no tracing, at no cost.
 	TracerProvider trace.TracerProvider
+
+	// What one gateway lets callers make it hold, and what one business may make
+	// Redis hold (server/limits.go, README "Limits"): connections, streams, request
+	// sizes, time. Zero fields take DefaultLimits's.
+	Limits Limits
 }
 
 // Server is a Herald gateway.
@@ -137,6 +143,15 @@ type Server struct {
 	proofs    sync.Map // business id/key id -> cachedProof
 	metrics   *metrics
 	tracing   *tracing // nil without Config.TracerProvider
+
+	// limits are Config.Limits with the defaults filled in; the fields after it
+	// enforce and report them (limits.go, tap.go, guesses.go).
+	limits       Limits
+	streamCounts *streamCounts
+	openCalls    *openGate
+	refusals     *refusalLog
+	guesses      *guesses
+	openConns    atomic.Int64 // client connections open, on every listener
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
 	// can stop gracefully.
@@ -197,9 +212,11 @@ func New(cfg Config) (*Server, error) {
 		delivery.WithPollInterval(cfg.PollInterval), delivery.WithExpirySweep(cfg.ExpirySweep),
 		delivery.WithReceiptWindow(cfg.ReceiptWindow), delivery.WithApprovalWait(cfg.ApprovalWait),
 		delivery.WithSecret(cfg.Secret), delivery.WithPush(pushers(cfg), cfg.WakeInterval))
+	s.limits = cfg.Limits.withDefaults()
 	s.admission = admission.New(cfg.Redis, s.blocklist, s.businesses, admission.WithClock(s.now),
 		admission.WithReplicas(cfg.Replicas), admission.WithLogger(s.log), admission.WithAdmitted(s.admitted),
-		admission.WithMetrics(s.metrics.admission))
+		admission.WithMetrics(s.metrics.admission), admission.WithPendingQuota(s.limits.PendingBytesPerBusiness),
+		admission.WithLookupRate(s.limits.LookupRate))
 	s.streams, s.stopStreams = context.WithCancel(context.Background())
 	s.webhooks = webhook.NewStore(cfg.Redis)
 	dispatcher := webhook.New(cfg.Redis, append([]webhook.Option{webhook.WithLogger(s.log.With("component", "webhook")),
@@ -212,23 +229,30 @@ func New(cfg Config) (*Server, error) {
 		s.logSigner, s.keyLog = signer, store.New(cfg.Redis, signer)
 	}
 
-	opts := append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(maxMessageRequest),
+	s.streamCounts = newStreamCounts(s.limits.StreamsPerToken)
+	s.openCalls = newOpenGate(s.limits.OpenCalls, s.limits.OpenCallsPerPeer)
+	s.refusals = &refusalLog{s: s, kinds: map[string]*refusals{}}
+	s.guesses = newGuesses()
+
+	interceptors := append(s.tracing.serverOptions(),
 		grpc.ChainUnaryInterceptor(s.unaryObserve, s.unaryRecover, s.unaryAuth),
-		grpc.ChainStreamInterceptor(s.streamObserve, s.streamRecover, s.streamAuth),
-	}, s.tracing.serverOptions()...)
+		grpc.ChainStreamInterceptor(s.streamObserve, s.streamRecover, s.streamAuth, s.streamLimits))
+	opts := append(s.serverOptions(false), interceptors...)
 	// The public server's TLS is ended by Serve's router (http.go), which shares the
-	// listener with the HTTP side; the admin server does its own.
+	// listener with the HTTP side; the admin server does its own. Services are
+	// registered through a registrar, which runs the unary interceptors before a
+	// request is read (decode.go).
 	s.grpc = grpc.NewServer(slices.Clip(opts)...)
-	s.admin = grpc.NewServer(append(slices.Clip(opts), transportCreds(cfg.AdminTLS)...)...)
-	heraldv1.RegisterMessagingServiceServer(s.grpc, s)
-	heraldv1.RegisterRecipientServiceServer(s.grpc, &recipientService{Server: s})
-	heraldv1.RegisterKeyLogServiceServer(s.grpc, &keyLogService{Server: s})
-	heraldv1.RegisterAdminServiceServer(s.admin, &adminService{Server: s})
+	s.admin = grpc.NewServer(append(append(s.serverOptions(true), interceptors...), transportCreds(cfg.AdminTLS)...)...)
+	reg, adminReg := registrar{s, s.grpc}, registrar{s, s.admin}
+	heraldv1.RegisterMessagingServiceServer(reg, s)
+	heraldv1.RegisterRecipientServiceServer(reg, &recipientService{Server: s})
+	heraldv1.RegisterKeyLogServiceServer(reg, &keyLogService{Server: s})
+	heraldv1.RegisterAdminServiceServer(adminReg, &adminService{Server: s})
 	s.health = health.NewServer()
-	for _, g := range []*grpc.Server{s.grpc, s.admin} {
-		healthpb.RegisterHealthServer(g, s.health)
-		reflection.Register(g)
+	for _, r := range []registrar{reg, adminReg} {
+		healthpb.RegisterHealthServer(r, s.health)
+		reflection.Register(r)
 	}
 	var err error
 	if s.http, err = s.newHTTPServer(); err != nil {

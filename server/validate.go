@@ -19,19 +19,18 @@ import (
 // place, before any Redis call; a failure is INVALID_ARGUMENT naming the field (or,
 // for a batch entry, an OUTCOME_INVALID result naming it).
 const (
-	maxBatch          = 1000
-	maxEnvelopes      = 16
-	maxCiphertext     = 64 << 10
-	maxClientIDLen    = 128
-	maxTTL            = 30 * 24 * time.Hour
-	minTTL            = time.Second
-	maxAckIDs         = 1000
-	maxDisplayName    = 100
-	maxSourceLen      = 64
-	maxReferenceLen   = 256
-	consentClockSkew  = 5 * time.Minute
-	maxIDLen          = 64
-	maxMessageRequest = 64 << 20
+	maxBatch         = 1000
+	maxEnvelopes     = 16
+	maxCiphertext    = 64 << 10
+	maxClientIDLen   = 128
+	maxTTL           = 30 * 24 * time.Hour
+	minTTL           = time.Second
+	maxAckIDs        = 1000
+	maxDisplayName   = 100
+	maxSourceLen     = 64
+	maxReferenceLen  = 256
+	consentClockSkew = 5 * time.Minute
+	maxIDLen         = 64
 )
 
 // kinds maps each kind to its category and stored name.

@@ -103,6 +103,10 @@ type Config struct {
 	MetricsListen string
 	// LogFormat is text or json.
 	LogFormat string
+
+	// Limits bound what callers can make the gateway hold, and what one business can
+	// make Redis hold (server.Limits; README, Limits).
+	Limits server.Limits
 }
 
 func main() {
@@ -213,6 +217,41 @@ the environment. Without --redis, heraldd runs dev mode on an in-process store.
 	fs.StringVar(&c.MetricsListen, "metrics-listen", env("HERALD_METRICS_LISTEN", ""),
 		"address to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9464); empty: none (HERALD_METRICS_LISTEN)")
 	fs.StringVar(&c.LogFormat, "log-format", env("HERALD_LOG_FORMAT", "text"), "log format: text or json (HERALD_LOG_FORMAT)")
+
+	// What callers can make the gateway hold (server.Limits).
+	dl := server.DefaultLimits
+	intVar(&c.Limits.MaxConnections, "max-connections", "HERALD_MAX_CONNECTIONS", dl.MaxConnections,
+		"client connections kept open at once; more are closed at once (each costs about 70 KiB and its streams)")
+	maxStreams := int(dl.MaxStreamsPerConn)
+	intVar(&maxStreams, "max-streams-per-connection", "HERALD_MAX_STREAMS_PER_CONNECTION", maxStreams,
+		"calls one connection may have open at once")
+	intVar(&c.Limits.StreamsPerToken, "streams-per-token", "HERALD_STREAMS_PER_TOKEN", dl.StreamsPerToken,
+		"Receive streams per device, and StreamStatus streams per API key, open at once on this gateway")
+	intVar(&c.Limits.MaxBatchBytes, "max-batch-bytes", "HERALD_MAX_BATCH_BYTES", dl.MaxBatchBytes,
+		"the largest SendBatch request, in bytes (every other method has a smaller limit of its own)")
+	intVar(&c.Limits.OpenCalls, "open-calls", "HERALD_OPEN_CALLS", dl.OpenCalls,
+		"calls that need no credentials (RegisterDevice, KeyLogService, health, reflection) read at once")
+	intVar(&c.Limits.OpenCallsPerPeer, "open-calls-per-peer", "HERALD_OPEN_CALLS_PER_PEER", dl.OpenCallsPerPeer,
+		"of those, from one client address (behind a proxy, every call has the proxy's)")
+	durVar(&c.Limits.SendTimeout, "send-timeout", "HERALD_SEND_TIMEOUT", dl.SendTimeout,
+		"a stream whose client takes no message for this long is ended (what it did not deliver stays queued)")
+	durVar(&c.Limits.IdleConnection, "idle-connection", "HERALD_IDLE_CONNECTION", dl.IdleConnection,
+		"a connection with no call open for this long is closed")
+	pending := strconv.FormatInt(dl.PendingBytesPerBusiness, 10)
+	pendingText := env("HERALD_PENDING_BYTES_PER_BUSINESS", pending)
+	pendingBytes, err := strconv.ParseInt(pendingText, 10, 64)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("HERALD_PENDING_BYTES_PER_BUSINESS=%q: not a whole number", pendingText))
+	}
+	fs.Int64Var(&c.Limits.PendingBytesPerBusiness, "pending-bytes-per-business", pendingBytes,
+		"bytes one business's messages in flight may hold in Redis; past it a message is OUTCOME_QUOTA_EXCEEDED; 0: no quota (HERALD_PENDING_BYTES_PER_BUSINESS)")
+	lookupText := env("HERALD_LOOKUP_RATE", strconv.FormatFloat(dl.LookupRate, 'g', -1, 64))
+	lookupRate, err := strconv.ParseFloat(lookupText, 64)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("HERALD_LOOKUP_RATE=%q: not a number", lookupText))
+	}
+	fs.Float64Var(&c.Limits.LookupRate, "lookup-rate", lookupRate,
+		"a business's LookupRecipient and RecordConsent calls per second (and burst), as a multiple of its message rate (HERALD_LOOKUP_RATE)")
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}
@@ -221,6 +260,12 @@ the environment. Without --redis, heraldd runs dev mode on an in-process store.
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if maxStreams > 0 {
+		c.Limits.MaxStreamsPerConn = uint32(min(maxStreams, 1<<20))
+	}
+	if c.Limits.PendingBytesPerBusiness == 0 {
+		c.Limits.PendingBytesPerBusiness = -1 // no quota: server.Limits reads 0 as "the default"
 	}
 	if c.Version {
 		return c, nil
@@ -333,6 +378,25 @@ func (c *Config) validate() error {
 	case c.ReceiptWindow < time.Minute:
 		return errors.New("--receipt-window must be at least 1m")
 	}
+	l := c.Limits
+	switch {
+	case l.MaxConnections < 1:
+		return errors.New("--max-connections must be at least 1")
+	case l.MaxStreamsPerConn < 1:
+		return errors.New("--max-streams-per-connection must be at least 1")
+	case l.StreamsPerToken < 1:
+		return errors.New("--streams-per-token must be at least 1")
+	case l.MaxBatchBytes < 1<<20 || l.MaxBatchBytes > 1<<30:
+		return errors.New("--max-batch-bytes must be from 1 MiB (1048576) to 1 GiB")
+	case l.OpenCalls < 1 || l.OpenCallsPerPeer < 1:
+		return errors.New("--open-calls and --open-calls-per-peer must be at least 1")
+	case l.SendTimeout < time.Second:
+		return errors.New("--send-timeout must be at least 1s")
+	case l.IdleConnection < time.Second:
+		return errors.New("--idle-connection must be at least 1s")
+	case !(l.LookupRate > 0):
+		return errors.New("--lookup-rate must be above 0")
+	}
 	return nil
 }
 
@@ -414,7 +478,7 @@ func run(cfg Config) error {
 	srv, err := server.New(server.Config{Redis: rdb, Secret: []byte(cfg.Secret), AdminToken: cfg.AdminToken, Logger: log,
 		Caps: cfg.Caps, Quality: cfg.Quality, Replicas: cfg.Replicas, ReceiptWindow: cfg.ReceiptWindow,
 		ApprovalWait: cfg.ApprovalWait, LogKey: cfg.LogKey, WebPush: webPush, FCM: fcm, APNs: apns,
-		WakeInterval: cfg.Push.WakeInterval, TLS: publicTLS, AdminTLS: adminTLS, TracerProvider: tp})
+		WakeInterval: cfg.Push.WakeInterval, TLS: publicTLS, AdminTLS: adminTLS, TracerProvider: tp, Limits: cfg.Limits})
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,18 @@ func TestParseConfig(t *testing.T) {
 			check: func(c Config) bool { return c.LogFormat == "json" && c.MetricsListen == "127.0.0.1:9464" }},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, wantErr: "--log-format"},
 		{name: "bad metrics listen", args: []string{"--metrics-listen", "9464"}, wantErr: "--metrics-listen"},
+		{name: "limits by default", check: func(c Config) bool {
+			return c.Limits.MaxConnections == 10_000 && c.Limits.MaxStreamsPerConn == 256 && c.Limits.StreamsPerToken == 4 &&
+				c.Limits.PendingBytesPerBusiness == 256<<20 && c.Limits.LookupRate == 2
+		}},
+		{name: "limits from flags and env", args: []string{"--max-connections", "50", "--pending-bytes-per-business", "0"},
+			env: map[string]string{"HERALD_LOOKUP_RATE": "0.5", "HERALD_SEND_TIMEOUT": "1m"},
+			check: func(c Config) bool {
+				return c.Limits.MaxConnections == 50 && c.Limits.PendingBytesPerBusiness < 0 && c.Limits.LookupRate == 0.5 &&
+					c.Limits.SendTimeout == 60e9
+			}},
+		{name: "bad max batch bytes", args: []string{"--max-batch-bytes", "1000"}, wantErr: "--max-batch-bytes"},
+		{name: "bad lookup rate", env: map[string]string{"HERALD_LOOKUP_RATE": "fast"}, wantErr: "HERALD_LOOKUP_RATE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := parseConfig(tc.args, env(tc.env))

@@ -37,12 +37,20 @@
 //	hr:{u:U}:wk:D       string device D was sent a wake-up; expires after the wake interval
 //	hr:{u:U}:code       hash   pending verification code: h (sha256), n (failed tries);
 //	                           expires (Code)
+//	hr:{u:U}:vfy        hash   the number's verification window: f (wrong codes offered),
+//	                           i (codes issued), across codes; expires with the window
+//	                           (VerifyCounts)
 //	hr:{u:U}:pref:B     hash   the recipient's relation to business B (Pref): blk (1|0),
 //	                           blk_at; u_c, u_c_at (the recipient's own consent to category c);
 //	                           b_c, b_c_at, b_c_src, b_c_ref, b_c_col (what B recorded, with its
 //	                           evidence); tat (the pair rate's GCRA); last (last admission)
 //	hr:{u:U}:biz        set    businesses with a pref hash, for ListPreferences
-//	hr:{u:U}:clog       stream every consent change, with who, when and how (ConsentChange)
+//	hr:{u:U}:clog       stream the recipient's own consent changes and blocks, with when
+//	                           (ConsentChange); capped, and only the recipient adds to it
+//	hr:{u:U}:bclog      stream consents businesses recorded, with their evidence (ConsentChange);
+//	                           capped apart from clog. While U has no device, this, biz
+//	                           and the pref hashes a business call created expire
+//	                           (blocklist.UnregisteredRecordTTL) unless U registers
 //	hr:{u:U}:idem:B:C   string message id admitted for business B's client_message_id C (24 h)
 //	hr:{u:U}:msg:M      hash   message M (Message): b, c, k, cm, t (sent), x (expires), bd (body
 //	                           hash or ""), sk (the business key id it was signed with, if
@@ -78,6 +86,9 @@
 //	hr:{b:B}:new        zset   units of its new-recipient allowance (AllowanceUnit), by lease time
 //	hr:{b:B}:gcra       hash   its global rate bucket: tokens and ts (see package ratelimit)
 //	hr:{b:B}:leasers    zset   gateways leasing from that bucket, by last lease
+//	hr:{b:B}:lk:gcra    hash   its bucket for the calls that ask about a number
+//	                           (LookupRecipient, RecordConsent), as gcra
+//	hr:{b:B}:lk:leasers zset   gateways leasing from that bucket, as leasers
 //	hr:{b:B}:fw:E       string mark that event E (EventID) was copied to the stream; expires
 //	                           after the forwarder's dedupe window
 //	hr:{b:B}:q          hash   quality counters (QualityCounters): d:<bucket> delivered,
@@ -195,14 +206,20 @@ func (u Recipient) Woken(d string) string { return u.prefix() + "wk:" + d }
 // Code is the recipient's pending verification code.
 func (u Recipient) Code() string { return u.prefix() + "code" }
 
+// VerifyCounts are the recipient's verification counts for the current window.
+func (u Recipient) VerifyCounts() string { return u.prefix() + "vfy" }
+
 // Pref is the recipient's relation to business b.
 func (u Recipient) Pref(b string) string { return u.prefix() + "pref:" + b }
 
 // Businesses is the set of businesses with a Pref hash.
 func (u Recipient) Businesses() string { return u.prefix() + "biz" }
 
-// ConsentLog is the stream of consent changes.
+// ConsentLog is the stream of the recipient's own consent changes.
 func (u Recipient) ConsentLog() string { return u.prefix() + "clog" }
+
+// BusinessConsentLog is the stream of consents businesses recorded for the recipient.
+func (u Recipient) BusinessConsentLog() string { return u.prefix() + "bclog" }
 
 // Idempotency holds the message id admitted for business b's client message id c.
 func (u Recipient) Idempotency(b, c string) string { return u.prefix() + "idem:" + b + ":" + c }
@@ -272,6 +289,13 @@ func (b Business) RateBucket() string { return "hr:{b:" + string(b) + "}:gcra" }
 
 // RateLeasers are the gateways leasing from the business's rate bucket.
 func (b Business) RateLeasers() string { return "hr:{b:" + string(b) + "}:leasers" }
+
+// LookupRateBucket is the business's global bucket for the calls that ask about a
+// number (LookupRecipient, RecordConsent), which have a rate of their own.
+func (b Business) LookupRateBucket() string { return "hr:{b:" + string(b) + "}:lk:gcra" }
+
+// LookupRateLeasers are the gateways leasing from the business's lookup bucket.
+func (b Business) LookupRateLeasers() string { return "hr:{b:" + string(b) + "}:lk:leasers" }
 
 // ForwardedPrefix starts the names of the marks of status events already copied to
 // the business's stream (ForwardedPrefix + EventID), kept for the dedupe window, so

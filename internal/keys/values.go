@@ -129,6 +129,10 @@ const (
 	StatusRead      = "R"
 	StatusExpired   = "X"
 	StatusFailed    = "F"
+	// StatusSettled marks a message that left flight (no device has it queued): its
+	// pending bytes no longer count against its business's quota. Only outboxes hold
+	// it; the forwarder applies it to the business's count and copies it to no stream.
+	StatusSettled = "S"
 )
 
 // Reasons a device refuses a delivery, as StatusFailed events carry them.
@@ -146,11 +150,14 @@ var rejectReasons = []string{RejectBadSignature, RejectUnknownKey, RejectCannotD
 // Event is a status event. A script appends it to the recipient's outbox in the same
 // step as the change it reports, as the line
 //
-//	status|business|message id|client message id|device id|time (ms)[|reason]
+//	status|business|message id|client message id|device id|time (ms)[|reason[|bytes]]
 //
-// (device id "" for StatusAccepted; the reason, Reject*, only on StatusFailed); the
-// forwarder copies it to the business's status stream as the entry {s: status, m:
-// message id, cm: client message id, d: device id, t: time (ms)[, r: reason]}.
+// (device id "" for StatusAccepted and StatusSettled; the reason, Reject*, only on
+// StatusFailed; bytes, the change to the business's pending bytes, only on
+// StatusAccepted, positive, and StatusSettled, negative); the forwarder copies it to the
+// business's status stream as the entry {s: status, m: message id, cm: client message
+// id, d: device id, t: time (ms)[, r: reason]}, all but StatusSettled, and adds bytes
+// to the business's pending bytes (BusinessPending).
 type Event struct {
 	Status          string
 	Business        string
@@ -160,12 +167,19 @@ type Event struct {
 	Time            time.Time
 	// Reason is why the device refused the delivery (StatusFailed only).
 	Reason string
+	// Bytes is what the event adds to its business's pending bytes: the message's
+	// size on StatusAccepted, minus it on StatusSettled, 0 on the others (and on
+	// events of messages admitted before pending bytes were counted).
+	Bytes int64
 }
 
 // Encode is the event's outbox line.
 func (e Event) Encode() string {
 	f := []string{e.Status, e.Business, e.MessageID, e.ClientMessageID, e.DeviceID, millis(e.Time)}
-	if e.Reason != "" {
+	switch {
+	case e.Bytes != 0:
+		f = append(f, e.Reason, strconv.FormatInt(e.Bytes, 10))
+	case e.Reason != "":
 		f = append(f, e.Reason)
 	}
 	return strings.Join(f, "|")
@@ -174,18 +188,37 @@ func (e Event) Encode() string {
 // ParseEvent reads an outbox line.
 func ParseEvent(line string) (Event, error) {
 	f := strings.Split(line, "|")
-	if len(f) != 6 && len(f) != 7 {
-		return Event{}, malformed("outbox event", "%d fields, want 6 or 7", len(f))
+	if len(f) < 6 || len(f) > 8 {
+		return Event{}, malformed("outbox event", "%d fields, want 6 to 8", len(f))
 	}
 	t, err := parseMillis("outbox event", f[5])
 	if err != nil {
 		return Event{}, err
 	}
 	e := Event{Status: f[0], Business: f[1], MessageID: f[2], ClientMessageID: f[3], DeviceID: f[4], Time: t}
-	if len(f) == 7 {
+	if len(f) >= 7 {
 		e.Reason = f[6]
 	}
+	if len(f) == 8 {
+		if e.Bytes, err = strconv.ParseInt(f[7], 10, 64); err != nil || e.Bytes == 0 {
+			return Event{}, malformed("outbox event", "bytes %q", f[7])
+		}
+	}
+	if e.Status == StatusSettled {
+		return e, e.checkSettled()
+	}
 	return e, e.check("outbox event")
+}
+
+// checkSettled checks a StatusSettled event.
+func (e Event) checkSettled() error {
+	switch {
+	case e.Business == "" || e.MessageID == "":
+		return malformed("outbox event", "no business or message id")
+	case e.DeviceID != "" || e.Reason != "" || e.Bytes >= 0:
+		return malformed("outbox event", "settled with device %q, reason %q, bytes %d", e.DeviceID, e.Reason, e.Bytes)
+	}
+	return nil
 }
 
 // EventID names an event by its outbox line, for the mark that it was copied to its
@@ -230,6 +263,8 @@ func (e Event) check(what string) error {
 		return malformed(what, "status %s with reason %q", e.Status, e.Reason)
 	case e.Reason != "" && !slices.Contains(rejectReasons, e.Reason):
 		return malformed(what, "unknown reason %q", e.Reason)
+	case e.Bytes < 0 || e.Bytes > 0 && e.Status != StatusAccepted:
+		return malformed(what, "status %s with bytes %d", e.Status, e.Bytes)
 	}
 	return nil
 }
@@ -382,6 +417,10 @@ const (
 	// MessageSigningKey is the id (e2e.KeyID) of the business key the message was
 	// signed with, when the business said: its deliveries carry that key.
 	MessageSigningKey = "sk"
+	// MessagePendingBytes is what the message counts against its business's pending
+	// bytes while in flight (envelopes, the body when the message brought it, and a
+	// fixed share for the rest); absent on messages admitted before it was counted.
+	MessagePendingBytes = "pb"
 )
 
 // MessageState is the field of device d's state (StateQueued …) in a message hash.
@@ -432,6 +471,9 @@ type Message struct {
 	// SigningKeyID is the business key it was signed with (MessageSigningKey); "" when
 	// the business did not say.
 	SigningKeyID string
+	// PendingBytes is what it counts against its business's pending bytes
+	// (MessagePendingBytes); 0 when not counted.
+	PendingBytes int64
 	// Devices are the message's recipients' devices, by id.
 	Devices map[string]MessageDevice
 }
@@ -453,6 +495,9 @@ func (m Message) Fields() []any {
 		kv = append(kv, MessageCategory, m.Category, MessageKind, m.Kind, MessageSent, millis(m.Sent),
 			MessageExpires, millis(m.Expires), MessageBody, m.BodyHash)
 		kv = optField(kv, MessageSigningKey, m.SigningKeyID)
+		if m.PendingBytes > 0 {
+			kv = append(kv, MessagePendingBytes, strconv.FormatInt(m.PendingBytes, 10))
+		}
 	}
 	for _, d := range slices.Sorted(maps.Keys(m.Devices)) {
 		md := m.Devices[d]
@@ -476,6 +521,13 @@ func ParseMessage(h map[string]string) (Message, error) {
 			switch f {
 			case MessageBusiness, MessageCategory, MessageKind, MessageClientID, MessageSent, MessageExpires, MessageBody,
 				MessageSigningKey:
+				continue
+			case MessagePendingBytes:
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n <= 0 {
+					return Message{}, malformed("message", "%s = %q", f, v)
+				}
+				m.PendingBytes = n
 				continue
 			}
 			return Message{}, malformed("message", "unknown field %q", f)
@@ -843,6 +895,43 @@ func ParseCode(h map[string]string) (Code, error) {
 	return Code{Hash: h[CodeHash], Failures: n}, nil
 }
 
+// --- Verification counts (hr:{u:U}:vfy) ---------------------------------------------
+
+// Fields of a number's verification counts.
+const (
+	// VerifyFailures counts wrong codes offered for the number in the window, across
+	// every code issued in it.
+	VerifyFailures = "f"
+	// VerifyIssued counts codes issued for the number in the window.
+	VerifyIssued = "i"
+)
+
+// VerifyCounts are what a number's verification window has seen so far; the hash
+// expires when the window ends.
+type VerifyCounts struct {
+	Failures int
+	Issued   int
+}
+
+// ParseVerifyCounts reads a verification counts hash (HGETALL).
+func ParseVerifyCounts(h map[string]string) (VerifyCounts, error) {
+	var c VerifyCounts
+	for f, v := range h {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 0:
+			return VerifyCounts{}, malformed("verification counts", "%s = %q", f, v)
+		case f == VerifyFailures:
+			c.Failures = n
+		case f == VerifyIssued:
+			c.Issued = n
+		default:
+			return VerifyCounts{}, malformed("verification counts", "field %q", f)
+		}
+	}
+	return c, nil
+}
+
 // --- Businesses (hr:{b:B}) ---------------------------------------------------------
 
 // Fields of a business record.
@@ -859,6 +948,10 @@ const (
 	// registers one: the key a message that names none is delivered with.
 	// BusinessSigningKeyOf fields keep each key with how it came (SigningKeyRecord).
 	BusinessSigningKey = "sigkey"
+	// BusinessPending counts the bytes its messages in flight hold (Message.PendingBytes):
+	// the forwarder adds each ACCEPTED event's and takes off each settled one's, so it
+	// lags them by the forwarding delay. Absent means 0.
+	BusinessPending = "pend"
 )
 
 // BusinessSigningKeyOf is the field keeping the business's signing key with id keyID
@@ -955,6 +1048,9 @@ type BusinessRecord struct {
 	// SigningKeys are the business's signing keys by id (BusinessSigningKeyOf): every
 	// key not retired, and retired ones still on a later key's chain.
 	SigningKeys map[string]SigningKeyRecord
+	// PendingBytes is BusinessPending; only the forwarder writes it (Fields leaves it
+	// out).
+	PendingBytes int64
 }
 
 // BusinessLimits are a business's stored limits.
@@ -1008,6 +1104,11 @@ func ParseBusiness(h map[string]string) (BusinessRecord, error) {
 	var err error
 	if r.Created, err = optMillis("business created", h[BusinessCreated]); err != nil {
 		return BusinessRecord{}, err
+	}
+	if p := h[BusinessPending]; p != "" {
+		if r.PendingBytes, err = strconv.ParseInt(p, 10, 64); err != nil {
+			return BusinessRecord{}, malformed("business", "%s = %q", BusinessPending, p)
+		}
 	}
 	mps, burst, uniq := h[BusinessPerSecond], h[BusinessBurst], h[BusinessDailyUnique]
 	if mps == "" && burst == "" && uniq == "" {

@@ -8,6 +8,7 @@
 
 -- Status event letters (keys.Status*).
 local STATUS_ACCEPTED, STATUS_DELIVERED, STATUS_READ, STATUS_EXPIRED, STATUS_FAILED = "A", "D", "R", "X", "F"
+local STATUS_SETTLED = "S"
 
 -- A message's state on one device (keys.State*).
 local STATE_QUEUED, STATE_DELIVERED, STATE_READ, STATE_EXPIRED, STATE_FAILED = "q", "d", "r", "x", "f"
@@ -18,21 +19,40 @@ local CATEGORY_TRANSACTIONAL, CATEGORY_MARKETING = "t", "m"
 -- The message hash's own fields (keys.Message*).
 local MESSAGE_BUSINESS, MESSAGE_CATEGORY, MESSAGE_KIND, MESSAGE_CLIENT_ID = "b", "c", "k", "cm"
 local MESSAGE_SENT, MESSAGE_EXPIRES, MESSAGE_BODY, MESSAGE_SIGNING_KEY = "t", "x", "bd", "sk"
+local MESSAGE_PENDING_BYTES = "pb"
 
 -- Fields of the recipient's pref hash for one business, and consent values
 -- (keys.Pref*, keys.Consent*).
 local PREF_BLOCKED, PREF_PAIR_TAT, PREF_LAST = "blk", "tat", "last"
 local CONSENT_IN, CONSENT_OUT = "in", "out"
 
--- Fields of a pending verification code (keys.Code*).
+-- The business record's count of the bytes its messages in flight hold (keys.BusinessPending).
+local BUSINESS_PENDING = "pend"
+
+-- Fields of a pending verification code (keys.Code*), and of a number's verification
+-- counts (keys.Verify*).
 local CODE_HASH, CODE_FAILURES = "h", "n"
+local VERIFY_FAILURES, VERIFY_ISSUED = "f", "i"
+
+-- count adds one to field of the counts hash key, which lives window ms from its
+-- first count, and returns the count.
+local function count(key, field, window)
+  local n = redis.call("HINCRBY", key, field, 1)
+  if redis.call("PTTL", key) < 0 then
+    redis.call("PEXPIRE", key, window)
+  end
+  return n
+end
 
 -- event is a status event's outbox line (keys.Event): status|business|message id|
--- client message id|device id ("" for accepted)|time (ms), and |reason when reason
--- is given (failed only).
-local function event(status, biz, id, cm, dev, now, reason)
+-- client message id|device id ("" for accepted and settled)|time (ms), then |reason
+-- when reason is given (failed only), and |reason|bytes when bytes is given (the change
+-- to the business's pending bytes: accepted and settled only).
+local function event(status, biz, id, cm, dev, now, reason, bytes)
   local line = status .. "|" .. biz .. "|" .. id .. "|" .. cm .. "|" .. dev .. "|" .. now
-  if reason then
+  if bytes then
+    line = line .. "|" .. (reason or "") .. "|" .. bytes
+  elseif reason then
     line = line .. "|" .. reason
   end
   return line
@@ -108,13 +128,17 @@ local function envelope_key(message_key, dev)
 end
 
 -- message_fields are a new message's own fields and values, for HSET; the signing key
--- id only when the business gave one.
-local function message_fields(biz, cat, kind, cm, sent, expires, body, signing_key)
+-- id only when the business gave one, the pending bytes only when counted (above 0).
+local function message_fields(biz, cat, kind, cm, sent, expires, body, signing_key, pending)
   local f = {MESSAGE_BUSINESS, biz, MESSAGE_CATEGORY, cat, MESSAGE_KIND, kind, MESSAGE_CLIENT_ID, cm,
     MESSAGE_SENT, sent, MESSAGE_EXPIRES, expires, MESSAGE_BODY, body}
   if signing_key ~= "" then
     f[#f + 1] = MESSAGE_SIGNING_KEY
     f[#f + 1] = signing_key
+  end
+  if tonumber(pending) > 0 then
+    f[#f + 1] = MESSAGE_PENDING_BYTES
+    f[#f + 1] = pending
   end
   return f
 end
@@ -146,12 +170,15 @@ end
 -- Settled): a message some device received is cut to what a later read receipt or
 -- report needs (business, client message id, each device's state and report) and
 -- kept for the receipt window at most; a message no device received (expired or
--- refused everywhere) is deleted. It returns true when the message left flight with
--- this call, false while a device still has it queued or when it is gone already.
--- Callers run it after moving a device's state off queued.
-local function settle(message_key, window)
+-- refused everywhere) is deleted. A message that counted pending bytes queues a
+-- settled event in the outbox, which takes them off its business's count. It returns
+-- true when the message left flight with this call, false while a device still has it
+-- queued or when it is gone already. Callers run it after moving a device's state off
+-- queued, with the message's id and the time (ms).
+local function settle(message_key, window, outbox, id, now)
   local h = redis.call("HGETALL", message_key)
   local drop, received, flying = {}, false, false
+  local biz, cm, pending = "", "", 0
   for i = 1, #h, 2 do
     local f, v = h[i], h[i + 1]
     local prefix = string.sub(f, 1, 2)
@@ -160,13 +187,23 @@ local function settle(message_key, window)
         return false
       end
       received = received or v == STATE_DELIVERED or v == STATE_READ
-    elseif prefix ~= "rp" and f ~= MESSAGE_BUSINESS and f ~= MESSAGE_CLIENT_ID then
+    elseif f == MESSAGE_BUSINESS then
+      biz = v
+    elseif f == MESSAGE_CLIENT_ID then
+      cm = v
+    elseif prefix ~= "rp" then
       flying = flying or f == MESSAGE_EXPIRES
+      if f == MESSAGE_PENDING_BYTES then
+        pending = tonumber(v)
+      end
       drop[#drop + 1] = f
     end
   end
   if not flying then
     return false -- gone, or settled before
+  end
+  if pending > 0 then
+    redis.call("RPUSH", outbox, event(STATUS_SETTLED, biz, id, cm, "", now, "", -pending))
   end
   if not received then
     redis.call("DEL", message_key)

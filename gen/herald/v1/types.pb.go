@@ -269,6 +269,11 @@ const (
 	// A recipient the business has not messaged in the last 24 h, beyond its daily unique
 	// recipient tier. Recipients already messaged in the window still get through.
 	Outcome_OUTCOME_NEW_RECIPIENT_LIMITED Outcome = 10
+	// The business's messages in flight (queued on a device, not yet delivered,
+	// refused or expired) hold as many bytes in the gateway as its quota allows. Room
+	// comes back as devices take or refuse messages and messages expire, not at a
+	// known time: no retry_after.
+	Outcome_OUTCOME_QUOTA_EXCEEDED Outcome = 11
 )
 
 // Enum value maps for Outcome.
@@ -285,6 +290,7 @@ var (
 		8:  "OUTCOME_RATE_LIMITED",
 		9:  "OUTCOME_RECIPIENT_CAPPED",
 		10: "OUTCOME_NEW_RECIPIENT_LIMITED",
+		11: "OUTCOME_QUOTA_EXCEEDED",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED":           0,
@@ -298,6 +304,7 @@ var (
 		"OUTCOME_RATE_LIMITED":          8,
 		"OUTCOME_RECIPIENT_CAPPED":      9,
 		"OUTCOME_NEW_RECIPIENT_LIMITED": 10,
+		"OUTCOME_QUOTA_EXCEEDED":        11,
 	}
 )
 
@@ -478,7 +485,7 @@ const file_herald_v1_types_proto_rawDesc = "" +
 	"\fKeyAlgorithm\x12\x1d\n" +
 	"\x19KEY_ALGORITHM_UNSPECIFIED\x10\x00\x12&\n" +
 	"\"KEY_ALGORITHM_HPKE_MLKEM768_X25519\x10\x01\x12\x1d\n" +
-	"\x19KEY_ALGORITHM_HPKE_X25519\x10\x02*\xa8\x02\n" +
+	"\x19KEY_ALGORITHM_HPKE_X25519\x10\x02*\xc4\x02\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OUTCOME_ACCEPTED\x10\x01\x12\x13\n" +
@@ -491,7 +498,8 @@ const file_herald_v1_types_proto_rawDesc = "" +
 	"\x14OUTCOME_RATE_LIMITED\x10\b\x12\x1c\n" +
 	"\x18OUTCOME_RECIPIENT_CAPPED\x10\t\x12!\n" +
 	"\x1dOUTCOME_NEW_RECIPIENT_LIMITED\x10\n" +
-	"*\xcc\x01\n" +
+	"\x12\x1a\n" +
+	"\x16OUTCOME_QUOTA_EXCEEDED\x10\v*\xcc\x01\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREJECT_REASON_BAD_SIGNATURE\x10\x01\x12\x1d\n" +

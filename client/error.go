@@ -175,6 +175,11 @@ func callError(ctx context.Context, op string, err error) error {
 	switch st.Code() {
 	case codes.Unavailable:
 		return &UnavailableError{Op: op, OutcomeUnknown: admits(op) && reason(st) != "STORAGE_UNAVAILABLE", Err: err}
+	case codes.DeadlineExceeded:
+		// The gateway's end of the deadline came first (the caller's context is not done):
+		// the call may have done its work before the gateway gave up on it, so a Send's
+		// outcome is unknown, and a retry with the same client message id is safe.
+		return &UnavailableError{Op: op, OutcomeUnknown: admits(op), Err: err}
 	case codes.ResourceExhausted:
 		switch reason(st) {
 		case "NEW_RECIPIENT_LIMITED":

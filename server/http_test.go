@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -133,5 +134,36 @@ func TestHTTPJSONConnectAndGRPCWeb(t *testing.T) {
 	// gRPC, on the same listener.
 	if res := g.send(key, msg(alice, tx, rcpt, "grpc-1", "hello over gRPC", phone)); res.Outcome != heraldv1.Outcome_OUTCOME_ACCEPTED {
 		t.Fatalf("gRPC Send: %v", res)
+	}
+}
+
+// TestHTTPRefusedBeforeTheBodyIsRead: an HTTP call without valid credentials is
+// answered before any of its body is read: a request announcing 50 MB, of which only
+// the headers are sent, gets its 401 at once.
+func TestHTTPRefusedBeforeTheBodyIsRead(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t)
+	for _, key := range []string{"", "hk_unknownkey_" + strings.Repeat("a", 40)} {
+		conn, err := net.Dial("tcp", g.conn.Target())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		head := "POST /herald.v1.MessagingService/SendBatch HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\n" +
+			"Content-Length: 50000000\r\n"
+		if key != "" {
+			head += "Authorization: Bearer " + key + "\r\n"
+		}
+		if _, err := conn.Write([]byte(head + "\r\n{\"messages\":[")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("key %q: no answer before the body was sent: %v", key, err)
+		}
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("key %q: %d, want 401", key, resp.StatusCode)
+		}
+		conn.Close()
 	}
 }

@@ -148,6 +148,7 @@ func TestHTTPRefusedBeforeTheBodyIsRead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
 		head := "POST /herald.v1.MessagingService/SendBatch HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\n" +
 			"Content-Length: 50000000\r\n"
@@ -164,6 +165,5 @@ func TestHTTPRefusedBeforeTheBodyIsRead(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("key %q: %d, want 401", key, resp.StatusCode)
 		}
-		conn.Close()
 	}
 }

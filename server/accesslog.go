@@ -54,8 +54,9 @@ func (s *Server) streamObserve(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	err := h(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), recordKey{}, c)})
 	took := time.Since(start)
 	s.metrics.call(info.FullMethod, err, took)
-	// Counted before it stops counting as open, so that a scrape that sees it closed
-	// sees it counted.
+	// Counted before it stops counting as open, so that a scrape begun after one that
+	// saw it closed sees it counted. (Not the same scrape: a registry gathers its
+	// collectors concurrently.)
 	open.Dec()
 	s.logCall(ss.Context(), info.FullMethod, c, err, took)
 	return err

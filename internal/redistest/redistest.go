@@ -10,10 +10,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -204,11 +206,59 @@ func (s *Server) Restart(t testing.TB) {
 	s.stopped = false
 }
 
+// freePort picks a free loopback port for a server that may be stopped and started
+// again on it. It is taken from below the kernel's ephemeral range: a port from that
+// range, left free while its server is down, can be handed to any outgoing connection
+// meanwhile, even to a client dialling that very port (TCP connects to itself), and the
+// server could not come back on it.
 func freePort() (int, error) {
+	low := ephemeralLow()
+	const floor = 10000
+	for range 200 {
+		if low <= floor+1000 {
+			break
+		}
+		p := floor + rand.IntN(low-floor)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue // taken
+		}
+		l.Close()
+		return p, nil
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreeAddr is a free loopback address for a test's own server process that it may
+// stop and start again on the same address (see freePort).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	p, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(p)
+}
+
+// ephemeralLow is the lowest port the kernel hands to outgoing connections (Linux's
+// default when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return low
 }

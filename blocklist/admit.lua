@@ -43,7 +43,7 @@ if tonumber(ARGV[18]) < 0 then
   return {"quota_exceeded", 0}
 end
 
-local refusal, new, p = decide(KEYS[1], KEYS[2], KEYS[8], cat, ARGV[6], ARGV[10], ARGV[11])
+local refusal, new, p, recs = decide(KEYS[1], KEYS[2], KEYS[8], cat, ARGV[6], ARGV[10], ARGV[11])
 if refusal then
   return {refusal, new}
 end
@@ -57,7 +57,6 @@ for i = 1, n do
   given[ARGV[first_env + 3 * (i - 1)]] = true
 end
 local missing, unknown, retired, keyid = {}, {}, {}, {}
-local recs = redis.call("HGETALL", KEYS[1])
 for i = 1, #recs, 2 do
   local d = recs[i]
   keyid[d] = device_key_id(recs[i + 1]) or ""
@@ -122,29 +121,34 @@ redis.call("PEXPIREAT", KEYS[5], keep)
 -- envelope's key does. Its key is built here from the message's (same slot).
 for i = 1, n do
   local base = first_env + 3 * (i - 1)
-  local envelope = envelope_key(KEYS[5], ARGV[base])
-  redis.call("SET", envelope, ARGV[base + 1])
-  redis.call("PEXPIREAT", envelope, keep)
+  redis.call("SET", envelope_key(KEYS[5], ARGV[base]), ARGV[base + 1], "PXAT", keep)
 end
+-- A mailbox lives as long as its longest-lived message: its expiry is set when it has
+-- none (NX) and otherwise only ever moved later (GT).
 for i = 1, n do
   local mb = KEYS[9 + i]
   redis.call("ZADD", mb, seq, mid)
-  local ttl = redis.call("PTTL", mb)
-  if ttl < 0 or now + ttl < keep then
-    redis.call("PEXPIREAT", mb, keep)
+  if redis.call("PEXPIREAT", mb, keep, "NX") == 0 then
+    redis.call("PEXPIREAT", mb, keep, "GT")
   end
 end
 
-if tat then
-  redis.call("HSET", KEYS[2], PREF_PAIR_TAT, tat + interval)
-end
 if cat == CATEGORY_MARKETING and cap > 0 then
   redis.call("ZADD", KEYS[9], now, mid)
   redis.call("PEXPIRE", KEYS[9], window)
 end
 redis.call("SET", KEYS[4], mid, "PX", ARGV[8])
-redis.call("HSET", KEYS[2], PREF_LAST, ARGV[6])
-redis.call("SADD", KEYS[3], biz)
+-- The pref hash's last message time, and the pair rate's next arrival time, in one
+-- write; the business joins the recipient's set of businesses with its first message
+-- only (a pref hash with a last time is one whose business is in the set).
+if tat then
+  redis.call("HSET", KEYS[2], PREF_LAST, ARGV[6], PREF_PAIR_TAT, tat + interval)
+else
+  redis.call("HSET", KEYS[2], PREF_LAST, ARGV[6])
+end
+if not p[5] then
+  redis.call("SADD", KEYS[3], biz)
+end
 local pending = nil
 if tonumber(ARGV[18]) > 0 then
   pending = ARGV[18]

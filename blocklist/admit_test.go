@@ -70,3 +70,38 @@ func TestPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestMailboxLivesAsLongAsItsLongestMessage: a device's mailbox expires a day after
+// the latest expiry of the messages it holds; a shorter-lived message never brings
+// that forward, a longer-lived one moves it later.
+func TestMailboxLivesAsLongAsItsLongestMessage(t *testing.T) {
+	rs := redistest.Start(t)
+	s := New(rs.Client, Caps{})
+	ctx := context.Background()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	const uid, biz = "u0000000000000000000000001", "biz_a"
+	u := keys.Recipient(uid)
+	if err := rs.Client.HSet(ctx, u.Devices(), "d1", "2|AAAA|h|0|k").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct{ ttl, want time.Duration }{
+		{10 * time.Hour, 10 * time.Hour},
+		{time.Hour, 10 * time.Hour},
+		{20 * time.Hour, 20 * time.Hour},
+	} {
+		ds, err := s.Admit(ctx, []Admission{{UID: uid, Business: biz, Category: Transactional, Kind: "k",
+			ClientMessageID: fmt.Sprint("c", i), MessageID: keys.NewMessageID(uid, now), Now: now,
+			Expires: now.Add(tc.ttl), New: NewUnlimited, Envelopes: []Envelope{{DeviceID: "d1", Ciphertext: []byte("x")}}}})
+		if err != nil || ds[0].Outcome != Accepted {
+			t.Fatalf("message %d: %v, %v", i, ds, err)
+		}
+		got, err := rs.Client.PExpireTime(ctx, u.Mailbox("d1")).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := now.Add(tc.want + 24*time.Hour); got != time.Duration(want.UnixMilli())*time.Millisecond {
+			t.Errorf("after message %d (ttl %v): the mailbox expires at %v, want %v", i, tc.ttl,
+				time.UnixMilli(got.Milliseconds()), want)
+		}
+	}
+}

@@ -10,8 +10,8 @@
 --
 -- Replies, {word, new, ...}, new as in admit.lua: {"ok", new, {device id, record, ...}}
 -- when a message would pass, else admit.lua's refusal {word, new}.
-local refusal, new = decide(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+local refusal, new, _, devices = decide(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 if refusal then
   return {refusal, new}
 end
-return {"ok", new, redis.call("HGETALL", KEYS[1])}
+return {"ok", new, devices}

@@ -9,11 +9,12 @@
 --   now        now (ms), as the caller passed it
 --   allowance  new recipients: "1" this call may start one, "0" it may not, "-" no limit
 --   window     the new-recipient window (ms)
--- Returns refusal, new, pref: refusal is nil when the policy allows the message, or
--- the reply word (new_limited, unknown_recipient, blocked, opted_out, not_opted_in);
--- new is 1 when the call started a new recipient (the caller spends one of its
--- business's new-recipient allowance); pref is {blocked, own consent, recorded
--- consent, pair tat} as read.
+-- Returns refusal, new, pref, devices: refusal is nil when the policy allows the
+-- message, or the reply word (new_limited, unknown_recipient, blocked, opted_out,
+-- not_opted_in); new is 1 when the call started a new recipient (the caller spends one
+-- of its business's new-recipient allowance); pref is {blocked, own consent, recorded
+-- consent, pair tat, last message} as read, and devices the device hash as HGETALL
+-- reads it (device id, record, ...), read once for the caller too.
 --
 -- start_new(seen, now, allowance, window) is decide's first question alone, for the
 -- calls that ask about a number without sending to it (record.lua): it returns
@@ -43,12 +44,13 @@ local function decide(devices, pref, seen, cat, now, allowance, window)
     return refusal, 0
   end
 
-  if redis.call("EXISTS", devices) == 0 then
+  local recs = redis.call("HGETALL", devices)
+  if #recs == 0 then
     return "unknown_recipient", new
   end
 
   local p = redis.call("HMGET", pref, PREF_BLOCKED, pref_own(cat), pref_recorded(cat),
-    PREF_PAIR_TAT)
+    PREF_PAIR_TAT, PREF_LAST)
   if p[1] == "1" then
     return "blocked", new
   end
@@ -62,5 +64,5 @@ local function decide(devices, pref, seen, cat, now, allowance, window)
   if cat == CATEGORY_MARKETING and consent ~= CONSENT_IN then
     return "not_opted_in", new
   end
-  return nil, new, p
+  return nil, new, p, recs
 end

@@ -338,7 +338,7 @@ func (e *PendingError) Unwrap() error { return ErrPending }
 // told. p must be an active device.
 func (d *Devices) Remove(ctx context.Context, p Principal, target string, now time.Time) error {
 	u := keys.Recipient(p.UID)
-	res, err := runIndexed(ctx, d.rdb, p.UID, now, removeScript, []string{u.Devices(), u.PendingDevices(), u.Notices(),
+	res, err := runIndexed(ctx, clientRunner{d.rdb}, p.UID, now, removeScript, []string{u.Devices(), u.PendingDevices(), u.Notices(),
 		u.NoticeCursors(), u.Mailbox(target), u.Outbox(), u.PushEndpoints()},
 		target, p.DeviceID, now.UnixMilli(), u.MessagePrefix(), d.window, u.Channel()).StringSlice()
 	if err != nil {

@@ -63,7 +63,11 @@ type Delivery struct {
 
 // Mailboxes reads device mailboxes and records acknowledgements.
 type Mailboxes struct {
-	rdb    redis.UniversalClient
+	rdb redis.UniversalClient
+	// batch carries the fetches, acks and rejections of every stream and device on
+	// this gateway to Redis together when they come at once (rscript.Batcher): a
+	// broadcast wakes many streams in the same millisecond.
+	batch  *rscript.Batcher
 	hub    *hub
 	out    *Forwarder
 	exp    *Expiries
@@ -78,7 +82,7 @@ type Mailboxes struct {
 // forwards and whose settled messages leave exp's index.
 func newMailboxes(rdb redis.UniversalClient, hub *hub, out *Forwarder, exp *Expiries, now func() time.Time,
 	poll, receiptWindow time.Duration) *Mailboxes {
-	return &Mailboxes{rdb: rdb, hub: hub, out: out, exp: exp, now: now, poll: poll,
+	return &Mailboxes{rdb: rdb, batch: rscript.NewBatcher(rdb, 2, 256), hub: hub, out: out, exp: exp, now: now, poll: poll,
 		window: receiptWindow.Milliseconds(), bodies: newBodyCache(64 << 20), depth: nop{}}
 }
 
@@ -163,10 +167,14 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 // whether a page came back full (there may be more right now).
 func (m *Mailboxes) fetch(ctx context.Context, p Principal, after, noticed string) ([]Delivery, []Notice, string, int64, bool, error) {
 	u := keys.Recipient(p.UID)
-	reply, err := fetchScript.Run(ctx, m.rdb, []string{u.Mailbox(p.DeviceID), u.Outbox(), u.Sequence(), u.Devices(),
-		u.Notices(), u.NoticeCursors(), u.Live(p.DeviceID)},
-		p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window, noticed,
-		(3*m.poll + time.Second).Milliseconds(), fetchBytes).Slice()
+	cmds, err := m.batch.RunAfter(ctx, nil, fetchScript, []rscript.Call{{Keys: []string{u.Mailbox(p.DeviceID), u.Outbox(),
+		u.Sequence(), u.Devices(), u.Notices(), u.NoticeCursors(), u.Live(p.DeviceID)},
+		Args: []any{p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window, noticed,
+			(3*m.poll + time.Second).Milliseconds(), fetchBytes}}})
+	var reply []any
+	if err == nil {
+		reply, err = cmds[0].Slice()
+	}
 	if err != nil {
 		return nil, nil, "", 0, false, fmt.Errorf("fetch: %w", err)
 	}
@@ -320,7 +328,7 @@ func (m *Mailboxes) Ack(ctx context.Context, p Principal, ids []string, read boo
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	unknown, err := m.settling(runIndexed(ctx, m.rdb, p.UID, m.now(), ackScript,
+	unknown, err := m.settling(runIndexed(ctx, m.batch, p.UID, m.now(), ackScript,
 		[]string{u.Mailbox(p.DeviceID), u.Outbox()}, args...))
 	if err != nil {
 		return nil, fmt.Errorf("ack: %w", err)
@@ -371,7 +379,7 @@ func (m *Mailboxes) Reject(ctx context.Context, p Principal, rs []Rejection) ([]
 	for _, r := range rs {
 		args = append(args, r.MessageID, r.Reason)
 	}
-	unknown, err := m.settling(runIndexed(ctx, m.rdb, p.UID, m.now(), rejectScript,
+	unknown, err := m.settling(runIndexed(ctx, m.batch, p.UID, m.now(), rejectScript,
 		[]string{u.Mailbox(p.DeviceID), u.Outbox()}, args...))
 	if err != nil {
 		return nil, fmt.Errorf("reject: %w", err)
@@ -403,13 +411,26 @@ func (m *Mailboxes) Report(ctx context.Context, p Principal, id, reason string) 
 	return b, nil
 }
 
+// runner runs a script after other commands, in one round trip: rscript.Batcher, or
+// rscript.RunAfter on a client (clientRunner).
+type runner interface {
+	RunAfter(ctx context.Context, first func(redis.Pipeliner), s *rscript.Script, calls []rscript.Call) ([]*redis.Cmd, error)
+}
+
+// clientRunner is rscript.RunAfter on one client, with no other caller's calls.
+type clientRunner struct{ rdb rscript.Pipeliner }
+
+func (c clientRunner) RunAfter(ctx context.Context, first func(redis.Pipeliner), s *rscript.Script, calls []rscript.Call) ([]*redis.Cmd, error) {
+	return rscript.RunAfter(ctx, c.rdb, first, s, calls)
+}
+
 // runIndexed runs one call of script s for recipient uid, with the recipient added to
 // the outbox index (keys.OutboxIndex) ahead of it in the same round trip: the script
 // may add status events, and if this gateway dies before forwarding them, another
 // finds them there.
-func runIndexed(ctx context.Context, rdb redis.UniversalClient, uid string, now time.Time, s *rscript.Script,
+func runIndexed(ctx context.Context, rdb runner, uid string, now time.Time, s *rscript.Script,
 	ks []string, args ...any) *redis.Cmd {
-	cmds, err := rscript.RunAfter(ctx, rdb, func(p redis.Pipeliner) {
+	cmds, err := rdb.RunAfter(ctx, func(p redis.Pipeliner) {
 		p.ZAdd(ctx, keys.OutboxIndex(uid), redis.Z{Score: float64(now.UnixMilli()), Member: uid})
 	}, s, []rscript.Call{{Keys: ks, Args: args}})
 	if err != nil {

@@ -390,8 +390,8 @@ func TestOneFetchPerAnnouncement(t *testing.T) {
 	phone := f.device(recipient(0))
 	own := redis.NewClient(&redis.Options{Addr: f.rs.Addr})
 	t.Cleanup(func() { own.Close() })
-	var scripts atomic.Int64
-	own.AddHook(scriptCount{&scripts})
+	var fetches atomic.Int64
+	own.AddHook(fetchCount{&fetches})
 	svc := New(own, WithClock(f.clock.Now), WithPollInterval(time.Hour))
 	t.Cleanup(func() { svc.Close() })
 	ctx, cancel := context.WithCancel(f.ctx)
@@ -401,7 +401,7 @@ func TestOneFetchPerAnnouncement(t *testing.T) {
 	f.waitSubscribed(keys.Recipient(phone.UID).Channel())
 	// The first fetch, of what was queued before, is done before anything is sent, so
 	// that no admission races it.
-	for deadline := time.Now().Add(10 * time.Second); scripts.Load() < 1; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); fetches.Load() < 1; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the stream never fetched")
 		}
@@ -418,28 +418,43 @@ func TestOneFetchPerAnnouncement(t *testing.T) {
 		}
 	}
 	// One fetch at the start, then one per admission.
-	if n := scripts.Load(); n != 6 {
-		t.Fatalf("the stream ran %d scripts for 5 deliveries, want 6 fetches", n)
+	if n := fetches.Load(); n != 6 {
+		t.Fatalf("the stream fetched %d times for 5 deliveries, want 6", n)
 	}
 }
 
-// scriptCount counts the scripts a client runs.
-type scriptCount struct{ n *atomic.Int64 }
+// fetchCount counts the fetches a client runs (fetch.lua, alone or in a pipeline),
+// once each has run, so that a test can wait for one.
+type fetchCount struct{ n *atomic.Int64 }
 
-func (c scriptCount) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c fetchCount) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-func (c scriptCount) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (c fetchCount) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if name := cmd.Name(); name == "evalsha" || name == "eval" {
-			if err == nil { // an EVALSHA refused with NOSCRIPT ran nothing; its EVAL counts
-				c.n.Add(1) // once it ran, so that a test can wait for it
-			}
+		c.count(cmd)
+		return err
+	}
+}
+
+func (c fetchCount) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			c.count(cmd)
 		}
 		return err
 	}
 }
 
-func (c scriptCount) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+// count counts cmd if it is a fetch that ran: an EVALSHA refused with NOSCRIPT ran
+// nothing, and the EVAL sent after it counts.
+func (c fetchCount) count(cmd redis.Cmder) {
+	args := cmd.Args()
+	if cmd.Err() != nil || len(args) < 2 {
+		return
+	}
+	if name := cmd.Name(); name == "evalsha" && args[1] == fetchScript.Hash() || name == "eval" && args[1] == fetchScript.Source() {
+		c.n.Add(1)
+	}
 }

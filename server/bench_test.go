@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,6 +98,7 @@ func benchSend(b *testing.B, daily uint32) {
 	ctx := as(key)
 	b.SetParallelism(16)
 	b.ResetTimer()
+	cpu := redisCPU(g)
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -110,7 +113,7 @@ func benchSend(b *testing.B, daily uint32) {
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()
-	report(b, float64(b.N), elapsed, rt)
+	report(b, float64(b.N), elapsed, rt, redisCPU(g)-cpu)
 }
 
 // BenchmarkSendBatch sends batches of 100 messages to 100 people.
@@ -127,6 +130,7 @@ func benchSendBatch(b *testing.B, daily uint32) {
 	var seq atomic.Int64
 	b.SetParallelism(2)
 	b.ResetTimer()
+	cpu := redisCPU(g)
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -143,13 +147,34 @@ func benchSendBatch(b *testing.B, daily uint32) {
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()
-	report(b, float64(b.N*size), elapsed, rt)
+	report(b, float64(b.N*size), elapsed, rt, redisCPU(g)-cpu)
 }
 
-func report(b *testing.B, msgs float64, elapsed time.Duration, rt *roundTrips) {
+func report(b *testing.B, msgs float64, elapsed time.Duration, rt *roundTrips, redisCPU time.Duration) {
 	b.ReportMetric(msgs/elapsed.Seconds(), "msgs/s")
+	if redisCPU > 0 {
+		b.ReportMetric(float64(redisCPU.Microseconds())/msgs, "redis_µs/msg")
+	}
 	b.ReportMetric(float64(rt.rpc.Load())/msgs, "rpc_rt/msg")
 	b.ReportMetric(float64(rt.rpc.Load()+rt.background.Load())/msgs, "all_rt/msg")
+}
+
+// redisCPU is the CPU time the gateway's redis-server has used (user and system, all
+// its threads), from INFO; 0 on the in-process store, which has none of its own.
+func redisCPU(g *gateway) time.Duration {
+	info, err := g.rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for line := range strings.SplitSeq(info, "\r\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }
 
 // BenchmarkLookupRecipient looks up people of two devices each, on a gateway without a

@@ -103,7 +103,10 @@ func (r *report) summarize() {
 		if g.atMost {
 			met = v <= g.limit
 		}
-		r.Goals = append(r.Goals, goalResult{Name: g.name, Goal: g.text, Value: v, Met: met && !math.IsNaN(v)})
+		if math.IsNaN(v) { // a baseline measured nothing
+			v, met = 0, false
+		}
+		r.Goals = append(r.Goals, goalResult{Name: g.name, Goal: g.text, Value: v, Met: met})
 	}
 }
 
@@ -211,7 +214,7 @@ func (r *report) writeTable(w io.Writer) {
 - Throughput and latency are those of the calls that ended in the measured window, after a warm-up. CPU per message: Redis's from INFO (used_cpu_user + used_cpu_sys), the server's from /proc/PID/stat (utime + stime), from a reading taken when heraldd and Redis were quiet (under 5%% of a core each) before the first call to one taken when they were quiet again after the last, over every message sent: it counts what the calls left to the background (status events to forward, say), and nothing left by what ran before.
 - Steady delivery: every device acks each delivery as it comes (one Ack call each). Round trips (heraldd's herald_redis_duration_seconds_count, every op) and CPU are counted from before the streams open until heraldd is quiet after they closed, less what the same Sends cost without delivery: Sends at the same rate to as many devices without a stream, measured just before (%s round trips, %s heraldd CPU and %s Redis CPU per Send). Totals per delivered message: %s round trips, heraldd %s, Redis %s.
 - Live broadcast: SendBatch calls of %d paced at %s msg/s in all, each message's latency from its call's turn to be sent (not from when it went: no coordinated omission) to its Delivery's arrival; the rate achieved is what arrived over the time from the first turn to the last arrival (at least the time the turns took). Every device acks each delivery.
-- Memory: the growth of Redis's used_memory, less its clients' buffers (mem_clients_normal), over %s more devices registered, then over one message queued to each (no stream open), then over one more to each, each read when heraldd was quiet. The keys then, by kind (MEMORY USAGE of a sample): %s.
+- Memory: the growth of Redis's used_memory, less its clients' buffers (mem_clients_normal), over %s more devices registered, then over one message queued to each (no stream open), then over one more to each, each read once heraldd was quiet and Redis's memory had settled. The keys then, by kind (MEMORY USAGE of a sample): %s.
 `, c.Callers, c.Connections, thousands(float64(c.Recipients)), c.CiphertextBytes, c.BatchCallers, c.BatchSize, c.PipelineDepth, c.PipelineCallers, c.PipelineDepth,
 		decimal(steady.AdmissionRoundTrips), micros(steady.AdmissionServerCPUUs), micros(steady.AdmissionRedisCPUUs),
 		decimal(steady.RoundTrips), micros(steady.ServerCPUUs), micros(steady.RedisCPUUs),

@@ -109,7 +109,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	var cfg config
 	fs.StringVar(&cfg.heraldd, "heraldd", "heraldd", "the heraldd binary to measure")
 	fs.StringVar(&cfg.redisServer, "redis-server", "redis-server", "the redis-server binary to run")
-	quick := fs.Bool("quick", false, "about a minute: 2 rounds of 3s, 1000 recipients and 1000 memory devices (flags given win)")
+	quick := fs.Bool("quick", false, "about a minute: 2 rounds of 2s, 1000 recipients and 1000 memory devices (flags given win)")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds; every scenario runs once a round, and each figure is the median over rounds")
 	fs.DurationVar(&cfg.duration, "duration", 8*time.Second, "how long each scenario is measured in each round")
 	fs.IntVar(&cfg.recipients, "recipients", 2000, "one-device recipients that Send, SendBatch and the baselines go to, round-robin")
@@ -132,7 +132,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	if *quick {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-		for name, v := range map[string]string{"rounds": "2", "duration": "3s", "recipients": "1000", "memory-devices": "1000"} {
+		for name, v := range map[string]string{"rounds": "2", "duration": "2s", "recipients": "1000", "memory-devices": "1000"} {
 			if !given[name] {
 				_ = fs.Set(name, v)
 			}

@@ -16,15 +16,29 @@ import (
 	"google.golang.org/grpc"
 )
 
-// receivers are devices with a Receive stream open each, acknowledging every delivery
-// as it comes with an Ack call of its own, as a phone would.
+// acking is when receivers acknowledge what they receive.
+type acking int
+
+const (
+	// ackEach acknowledges every delivery as it comes, with an Ack call of its own, as
+	// a phone would.
+	ackEach acking = iota
+	// ackAfter holds every delivery until ackHeld, which acknowledges them in as few
+	// calls as it can: for a measure of delivery alone.
+	ackAfter
+)
+
+// receivers are devices with a Receive stream open each.
 type receivers struct {
+	acking    acking
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 	// streams are the goroutines reading the streams, and acks those acknowledging
 	// what they read, one a stream.
 	streams, acks    sync.WaitGroup
 	delivered, acked atomic.Int64
+	// devices are the streams' devices.
+	devices []streamDevice
 
 	mu sync.Mutex
 	// latencies are the deliveries' latencies from their turns to be sent.
@@ -34,23 +48,39 @@ type receivers struct {
 	err  error
 }
 
+// streamDevice is the device of one stream.
+type streamDevice struct {
+	client heraldv1.RecipientServiceClient
+	token  string
+	// held is what it received, acking after, for ackHeld.
+	held []string
+}
+
+// maxAckIDs is how many ids the gateway takes in one Ack call.
+const maxAckIDs = 1000
+
 // openReceivers opens a Receive stream for each device, spread over conns, and waits
 // until heraldd counts them all open.
-func (b *bench) openReceivers(ctx context.Context, devs []recipient, conns []*grpc.ClientConn) (*receivers, error) {
+func (b *bench) openReceivers(ctx context.Context, devs []recipient, conns []*grpc.ClientConn, acking acking) (*receivers, error) {
 	sctx, cancel := context.WithCancel(ctx)
-	rs := &receivers{cancel: cancel}
+	rs := &receivers{acking: acking, cancel: cancel, devices: make([]streamDevice, len(devs))}
 	for i, d := range devs {
 		client := heraldv1.NewRecipientServiceClient(conns[i%len(conns)])
 		dctx := bearer(sctx, d.token)
+		rs.devices[i] = streamDevice{client: client, token: d.token}
 		st, err := client.Receive(dctx, &heraldv1.ReceiveRequest{})
 		if err != nil {
 			rs.close()
 			return nil, fmt.Errorf("open a Receive stream: %w", err)
 		}
+		if acking == ackAfter {
+			rs.streams.Go(func() { rs.read(dctx, st, func(id string) { rs.devices[i].held = append(rs.devices[i].held, id) }) })
+			continue
+		}
 		acks := make(chan string, 1024)
 		rs.streams.Go(func() {
 			defer close(acks)
-			rs.read(dctx, st, acks)
+			rs.read(dctx, st, func(id string) { acks <- id })
 		})
 		// Not the stream's context: acks queued when the streams close still go.
 		rs.acks.Go(func() { rs.ack(context.WithoutCancel(dctx), client, acks) })
@@ -62,8 +92,8 @@ func (b *bench) openReceivers(ctx context.Context, devs []recipient, conns []*gr
 	return rs, rs.failed()
 }
 
-// read reads one stream until it ends, and passes each delivery on to be acknowledged.
-func (rs *receivers) read(ctx context.Context, st grpc.ServerStreamingClient[heraldv1.ReceiveResponse], acks chan<- string) {
+// read reads one stream until it ends, and passes each delivery's id on.
+func (rs *receivers) read(ctx context.Context, st grpc.ServerStreamingClient[heraldv1.ReceiveResponse], received func(id string)) {
 	for {
 		m, err := st.Recv()
 		if err != nil {
@@ -87,7 +117,7 @@ func (rs *receivers) read(ctx context.Context, st grpc.ServerStreamingClient[her
 		rs.last = now
 		rs.mu.Unlock()
 		rs.delivered.Add(1)
-		acks <- d.GetMessageId()
+		received(d.GetMessageId())
 	}
 }
 
@@ -105,11 +135,15 @@ func (rs *receivers) ack(ctx context.Context, client heraldv1.RecipientServiceCl
 	}
 }
 
-// drain waits until n deliveries came and were acknowledged, or timeout passes; it
-// says how many did not come.
+// drain waits until n deliveries came (and, acking each, were acknowledged), or
+// timeout passes; it says how many did not come.
 func (rs *receivers) drain(ctx context.Context, n int64, timeout time.Duration) (int64, error) {
+	done := &rs.acked
+	if rs.acking == ackAfter {
+		done = &rs.delivered
+	}
 	deadline := time.Now().Add(timeout)
-	for rs.acked.Load() < n && time.Now().Before(deadline) {
+	for done.Load() < n && time.Now().Before(deadline) {
 		if err := rs.failed(); err != nil {
 			return 0, err
 		}
@@ -118,6 +152,20 @@ func (rs *receivers) drain(ctx context.Context, n int64, timeout time.Duration) 
 		}
 	}
 	return max(n-rs.delivered.Load(), 0), rs.failed()
+}
+
+// ackHeld acknowledges what the devices held, up to 1,000 ids a call, once the streams
+// are closed.
+func (rs *receivers) ackHeld(ctx context.Context) error {
+	rs.close()
+	for _, d := range rs.devices {
+		for ids := range slices.Chunk(d.held, maxAckIDs) {
+			if _, err := d.client.Ack(bearer(ctx, d.token), &heraldv1.AckRequest{MessageIds: ids}); err != nil {
+				return fmt.Errorf("ack: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // lastDelivery is when the last delivery came.

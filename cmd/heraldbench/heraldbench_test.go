@@ -88,7 +88,7 @@ func TestRun(t *testing.T) {
 		t.Errorf("steady delivery: no admission cost to net out: %+v", m)
 	}
 	mem := rep.Memory
-	if mem.PerDevice == 0 || mem.PerMessage == 0 || mem.PerFurtherMessage == 0 {
+	if mem.PerDevice == 0 || mem.PerMessage == 0 || mem.PerFirstMessage == 0 {
 		t.Errorf("memory not measured: %+v", mem)
 	}
 	if !strings.Contains(kindsLine(mem.KeyKinds), ":dev`") {

@@ -26,11 +26,12 @@ type memory struct {
 	// PerDevice is the growth per registered device, in bytes.
 	PerDevice float64 `json:"bytes_per_device"`
 	// PerMessage is the growth per queued single-device message with a
-	// ciphertextSize-byte envelope, the first to its recipient (to a device without
-	// a stream), in bytes.
+	// ciphertextSize-byte envelope (to a device without a stream) that had one
+	// before: what each further message costs, in bytes.
 	PerMessage float64 `json:"bytes_per_queued_message"`
-	// PerFurtherMessage is the same for a second message to each device.
-	PerFurtherMessage float64 `json:"bytes_per_further_queued_message"`
+	// PerFirstMessage is the same for the first message to each device, with what a
+	// business's first message to a person creates besides.
+	PerFirstMessage float64 `json:"bytes_per_first_queued_message"`
 	// KeyKinds are the keys Redis held afterwards, by kind, with a sample of each
 	// kind's MEMORY USAGE.
 	KeyKinds []keyKind `json:"key_kinds"`
@@ -86,8 +87,8 @@ func (b *bench) measureMemory(ctx context.Context, first, count int) (memory, er
 		mark = append(mark, v)
 	}
 	m.PerDevice = (m1 - m0) / float64(count)
-	m.PerMessage = (mark[1] - mark[0]) / float64(count)
-	m.PerFurtherMessage = (mark[2] - mark[1]) / float64(count)
+	m.PerFirstMessage = (mark[1] - mark[0]) / float64(count)
+	m.PerMessage = (mark[2] - mark[1]) / float64(count)
 	m.KeyKinds, err = b.keyKinds(ctx)
 	return m, err
 }

@@ -96,8 +96,8 @@ func run(ctx context.Context, cfg config, progress io.Writer) (rep *report, err 
 	if rep.Memory, err = b.measureMemory(ctx, next, cfg.memoryDevices); err != nil {
 		return nil, err
 	}
-	b.say("memory: %.0f B per device, %.0f B per queued message, %.0f B per further one",
-		rep.Memory.PerDevice, rep.Memory.PerMessage, rep.Memory.PerFurtherMessage)
+	b.say("memory: %.0f B per device, %.0f B per queued message (%.0f B for the first to a device)",
+		rep.Memory.PerDevice, rep.Memory.PerMessage, rep.Memory.PerFirstMessage)
 	for round := 1; round <= cfg.rounds; round++ {
 		for _, sc := range scenarios {
 			res, err := sc.run(b, ctx, round)

@@ -98,6 +98,7 @@ func (e *Expiries) run(ctx context.Context) {
 			cancel()
 			return
 		case <-e.wake:
+			linger(ctx, expiryLinger)
 			e.flush(ctx)
 		case <-sweep.C:
 			e.flush(ctx)
@@ -107,6 +108,11 @@ func (e *Expiries) run(ctx context.Context) {
 		}
 	}
 }
+
+// expiryLinger is how long a change to the expiry index waits for others to join its
+// round trip. The index is off the Send path and a best effort, so the wait costs
+// nothing that matters, and a message acknowledged within it never touches the index.
+const expiryLinger = 50 * time.Millisecond
 
 func (e *Expiries) flush(ctx context.Context) {
 	e.mu.Lock()

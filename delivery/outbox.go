@@ -94,6 +94,7 @@ func (f *Forwarder) run(ctx context.Context) {
 			f.drain(ctx, time.Now().Add(lastDrain))
 			return
 		case <-f.wake:
+			linger(ctx, forwardLinger)
 		case <-retry.C:
 		case <-sweep.C:
 			if err := f.sweep(ctx); err != nil && ctx.Err() == nil {
@@ -101,6 +102,22 @@ func (f *Forwarder) run(ctx context.Context) {
 			}
 		}
 		f.drain(ctx, time.Time{})
+	}
+}
+
+// forwardLinger is how long the forwarder waits after a kick before it flushes, so
+// that the events of the next few milliseconds go in the same three round trips: at a
+// thousand messages a second, a flush per kick cost several round trips and about
+// half a millisecond of the gateway's CPU per message.
+const forwardLinger = 5 * time.Millisecond
+
+// linger waits d, or until ctx ends.
+func linger(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 

@@ -82,7 +82,7 @@ type Mailboxes struct {
 // forwards and whose settled messages leave exp's index.
 func newMailboxes(rdb redis.UniversalClient, hub *hub, out *Forwarder, exp *Expiries, now func() time.Time,
 	poll, receiptWindow time.Duration) *Mailboxes {
-	return &Mailboxes{rdb: rdb, batch: rscript.NewBatcher(rdb, 2, 256), hub: hub, out: out, exp: exp, now: now, poll: poll,
+	return &Mailboxes{rdb: rdb, batch: rscript.NewBatcher(rdb, 2, 256, 256), hub: hub, out: out, exp: exp, now: now, poll: poll,
 		window: receiptWindow.Milliseconds(), bodies: newBodyCache(64 << 20), depth: nop{}}
 }
 

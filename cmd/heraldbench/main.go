@@ -13,8 +13,9 @@
 // Send, 64 callers over 4 connections; SendBatch against the small script pipelined
 // sixteen to a round trip; steady delivery to devices that ack each delivery; and a
 // live broadcast to 1,000 connected devices, which ack only after it is measured.
-// Beforehand it measures Redis's memory per registered device and per queued message. Every figure is the median over rounds;
-// CPU per message comes from Redis's INFO and from /proc (so it runs on Linux).
+// Beforehand it measures Redis's memory per registered device and per queued message.
+// Every figure is the median over rounds; CPU per message comes from Redis's INFO and
+// from /proc (so it runs on Linux).
 //
 // scripts/bench builds heraldd and heraldbench and runs it:
 //

@@ -15,6 +15,10 @@ import (
 // about half the CPU per script that the same scripts cost one round trip each, and
 // costs the gateway one write and one read for all of them.
 //
+// A caller with many calls of its own (a SendBatch of a hundred) gains nothing from
+// company and would only wait for a place: its pipeline goes at once, beside the
+// limit, as it would without a Batcher.
+//
 // What a caller is told is what RunAfter tells it, about its own calls only: a
 // connection failure fails every call of the pipeline it was in (none of them can be
 // assumed run or not run), and a script's error is its call's alone. A caller whose
@@ -24,6 +28,7 @@ type Batcher struct {
 	rdb   Pipeliner
 	limit int // pipelines out at once
 	most  int // script calls one pipeline takes from the queue, beyond its first caller's
+	alone int // script calls of one caller that go in a pipeline of their own at once
 
 	mu    sync.Mutex
 	out   int
@@ -41,9 +46,10 @@ type batchJob struct {
 }
 
 // NewBatcher returns a Batcher on rdb with at most limit pipelines out at once (at
-// least 1), each taking up to most queued script calls (at least 1).
-func NewBatcher(rdb Pipeliner, limit, most int) *Batcher {
-	return &Batcher{rdb: rdb, limit: max(limit, 1), most: max(most, 1)}
+// least 1), each taking up to most queued script calls (at least 1); a caller with
+// alone calls or more sends them at once in a pipeline of its own.
+func NewBatcher(rdb Pipeliner, limit, most, alone int) *Batcher {
+	return &Batcher{rdb: rdb, limit: max(limit, 1), most: max(most, 1), alone: max(alone, 1)}
 }
 
 // RunAfter is the package's RunAfter, with first's commands and the calls sent in a
@@ -52,6 +58,9 @@ func NewBatcher(rdb Pipeliner, limit, most int) *Batcher {
 func (b *Batcher) RunAfter(ctx context.Context, first func(redis.Pipeliner), s *Script, calls []Call) ([]*redis.Cmd, error) {
 	if len(calls) == 0 && first == nil {
 		return nil, nil
+	}
+	if len(calls) >= b.alone {
+		return RunAfter(ctx, b.rdb, first, s, calls)
 	}
 	own := make([]Call, len(calls))
 	for i, c := range calls {

@@ -79,7 +79,7 @@ func TestBatcherSharesRoundTrips(t *testing.T) {
 	t.Parallel()
 	rdb, g := gatedClient(t)
 	ctx := context.Background()
-	b := NewBatcher(rdb, 1, 1000)
+	b := NewBatcher(rdb, 1, 1000, 1000)
 
 	done := make(chan error, 1)
 	go func() {
@@ -147,7 +147,7 @@ func TestBatcherTakesAtMostItsShare(t *testing.T) {
 	t.Parallel()
 	rdb, g := gatedClient(t)
 	ctx := context.Background()
-	b := NewBatcher(rdb, 1, 10)
+	b := NewBatcher(rdb, 1, 10, 1000)
 	go b.RunAfter(ctx, nil, echoAdd, []Call{{Keys: []string{"n"}, Args: []any{1, "lead"}}})
 	for g.pipelines.Load() == 0 {
 		time.Sleep(time.Millisecond)
@@ -182,7 +182,7 @@ func TestBatcherDropsCallersThatGaveUp(t *testing.T) {
 	t.Parallel()
 	rdb, g := gatedClient(t)
 	ctx := context.Background()
-	b := NewBatcher(rdb, 1, 100)
+	b := NewBatcher(rdb, 1, 100, 1000)
 	go b.RunAfter(ctx, nil, echoAdd, []Call{{Keys: []string{"lead"}, Args: []any{1, "lead"}}})
 	for g.pipelines.Load() == 0 {
 		time.Sleep(time.Millisecond)
@@ -230,7 +230,7 @@ func TestBatcherAfterScriptFlush(t *testing.T) {
 	close(g.open)
 	ctx := context.Background()
 	other := New(`return {redis.call("DECRBY", KEYS[1], ARGV[1]), ARGV[2]}`)
-	b := NewBatcher(rdb, 2, 100)
+	b := NewBatcher(rdb, 2, 100, 1000)
 	for round := range 3 {
 		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
@@ -260,5 +260,35 @@ func TestBatcherAfterScriptFlush(t *testing.T) {
 	down, _ := rdb.Get(ctx, "down").Int()
 	if up != 60 || down != -60 {
 		t.Fatalf("up %d, down %d; want 60 and -60", up, down)
+	}
+}
+
+// TestBatcherLetsLargeCallersGoAlone: a caller with as many calls as the Batcher's
+// alone goes at once, in a pipeline of its own, even while every place is taken.
+func TestBatcherLetsLargeCallersGoAlone(t *testing.T) {
+	t.Parallel()
+	rdb, g := gatedClient(t)
+	ctx := context.Background()
+	b := NewBatcher(rdb, 1, 100, 3)
+	lead := make(chan error, 1)
+	go func() {
+		_, err := b.RunAfter(ctx, nil, echoAdd, []Call{{Keys: []string{"n"}, Args: []any{1, "lead"}}})
+		lead <- err
+	}()
+	for g.pipelines.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	calls := []Call{{Keys: []string{"big"}, Args: []any{1, "a"}}, {Keys: []string{"big"}, Args: []any{1, "b"}},
+		{Keys: []string{"big"}, Args: []any{1, "c"}}}
+	cmds, err := b.RunAfter(ctx, nil, echoAdd, calls) // returns while the lead is held
+	if err != nil || len(cmds) != 3 {
+		t.Fatalf("the large caller: %v, %v", cmds, err)
+	}
+	if r, _ := cmds[2].Slice(); r[0] != int64(3) || r[1] != "c" {
+		t.Fatalf("the large caller's last reply: %v", r)
+	}
+	close(g.open)
+	if err := <-lead; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -21,7 +21,6 @@ var echoAdd = New(`return {redis.call("INCRBY", KEYS[1], ARGV[1]), ARGV[2]}`)
 // (not a new connection's handshake, which go-redis sends as a pipeline too).
 type gate struct {
 	open      chan struct{}
-	once      sync.Once
 	pipelines atomic.Int64
 }
 

@@ -204,7 +204,7 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 	if err != nil {
 		return nil, fmt.Errorf("business pending bytes: %w", err)
 	}
-	a.quota.charges(as, a.quota.view(biz, counted, read, now))
+	a.quota.reserve(biz, counted, read, now, as)
 	ds, err := a.recipients.Admit(ctx, as)
 	if err != nil {
 		// Whatever the error, the scripts may have run: even a failure to connect
@@ -218,20 +218,21 @@ func (a *Admitter) Admit(ctx context.Context, biz string, ms []Message) ([]block
 	// messages are in their mailboxes whatever the caller is told. A duplicate is
 	// followed up again, since the call that admitted it may have failed before it
 	// could be (and following up twice changes nothing).
-	var charged int64
+	var unused int64 // reserved for admissions that were not admitted
 	for i, d := range ds {
 		out[i] = d
+		if d.Outcome != blocklist.Accepted || d.Duplicate {
+			unused += max(as[i].PendingBytes, 0)
+		}
 		if d.Outcome == blocklist.Accepted {
 			first := as[i]
 			if d.Duplicate {
 				first.MessageID, first.Expires = d.MessageID, d.Expires
-			} else {
-				charged += as[i].PendingBytes
 			}
 			a.admitted(first)
 		}
 	}
-	a.quota.add(biz, now, charged)
+	a.quota.release(biz, now, unused)
 	if err != nil {
 		// The first admissions ran: whatever failed after them, some messages may
 		// have been admitted.

@@ -76,29 +76,43 @@ const chargeBucket = 100 * time.Millisecond
 // admitted from forwardLag before it.
 const keep = 2*business.LimitsCacheTTL + forwardLag
 
-// view is biz's pending bytes as this gateway sees them now: counted, as Redis
-// counted them at read, and what this gateway admitted from forwardLag before then.
-func (q *pendingQuota) view(biz string, counted int64, read, now time.Time) int64 {
+// reserve holds one call's admissions to biz's quota, in order (charges), against
+// what this gateway sees of biz's pending bytes: counted, as Redis counted them at
+// read, and what this gateway charged from forwardLag before then. What it charges
+// is remembered at once, in the same step, so that calls admitting at the same time
+// on this gateway each see the others' charges; give back (release) what was charged
+// for admissions that turned out not to be admitted. It returns the pending bytes it
+// saw before the call.
+func (q *pendingQuota) reserve(biz string, counted int64, read, now time.Time, as []blocklist.Admission) int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	cs := q.prune(biz, now)
-	v := counted
+	pending := counted
 	from := read.Add(-forwardLag)
-	for _, c := range cs {
+	for _, c := range q.prune(biz, now) {
 		if !c.at.Add(chargeBucket).Before(from) {
-			v += c.bytes
+			pending += c.bytes
 		}
 	}
-	return v
+	q.add(biz, now, q.charges(as, pending))
+	return pending
 }
 
-// add remembers bytes admitted for biz at now.
-func (q *pendingQuota) add(biz string, now time.Time, bytes int64) {
+// release gives back bytes reserved for biz at now for admissions that were not
+// admitted (refused, or a duplicate of one admitted before).
+func (q *pendingQuota) release(biz string, now time.Time, bytes int64) {
 	if bytes <= 0 {
 		return
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.add(biz, now, -bytes)
+}
+
+// add changes what biz was charged at now by bytes. Under mu.
+func (q *pendingQuota) add(biz string, now time.Time, bytes int64) {
+	if bytes == 0 {
+		return
+	}
 	cs := q.prune(biz, now)
 	at := now.Truncate(chargeBucket)
 	if n := len(cs); n > 0 && cs[n-1].at.Equal(at) {
@@ -126,18 +140,21 @@ func (q *pendingQuota) prune(biz string, now time.Time) []charge {
 }
 
 // charges holds the admissions of one call to the quota, in order: each one that fits
-// gets its size as PendingBytes, the others OverQuota. A body counts with the first
-// message of the call that brings it and fits (the call stores it once, however many
-// messages name it, and a message over the quota stores nothing). pending is what the
-// business holds before the call; it returns what it holds after.
+// gets its size as PendingBytes, the others OverQuota. pending is what the business
+// holds before the call; it returns what the call charged.
+//
+// A body is stored once per call however many messages name it, and only by the
+// messages that fit. It is judged whole with the first of them, then shared out
+// among all of them that fit, so that one of them turning out refused (blocked, say,
+// or a duplicate) leaves only its share uncounted, not the body.
 func (q *pendingQuota) charges(as []blocklist.Admission, pending int64) int64 {
-	bodies := map[string]bool{}
+	judged := map[string]bool{}
 	for i, a := range as {
 		n := int64(messageOverhead)
 		for _, e := range a.Envelopes {
 			n += int64(len(e.Ciphertext)) + envelopeOverhead
 		}
-		newBody := len(a.Body) > 0 && !bodies[string(a.Body)]
+		newBody := len(a.Body) > 0 && !judged[string(a.Body)]
 		if newBody {
 			n += int64(len(a.Body))
 		}
@@ -145,11 +162,34 @@ func (q *pendingQuota) charges(as []blocklist.Admission, pending int64) int64 {
 			as[i].PendingBytes = blocklist.OverQuota
 			continue
 		}
-		if newBody {
-			bodies[string(a.Body)] = true
-		}
 		pending += n
+		if newBody {
+			judged[string(a.Body)] = true
+			n -= int64(len(a.Body)) // shared out below
+		}
 		as[i].PendingBytes = n
 	}
-	return pending
+	var charged int64
+	sharers := map[string][]int{}
+	for i, a := range as {
+		if a.PendingBytes == blocklist.OverQuota {
+			continue
+		}
+		charged += a.PendingBytes
+		if len(a.Body) > 0 {
+			sharers[string(a.Body)] = append(sharers[string(a.Body)], i)
+		}
+	}
+	for body, is := range sharers {
+		size, k := int64(len(body)), int64(len(is))
+		for j, i := range is {
+			share := size / k
+			if j == 0 {
+				share += size % k
+			}
+			as[i].PendingBytes += share
+		}
+		charged += size
+	}
+	return charged
 }

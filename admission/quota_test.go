@@ -2,12 +2,15 @@ package admission
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/blocklist"
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // The quota admits, in order, the messages that fit; a duplicate and a refusal
@@ -45,11 +48,93 @@ func TestQuotaAdmitsWhatFits(t *testing.T) {
 	if n := len(rs.Client.Keys(context.Background(), keys.Body("*")).Val()); n != 1 {
 		t.Fatalf("%d bodies stored, want 1: a message refused for the quota stores nothing", n)
 	}
-	// The admitted messages carry their size, for their events and their settling.
-	msg, err := keys.ParseMessage(rs.Client.HGetAll(context.Background(), keys.Recipient(m(1, "a").UID).Message(
-		rs.Client.Get(context.Background(), keys.Recipient(m(1, "a").UID).Idempotency(biz, "a")).Val())).Val())
-	if err != nil || msg.PendingBytes != one+int64(len(body)) {
-		t.Fatalf("the first message counts %d bytes (%v), want %d", msg.PendingBytes, err, one+int64(len(body)))
+	// The admitted messages carry their size, for their events and their settling: the
+	// body shared among the three that brought it.
+	var total int64
+	for i := 1; i <= 3; i++ {
+		total += pendingOf(t, rs.Client, m(i, "a").UID, "a")
+	}
+	if total != 3*one+int64(len(body)) {
+		t.Fatalf("the three messages count %d bytes, want %d", total, 3*one+int64(len(body)))
+	}
+}
+
+// pendingOf is the size the message uid was sent under client id cm counts.
+func pendingOf(t *testing.T, rdb *redis.Client, uid, cm string) int64 {
+	t.Helper()
+	u := keys.Recipient(uid)
+	msg, err := keys.ParseMessage(rdb.HGetAll(context.Background(), u.Message(rdb.Get(context.Background(),
+		u.Idempotency(biz, cm)).Val())).Val())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg.PendingBytes
+}
+
+// TestQuotaHoldsConcurrentCalls: calls admitting at the same time on one gateway each
+// see what the others charged, so together they stay within the quota.
+func TestQuotaHoldsConcurrentCalls(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	c := &clock{now: time.UnixMilli(1_800_000_000_000)}
+	one := int64(messageOverhead + len("sealed") + envelopeOverhead)
+	a := New(rs.Client, blocklist.New(rs.Client, blocklist.Caps{NewWindow: window}), limitsOf{PerSecond: 1e6, Burst: 1e6},
+		WithClock(c.Now), WithPendingQuota(3*one))
+	t.Cleanup(a.Close)
+	f := &fixture{t: t, rs: rs, rdb: rs.Client, clock: c, a: a}
+	const callers = 20
+	ms := make([]Message, callers)
+	for i := range ms {
+		ms[i] = f.person(i)
+	}
+	var wg sync.WaitGroup
+	var accepted atomic.Int64
+	for i := range callers {
+		wg.Go(func() {
+			ds, err := a.Admit(context.Background(), biz, []Message{ms[i]})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if ds[0].Outcome == blocklist.Accepted {
+				accepted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := accepted.Load(); n != 3 {
+		t.Fatalf("%d of %d concurrent messages accepted under a quota of 3", n, callers)
+	}
+}
+
+// TestQuotaCountsABodyWhoseFirstMessageIsRefused: a body a call stores is shared
+// among its messages, so a refused first message takes only its own share out of the
+// count, not the body; and what a refused message reserved is given back.
+func TestQuotaCountsABodyWhoseFirstMessageIsRefused(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	c := &clock{now: time.UnixMilli(1_800_000_000_000)}
+	a := New(rs.Client, blocklist.New(rs.Client, blocklist.Caps{NewWindow: window}), limitsOf{PerSecond: 1e6, Burst: 1e6},
+		WithClock(c.Now), WithPendingQuota(1<<20))
+	t.Cleanup(a.Close)
+	f := &fixture{t: t, rs: rs, rdb: rs.Client, clock: c, a: a}
+	body := make([]byte, 100_000)
+	blocked, other := f.person(1), f.person(2)
+	blocked.Body, other.Body = body, body
+	if err := blocklist.New(rs.Client, blocklist.Caps{}).Block(context.Background(), blocked.UID, biz, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := outcomes(f.admit(blocked, other)); got != "blocked accepted" {
+		t.Fatalf("outcomes %q", got)
+	}
+	one := int64(messageOverhead + len("sealed") + envelopeOverhead)
+	if got := pendingOf(t, rs.Client, other.UID, other.ClientMessageID); got != one+int64(len(body))/2 {
+		t.Fatalf("the accepted message counts %d bytes, want %d: itself and half the body", got, one+int64(len(body))/2)
+	}
+	// The blocked message's reservation went back: what is still charged here is the
+	// accepted message's size alone.
+	if seen := a.quota.reserve(biz, 0, c.Now(), c.Now(), nil); seen != one+int64(len(body))/2 {
+		t.Fatalf("the gateway still charges %d bytes, want %d", seen, one+int64(len(body))/2)
 	}
 }
 
@@ -75,11 +160,11 @@ func TestQuotaViewAddsWhatTheCountMayMiss(t *testing.T) {
 		{"a count read long after every charge", t0.Add(3*time.Second + forwardLag + chargeBucket + time.Millisecond), t0.Add(9 * time.Second), 1110, 1110,
 			"the count has all of them"},
 	} {
-		if got := q.view(biz, tc.counted, tc.read, tc.now); got != tc.want {
+		if got := q.reserve(biz, tc.counted, tc.read, tc.now, nil); got != tc.want {
 			t.Errorf("%s: view %d, want %d (%s)", tc.name, got, tc.want, tc.description)
 		}
 	}
-	if q.view(biz, 0, t0.Add(time.Hour), t0.Add(time.Hour)); len(q.recent) != 0 {
+	if q.reserve(biz, 0, t0.Add(time.Hour), t0.Add(time.Hour), nil); len(q.recent) != 0 {
 		t.Fatalf("charges older than any count are still kept: %v", q.recent)
 	}
 }

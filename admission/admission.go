@@ -133,8 +133,8 @@ func New(rdb redis.UniversalClient, recipients *blocklist.Store, limits Limits, 
 		limits:     limits,
 		rate: ratelimit.New(rdb, ratelimit.WithClock(c.now), ratelimit.WithReplicasHint(max(c.replicas, 1)),
 			ratelimit.WithMetrics(c.metrics.Rate)),
+		// Not counted into Metrics.Rate, which is the message rate's.
 		lookups: ratelimit.New(rdb, ratelimit.WithClock(c.now), ratelimit.WithReplicasHint(max(c.replicas, 1)),
-			ratelimit.WithMetrics(c.metrics.Rate),
 			ratelimit.WithBuckets(func(b string) (string, string) {
 				k := keys.Business(b)
 				return k.LookupRateBucket(), k.LookupRateLeasers()

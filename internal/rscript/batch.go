@@ -2,6 +2,7 @@ package rscript
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -10,10 +11,10 @@ import (
 // Batcher runs many callers' RunAfter calls together, as group commit does for a
 // log: a caller that finds fewer than its limit of pipelines out sends its own at once,
 // so an idle gateway adds no wait; callers that arrive while the limit is out queue,
-// and the next pipeline to come back takes every queued call out in one pipeline.
-// Under load a Redis round trip then carries tens of admissions, which costs Redis
-// about half the CPU per script that the same scripts cost one round trip each, and
-// costs the gateway one write and one read for all of them.
+// and the next pipeline to come back takes the queued calls out in one pipeline (up
+// to its limit of calls). Under load a Redis round trip then carries tens of
+// admissions, which costs Redis about half the CPU per script that the same scripts
+// cost one round trip each, and costs the gateway one write and one read for all.
 //
 // A caller with many calls of its own (a SendBatch of a hundred) gains nothing from
 // company and would only wait for a place: its pipeline goes at once, beside the
@@ -23,11 +24,11 @@ import (
 // connection failure fails every call of the pipeline it was in (none of them can be
 // assumed run or not run), and a script's error is its call's alone. A caller whose
 // context ends while its calls wait in the queue is answered with the context's
-// error, and its calls are never sent.
+// error at once, and its calls are never sent.
 type Batcher struct {
 	rdb   Pipeliner
 	limit int // pipelines out at once
-	most  int // script calls one pipeline takes from the queue, beyond its first caller's
+	most  int // script calls one pipeline takes from the queue (at least one caller's, whatever its size)
 	alone int // script calls of one caller that go in a pipeline of their own at once
 
 	mu    sync.Mutex
@@ -78,7 +79,18 @@ func (b *Batcher) RunAfter(ctx context.Context, first func(redis.Pipeliner), s *
 	j.done = make(chan struct{})
 	b.queue = append(b.queue, j)
 	b.mu.Unlock()
-	<-j.done
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		b.mu.Lock()
+		if i := slices.Index(b.queue, j); i >= 0 {
+			b.queue = slices.Delete(b.queue, i, i+1)
+			b.mu.Unlock()
+			return nil, ctx.Err()
+		}
+		b.mu.Unlock()
+		<-j.done // taken out already: it is being sent
+	}
 	return j.cmds, j.err
 }
 
@@ -111,9 +123,8 @@ func (b *Batcher) drain() {
 			calls += len(b.queue[n].calls)
 			n++
 		}
-		jobs := make([]*batchJob, n)
-		copy(jobs, b.queue)
-		b.queue = append(b.queue[:0], b.queue[n:]...)
+		jobs := slices.Clone(b.queue[:n])
+		b.queue = slices.Delete(b.queue, 0, n) // clears the tail: sent jobs are not kept
 		b.mu.Unlock()
 		b.send(jobs)
 		for _, j := range jobs {

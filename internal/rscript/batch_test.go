@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -198,20 +199,14 @@ func TestBatcherDropsCallersThatGaveUp(t *testing.T) {
 	}()
 	waitQueued(t, b, 2)
 	cancel()
-	close(g.open)
-	var canceled, ok int
-	for range 2 {
-		switch err := <-errc; {
-		case errors.Is(err, context.Canceled):
-			canceled++
-		case err == nil:
-			ok++
-		default:
-			t.Fatal(err)
-		}
+	// Answered at once, while the pipeline ahead of it is still held.
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the caller that gave up: %v, want context.Canceled", err)
 	}
-	if canceled != 1 || ok != 1 {
-		t.Fatalf("%d canceled, %d answered; want 1 and 1", canceled, ok)
+	waitQueued(t, b, 1)
+	close(g.open)
+	if err := <-errc; err != nil {
+		t.Fatalf("the caller that waited: %v", err)
 	}
 	if n := rdb.Exists(ctx, "gone").Val(); n != 0 {
 		t.Error("the call of a caller that gave up ran")
@@ -289,5 +284,68 @@ func TestBatcherLetsLargeCallersGoAlone(t *testing.T) {
 	close(g.open)
 	if err := <-lead; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBatcherErrorsAreTheirCallers: in a shared pipeline a script's error is its
+// caller's alone, and a connection failure fails every caller of the pipeline.
+func TestBatcherErrorsAreTheirCallers(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	failing := New(`return redis.error_reply("ERR refused on purpose")`)
+	for _, src := range []string{echoAdd.Source(), failing.Source()} {
+		if err := rdb.ScriptLoad(context.Background(), src).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := &gate{open: make(chan struct{})}
+	rdb.AddHook(g)
+	ctx := context.Background()
+	b := NewBatcher(rdb, 1, 100, 1000)
+	run := func(s *Script, tag string) chan error {
+		errc := make(chan error, 1)
+		go func() {
+			cmds, err := b.RunAfter(ctx, nil, s, []Call{{Keys: []string{"n"}, Args: []any{1, tag}}})
+			if err == nil {
+				err = cmds[0].Err()
+			}
+			errc <- err
+		}()
+		return errc
+	}
+	lead := run(echoAdd, "lead")
+	for g.pipelines.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	good, bad := run(echoAdd, "good"), run(failing, "bad")
+	waitQueued(t, b, 2)
+	close(g.open)
+	if err := <-lead; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-good; err != nil {
+		t.Fatalf("a good call beside a failing one: %v", err)
+	}
+	if err := <-bad; err == nil || !strings.Contains(err.Error(), "refused on purpose") {
+		t.Fatalf("the failing call: %v", err)
+	}
+
+	// Redis gone: the pipeline out and the callers queued behind it all fail.
+	g2 := &gate{open: make(chan struct{})}
+	rdb.AddHook(g2)
+	lead = run(echoAdd, "lead")
+	for g2.pipelines.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	one, two := run(echoAdd, "one"), run(echoAdd, "two")
+	waitQueued(t, b, 2)
+	rs.Stop()
+	close(g2.open)
+	for i, c := range []chan error{lead, one, two} {
+		if err := <-c; err == nil {
+			t.Errorf("caller %d: no error with Redis gone", i)
+		}
 	}
 }

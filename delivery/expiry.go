@@ -26,10 +26,10 @@ var expireScript = rscript.New(keys.Lua(expireSource))
 // Admitted messages are indexed by expiry in a few sharded sorted sets (hr:{x:N}); the
 // admitting gateway adds them in the background, batched, off the Send path, and the
 // gateway that sees a message settle (every device acked or refused it) takes it out
-// the same way, so the index holds the messages in flight and no more. The index is a
-// best effort: a message missing from it (its gateway died before writing) is still
-// reported expired when its device next connects, and one left in it after it settled
-// goes at its expiry, when the sweep finds nothing to report. Every gateway sweeps;
+// the same way (a message settled by a fetch or an undeliverable body stays until its
+// expiry, when the sweep finds nothing to report). A write Redis failed is kept and
+// tried again. A message missing from the index all the same (its gateway died
+// before writing) is still reported expired when its device next connects. Every gateway sweeps;
 // the expiry script moves each device's state once, so two sweepers report nothing
 // twice.
 type Expiries struct {
@@ -157,17 +157,27 @@ func (e *Expiries) flush(ctx context.Context) {
 		}
 		return nil
 	}); err != nil {
-		if ctx.Err() != nil {
-			// Stopping: put the batch back for run's last flush, which has a context
-			// of its own. (ZADD or ZREM of the same members again changes nothing.)
-			e.mu.Lock()
-			e.pending = append(batch, e.pending...)
-			e.mu.Unlock()
-			return
+		// Put the batch back, for the next flush (the sweep's tick retries it) or, when
+		// stopping, for run's last flush, which has a context of its own: a message
+		// missing from the index is settled only if its device comes back, and until
+		// then its bytes count against its business's quota. ZADD or ZREM of the same
+		// members again changes nothing. Bounded, so that Redis gone for long cannot
+		// grow the gateway without end.
+		e.mu.Lock()
+		e.pending = append(batch, e.pending...)
+		dropped := max(len(e.pending)-maxPendingIndex, 0)
+		e.pending = e.pending[dropped:]
+		e.mu.Unlock()
+		if ctx.Err() == nil {
+			e.log.Warn("indexing expiries failed; will retry", "err", err, "dropped", dropped)
 		}
-		e.log.Warn("indexing expiries failed; those messages expire when their devices next connect", "err", err)
 	}
 }
+
+// maxPendingIndex bounds the index changes a gateway keeps while Redis fails them
+// (about 100 bytes each); past it the oldest go, and their messages are settled when
+// their devices next connect.
+const maxPendingIndex = 1 << 20
 
 // expiryShards is how many sorted sets the expiry index is spread over, so that no
 // one Redis Cluster slot takes every admission's index write.

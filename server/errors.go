@@ -91,7 +91,11 @@ func (s *Server) unavailable(ctx context.Context, op string, err error, msg, rea
 	var re redis.Error
 	if errors.As(err, &re) && !isTransient(re) {
 		s.log.Error("storage error", "op", op, "err", err)
-		return status.Error(codes.Internal, op+": internal error")
+		if reason != "OUTCOME_UNKNOWN" {
+			return status.Error(codes.Internal, op+": internal error")
+		}
+		// Whatever Redis refused, messages may have been admitted before it did: the
+		// caller must hear that, and that a retry is safe, not "internal error".
 	}
 	s.log.Warn("storage unavailable", "op", op, "reason", reason, "err", err)
 	return withInfo(codes.Unavailable, op+": "+msg, reason)
@@ -100,7 +104,8 @@ func (s *Server) unavailable(ctx context.Context, op string, err error, msg, rea
 // isTransient reports Redis replies that mean "not now" rather than "wrong".
 func isTransient(err redis.Error) bool {
 	msg := err.Error()
-	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "MOVED", "ASK", "OOM"} {
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "MOVED", "ASK", "OOM",
+		"NOREPLICAS", "ERR max number of clients"} {
 		if strings.HasPrefix(msg, p) {
 			return true
 		}

@@ -309,3 +309,31 @@ func reasonOf(err error) string {
 	}
 	return ""
 }
+
+// TestRedisRefusingWritesAnswersOutcomeUnknown: a Redis that refuses writes for want of
+// replicas (min-replicas-to-write) refuses the admission script once it writes, so a
+// Send is answered UNAVAILABLE with OUTCOME_UNKNOWN, which tells the business a retry
+// is safe, and never INTERNAL; once Redis writes again, the retry goes through.
+func TestRedisRefusingWritesAnswersOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	if redistest.Memory() {
+		t.Skip("the in-process store has no replicas to wait for")
+	}
+	rs := redistest.Start(t)
+	g := startGatewayOn(t, rs, withClock(newClock()))
+	_, key := g.newBusiness("Acme")
+	phone := g.register(alice)
+	g.send(key, msg(alice, tx, rcpt, "warm", "hi", phone))
+	ctx := context.Background()
+	if err := rs.Client.ConfigSet(ctx, "min-replicas-to-write", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := g.messaging.Send(as(key), &heraldv1.SendRequest{Message: msg(alice, tx, rcpt, "refused", "hi", phone)})
+	requireReason(t, err, codes.Unavailable, "OUTCOME_UNKNOWN")
+	if err := rs.Client.ConfigSet(ctx, "min-replicas-to-write", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r := g.send(key, msg(alice, tx, rcpt, "refused", "hi", phone)); r.Outcome != heraldv1.Outcome_OUTCOME_ACCEPTED {
+		t.Fatalf("retry: %v", r)
+	}
+}

@@ -71,6 +71,13 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 func (s *Server) guardHTTP(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		method := r.URL.Path
+		if strings.HasPrefix(method, adminPrefix) {
+			// The operator's service is not on this listener, and a token offered for
+			// it here is not even looked at: the public side tells nothing of the
+			// admin side's credentials (as tapFor does for gRPC).
+			http.NotFound(w, r)
+			return
+		}
 		if credentialOf(method) != credNone {
 			md := metadata.MD{"authorization": r.Header.Values("Authorization")}
 			ctx := metadata.NewIncomingContext(r.Context(), md)

@@ -167,3 +167,29 @@ func TestHTTPRefusedBeforeTheBodyIsRead(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPHasNoAdminService: over HTTP the public listener answers the operator's
+// service as absent whatever token comes with the call, right or wrong, so it is no
+// way to guess the admin token.
+func TestHTTPHasNoAdminService(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t)
+	for _, token := range []string{g.srv.cfg.AdminToken, "wrong-admin-token-0123456789"} {
+		req, err := http.NewRequest(http.MethodPost, "http://"+g.conn.Target()+"/herald.v1.AdminService/CreateBusiness",
+			strings.NewReader(`{"name":"Acme"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("an admin call with a %s token over the public HTTP listener: %d, want 404",
+				map[bool]string{true: "right", false: "wrong"}[token == g.srv.cfg.AdminToken], resp.StatusCode)
+		}
+	}
+}

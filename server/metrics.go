@@ -153,7 +153,8 @@ type methodMetrics struct {
 }
 
 // method returns fullMethod's children. Only registered methods reach the
-// interceptors, so there are as many as the services have methods.
+// interceptors, and the tap counts no other, so there are as many as the services
+// have methods.
 func (m *metrics) method(fullMethod string) *methodMetrics {
 	if v, ok := m.methods.Load(fullMethod); ok {
 		return v.(*methodMetrics)

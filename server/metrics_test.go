@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -218,5 +220,25 @@ func TestMetricsAreTheGatewaysOwn(t *testing.T) {
 	name := series("herald_rpc_requests_total", "code=Unauthenticated", sendName)
 	if got, other := ma.scrape()[name], mb.scrape()[name]; got != 1 || other != 0 {
 		t.Fatalf("%s: %v on the gateway called, %v on the other; want 1 and 0", name, got, other)
+	}
+}
+
+// TestMadeUpMethodsMakeNoSeries: calls to methods no service has, refused before any
+// credential is checked, leave the metrics' series as they were: a caller cannot grow
+// the gateway's memory by making up names.
+func TestMadeUpMethodsMakeNoSeries(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t)
+	m := serveMetrics(t, g)
+	before := len(m.scrape())
+	for i := range 20 {
+		err := g.conn.Invoke(context.Background(), fmt.Sprintf("/herald.v1.MessagingService/MadeUp%d", i),
+			&heraldv1.SendRequest{}, &heraldv1.SendResponse{})
+		if grpcstatus.Code(err) == codes.OK {
+			t.Fatal("a made-up method answered")
+		}
+	}
+	if after := len(m.scrape()); after != before {
+		t.Fatalf("%d series after 20 calls to made-up methods, %d before", after, before)
 	}
 }

@@ -130,6 +130,9 @@ type Server struct {
 	now        func() time.Time
 	grpc       *grpc.Server // the public listener's: businesses, devices, the key log
 	admin      *grpc.Server // the admin listener's: AdminService
+	// methods are the full names of every method either server serves: what the
+	// tap, which sees any name a client sends, may count in the metrics.
+	methods map[string]bool
 	health     *health.Server
 	blocklist  *blocklist.Store
 	admission  *admission.Admitter
@@ -253,6 +256,14 @@ func New(cfg Config) (*Server, error) {
 	for _, r := range []registrar{reg, adminReg} {
 		healthpb.RegisterHealthServer(r, s.health)
 		reflection.Register(r)
+	}
+	s.methods = map[string]bool{}
+	for _, srv := range []*grpc.Server{s.grpc, s.admin} {
+		for name, info := range srv.GetServiceInfo() {
+			for _, m := range info.Methods {
+				s.methods["/"+name+"/"+m.Name] = true
+			}
+		}
 	}
 	var err error
 	if s.http, err = s.newHTTPServer(); err != nil {

@@ -110,8 +110,11 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 	}
 	if err := s.shaped(need, info.Header); err != nil {
 		// A failed login, counted and logged as one (at most a line a second: an
-		// attacker does not get to flood the log).
-		s.metrics.call(m, err, 0)
+		// attacker does not get to flood the log). Counted under its method only if
+		// there is such a method: a made-up name must not make a metric series.
+		if s.methods[m] {
+			s.metrics.call(m, err, 0)
+		}
 		if m == sendMethod || m == sendBatchMethod {
 			s.metrics.sent(m, nil, nil, err)
 		}

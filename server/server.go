@@ -125,14 +125,14 @@ type Config struct {
 
 // Server is a Herald gateway.
 type Server struct {
-	cfg        Config
-	log        *slog.Logger
-	now        func() time.Time
-	grpc       *grpc.Server // the public listener's: businesses, devices, the key log
-	admin      *grpc.Server // the admin listener's: AdminService
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	grpc  *grpc.Server // the public listener's: businesses, devices, the key log
+	admin *grpc.Server // the admin listener's: AdminService
 	// methods are the full names of every method either server serves: what the
 	// tap, which sees any name a client sends, may count in the metrics.
-	methods map[string]bool
+	methods    map[string]bool
 	health     *health.Server
 	blocklist  *blocklist.Store
 	admission  *admission.Admitter

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/heraldhq/herald/internal/egress"
 )
 
 // WebPush sends wake-ups to Web Push endpoints (RFC 8030), identifying the
@@ -40,7 +42,8 @@ const vapidLifetime = 12 * time.Hour
 // NewWebPush returns a WebPush sender with the VAPID key pair key (a P-256 key; its
 // public half is what a browser subscribes with, as applicationServerKey) and
 // subject, a mailto: or https: contact the push service can reach the operator at.
-// client makes the requests (nil: http.DefaultClient).
+// client makes the requests (nil: one that reaches only public addresses and follows
+// no redirect, since endpoints are URLs devices chose: internal/egress).
 func NewWebPush(key *ecdsa.PrivateKey, subject string, client *http.Client) (*WebPush, error) {
 	if key == nil || key.Curve != elliptic.P256() {
 		return nil, errors.New("push: the VAPID key must be a P-256 key")
@@ -49,7 +52,8 @@ func NewWebPush(key *ecdsa.PrivateKey, subject string, client *http.Client) (*We
 		return nil, fmt.Errorf("push: VAPID subject %q: want a mailto: or https: URL", subject)
 	}
 	if client == nil {
-		client = http.DefaultClient
+		// Endpoints are URLs devices chose: only public addresses, no redirects.
+		client = egress.Client(false, 15*time.Second)
 	}
 	return &WebPush{key: key, subject: subject, client: client, now: time.Now, ttl: 24 * time.Hour,
 		jwts: map[string]cachedJWT{}}, nil

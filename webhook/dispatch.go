@@ -7,7 +7,6 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,9 +16,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/heraldhq/herald/internal/egress"
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/heraldhq/herald/internal/rscript"
 	"github.com/redis/go-redis/v9"
@@ -51,7 +50,6 @@ type Dispatcher struct {
 	minWait time.Duration
 	maxWait time.Duration
 	timeout time.Duration
-	private bool
 
 	mu     sync.Mutex
 	active map[string]bool // businesses being delivered by this dispatcher now
@@ -95,7 +93,11 @@ func WithPollInterval(p time.Duration) Option { return func(d *Dispatcher) { d.p
 
 // WithPrivateAddresses lets webhooks reach loopback, private and link-local addresses:
 // for tests, and for an operator whose businesses are inside its own network.
-func WithPrivateAddresses() Option { return func(d *Dispatcher) { d.private = true } }
+func WithPrivateAddresses() Option {
+	return func(d *Dispatcher) {
+		d.client.Transport.(*http.Transport).DialContext = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+	}
+}
 
 // WithTLSConfig sets the TLS client configuration of webhook requests (default: the
 // system roots), as tests that run a receiver with their own certificate need.
@@ -110,38 +112,11 @@ func New(rdb redis.UniversalClient, opts ...Option) *Dispatcher {
 	d := &Dispatcher{rdb: rdb, id: hex.EncodeToString(id), log: slog.New(slog.DiscardHandler), now: time.Now,
 		window: 24 * time.Hour, poll: time.Second, minWait: time.Second, maxWait: time.Hour, timeout: 10 * time.Second,
 		active: map[string]bool{}, sem: make(chan struct{}, 16)}
-	dialer := &net.Dialer{Timeout: 5 * time.Second, Control: d.control}
-	d.client = &http.Client{
-		Transport: &http.Transport{DialContext: dialer.DialContext, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 2,
-			TLSHandshakeTimeout: 5 * time.Second, ResponseHeaderTimeout: d.timeout},
-		// A redirect could lead anywhere: the URL the business registered is the one.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	d.client = egress.Client(false, d.timeout)
 	for _, o := range opts {
 		o(d)
 	}
 	return d
-}
-
-// errPrivate is a webhook address the Dispatcher does not call.
-var errPrivate = errors.New("webhook: the address is not public")
-
-// control refuses connections to addresses that are not public, unless allowed: the
-// check is on the address actually dialled, after resolution, so DNS cannot dodge it.
-func (d *Dispatcher) control(_, address string, _ syscall.RawConn) error {
-	if d.private {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return err
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
-		return fmt.Errorf("%w: %s", errPrivate, host)
-	}
-	return nil
 }
 
 // Run delivers webhooks until ctx ends.

@@ -178,20 +178,30 @@ func acceptCheckpoint(ctx context.Context, v *keylog.Verifier, conn grpc.ClientC
 	if err != nil {
 		return keylog.Checkpoint{}, fmt.Errorf("herald: key log checkpoint: %w", err)
 	}
-	var proof [][]byte
-	if last, ok := v.Last(); ok && last.Size != c.Size {
-		lo, hi := min(last.Size, c.Size), max(last.Size, c.Size)
-		resp, err := heraldv1.NewKeyLogServiceClient(conn).GetConsistencyProof(ctx,
-			&heraldv1.GetConsistencyProofRequest{OldSize: lo, NewSize: hi})
-		if err != nil {
-			return keylog.Checkpoint{}, callError(ctx, "key log consistency", err)
+	for try := 0; ; try++ {
+		var proof [][]byte
+		last, had := v.Last()
+		if had && last.Size != c.Size {
+			lo, hi := min(last.Size, c.Size), max(last.Size, c.Size)
+			resp, err := heraldv1.NewKeyLogServiceClient(conn).GetConsistencyProof(ctx,
+				&heraldv1.GetConsistencyProofRequest{OldSize: lo, NewSize: hi})
+			if err != nil {
+				return keylog.Checkpoint{}, callError(ctx, "key log consistency", err)
+			}
+			proof = resp.GetProof()
 		}
-		proof = resp.GetProof()
-	}
-	if c, err = v.Update(note, proof); err != nil {
+		accepted, err := v.Update(note, proof)
+		if err == nil {
+			return accepted, nil
+		}
+		// A concurrent call (another lookup or send of this client) may have moved v
+		// while this one fetched its proof, which then proves the wrong step: fetch
+		// again from where v is now. A log that is really inconsistent fails again.
+		if now, has := v.Last(); try < 2 && has && (!had || now.Size != last.Size) {
+			continue
+		}
 		return keylog.Checkpoint{}, fmt.Errorf("herald: key log: %w", err)
 	}
-	return c, nil
 }
 
 // AuditKeys returns every key event the key log holds for this person's number,

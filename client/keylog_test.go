@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"slices"
@@ -179,5 +180,46 @@ func TestForgedFirstContactIsRefused(t *testing.T) {
 	}
 	if fresh.PinnedKey(b.ID()) != nil {
 		t.Fatal("the careful device pinned the forged key")
+	}
+}
+
+// proofRacer is a connection on which the first consistency proof a client asks for
+// is answered only after run has run, as if another call of the same client had
+// accepted the same checkpoint in the meantime.
+type proofRacer struct {
+	grpc.ClientConnInterface
+	run  func()
+	done bool
+}
+
+func (p *proofRacer) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	if method == "/herald.v1.KeyLogService/GetConsistencyProof" && !p.done {
+		p.done = true
+		p.run()
+	}
+	return p.ClientConnInterface.Invoke(ctx, method, args, reply, opts...)
+}
+
+// TestConcurrentLookupsAcceptTheLogOnce: two lookups of one Business that see the same
+// newer checkpoint both fetch the proof from the checkpoint they started from; the one
+// that updates second must not take the other's update for a rewritten log.
+func TestConcurrentLookupsAcceptTheLogOnce(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	g := startGateway(t)
+	racer := &proofRacer{ClientConnInterface: g.conn}
+	b := g.business(racer, high, client.WithKeyLog(testLogPublicKey, nil), client.WithLookupTTL(0))
+	g.device(nil, alice, e2e.X25519)
+	if _, err := b.Lookup(ctx, alice, e2e.Transactional); err != nil {
+		t.Fatal(err)
+	}
+	g.device(nil, bob, e2e.X25519) // the log grows
+	var inner error
+	racer.run = func() { _, inner = b.Lookup(ctx, bob, e2e.Transactional) }
+	if _, err := b.Lookup(ctx, bob, e2e.Transactional); err != nil {
+		t.Fatalf("the lookup whose proof was overtaken: %v", err)
+	}
+	if inner != nil {
+		t.Fatalf("the lookup that overtook it: %v", inner)
 	}
 }

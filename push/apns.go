@@ -81,7 +81,10 @@ func (a *APNs) Wake(ctx context.Context, token string) error {
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		return nil
-	case resp.StatusCode == http.StatusGone || e.Reason == "BadDeviceToken" || e.Reason == "Unregistered":
+	// Only these say the token is gone. BadDeviceToken is also what a token of the
+	// other environment (sandbox, production) gets: a gateway pointed at the wrong
+	// one must not forget every iOS endpoint at its first wake-up.
+	case resp.StatusCode == http.StatusGone || e.Reason == "Unregistered":
 		return fmt.Errorf("%w: apns answered %d %s", ErrGone, resp.StatusCode, e.Reason)
 	case e.Reason == "ExpiredProviderToken" || e.Reason == "InvalidProviderToken":
 		a.mu.Lock()

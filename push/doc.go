@@ -15,7 +15,7 @@
 //     ({"aps":{"content-available":1}}) authorised by a provider JWT (ES256).
 //
 // Every Sender answers ErrGone when the service says the endpoint is no longer valid
-// (404 or 410, or APNs' Unregistered and BadDeviceToken), so that the caller removes
+// (404 or 410, or APNs' Unregistered), so that the caller removes
 // it; any other failure is worth retrying later.
 //
 // The JWTs are written here rather than with a JOSE library: each is one fixed header

@@ -228,7 +228,7 @@ func TestFCM(t *testing.T) {
 // TestAPNs: a local APNs (HTTP/2 over TLS) checks the background push: the path names
 // the device, the topic and push type are set, the provider token is an ES256 JWT with
 // the key id and team id, and the body is the content-available flag and nothing else.
-// Unregistered is ErrGone.
+// Unregistered is ErrGone; BadDeviceToken (also a token of the other environment) is not.
 func TestAPNs(t *testing.T) {
 	t.Parallel()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -252,6 +252,11 @@ func TestAPNs(t *testing.T) {
 			w.Write([]byte(`{"reason":"Unregistered"}`))
 			return
 		}
+		if strings.HasSuffix(r.URL.Path, "/otherenv") {
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"reason":"BadDeviceToken"}`))
+			return
+		}
 		w.WriteHeader(http.StatusOK)
 	}))
 	srv.EnableHTTP2 = true
@@ -268,7 +273,12 @@ func TestAPNs(t *testing.T) {
 	if err := a.Wake(ctx, "gone"); !errors.Is(err, ErrGone) {
 		t.Fatalf("an unregistered device: %v, want ErrGone", err)
 	}
-	if rec.count() != 2 {
-		t.Fatalf("%d requests, want 2", rec.count())
+	// A token of the other environment is refused, not gone: a gateway pointed at the
+	// wrong service must not forget the endpoints.
+	if err := a.Wake(ctx, "otherenv"); err == nil || errors.Is(err, ErrGone) {
+		t.Fatalf("a BadDeviceToken answer: %v, want an error that is not ErrGone", err)
+	}
+	if rec.count() != 3 {
+		t.Fatalf("%d requests, want 3", rec.count())
 	}
 }

@@ -209,7 +209,8 @@ func (d *Dispatcher) deliver(ctx context.Context, business string) error {
 				return d.fail(ctx, business, rec.Attempts, err)
 			}
 			d.delivered.Add(1)
-			moved, err := advanceScript.Run(ctx, d.rdb, []string{b.Webhook(), b.WebhookLease()}, d.id, x.ID).Int()
+			moved, err := advanceScript.Run(ctx, d.rdb, []string{b.Webhook(), b.WebhookLease()}, d.id, x.ID,
+				leaseTime.Milliseconds()).Int()
 			if err != nil || moved != 1 {
 				return err // the lease was lost, or the webhook was set again: start over next pass
 			}

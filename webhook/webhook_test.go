@@ -280,3 +280,27 @@ func TestPrivateAddressesAreRefused(t *testing.T) {
 		t.Fatalf("an http URL: %v", err)
 	}
 }
+
+// TestDeliveryRenewsTheLease: each delivered event renews the lease of the gateway
+// delivering, so that a batch of slow deliveries does not outlast it and let another
+// gateway send the same events at the same time.
+func TestDeliveryRenewsTheLease(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	ctx := context.Background()
+	b := keys.Business(biz)
+	if err := rs.Client.HSet(ctx, b.Webhook(), "cur", "0-0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Client.Set(ctx, b.WebhookLease(), "gw", time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := advanceScript.Run(ctx, rs.Client, []string{b.Webhook(), b.WebhookLease()}, "gw", "1-0",
+		leaseTime.Milliseconds()).Int()
+	if err != nil || moved != 1 {
+		t.Fatalf("advance: %d, %v", moved, err)
+	}
+	if left := rs.Client.PTTL(ctx, b.WebhookLease()).Val(); left <= time.Second {
+		t.Fatalf("the lease has %v left after a delivery, want it renewed to about %v", left, leaseTime)
+	}
+}

@@ -126,6 +126,7 @@ func (c *cli) deviceReceive(ctx context.Context, fs *flag.FlagSet, args []string
 		idle.pause()
 		var kc *client.KeyChangedError
 		var rej *client.RejectedDeliveryError
+		var unlogged *client.KeyNotInLogError
 		switch {
 		case errors.As(err, &kc):
 			changed[kc.BusinessID] = kc
@@ -141,6 +142,14 @@ func (c *cli) deviceReceive(ctx context.Context, fs *flag.FlagSet, args []string
 				kept++
 			}
 			if err := c.printRejected(rej.MessageID, rej.BusinessID, err); err != nil {
+				return err
+			}
+		case errors.As(err, &unlogged):
+			// Not shown, and left queued (a proof may come later); the deliveries
+			// after it are read all the same.
+			received++
+			kept++
+			if err := c.printRejected(unlogged.MessageID, unlogged.BusinessID, err); err != nil {
 				return err
 			}
 		case err != nil:
@@ -170,7 +179,7 @@ func (c *cli) deviceReceive(ctx context.Context, fs *flag.FlagSet, args []string
 		problems = append(problems, fmt.Sprintf("%d of %d messages failed verification (forged, altered, replayed or not for this device) and were dropped", dropped, received))
 	}
 	if kept > 0 {
-		problems = append(problems, fmt.Sprintf("%d of %d messages could not be read and stay queued: an unknown format (a newer herald may read them) or a gateway that could not be told to drop them", kept, received))
+		problems = append(problems, fmt.Sprintf("%d of %d messages could not be read and stay queued: an unknown format (a newer herald may read them), a business key the key log does not prove, or a gateway that could not be told to drop them", kept, received))
 	}
 	for _, kc := range changed {
 		problems = append(problems, fmt.Sprintf("business %s now signs with a key that no key you trust vouches for (the "+

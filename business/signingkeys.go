@@ -3,14 +3,16 @@ package business
 import (
 	"context"
 	"crypto/ed25519"
+	_ "embed"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/heraldhq/herald/e2e"
 	"github.com/heraldhq/herald/internal/keys"
-	"github.com/redis/go-redis/v9"
+	"github.com/heraldhq/herald/internal/rscript"
 )
 
 // A business's signing keys form chains: its first key needs nothing, and each later
@@ -30,7 +32,7 @@ const MaxSigningKeys = 16
 const MaxChainLinks = 16
 
 // maxTxAttempts is how many times a change of the signing keys is tried when the
-// record changes under it (another change, limits set at the same moment).
+// keys change under it (another change of them at the same moment).
 const maxTxAttempts = 16
 
 // Errors of the signing keys, for callers to branch on.
@@ -169,62 +171,67 @@ func (s *Store) RetireSigningKey(ctx context.Context, id, keyID string) error {
 
 // changeSigningKeys applies change to the business's signing keys as one atomic step:
 // it reads the record, lets change edit its keys (reporting whether it did), drops the
-// retired keys no chain needs any more, and writes the keys back unless the record
-// changed meanwhile, in which case it starts again. The business must exist
-// (ErrNotFound).
+// retired keys no chain needs any more, and writes the keys back unless they (or the
+// business) changed meanwhile, in which case it starts again (signingkeys.lua: the
+// record's other fields, such as the pending bytes the forwarder counts many times a
+// second, may change freely). The business must exist (ErrNotFound).
 func (s *Store) changeSigningKeys(ctx context.Context, id, what string, change func(*keys.BusinessRecord) (bool, error)) error {
 	key := keys.Business(id).Record()
 	for range maxTxAttempts {
-		var refused error // why change refused, or ErrNotFound
-		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			h, err := tx.HGetAll(ctx, key).Result()
-			if err != nil {
-				return err
-			}
-			r, err := keys.ParseBusiness(h)
-			if err != nil {
-				return err
-			}
-			if r.DisplayName == "" {
-				refused = ErrNotFound
-				return nil
-			}
-			if r.SigningKeys == nil {
-				r.SigningKeys = map[string]keys.SigningKeyRecord{}
-			}
-			changed, err := change(&r)
-			if err != nil || !changed {
-				refused = err
-				return nil
-			}
-			var gone []string
-			for _, k := range unchained(r.SigningKeys) {
-				delete(r.SigningKeys, k)
-				gone = append(gone, keys.BusinessSigningKeyOf(k))
-			}
-			kept := keys.BusinessRecord{CurrentSigningKey: r.CurrentSigningKey, SigningKeys: r.SigningKeys}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.HSet(ctx, key, kept.Fields()...)
-				if len(gone) > 0 {
-					p.HDel(ctx, key, gone...)
-				}
-				return nil
-			})
-			return err
-		}, key)
-		switch {
-		case errors.Is(err, redis.TxFailedErr):
-			continue
-		case err != nil:
+		h, err := s.rdb.HGetAll(ctx, key).Result()
+		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
-		case refused != nil:
-			return refused
 		}
-		s.profiles.Forget(id)
-		return nil
+		r, err := keys.ParseBusiness(h)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if r.DisplayName == "" {
+			return ErrNotFound
+		}
+		if r.SigningKeys == nil {
+			r.SigningKeys = map[string]keys.SigningKeyRecord{}
+		}
+		changed, err := change(&r)
+		if err != nil || !changed {
+			return err
+		}
+		var gone []any
+		for _, k := range unchained(r.SigningKeys) {
+			delete(r.SigningKeys, k)
+			gone = append(gone, keys.BusinessSigningKeyOf(k))
+		}
+		set := keys.BusinessRecord{CurrentSigningKey: r.CurrentSigningKey, SigningKeys: r.SigningKeys}.Fields()
+		args := append(append([]any{signingFingerprint(h), len(set) / 2}, set...), gone...)
+		written, err := signingKeysScript.Run(ctx, s.rdb, []string{key}, args...).Int()
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if written == 1 {
+			s.profiles.Forget(id)
+			return nil
+		}
 	}
-	return fmt.Errorf("%s: the business record kept changing; try again", what)
+	return fmt.Errorf("%s: the business's signing keys kept changing; try again", what)
 }
+
+// signingFingerprint is what signingkeys.lua compares to see that a business's keys
+// are as read: its name and signing-key fields, as "field=value\n" lines in byte order.
+func signingFingerprint(h map[string]string) string {
+	var lines []string
+	for f, v := range h {
+		if f == keys.BusinessName || f == keys.BusinessSigningKey || strings.HasPrefix(f, keys.BusinessSigningKeyOf("")) {
+			lines = append(lines, f+"="+v+"\n")
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "")
+}
+
+//go:embed signingkeys.lua
+var signingKeysSource string
+
+var signingKeysScript = rscript.New(keys.Lua(signingKeysSource))
 
 // inUse counts the keys of r not retired.
 func inUse(r *keys.BusinessRecord) int {

@@ -12,6 +12,7 @@ import (
 	"github.com/heraldhq/herald/e2e"
 	"github.com/heraldhq/herald/internal/keys"
 	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 func signingKey(t *testing.T) *e2e.SigningKey {
@@ -347,5 +348,59 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// countMover moves a business's pending-bytes count, as the forwarder does many times
+// a second for a busy sender, just before every write a client sends.
+type countMover struct {
+	rdb *redis.Client
+	key string
+}
+
+func (c countMover) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c countMover) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := cmd.Name(); n == "evalsha" || n == "eval" {
+			c.rdb.HIncrBy(ctx, c.key, keys.BusinessPending, 1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (c countMover) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if cmds[0].Name() == "multi" {
+			c.rdb.HIncrBy(ctx, c.key, keys.BusinessPending, 1)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestSigningKeysChangeWhileTheCountMoves: a change of signing keys goes through while
+// the forwarder counts the business's pending bytes on the same record between every
+// read and write of it: only the keys themselves changing makes it start again.
+func TestSigningKeysChangeWhileTheCountMoves(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	ctx := context.Background()
+	biz := create(t, New(rs.Client), "Busy", time.Now())
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	rdb.AddHook(countMover{rdb: rs.Client, key: keys.Business(biz).Record()})
+	s := New(rdb)
+	first, next := signingKey(t), signingKey(t)
+	if err := s.SetSigningKey(ctx, biz, first.PublicKey(), nil); err != nil {
+		t.Fatalf("the first key: %v", err)
+	}
+	if err := s.SetSigningKey(ctx, biz, next.PublicKey(), endorse(t, first, biz, next)); err != nil {
+		t.Fatalf("a rotation: %v", err)
+	}
+	if err := s.RetireSigningKey(ctx, biz, id(first)); err != nil {
+		t.Fatalf("a retirement: %v", err)
+	}
+	if n, _ := rs.Client.HGet(ctx, keys.Business(biz).Record(), keys.BusinessPending).Int(); n < 3 {
+		t.Fatalf("the count moved %d times, want at least 3: the test did not race the writes", n)
 	}
 }

@@ -26,8 +26,10 @@ local MESSAGE_PENDING_BYTES = "pb"
 local PREF_BLOCKED, PREF_PAIR_TAT, PREF_LAST = "blk", "tat", "last"
 local CONSENT_IN, CONSENT_OUT = "in", "out"
 
--- The business record's count of the bytes its messages in flight hold (keys.BusinessPending).
-local BUSINESS_PENDING = "pend"
+-- The business record's count of the bytes its messages in flight hold
+-- (keys.BusinessPending), its name and its signing-key fields (keys.BusinessName,
+-- BusinessSigningKey and BusinessSigningKeyOf's "sigkey:<id>").
+local BUSINESS_PENDING, BUSINESS_NAME, BUSINESS_SIGNING_KEY = "pend", "display_name", "sigkey"
 
 -- Fields of a pending verification code (keys.Code*), and of a number's verification
 -- counts (keys.Verify*).

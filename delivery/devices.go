@@ -344,15 +344,16 @@ func (d *Devices) Remove(ctx context.Context, p Principal, target string, now ti
 	if err != nil {
 		return fmt.Errorf("remove device: %w", err)
 	}
-	switch res[0] {
-	case "ok":
+	switch {
+	case len(res) == 0:
+	case res[0] == "ok" && len(res) >= 2:
 		d.tokens.Forget(res[1])
 		d.exp.untrack(res[2:])
 		d.exp.out.Kick(p.UID)
 		return nil
-	case "not_active":
+	case res[0] == "not_active":
 		return ErrBadToken
-	case "no_such":
+	case res[0] == "no_such":
 		return ErrNoSuchDevice
 	}
 	return fmt.Errorf("remove device: unexpected reply %v", res)

@@ -21,7 +21,7 @@ end
 if not rec then
   return {"no_such"}
 end
-local out = {"ok", device_token_hash(rec)}
+local out = {"ok", device_token_hash(rec) or ""} -- "": a malformed record, whose token no cache holds
 for _, id in ipairs(redis.call("ZRANGE", KEYS[5], 0, -1)) do
   local key = ARGV[4] .. id
   local m = read_message(key, dev)

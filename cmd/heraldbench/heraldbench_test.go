@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,6 +37,9 @@ func TestRun(t *testing.T) {
 	}
 	if redistest.Memory() {
 		t.Skip("heraldbench measures a redis-server of its own; the in-process store has nothing to measure")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("heraldbench reads processes' CPU time from /proc")
 	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is needed (scripts/test installs it): %v", err)

@@ -75,6 +75,7 @@ func TestPolicy(t *testing.T) {
 // the latest expiry of the messages it holds; a shorter-lived message never brings
 // that forward, a longer-lived one moves it later.
 func TestMailboxLivesAsLongAsItsLongestMessage(t *testing.T) {
+	t.Parallel()
 	rs := redistest.Start(t)
 	s := New(rs.Client, Caps{})
 	ctx := context.Background()

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // errorDomain is the ErrorInfo domain of Herald's errors.
@@ -51,13 +50,9 @@ func notFound(msg string) error {
 	return withInfo(codes.NotFound, msg, "NOT_FOUND")
 }
 
-// exhausted is RESOURCE_EXHAUSTED with a RetryInfo saying when a retry can succeed.
-func exhausted(msg string, retry time.Duration) error {
-	st, _ := status.New(codes.ResourceExhausted, msg).WithDetails(
-		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)},
-		&errdetails.ErrorInfo{Reason: "RATE_LIMITED", Domain: errorDomain})
-	return st.Err()
-}
+// exhausted is RESOURCE_EXHAUSTED over a rate, with a RetryInfo saying when a retry
+// can succeed.
+func exhausted(msg string, retry time.Duration) error { return exhaustedFor(msg, retry, "RATE_LIMITED") }
 
 // storeError turns an error from a store into a status: Redis unreachable (or
 // anything unexpected from it) is UNAVAILABLE, so callers retry; a script error is a

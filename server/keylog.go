@@ -215,7 +215,7 @@ func (s *Server) noteBusinessKey(ctx context.Context, kind keylog.Kind, biz stri
 		return
 	}
 	if _, err := s.logBusinessKey(ctx, kind, biz, pub); err != nil {
-		s.log.WarnContext(ctx, "key log append failed; the next delivery under the key logs it", "kind", kind.String(),
+		s.log.WarnContext(ctx, "key log append failed; the business's next SetSigningKey logs the key", "kind", kind.String(),
 			"business_id", biz, "err", err)
 	}
 }

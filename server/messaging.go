@@ -308,10 +308,7 @@ func validStreamID(v string) bool {
 
 // isUint64 reports whether v is a decimal number that fits 64 bits unsigned.
 func isUint64(v string) bool {
-	if v == "" || v[0] == '+' {
-		return false
-	}
-	_, err := strconv.ParseUint(v, 10, 64)
+	_, err := strconv.ParseUint(v, 10, 64) // no sign, no empty string
 	return err == nil
 }
 

@@ -148,7 +148,6 @@ func validClientID(v string) bool {
 	return true
 }
 
-// validKeyID checks the shape of an e2e key id: 26 lower-case base32 characters.
 // signingKey checks a business signing key: an Ed25519 public key.
 func (c *checker) signingKey(field string, pub []byte) {
 	if len(pub) != ed25519.PublicKeySize {
@@ -172,6 +171,7 @@ func (c *checker) endorsement(sig []byte, by string) *business.Endorsement {
 	return nil
 }
 
+// validKeyID checks the shape of an e2e key id: 26 lower-case base32 characters.
 func validKeyID(v string) bool {
 	if len(v) != 26 {
 		return false

@@ -59,7 +59,8 @@ var answers = &cache{cur: map[string]string{}, limit: cacheGeneration}
 
 // cache remembers answers in two generations: lookups read both, writes go to the
 // current one, and when it holds limit answers it becomes the old one and the old one
-// is dropped.
+// is dropped. An answer found in the old generation is copied to the current one, so
+// a number in use is never dropped with its generation.
 type cache struct {
 	mu       sync.RWMutex
 	cur, old map[string]string
@@ -69,10 +70,15 @@ type cache struct {
 func (c *cache) get(k string) (string, bool) {
 	c.mu.RLock()
 	v, ok := c.cur[k]
-	if !ok {
-		v, ok = c.old[k]
+	if ok {
+		c.mu.RUnlock()
+		return v, true
 	}
+	v, ok = c.old[k]
 	c.mu.RUnlock()
+	if ok {
+		c.put(k, v)
+	}
 	return v, ok
 }
 

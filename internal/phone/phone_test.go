@@ -73,3 +73,20 @@ func BenchmarkParse(b *testing.B) {
 		}
 	})
 }
+
+// TestCacheKeepsWhatIsInUse: an answer looked up while the generations turn over is
+// never dropped, and the cache never holds more than two generations.
+func TestCacheKeepsWhatIsInUse(t *testing.T) {
+	t.Parallel()
+	c := &cache{cur: map[string]string{}, limit: 4}
+	c.put("hot", "+1")
+	for i := range 100 {
+		c.put(fmt.Sprint("cold", i), "+2")
+		if _, ok := c.get("hot"); !ok {
+			t.Fatalf("the answer in use was dropped after %d others", i+1)
+		}
+		if n := len(c.cur) + len(c.old); n > 2*c.limit {
+			t.Fatalf("%d answers held, over two generations of %d", n, c.limit)
+		}
+	}
+}

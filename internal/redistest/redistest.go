@@ -9,6 +9,7 @@ package redistest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -70,19 +71,31 @@ func start(t testing.TB, durable bool) *Server {
 		s.memory, s.URL, s.Addr = m, m.URL(), m.Addr()
 		t.Cleanup(m.Close)
 	} else {
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Addr = "127.0.0.1:" + strconv.Itoa(port)
-		s.URL = "redis://" + s.Addr
-		s.args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-			"--appendonly", "no", "--protected-mode", "no"}
+		// A port found free may be taken before the server binds it (by another
+		// test's server, which answers instead): then on another port.
+		var dir string
 		if durable {
-			s.args = append(s.args, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
+			dir = t.TempDir()
 		}
-		if err := s.start(); err != nil {
-			t.Fatal(err)
+		for try := 1; ; try++ {
+			port, err := freePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Addr = "127.0.0.1:" + strconv.Itoa(port)
+			s.URL = "redis://" + s.Addr
+			s.args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+				"--appendonly", "no", "--protected-mode", "no"}
+			if durable {
+				s.args = append(s.args, "--appendonly", "yes", "--appendfsync", "always", "--dir", dir)
+			}
+			err = s.start()
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, errNotOurs) || try == 3 {
+				t.Fatal(err)
+			}
 		}
 		t.Cleanup(s.Stop)
 	}
@@ -90,6 +103,9 @@ func start(t testing.TB, durable bool) *Server {
 	t.Cleanup(func() { s.Client.Close() })
 	return s
 }
+
+// errNotOurs is a port that another redis-server answers on.
+var errNotOurs = errors.New("the port is served by another redis-server than the one started")
 
 func (s *Server) start() error {
 	path, err := exec.LookPath("redis-server")
@@ -107,10 +123,17 @@ func (s *Server) start() error {
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		// The server that answers must be the one just started: another test's
+		// server may have taken the port while this one was down.
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
+		info, err := c.Info(ctx, "server").Result()
 		cancel()
 		if err == nil {
+			if pid := infoField(info, "process_id"); pid != strconv.Itoa(cmd.Process.Pid) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				return fmt.Errorf("%w: %s is served by process %s; its output: %s", errNotOurs, s.Addr, pid, s.logs)
+			}
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -261,4 +284,14 @@ func ephemeralLow() int {
 		return 32768
 	}
 	return low
+}
+
+// infoField is field's value in an INFO reply, "" if absent.
+func infoField(info, field string) string {
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return v
+		}
+	}
+	return ""
 }

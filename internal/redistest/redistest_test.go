@@ -2,6 +2,8 @@ package redistest
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 )
 
@@ -50,5 +52,23 @@ func TestDurableKeepsAcknowledgedWrites(t *testing.T) {
 				t.Fatalf("GET k after restart = %q, %v; want v", v, err)
 			}
 		})
+	}
+}
+
+// TestAServerOnATakenPortIsNotTakenForOurs: a redis-server started on a port another
+// one already serves is noticed (the one answering is not the one started), rather
+// than the test talking to the other test's data.
+func TestAServerOnATakenPortIsNotTakenForOurs(t *testing.T) {
+	t.Parallel()
+	if Memory() {
+		t.Skip("starts redis-server processes")
+	}
+	first := Start(t)
+	_, port, _ := strings.Cut(first.Addr, ":")
+	second := &Server{Addr: first.Addr, args: []string{"--port", port, "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no"}}
+	err := second.start()
+	if !errors.Is(err, errNotOurs) {
+		t.Fatalf("a second server on %s: %v, want errNotOurs", first.Addr, err)
 	}
 }

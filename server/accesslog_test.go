@@ -50,7 +50,10 @@ func find(lines []map[string]any, method string) []map[string]any {
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
 	logs := &syncBuffer{}
-	g := startGateway(t, func(c *Config) {
+	// The gateway's clock stands still, so that the refusals below are within one
+	// second of each other however slowly the machine runs.
+	clock := newClock()
+	g := startGateway(t, withClock(clock), func(c *Config) {
 		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})
 	biz, key := g.newBusiness("Acme")
@@ -129,6 +132,15 @@ func TestAccessLog(t *testing.T) {
 			t.Errorf("line %v at info is not an access line", l)
 		}
 	}
+
+	// A second later, the next refusal of the kind is logged again.
+	clock.Add(time.Second)
+	_, err = g.messaging.Send(context.Background(), &heraldv1.SendRequest{Message: m})
+	requireCode(t, err, codes.Unauthenticated, "")
+	if n := len(find(accessLines(t, logs.String()), sendPath)); n != 3 {
+		t.Fatalf("%d access lines for Send a second later, want 3: the refusal after the second is logged", n)
+	}
+	out = logs.String()
 
 	secrets := []string{alice, strings.TrimPrefix(alice, "+"), key, phone.token, testAdminToken, badKey, badToken, badAdmin}
 	for _, e := range m.Envelopes {

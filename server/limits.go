@@ -394,7 +394,7 @@ func (r *refusalLog) due(kind string) (int, bool) {
 		k = &refusals{}
 		r.kinds[kind] = k
 	}
-	now := time.Now()
+	now := r.s.now()
 	if now.Sub(k.last) < time.Second {
 		k.unseen++
 		return 0, false

@@ -52,7 +52,9 @@ func notFound(msg string) error {
 
 // exhausted is RESOURCE_EXHAUSTED over a rate, with a RetryInfo saying when a retry
 // can succeed.
-func exhausted(msg string, retry time.Duration) error { return exhaustedFor(msg, retry, "RATE_LIMITED") }
+func exhausted(msg string, retry time.Duration) error {
+	return exhaustedFor(msg, retry, "RATE_LIMITED")
+}
 
 // storeError turns an error from a store into a status: Redis unreachable (or
 // anything unexpected from it) is UNAVAILABLE, so callers retry; a script error is a

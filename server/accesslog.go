@@ -65,8 +65,9 @@ func (s *Server) streamObserve(srv any, ss grpc.ServerStream, info *grpc.StreamS
 // logCall writes a call's access line: at info, at warn for a failed login or an
 // unavailable store, at error for a failure of the gateway's own. It names the method,
 // the code, the duration and whom the call acted for (a business or device id), and
-// for a failed login the kind of credential, why it failed and the peer's address;
-// never a token, a phone number or anything a message holds. With tracing, the trace
+// for a failed login the kind of credential, why it failed and the peer's address
+// (at most a line a second of each kind, with how many were not logged since the
+// last); never a token, a phone number or anything a message holds. With tracing, the trace
 // id ties the line to the call's spans.
 func (s *Server) logCall(ctx context.Context, method string, c *callRecord, err error, took time.Duration) {
 	code := status.Code(err)
@@ -83,7 +84,16 @@ func (s *Server) logCall(ctx context.Context, method string, c *callRecord, err 
 	if !s.log.Enabled(ctx, level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 8)
+	unseen := 0
+	if login {
+		// At most a line a second of each kind of credential, whether the tap or
+		// authentication refused it: failed logins are an attacker's to make.
+		var due bool
+		if unseen, due = s.refusals.due("login failed: " + credentialName(method)); !due {
+			return
+		}
+	}
+	attrs := make([]slog.Attr, 0, 9)
 	attrs = append(attrs, slog.String("method", method), slog.String("code", code.String()), slog.Duration("duration", took))
 	switch {
 	case c.business != "":
@@ -97,6 +107,9 @@ func (s *Server) logCall(ctx context.Context, method string, c *callRecord, err 
 		attrs = append(attrs, slog.String("credential", credentialName(method)), slog.String("reason", status.Convert(err).Message()))
 		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 			attrs = append(attrs, slog.String("peer", p.Addr.String()))
+		}
+		if unseen > 0 {
+			attrs = append(attrs, slog.Int("not_logged_since_last", unseen))
 		}
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {

@@ -140,6 +140,24 @@ func TestAccessLog(t *testing.T) {
 	if n := len(find(accessLines(t, logs.String()), sendPath)); n != 3 {
 		t.Fatalf("%d access lines for Send a second later, want 3: the refusal after the second is logged", n)
 	}
+	// A key of the right shape that is no key passes the tap and is refused by
+	// authentication, after a Redis lookup: logged under the same budget, so a flood
+	// of them writes a line a second, which then says how many it left out.
+	forged := key[:len(key)-4] + "zzzz"
+	for range 3 {
+		_, err = g.messaging.Send(as(forged), &heraldv1.SendRequest{Message: m})
+		requireCode(t, err, codes.Unauthenticated, "")
+	}
+	if n := len(find(accessLines(t, logs.String()), sendPath)); n != 3 {
+		t.Fatalf("%d access lines for Send after forged keys within the second, want still 3", n)
+	}
+	clock.Add(time.Second)
+	_, err = g.messaging.Send(as(forged), &heraldv1.SendRequest{Message: m})
+	requireCode(t, err, codes.Unauthenticated, "")
+	sends = find(accessLines(t, logs.String()), sendPath)
+	if len(sends) != 4 || sends[3]["not_logged_since_last"] != float64(3) {
+		t.Fatalf("after another second: %d lines, the last %v; want 4, the last saying 3 were not logged", len(sends), sends[len(sends)-1])
+	}
 	out = logs.String()
 
 	secrets := []string{alice, strings.TrimPrefix(alice, "+"), key, phone.token, testAdminToken, badKey, badToken, badAdmin}

@@ -109,8 +109,8 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 		return context.WithValue(ctx, callKey{}, &call{cancel: cancel, open: slot}), nil
 	}
 	if err := s.shaped(need, info.Header); err != nil {
-		// A failed login, counted and logged as one (at most a line a second: an
-		// attacker does not get to flood the log). Counted under its method only if
+		// A failed login, counted and logged as one (logCall writes at most a line
+		// a second of each kind: an attacker does not get to flood the log). Counted under its method only if
 		// there is such a method: a made-up name must not make a metric series.
 		if s.methods[m] {
 			s.metrics.call(m, err, 0)
@@ -118,9 +118,7 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 		if m == sendMethod || m == sendBatchMethod {
 			s.metrics.sent(m, nil, nil, err)
 		}
-		if _, ok := s.refusals.due("login failed: " + credentialName(m)); ok {
-			s.logCall(ctx, m, &callRecord{}, err, 0)
-		}
+		s.logCall(ctx, m, &callRecord{}, err, 0)
 		return nil, err
 	}
 	if !streaming(m) {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	grpcstatus "google.golang.org/grpc/status"
@@ -133,6 +134,37 @@ func TestAbuseOpenCallThatNeverSends(t *testing.T) {
 		defer g.srv.openCalls.mu.Unlock()
 		return g.srv.openCalls.total == 0
 	})
+}
+
+// Open calls that never send their requests, from one address, take every slot that
+// address has, and registrations from it wait; a load balancer's health check from
+// that same address is still answered, in slots of its own.
+func TestAbuseStalledOpenCallsDoNotStarveHealth(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, func(c *Config) { c.Limits.OpenCallRead = time.Minute })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	raw := newRawGRPC(t, g.addr)
+	var stops []*io.PipeWriter
+	defer func() {
+		for _, w := range stops {
+			w.Close()
+		}
+	}()
+	for range g.srv.limits.OpenCallsPerPeer {
+		r, w := io.Pipe()
+		stops = append(stops, w)
+		go raw.call(ctx, registerMethod, "", nil, 100, r)
+	}
+	waitUntil(t, "the stalled calls to take the address's slots", func() bool {
+		g.srv.openCalls.mu.Lock()
+		defer g.srv.openCalls.mu.Unlock()
+		return g.srv.openCalls.total == g.srv.limits.OpenCallsPerPeer
+	})
+	resp, err := grpc_health_v1.NewHealthClient(g.conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != grpc_health_v1.HealthCheckResponse_SERVING {
+		t.Fatalf("a health check while the open calls are taken: %v, %v", resp, err)
+	}
 }
 
 // waitUntil waits for cond, failing the test if it does not come within a generous

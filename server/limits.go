@@ -34,8 +34,10 @@ import (
 //     stream.
 //   - A call that needs none (RegisterDevice, KeyLogService, health, reflection) is read
 //     only in one of OpenCalls slots (OpenCallsPerPeer per client address), held until
-//     its request is read and at most OpenCallRead long: what callers without
-//     credentials can make the gateway hold is OpenCalls × MaxBatchBytes at most.
+//     its request is read and at most OpenCallRead long (health checks in as many
+//     slots of their own, so that slow registrations cannot starve a load balancer's
+//     probes): what callers without credentials can make the gateway hold is
+//     2 × OpenCalls × MaxBatchBytes at most.
 //   - A request larger than its method allows is refused RESOURCE_EXHAUSTED: gRPC's
 //     one limit (MaxBatchBytes, for SendBatch) before the body is read, the method's
 //     (requestLimit) before it is decoded.

@@ -152,9 +152,12 @@ type Server struct {
 	limits       Limits
 	streamCounts *streamCounts
 	openCalls    *openGate
-	refusals     *refusalLog
-	guesses      *guesses
-	openConns    atomic.Int64 // client connections open, on every listener
+	// healthCalls are the open calls of health checks, in slots of their own so
+	// that slow registrations cannot starve a load balancer's probes.
+	healthCalls *openGate
+	refusals    *refusalLog
+	guesses     *guesses
+	openConns   atomic.Int64 // client connections open, on every listener
 
 	// streams is canceled at shutdown so that long-lived streams end and the server
 	// can stop gracefully.
@@ -234,6 +237,7 @@ func New(cfg Config) (*Server, error) {
 
 	s.streamCounts = newStreamCounts(s.limits.StreamsPerToken)
 	s.openCalls = newOpenGate(s.limits.OpenCalls, s.limits.OpenCallsPerPeer)
+	s.healthCalls = newOpenGate(s.limits.OpenCalls, s.limits.OpenCallsPerPeer)
 	s.refusals = &refusalLog{s: s, kinds: map[string]*refusals{}}
 	s.guesses = newGuesses()
 

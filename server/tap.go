@@ -97,7 +97,11 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 	m := info.FullMethodName
 	need := credentialOf(m)
 	if need == credNone {
-		slot, err := s.openCalls.take(peerHost(ctx))
+		gate := s.openCalls
+		if strings.HasPrefix(m, "/grpc.health.v1.Health/") {
+			gate = s.healthCalls
+		}
+		slot, err := gate.take(peerHost(ctx))
 		if err != nil {
 			s.refusals.note(ctx, "open call refused: too many in flight", m)
 			return nil, err

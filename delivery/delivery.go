@@ -54,6 +54,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Service {
 	e := newExpiries(rdb, f, c.now, c.log, c.expirySweep, c.receiptWindow)
 	m := newMailboxes(rdb, h, f, e, c.now, c.pollInterval, c.receiptWindow)
 	m.depth = c.metrics.Mailbox
+	m.live = len(c.pushers) > 0
 	return &Service{
 		devices:   newDevices(rdb, e, c),
 		mailboxes: m,

@@ -8,9 +8,11 @@
 -- KEYS[4] devices  KEYS[5] notices  KEYS[6] notice cursors  KEYS[7] the device's live mark
 -- ARGV[1] device  ARGV[2] min score ("-inf" or "(<seq>")  ARGV[3] now (ms)
 -- ARGV[4] limit  ARGV[5] message key prefix  ARGV[6] receipt window (ms)
--- ARGV[7] the last notice this stream sent ("" for none)  ARGV[8] live mark lifetime (ms)
+-- ARGV[7] the last notice this stream sent ("" for none)  ARGV[8] live mark lifetime
+-- (ms; 0: none)
 -- ARGV[9] envelope bytes: deliveries stop once they hold this many (at least one goes),
--- so that a stream whose client reads slowly holds little
+-- so that a stream whose client reads slowly holds little  ARGV[10] the stream's live
+-- mark value
 -- Reply: {last score seen, expired count, the admission sequence now (a stream that
 -- saw a higher score knows Redis lost writes), 1 if the device is active (0: removed,
 -- or pending), 1 if the page was cut (by the limit or the byte budget: there is more
@@ -26,8 +28,11 @@ end
 if out[4] == 0 then
   return out
 end
--- An open stream needs no wake-up (wake.lua): say so for a while.
-redis.call("SET", KEYS[7], "1", "PX", ARGV[8])
+-- An open stream needs no wake-up (wake.lua): say so for a while (0: no push
+-- service reads it), with this stream's own value, which its end deletes.
+if ARGV[8] ~= "0" then
+  redis.call("SET", KEYS[7], ARGV[10], "PX", ARGV[8])
+end
 -- Notices after both the device's acknowledged cursor and what this stream sent.
 local from = redis.call("HGET", KEYS[6], dev)
 if ARGV[7] ~= "" and (not from or stream_id_less(from, ARGV[7])) then

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -75,6 +76,9 @@ type Mailboxes struct {
 	poll   time.Duration // see WithPollInterval
 	window int64         // receipt window in ms; see WithReceiptWindow
 	bodies *bodyCache
+	// live says whether streams mark their devices live (for the waker: only when a
+	// push service is configured)
+	live bool
 	depth  Histogram // observes each fetch's mailbox size (Metrics.Mailbox)
 }
 
@@ -102,13 +106,17 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 	u := keys.Recipient(p.UID)
 	wake, stop := m.hub.Watch(ctx, u.Channel())
 	defer stop()
-	// The stream's live mark (set by each fetch) goes with it, so that wake-ups start
-	// at once rather than when the mark would expire.
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		m.rdb.Del(dctx, u.Live(p.DeviceID))
-	}()
+	// The stream's live mark (set by each fetch, to this stream's own value) goes
+	// with it, so that wake-ups start at once rather than when the mark would expire;
+	// unless another stream of the device set it since, which is still open.
+	stream := hex.EncodeToString(random(8))
+	if m.live {
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			unliveScript.Run(dctx, m.rdb, []string{u.Live(p.DeviceID)}, stream)
+		}()
+	}
 	// Events a crashed gateway left behind for this recipient go out now.
 	m.out.Kick(p.UID)
 	poll := time.NewTicker(m.poll)
@@ -116,7 +124,7 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 	after, seen := "-inf", int64(0) // the mailbox position streamed up to
 	noticed := ""                   // the last notice streamed
 	for {
-		ds, ns, last, seq, full, err := m.fetch(ctx, p, after, noticed)
+		ds, ns, last, seq, full, err := m.fetch(ctx, p, stream, after, noticed)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -165,12 +173,12 @@ func (m *Mailboxes) Stream(ctx context.Context, p Principal, send func(Delivery)
 // after noticed (and after the device's acknowledged ones), the position of the last
 // delivery it looked at ("" for none), the recipient's admission sequence now, and
 // whether a page came back full (there may be more right now).
-func (m *Mailboxes) fetch(ctx context.Context, p Principal, after, noticed string) ([]Delivery, []Notice, string, int64, bool, error) {
+func (m *Mailboxes) fetch(ctx context.Context, p Principal, stream, after, noticed string) ([]Delivery, []Notice, string, int64, bool, error) {
 	u := keys.Recipient(p.UID)
 	cmds, err := m.batch.RunAfter(ctx, nil, fetchScript, []rscript.Call{{Keys: []string{u.Mailbox(p.DeviceID), u.Outbox(),
 		u.Sequence(), u.Devices(), u.Notices(), u.NoticeCursors(), u.Live(p.DeviceID)},
 		Args: []any{p.DeviceID, after, m.now().UnixMilli(), fetchLimit, u.MessagePrefix(), m.window, noticed,
-			(3*m.poll + time.Second).Milliseconds(), fetchBytes}}})
+			m.liveFor(), fetchBytes, stream}}})
 	var reply []any
 	if err == nil {
 		reply, err = cmds[0].Slice()
@@ -410,6 +418,21 @@ func (m *Mailboxes) Report(ctx context.Context, p Principal, id, reason string) 
 	b, _ := res.(string)
 	return b, nil
 }
+
+// liveFor is how long a fetch's live mark lasts: past the stream's next poll, so that
+// an open stream always has one; 0, no mark, when no push service is configured, since
+// only wake-ups read it.
+func (m *Mailboxes) liveFor() int64 {
+	if !m.live {
+		return 0
+	}
+	return (3*m.poll + time.Second).Milliseconds()
+}
+
+//go:embed unlive.lua
+var unliveSource string
+
+var unliveScript = rscript.New(unliveSource)
 
 // runner runs a script after other commands, in one round trip: rscript.Batcher, or
 // rscript.RunAfter on a client (clientRunner).

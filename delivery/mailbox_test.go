@@ -20,7 +20,7 @@ func (f *fixture) page(p Principal, cursor string) ([]Delivery, string) {
 	if cursor != "" {
 		after = "(" + cursor
 	}
-	ds, _, last, _, _, err := f.svc.Mailboxes().fetch(f.ctx, p, after, "")
+	ds, _, last, _, _, err := f.svc.Mailboxes().fetch(f.ctx, p, "test", after, "")
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -457,4 +457,70 @@ func (c fetchCount) count(cmd redis.Cmder) {
 	if name := cmd.Name(); name == "evalsha" && args[1] == fetchScript.Hash() || name == "eval" && args[1] == fetchScript.Source() {
 		c.n.Add(1)
 	}
+}
+
+type nopPusher struct{}
+
+func (nopPusher) Wake(context.Context, string) error { return nil }
+
+// TestLiveMarkOutlastsAnOverlappingStream: a device's live mark (what spares it a
+// wake-up) is set by its open streams; when an old stream ends after a new one of the
+// same device began (a reconnect), the mark stays, for the new one is open. Without
+// a push service there is no mark at all.
+func TestLiveMarkOutlastsAnOverlappingStream(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, WithPush(map[string]Pusher{keys.PushWeb: nopPusher{}}, time.Minute), WithPollInterval(time.Hour))
+	phone := f.device(recipient(0))
+	live := keys.Recipient(phone.UID).Live(phone.DeviceID)
+	open := func() (context.CancelFunc, chan struct{}) {
+		ctx, cancel := context.WithCancel(f.ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f.svc.Mailboxes().Stream(ctx, phone, func(Delivery) error { return nil }, ignoreNotices)
+		}()
+		return cancel, done
+	}
+	waitMark := func(what string, ok func(v string, err error) bool) string {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			v, err := f.rdb.Get(f.ctx, live).Result()
+			if ok(v, err) {
+				return v
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 10 s for %s: %q, %v", what, v, err)
+			}
+		}
+	}
+	endOld, oldDone := open()
+	oldMark := waitMark("the old stream's mark", func(v string, err error) bool { return err == nil })
+	endNew, newDone := open()
+	defer func() { endNew(); <-newDone }()
+	waitMark("the new stream's mark", func(v string, err error) bool { return err == nil && v != oldMark })
+	endOld()
+	<-oldDone
+	if n := f.rdb.Exists(f.ctx, live).Val(); n != 1 {
+		t.Fatal("the old stream's end took the mark of the stream still open")
+	}
+
+	quiet := newFixture(t, WithPollInterval(time.Hour))
+	tablet := quiet.device(recipient(1))
+	ctx, cancel := context.WithCancel(quiet.ctx)
+	got := make(chan string, 1)
+	go quiet.svc.Mailboxes().Stream(ctx, tablet, func(d Delivery) error { got <- d.MessageID; return nil }, ignoreNotices)
+	quiet.waitSubscribed(keys.Recipient(tablet.UID).Channel())
+	id := quiet.send(time.Hour, tablet)
+	select {
+	case d := <-got:
+		if d != id {
+			t.Fatalf("streamed %s, want %s", d, id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing streamed within 10 s")
+	}
+	if n := quiet.rdb.Exists(quiet.ctx, keys.Recipient(tablet.UID).Live(tablet.DeviceID)).Val(); n != 0 {
+		t.Fatal("a live mark was written with no push service to read it")
+	}
+	cancel()
 }

@@ -78,8 +78,8 @@ type Mailboxes struct {
 	bodies *bodyCache
 	// live says whether streams mark their devices live (for the waker: only when a
 	// push service is configured)
-	live bool
-	depth  Histogram // observes each fetch's mailbox size (Metrics.Mailbox)
+	live  bool
+	depth Histogram // observes each fetch's mailbox size (Metrics.Mailbox)
 }
 
 // newMailboxes returns Mailboxes on rdb, woken by hub, whose status events out

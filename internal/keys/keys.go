@@ -17,7 +17,8 @@
 // state in a message is q queued, d delivered, r read, x expired, f failed (refused by
 // the device); status events are A accepted, D delivered, R read, X expired, F failed
 // (with a reason: bad_signature, unknown_key, cannot_decrypt, header_mismatch,
-// replay); a business signing key's origin is f first, e endorsed, r replaced by the
+// replay), and S settled (no stream entry: it takes the message's pending bytes off
+// its business's count); a business signing key's origin is f first, e endorsed, r replaced by the
 // operator, and its state u in use, s set aside, x retired. Message ids are
 // <uid>.<23 base32hex chars> (NewMessageID), so each names its recipient.
 //
@@ -33,7 +34,8 @@
 //	hr:{u:U}:klog       list   key log leaf indices (decimal) of the recipient's device key
 //	                           events, oldest first (package keylog/store holds the leaves)
 //	hr:{u:U}:push       hash   device id -> its push endpoint (PushEndpoint)
-//	hr:{u:U}:live:D     string device D has an open Receive stream; expires unless renewed
+//	hr:{u:U}:live:D     string device D has an open Receive stream (the value is the
+//	                           stream's own); expires unless renewed; only with push
 //	hr:{u:U}:wk:D       string device D was sent a wake-up; expires after the wake interval
 //	hr:{u:U}:code       hash   pending verification code: h (sha256), n (failed tries);
 //	                           expires (Code)
@@ -54,7 +56,8 @@
 //	hr:{u:U}:idem:B:C   string message id admitted for business B's client_message_id C (24 h)
 //	hr:{u:U}:msg:M      hash   message M (Message): b, c, k, cm, t (sent), x (expires), bd (body
 //	                           hash or ""), sk (the business key id it was signed with, if
-//	                           given), and per device D: s:D (state), kid:D (key id it was
+//	                           given), pb (the bytes it counts against its business's
+//	                           pending bytes, if counted), and per device D: s:D (state), kid:D (key id it was
 //	                           sealed to), rp:D (why D reported it). Once no device has
 //	                           it queued it settles (values.lua): cut to b, cm, s:D, rp:D
 //	                           for the receipt window if some device received it,
@@ -63,7 +66,8 @@
 //	hr:{u:U}:mb:D       zset   device D's mailbox: queued message ids by admission sequence
 //	hr:{u:U}:seq        string admission sequence
 //	hr:{u:U}:out        list   status events waiting to be forwarded to business streams:
-//	                           S|business|message id|client message id|device id|time (Event)
+//	                           status|business|message id|client message id|device id|
+//	                           time[|reason[|pending bytes]] (Event)
 //	hr:{u:U}:seen:B     string when business B last contacted U (message or lookup), for its
 //	                           new-recipient limit; expires with the window
 //	hr:{u:U}:mk         zset   marketing message ids admitted for U in the cap window, by time
@@ -75,7 +79,9 @@
 //	                           Ed25519 key with how it came: first, endorsed by key id
 //	                           with the signature, or replaced by the operator; and its
 //	                           state: in use, set aside by a replacement, retired but on a
-//	                           later key's chain) (BusinessRecord, SigningKeyRecord)
+//	                           later key's chain), pend (the bytes its messages in
+//	                           flight hold, counted by the forwarder) (BusinessRecord,
+//	                           SigningKeyRecord)
 //	hr:{b:B}:keys       set    ids of the business's active API keys
 //	hr:{b:B}:klog       hash   signing key id -> index (decimal) of the key log leaf that
 //	                           published it

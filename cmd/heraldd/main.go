@@ -252,6 +252,20 @@ the environment. Without --redis, heraldd runs dev mode on an in-process store.
 	}
 	fs.Float64Var(&c.Limits.LookupRate, "lookup-rate", lookupRate,
 		"a business's LookupRecipient and RecordConsent calls per second (and burst), as a multiple of its message rate (HERALD_LOOKUP_RATE)")
+	// Settings the flags' bindings read leniently: a value that is not one is an
+	// error here, not a silent default (HERALD_REDIS_CLUSTER=yes is not false).
+	for _, name := range []string{"HERALD_REDIS_CLUSTER", "HERALD_DEV", "HERALD_INSECURE", "HERALD_APNS_SANDBOX"} {
+		if v := getenv(name); v != "" {
+			if _, err := strconv.ParseBool(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: not true or false", name, v))
+			}
+		}
+	}
+	if v := getenv("HERALD_WAKE_INTERVAL"); v != "" {
+		if _, err := time.ParseDuration(v); err != nil {
+			errs = append(errs, fmt.Errorf("HERALD_WAKE_INTERVAL=%q: not a duration", v))
+		}
+	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}

@@ -40,6 +40,9 @@ func TestParseConfig(t *testing.T) {
 				return c.Caps.PairInterval == 2e9 && c.Caps.MarketingPerWindow == 5 && c.Caps.PairBurst == 3
 			}},
 		{name: "bad env duration", env: map[string]string{"HERALD_PAIR_INTERVAL": "soon"}, wantErr: "HERALD_PAIR_INTERVAL"},
+		{name: "bad env boolean", env: map[string]string{"HERALD_REDIS_CLUSTER": "yes"}, wantErr: "HERALD_REDIS_CLUSTER"},
+		{name: "bad env sandbox", env: map[string]string{"HERALD_APNS_SANDBOX": "on"}, wantErr: "HERALD_APNS_SANDBOX"},
+		{name: "bad env wake interval", env: map[string]string{"HERALD_WAKE_INTERVAL": "often"}, wantErr: "HERALD_WAKE_INTERVAL"},
 		{name: "bad quality threshold", args: []string{"--quality-threshold", "2"}, wantErr: "--quality-threshold"},
 		{name: "text logs and no metrics by default", check: func(c Config) bool { return c.LogFormat == "text" && c.MetricsListen == "" }},
 		{name: "observability from env", env: map[string]string{"HERALD_LOG_FORMAT": "json", "HERALD_METRICS_LISTEN": "127.0.0.1:9464"},

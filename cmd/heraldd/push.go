@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/push"
@@ -40,11 +41,12 @@ func bindPush(fs *flag.FlagSet, env func(name, def string) string, c *PushConfig
 	fs.StringVar(&c.APNsKeyID, "apns-key-id", env("HERALD_APNS_KEY_ID", ""), "the APNs key's id (HERALD_APNS_KEY_ID)")
 	fs.StringVar(&c.APNsTeamID, "apns-team-id", env("HERALD_APNS_TEAM_ID", ""), "the Apple team id (HERALD_APNS_TEAM_ID)")
 	fs.StringVar(&c.APNsTopic, "apns-topic", env("HERALD_APNS_TOPIC", ""), "the app's bundle id (HERALD_APNS_TOPIC)")
-	fs.BoolVar(&c.APNsSandbox, "apns-sandbox", env("HERALD_APNS_SANDBOX", "") == "true",
+	sandbox, _ := strconv.ParseBool(env("HERALD_APNS_SANDBOX", "false")) // checked in parse
+	fs.BoolVar(&c.APNsSandbox, "apns-sandbox", sandbox,
 		"send to APNs' development service (HERALD_APNS_SANDBOX)")
 	wake, err := time.ParseDuration(env("HERALD_WAKE_INTERVAL", "1m"))
 	if err != nil {
-		wake = time.Minute
+		wake = time.Minute // reported by parse
 	}
 	fs.DurationVar(&c.WakeInterval, "wake-interval", wake, "the least time between two wake-ups of one device (HERALD_WAKE_INTERVAL)")
 }

@@ -18,6 +18,16 @@ import (
 type callRecord struct {
 	business string
 	device   string
+	// messages is how many messages a Send or SendBatch that was read carries, for
+	// the metrics of a call then refused whole.
+	messages int
+}
+
+// noteMessages tells the access log of ctx's call how many messages it carries.
+func noteMessages(ctx context.Context, n int) {
+	if c, ok := ctx.Value(recordKey{}).(*callRecord); ok {
+		c.messages = n
+	}
 }
 
 type recordKey struct{}
@@ -39,7 +49,7 @@ func (s *Server) unaryObserve(ctx context.Context, req any, info *grpc.UnaryServ
 	took := time.Since(start)
 	s.metrics.call(info.FullMethod, err, took)
 	if info.FullMethod == sendMethod || info.FullMethod == sendBatchMethod {
-		s.metrics.sent(info.FullMethod, req, resp, err)
+		s.metrics.sent(info.FullMethod, c.messages, resp, err)
 	}
 	s.logCall(ctx, info.FullMethod, c, err, took)
 	return resp, err

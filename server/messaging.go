@@ -54,6 +54,7 @@ func (s *Server) Send(ctx context.Context, req *heraldv1.SendRequest) (*heraldv1
 // OUTCOME_RATE_LIMITED with retry_after.
 func (s *Server) SendBatch(ctx context.Context, req *heraldv1.SendBatchRequest) (*heraldv1.SendBatchResponse, error) {
 	msgs := req.GetMessages()
+	noteMessages(ctx, len(msgs))
 	switch {
 	case len(msgs) == 0:
 		return nil, invalid([]*violation{badField("messages", "required: 1 to 1000 messages")})

@@ -177,13 +177,12 @@ func (m *metrics) call(method string, err error, took time.Duration) {
 }
 
 // sent counts the messages of a finished Send or SendBatch by outcome.
-func (m *metrics) sent(method string, req, resp any, err error) {
+func (m *metrics) sent(method string, read int, resp any, err error) {
 	if err != nil {
-		n := 1
-		if b, ok := req.(*heraldv1.SendBatchRequest); ok {
-			n = len(b.GetMessages())
-		}
-		m.messages.WithLabelValues(methodName(method), refusal(err)).Add(float64(n))
+		// A call refused whole counts its messages if it was read that far (read,
+		// from the handler), else once: a call refused before its request was read
+		// (most are) has no messages anyone looked at.
+		m.messages.WithLabelValues(methodName(method), refusal(err)).Add(float64(max(read, 1)))
 		return
 	}
 	switch r := resp.(type) {

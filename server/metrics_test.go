@@ -242,3 +242,32 @@ func TestMadeUpMethodsMakeNoSeries(t *testing.T) {
 		t.Fatalf("%d series after 20 calls to made-up methods, %d before", after, before)
 	}
 }
+
+// TestABatchRefusedWholeCountsWhatWasRead: a SendBatch refused whole after it was read
+// counts each of its messages under the refusal; one refused before it was read (no
+// credentials) counts once, since nobody read its messages.
+func TestABatchRefusedWholeCountsWhatWasRead(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t)
+	m := serveMetrics(t, g)
+	_, key := g.newBusiness("Acme")
+	before := m.scrape()
+	tooMany := &heraldv1.SendBatchRequest{}
+	for range maxBatch + 1 {
+		tooMany.Messages = append(tooMany.Messages, &heraldv1.Message{})
+	}
+	_, err := g.messaging.SendBatch(as(key), tooMany)
+	requireCode(t, err, codes.InvalidArgument, "messages")
+	_, err = g.messaging.SendBatch(context.Background(), &heraldv1.SendBatchRequest{Messages: tooMany.Messages[:3]})
+	requireCode(t, err, codes.Unauthenticated, "")
+	after := m.scrape()
+	for _, c := range []struct {
+		outcome string
+		want    float64
+	}{{"outcome=INVALID_ARGUMENT", maxBatch + 1}, {"outcome=UNAUTHENTICATED", 1}} {
+		name := series("herald_send_messages_total", sendBatchName, c.outcome)
+		if got := after[name] - before[name]; got != c.want {
+			t.Errorf("%s moved by %v, want %v", name, got, c.want)
+		}
+	}
+}

@@ -120,7 +120,7 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 			s.metrics.call(m, err, 0)
 		}
 		if m == sendMethod || m == sendBatchMethod {
-			s.metrics.sent(m, nil, nil, err)
+			s.metrics.sent(m, 0, nil, err)
 		}
 		s.logCall(ctx, m, &callRecord{}, err, 0)
 		return nil, err
